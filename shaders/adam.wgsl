@@ -1,0 +1,87 @@
+// adam.wgsl: Adam with bias correction over a network's whole flat parameter buffer.
+//
+//   adam_tick  (1 invocation) t += 1; beta1^t and beta2^t kept as running products, so the
+//              host and the CPU twin compute them with the same f32 multiplications.
+//   adam_step  for every parameter i (the update of torch.optim.Adam, same operation order):
+//                m = beta1 m + (1 - beta1) g
+//                v = beta2 v + (1 - beta2) g^2
+//                p -= (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+//
+//   step_tick  (1 invocation) step += 1: the last dispatch of a training step. Noise and batch
+//              gather key on `step`, so the host never writes it during training.
+//
+// Bindings:
+//   adam_step: 0 uniform AdamParams
+//              1 storage rw     params (len)   a network's flat parameters
+//              2 storage read   grads  (len)   their gradients, same layout
+//              3 storage rw     moments (2 len) m in [0, len), v in [len, 2 len)
+//              4 uniform        TrainState (the GPU-resident step state, read-only here)
+//   adam_tick: 0 uniform AdamParams, 5 storage rw TrainState
+//   step_tick: 5 storage rw TrainState
+// p.net selects which optimizer's counters in TrainState are used (0 = D, 1 = G).
+
+struct AdamParams {
+    len: u32,
+    net: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+// Shared with src/gpu/trainer.rs (TrainStateGpu) and the checkpoint: 8 words.
+struct TrainState {
+    step: u32,
+    t_d: u32,
+    t_g: u32,
+    _pad: u32,
+    // (beta1^t, beta2^t) of D in xy, of G in zw
+    pows: vec4<f32>,
+}
+
+@group(0) @binding(0) var<uniform> p: AdamParams;
+@group(0) @binding(1) var<storage, read_write> params: array<f32>;
+@group(0) @binding(2) var<storage, read> grads: array<f32>;
+@group(0) @binding(3) var<storage, read_write> moments: array<f32>;
+@group(0) @binding(4) var<uniform> state: TrainState;
+@group(0) @binding(5) var<storage, read_write> state_rw: TrainState;
+
+@compute @workgroup_size(1)
+fn adam_tick() {
+    if (p.net == 0u) {
+        state_rw.t_d += 1u;
+        state_rw.pows.x *= p.beta1;
+        state_rw.pows.y *= p.beta2;
+    } else {
+        state_rw.t_g += 1u;
+        state_rw.pows.z *= p.beta1;
+        state_rw.pows.w *= p.beta2;
+    }
+}
+
+@compute @workgroup_size(1)
+fn step_tick() {
+    state_rw.step += 1u;
+}
+
+@compute @workgroup_size(256)
+fn adam_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) li: u32) {
+    let i = linear_index(wg, nwg, li);
+    if (i >= p.len) {
+        return;
+    }
+    let pw = select(state.pows.zw, state.pows.xy, p.net == 0u);
+    let bias1 = 1.0 - pw.x;
+    let bias2 = 1.0 - pw.y;
+    let g = grads[i];
+    let m = p.beta1 * moments[i] + (1.0 - p.beta1) * g;
+    let v = p.beta2 * moments[p.len + i] + (1.0 - p.beta2) * g * g;
+    moments[i] = m;
+    moments[p.len + i] = v;
+    let step_size = p.lr / bias1;
+    let denom = sqrt(v) / sqrt(bias2) + p.eps;
+    params[i] -= step_size * (m / denom);
+}

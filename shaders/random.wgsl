@@ -1,0 +1,130 @@
+// random.wgsl: counter-based randomness, keyed by (seed, step), so that no host work and no
+// stored RNG state is needed per step; src/rng.rs computes the same bits on the CPU.
+//
+//   noise_normal  out[i] ~ N(0, 1), i < p.len. Philox-4x32-10 with key (seed_lo, seed_hi) and
+//                 counter (i / 4, step, stream, 0) gives four words; Box-Muller turns words
+//                 (0, 1) into normals 4q, 4q+1 (cos, sin) and words (2, 3) into 4q+2, 4q+3:
+//                 u1 = ((w_a >> 8) + 1) / 2^24 in (0, 1], u2 = (w_b >> 8) / 2^24 in [0, 1),
+//                 r = sqrt(-2 ln u1), z = (r cos 2 pi u2, r sin 2 pi u2).
+//   gather_u8     out[r, c] = data[idx(r), c] * scale + shift for a batch of p.rows rows, with
+//   gather_f32    data (N, dim) the resident data set (u8 packed four to a word, little-endian;
+//                 or f32). idx(r) is the batch order: epoch e = step / steps_per_epoch, position
+//                 q = (step % steps_per_epoch) * rows + r, idx = perm_e(q), where perm_e is a
+//                 keyed 4-round Feistel permutation of [0, N) (cycle walking over the next even
+//                 power of two): every sample once per epoch, a new order every epoch.
+//
+// Bindings:
+//   0 uniform  RandomParams
+//   1 uniform  TrainState (only .step is read)
+//   2 storage read  data (gather only): array<u32>, packed bytes or the bits of f32 values
+//   3 storage rw    out, at element offset p.out_off: noise (len) or batch (rows, dim)
+
+struct RandomParams {
+    len: u32,              // noise: number of values; gather: rows * dim
+    stream: u32,           // noise: which of the step's noise draws (0 = D step, 1 = G step)
+    seed_lo: u32,
+    seed_hi: u32,
+    out_off: u32,
+    rows: u32,             // gather: batch rows
+    dim: u32,              // gather: features per sample
+    n: u32,                // gather: samples in the data set
+    steps_per_epoch: u32,  // gather: floor(n / rows)
+    half_bits: u32,        // gather: Feistel half width, 2 * half_bits >= bits(n - 1)
+    scale: f32,            // gather: value = raw * scale + shift
+    shift: f32,
+}
+
+struct TrainState {
+    step: u32,
+    t_d: u32,
+    t_g: u32,
+    _pad: u32,
+    pows: vec4<f32>,
+}
+
+@group(0) @binding(0) var<uniform> p: RandomParams;
+@group(0) @binding(1) var<uniform> state: TrainState;
+@group(0) @binding(2) var<storage, read> data: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+const TWO_PI: f32 = 6.283185307179586;
+const INV_2_24: f32 = 5.9604644775390625e-8;
+
+@compute @workgroup_size(256)
+fn noise_normal(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let q = linear_index(wg, nwg, li);
+    if (q * 4u >= p.len) {
+        return;
+    }
+    let w = philox4x32(vec4<u32>(q, state.step, p.stream, 0u), vec2<u32>(p.seed_lo, p.seed_hi));
+    for (var h = 0u; h < 2u; h++) {
+        let u1 = f32((w[2u * h] >> 8u) + 1u) * INV_2_24;
+        let u2 = f32(w[2u * h + 1u] >> 8u) * INV_2_24;
+        let r = sqrt(-2.0 * log(u1));
+        let theta = TWO_PI * u2;
+        let i = q * 4u + 2u * h;
+        if (i < p.len) {
+            out[p.out_off + i] = r * cos(theta);
+        }
+        if (i + 1u < p.len) {
+            out[p.out_off + i + 1u] = r * sin(theta);
+        }
+    }
+}
+
+// Round key r of epoch e's permutation.
+fn feistel_key(epoch: u32, r: u32) -> u32 {
+    return hash32(p.seed_lo ^ hash32(p.seed_hi ^ hash32(epoch ^ hash32(r + 0x9E3779B9u))));
+}
+
+// perm_e(q): a bijection of [0, n), by cycle walking a Feistel network on 2 * half_bits bits.
+fn permute(q: u32, epoch: u32) -> u32 {
+    let mask = (1u << p.half_bits) - 1u;
+    let k = vec4<u32>(feistel_key(epoch, 0u), feistel_key(epoch, 1u), feistel_key(epoch, 2u),
+                      feistel_key(epoch, 3u));
+    var x = q;
+    loop {
+        var left = x >> p.half_bits;
+        var right = x & mask;
+        for (var r = 0u; r < 4u; r++) {
+            let next = left ^ (hash32(right ^ k[r]) & mask);
+            left = right;
+            right = next;
+        }
+        x = (left << p.half_bits) | right;
+        if (x < p.n) {
+            break;
+        }
+    }
+    return x;
+}
+
+fn batch_row_source(r: u32) -> u32 {
+    let epoch = state.step / p.steps_per_epoch;
+    let q = (state.step % p.steps_per_epoch) * p.rows + r;
+    return permute(q, epoch);
+}
+
+// One invocation per output element: x = column, y = batch row (dispatch ceil(dim/64) x rows).
+@compute @workgroup_size(64)
+fn gather_u8(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    let r = gid.y;
+    if (c >= p.dim || r >= p.rows) {
+        return;
+    }
+    let byte = batch_row_source(r) * p.dim + c;
+    let raw = (data[byte >> 2u] >> ((byte & 3u) * 8u)) & 0xffu;
+    out[p.out_off + r * p.dim + c] = f32(raw) * p.scale + p.shift;
+}
+
+@compute @workgroup_size(64)
+fn gather_f32(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    let r = gid.y;
+    if (c >= p.dim || r >= p.rows) {
+        return;
+    }
+    out[p.out_off + r * p.dim + c] = bitcast<f32>(data[batch_row_source(r) * p.dim + c]) * p.scale + p.shift;
+}

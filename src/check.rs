@@ -1,0 +1,85 @@
+//! The one tolerance table for comparing GPU kernels with their CPU twins (and the two trainers
+//! with each other). A value passes when |gpu - cpu| <= abs + rel * |cpu|. Widening an entry needs
+//! a comment saying why.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerance {
+    pub rel: f32,
+    pub abs: f32,
+}
+
+const fn tol(rel: f32, abs: f32) -> Tolerance {
+    Tolerance { rel, abs }
+}
+
+/// Kernel (or check) name -> tolerance.
+pub const TOLERANCES: &[(&str, Tolerance)] = &[
+    // Comparisons and selects only: must be exact.
+    ("relu", tol(0.0, 0.0)),
+    ("leaky_relu", tol(0.0, 0.0)),
+    ("gather", tol(0.0, 0.0)),
+    ("adam_tick", tol(0.0, 0.0)),
+    // One exp and a division (GPU exp is not correctly rounded).
+    ("sigmoid", tol(1e-5, 1e-6)),
+    ("tanh", tol(1e-5, 1e-6)),
+    ("bce_logits", tol(1e-5, 1e-6)),
+    // Sums of up to ~1000 products in another order (GPU: 4-wide vectors, maybe fused FMA).
+    ("matmul", tol(1e-4, 1e-5)),
+    // A column sum in another order: as matmul.
+    ("bias_backward", tol(1e-4, 1e-5)),
+    ("adam_step", tol(1e-5, 1e-7)),
+    // Box-Muller: the GPU's log, cos and sin are not correctly rounded (Vulkan allows a few ulp
+    // for log and an absolute error for sin/cos), and sqrt(-2 ln u) amplifies log's error.
+    ("noise_normal", tol(1e-4, 1e-5)),
+    // Ten full training steps: the per-kernel differences above, compounded through Adam, whose
+    // first steps divide by sqrt(v) ~ |g| and so turn tiny gradient differences into parameter
+    // differences of order lr * (relative gradient difference).
+    ("train_10_steps", tol(1e-3, 1e-4)),
+];
+
+/// The tolerance for `name` (the kernel family prefix: `matmul_forward` -> `matmul`).
+pub fn tolerance(name: &str) -> Tolerance {
+    let mut best: Option<(&str, Tolerance)> = None;
+    for &(k, t) in TOLERANCES {
+        if name.starts_with(k) && best.is_none_or(|(b, _)| k.len() > b.len()) {
+            best = Some((k, t));
+        }
+    }
+    best.unwrap_or_else(|| panic!("no tolerance for {name}: add it to check::TOLERANCES")).1
+}
+
+/// Compares two vectors; on failure says where and by how much (the worst element).
+pub fn compare(name: &str, got: &[f32], want: &[f32], t: Tolerance) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{name}: length {} != {}", got.len(), want.len()));
+    }
+    let mut fails = 0usize;
+    let mut worst: Option<(usize, f32)> = None;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let ok = if g.is_nan() || w.is_nan() {
+            g.is_nan() && w.is_nan()
+        } else if g.is_infinite() || w.is_infinite() {
+            g == w
+        } else {
+            (g - w).abs() <= t.abs + t.rel * w.abs()
+        };
+        if !ok {
+            fails += 1;
+            let excess = if g.is_finite() && w.is_finite() { (g - w).abs() } else { f32::INFINITY };
+            if worst.is_none_or(|(_, e)| excess > e) {
+                worst = Some((i, excess));
+            }
+        }
+    }
+    match worst {
+        None => Ok(()),
+        Some((i, _)) => Err(format!(
+            "{name}: {fails} of {} values differ beyond rel {} / abs {}; worst at {i}: gpu {} vs cpu {}",
+            got.len(),
+            t.rel,
+            t.abs,
+            got[i],
+            want[i]
+        )),
+    }
+}

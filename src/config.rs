@@ -1,0 +1,129 @@
+//! Every knob of a training run, resolved once (from flags and the data set) and serialisable,
+//! so it can be written beside the outputs and stored in checkpoints.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{Activation, ModelConfig};
+
+/// What the trainers need: the model, the optimizer, the seed and how data values are scaled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub model: ModelConfig,
+    pub batch_size: usize,
+    /// Decides the initial weights, every step's noise and the batch order, on both backends.
+    pub seed: u64,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// Label of real samples in D's loss (1 unless one-sided label smoothing is on).
+    pub real_label: f32,
+    /// A stored value v enters training as v * data_scale + data_shift (u8: 1/255, 0).
+    pub data_scale: f32,
+    pub data_shift: f32,
+}
+
+/// The model and optimizer choices a user makes; `resolve` completes them from the data.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub latent_dim: usize,
+    pub g_hidden: Vec<usize>,
+    pub d_hidden: Vec<usize>,
+    pub g_activation: Activation,
+    pub d_activation: Activation,
+    /// None: sigmoid for data in [0, 1], identity otherwise.
+    pub g_output: Option<Activation>,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            latent_dim: 64,
+            g_hidden: vec![256, 256],
+            d_hidden: vec![256, 256],
+            g_activation: Activation::Relu,
+            d_activation: Activation::Relu,
+            g_output: None,
+            batch_size: 64,
+            seed: 0,
+            lr: 2e-4,
+            beta1: 0.5,
+            beta2: 0.999,
+        }
+    }
+}
+
+impl TrainOptions {
+    pub fn resolve(&self, data: &Dataset) -> Result<TrainConfig> {
+        let g_output = self.g_output.unwrap_or(if data.is_unit_range() {
+            Activation::Sigmoid
+        } else {
+            Activation::Identity
+        });
+        let (data_scale, data_shift) = match data.values {
+            crate::data::DataValues::U8(_) => (1.0 / 255.0, 0.0),
+            crate::data::DataValues::F32(_) => (1.0, 0.0),
+        };
+        let cfg = TrainConfig {
+            model: ModelConfig {
+                data_dim: data.dim,
+                latent_dim: self.latent_dim,
+                g_hidden: self.g_hidden.clone(),
+                d_hidden: self.d_hidden.clone(),
+                g_activation: self.g_activation,
+                d_activation: self.d_activation,
+                g_output,
+            },
+            batch_size: self.batch_size,
+            seed: self.seed,
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: 1e-8,
+            real_label: 1.0,
+            data_scale,
+            data_shift,
+        };
+        cfg.validate(data.n)?;
+        Ok(cfg)
+    }
+}
+
+impl TrainConfig {
+    /// Checks everything a trainer relies on, against a data set of `n` samples.
+    pub fn validate(&self, n: usize) -> Result<()> {
+        self.model.validate()?;
+        if self.batch_size == 0 {
+            return Err(Error::input("--batch-size must be at least 1"));
+        }
+        if self.batch_size > n {
+            return Err(Error::input(format!(
+                "--batch-size {} is larger than the data set ({n} samples)",
+                self.batch_size
+            )));
+        }
+        if n > u32::MAX as usize / 2 || self.batch_size > 65_535 {
+            return Err(Error::input(format!(
+                "at most {} samples and a batch of at most 65535 are supported",
+                u32::MAX / 2
+            )));
+        }
+        let finite_pos = |v: f32| v.is_finite() && v > 0.0;
+        if !finite_pos(self.lr) {
+            return Err(Error::input(format!("--lr must be a positive number, not {}", self.lr)));
+        }
+        for (name, b) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(Error::input(format!("{name} must be in [0, 1), not {b}")));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,368 @@
+//! The GPU executor. At start-up it turns every op of a plan into a pipeline, a uniform buffer
+//! and a bind group, and uploads the data set once. Running a section then records those
+//! dispatches into one compute pass and submits once: no allocation, no bind-group creation and
+//! no readback per step. At most two submissions are in flight, so the host never runs far ahead.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytemuck::Pod;
+
+use super::context::GpuContext;
+use crate::data::{DataValues, Dataset};
+use crate::error::{Error, Result};
+use crate::params::TrainState;
+use crate::plan::{BufId, BufSpec, Op, Plan};
+use crate::shaders::{self, Slot};
+use crate::trainer::{sections, Backend, Executor};
+
+/// Training steps recorded into one command buffer at most.
+pub const MAX_STEPS_PER_SUBMIT: u32 = 32;
+
+/// A resource an op binds.
+#[derive(Clone, Copy, Debug)]
+enum Res {
+    Buf(BufId),
+    State,
+    Data,
+}
+
+/// The uniform bytes and the (binding, resource) list of an op.
+fn bindings(op: &Op) -> (Option<Vec<u8>>, Vec<(u32, Res)>) {
+    use Res::*;
+    fn u<T: Pod>(p: &T) -> Option<Vec<u8>> {
+        Some(bytemuck::bytes_of(p).to_vec())
+    }
+    match *op {
+        Op::MatmulForward { ref p, a, c, out }
+        | Op::MatmulBackwardInput { ref p, a, c, out }
+        | Op::MatmulBackwardWeight { ref p, a, c, out } => {
+            (u(p), vec![(1, Buf(a)), (2, Buf(c)), (3, Buf(out))])
+        }
+        Op::BiasBackward { ref p, a, out } => (u(p), vec![(1, Buf(a)), (3, Buf(out))]),
+        Op::ActivationForward { ref p, x, out, .. } => (u(p), vec![(1, Buf(x)), (3, Buf(out))]),
+        Op::ActivationBackward { ref p, y, dy, out, .. } => {
+            (u(p), vec![(1, Buf(y)), (2, Buf(dy)), (3, Buf(out))])
+        }
+        Op::BceLogits { ref p, z, dz, stats } => {
+            (u(p), vec![(1, Buf(z)), (2, Buf(dz)), (3, Buf(stats))])
+        }
+        Op::AdamTick { ref p } => (u(p), vec![(5, State)]),
+        Op::AdamStep { ref p, params, grads, moments } => {
+            (u(p), vec![(1, Buf(params)), (2, Buf(grads)), (3, Buf(moments)), (4, State)])
+        }
+        Op::StepTick => (None, vec![(5, State)]),
+        Op::NoiseNormal { ref p, out } => (u(p), vec![(1, State), (3, Buf(out))]),
+        Op::Gather { ref p, out } => (u(p), vec![(1, State), (2, Data), (3, Buf(out))]),
+    }
+}
+
+/// Workgroups for `n` invocations of a 256-wide 1-D kernel, split so no dimension passes 65,535.
+fn groups_1d(n: usize) -> [u32; 3] {
+    let g = n.div_ceil(256).max(1);
+    if g <= 65_535 {
+        [g as u32, 1, 1]
+    } else {
+        [65_535, g.div_ceil(65_535) as u32, 1]
+    }
+}
+
+/// Workgroups of an op (see each kernel's header for what an invocation covers).
+fn workgroups(op: &Op) -> [u32; 3] {
+    let tiles = |cols: u32, rows: u32| [cols.div_ceil(64).max(1), rows.div_ceil(64).max(1), 1];
+    match op {
+        Op::MatmulForward { p, .. } => tiles(p.n, p.m),
+        Op::MatmulBackwardInput { p, .. } => tiles(p.k, p.m),
+        Op::MatmulBackwardWeight { p, .. } => tiles(p.k, p.n),
+        Op::BiasBackward { p, .. } => groups_1d(p.n as usize),
+        Op::ActivationForward { p, .. } | Op::ActivationBackward { p, .. } => {
+            groups_1d(p.len as usize)
+        }
+        Op::BceLogits { .. } | Op::AdamTick { .. } | Op::StepTick => [1, 1, 1],
+        Op::AdamStep { p, .. } => groups_1d(p.len as usize),
+        Op::NoiseNormal { p, .. } => groups_1d((p.len as usize).div_ceil(4)),
+        Op::Gather { p, .. } => [p.dim.div_ceil(64).max(1), p.rows.max(1), 1],
+    }
+}
+
+/// One compute pipeline per entry point, compiled on first use.
+struct Kernels {
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    pipelines: HashMap<String, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
+}
+
+impl Kernels {
+    fn get(&mut self, ctx: &GpuContext, entry: &str) -> Result<&(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
+        if !self.pipelines.contains_key(entry) {
+            let (family, slots) = shaders::entry(entry)
+                .ok_or_else(|| Error::gpu(format!("no kernel named {entry}")))?;
+            let device = &ctx.device;
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let module = self.modules.entry(family).or_insert_with(|| {
+                let src = shaders::source(family).expect("registered family");
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(family),
+                    source: wgpu::ShaderSource::Wgsl(src.into()),
+                })
+            });
+            let entries: Vec<wgpu::BindGroupLayoutEntry> = slots
+                .iter()
+                .map(|s| wgpu::BindGroupLayoutEntry {
+                    binding: s.binding(),
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: match s {
+                            Slot::Uniform(_) => wgpu::BufferBindingType::Uniform,
+                            Slot::Read(_) => wgpu::BufferBindingType::Storage { read_only: true },
+                            Slot::ReadWrite(_) => {
+                                wgpu::BufferBindingType::Storage { read_only: false }
+                            }
+                        },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                })
+                .collect();
+            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(entry),
+                entries: &entries,
+            });
+            let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(entry),
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&layout),
+                module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                return Err(Error::gpu(format!("compiling kernel {entry}: {e}")));
+            }
+            self.pipelines.insert(entry.to_string(), (pipeline, bgl));
+        }
+        Ok(&self.pipelines[entry])
+    }
+}
+
+/// A recorded kernel call: everything needed to dispatch it again.
+struct Dispatch {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+}
+
+pub struct GpuProgram {
+    ctx: Arc<GpuContext>,
+    bufs: Vec<wgpu::Buffer>,
+    specs: Vec<BufSpec>,
+    state: wgpu::Buffer,
+    data: Option<wgpu::Buffer>,
+    data_is_u8: bool,
+    kernels: Kernels,
+    sections: Vec<Vec<Dispatch>>,
+    in_flight: Option<wgpu::SubmissionIndex>,
+}
+
+impl GpuProgram {
+    /// Creates the buffers of `plan`, uploads `data`, and compiles the plan's sections.
+    pub fn new(ctx: Arc<GpuContext>, plan: &Plan, data: Option<&Dataset>) -> Result<Self> {
+        let mut p = Self::with_buffers(ctx, &plan.bufs, data)?;
+        for list in sections(plan) {
+            let compiled = p.compile(list)?;
+            p.sections.push(compiled);
+        }
+        p.ctx.check()?;
+        Ok(p)
+    }
+
+    /// An executor with these buffers and no compiled sections (kernel tests add their own).
+    pub fn with_buffers(ctx: Arc<GpuContext>, specs: &[BufSpec], data: Option<&Dataset>) -> Result<Self> {
+        let limits = ctx.device.limits();
+        let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let mut bufs = Vec::with_capacity(specs.len());
+        for s in specs {
+            let bytes = s.len as u64 * 4;
+            if bytes > max_binding {
+                return Err(Error::input(format!(
+                    "tensor {} needs {bytes} bytes, more than this GPU's largest storage binding \
+                     ({max_binding} bytes, max_storage_buffer_binding_size); reduce --batch-size \
+                     or the layer sizes",
+                    s.label
+                )));
+            }
+            bufs.push(ctx.buffer(&s.label, bytes, usage));
+        }
+        let state = ctx.buffer("train.state", 32, usage | wgpu::BufferUsages::UNIFORM);
+        let (data_buf, data_is_u8) = match data {
+            None => (None, true),
+            Some(d) => {
+                let (bytes, is_u8): (Vec<u8>, bool) = match &d.values {
+                    DataValues::U8(v) => (v.clone(), true),
+                    DataValues::F32(v) => (bytemuck::cast_slice(v).to_vec(), false),
+                };
+                let size = (bytes.len() as u64).next_multiple_of(4);
+                if size > max_binding {
+                    return Err(Error::input(format!(
+                        "the data set is {size} bytes, more than this GPU's largest storage \
+                         binding ({max_binding} bytes, max_storage_buffer_binding_size); use \
+                         fewer samples, store it as uint8, or train with --backend cpu"
+                    )));
+                }
+                let buf = ctx.buffer("data", size, usage);
+                let mut padded = bytes;
+                padded.resize(size as usize, 0);
+                ctx.queue.write_buffer(&buf, 0, &padded);
+                (Some(buf), is_u8)
+            }
+        };
+        Ok(GpuProgram {
+            ctx,
+            bufs,
+            specs: specs.to_vec(),
+            state,
+            data: data_buf,
+            data_is_u8,
+            kernels: Kernels { modules: HashMap::new(), pipelines: HashMap::new() },
+            sections: vec![],
+            in_flight: None,
+        })
+    }
+
+    /// Compiles a list of ops into dispatches and adds it as a new section; returns its index.
+    pub fn add_section(&mut self, ops: &[Op]) -> Result<usize> {
+        let compiled = self.compile(ops)?;
+        self.sections.push(compiled);
+        Ok(self.sections.len() - 1)
+    }
+
+    fn compile(&mut self, ops: &[Op]) -> Result<Vec<Dispatch>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            let entry = op.entry(self.data_is_u8);
+            let ctx = self.ctx.clone();
+            let (pipeline, bgl) = self.kernels.get(&ctx, &entry)?;
+            let (pipeline, bgl) = (pipeline.clone(), bgl.clone());
+            let (uniform, res) = bindings(op);
+            let uniform_buf = uniform.map(|bytes| {
+                let b = ctx.buffer(
+                    &format!("{entry}.params"),
+                    bytes.len() as u64,
+                    wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                );
+                ctx.queue.write_buffer(&b, 0, &bytes);
+                b
+            });
+            let mut entries = vec![];
+            if let Some(b) = &uniform_buf {
+                entries.push(wgpu::BindGroupEntry { binding: 0, resource: b.as_entire_binding() });
+            }
+            for (binding, r) in res {
+                let buffer = match r {
+                    Res::Buf(id) => &self.bufs[id],
+                    Res::State => &self.state,
+                    Res::Data => self
+                        .data
+                        .as_ref()
+                        .ok_or_else(|| Error::gpu("a gather kernel needs a data set"))?,
+                };
+                entries.push(wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() });
+            }
+            let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&entry),
+                layout: &bgl,
+                entries: &entries,
+            });
+            out.push(Dispatch { pipeline, bind_group, groups: workgroups(op) });
+        }
+        Ok(out)
+    }
+
+    fn check_len(&self, buf: BufId, len: usize) -> Result<()> {
+        let spec = &self.specs[buf];
+        if spec.len != len {
+            return Err(Error::input(format!("{}: {len} values given, {} expected", spec.label, spec.len)));
+        }
+        Ok(())
+    }
+
+    /// Waits for all queued work.
+    pub fn finish(&mut self) -> Result<()> {
+        self.in_flight = None;
+        self.ctx.wait(None)
+    }
+
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+}
+
+impl Executor for GpuProgram {
+    fn backend(&self) -> Backend {
+        Backend::Gpu
+    }
+
+    fn device_name(&self) -> String {
+        self.ctx.summary.describe()
+    }
+
+    fn run(&mut self, section: usize, times: u32) -> Result<()> {
+        let mut left = times;
+        while left > 0 {
+            let n = left.min(MAX_STEPS_PER_SUBMIT);
+            left -= n;
+            let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("shadergan"),
+                    timestamp_writes: None,
+                });
+                for _ in 0..n {
+                    for d in &self.sections[section] {
+                        pass.set_pipeline(&d.pipeline);
+                        pass.set_bind_group(0, &d.bind_group, &[]);
+                        let [x, y, z] = d.groups;
+                        pass.dispatch_workgroups(x, y, z);
+                    }
+                }
+            }
+            let index = self.ctx.queue.submit([enc.finish()]);
+            // Keep at most two submissions in flight: wait for the one before this.
+            match self.in_flight.replace(index) {
+                Some(prev) => self.ctx.wait(Some(prev))?,
+                None => self.ctx.poll(),
+            }
+            self.ctx.check()?;
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, buf: BufId) -> Result<Vec<f32>> {
+        let bytes = self.ctx.read_bytes(&self.bufs[buf], 0, self.specs[buf].len as u64 * 4)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    fn write(&mut self, buf: BufId, values: &[f32]) -> Result<()> {
+        self.check_len(buf, values.len())?;
+        self.ctx.queue.write_buffer(&self.bufs[buf], 0, bytemuck::cast_slice(values));
+        Ok(())
+    }
+
+    fn read_state(&mut self) -> Result<TrainState> {
+        let bytes = self.ctx.read_bytes(&self.state, 0, 32)?;
+        Ok(bytemuck::pod_read_unaligned(&bytes))
+    }
+
+    fn write_state(&mut self, state: &TrainState) -> Result<()> {
+        self.ctx.queue.write_buffer(&self.state, 0, bytemuck::bytes_of(state));
+        Ok(())
+    }
+}

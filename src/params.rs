@@ -1,0 +1,137 @@
+//! The uniform structs of the WGSL kernels, mirrored field for field (`#[repr(C)]`, padded to 16
+//! bytes). The GPU launchers upload them; the CPU twins in `cpu::ops` take the very same structs,
+//! so both sides read one description of every call.
+
+use bytemuck::{Pod, Zeroable};
+
+/// `MatmulParams` in matmul.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub act: u32,
+    pub a_off: u32,
+    pub c_off: u32,
+    pub out_off: u32,
+    pub bias_off: u32,
+    pub slope: f32,
+    pub accumulate: u32,
+    pub _pad: [u32; 2],
+}
+
+/// `EwParams` in activation.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct EwParams {
+    pub len: u32,
+    pub slope: f32,
+    pub in_off: u32,
+    pub dy_off: u32,
+    pub out_off: u32,
+    pub _pad: [u32; 3],
+}
+
+/// "Do not write this statistic" (`NO_SLOT` in loss.wgsl).
+pub const NO_SLOT: u32 = u32::MAX;
+/// Slots of the 4-float statistics buffer.
+pub const SLOT_D_LOSS: u32 = 0;
+pub const SLOT_G_LOSS: u32 = 1;
+pub const SLOT_D_REAL: u32 = 2;
+pub const SLOT_D_FAKE: u32 = 3;
+
+/// `LossParams` in loss.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct LossParams {
+    pub rows: u32,
+    pub n_first: u32,
+    pub label_first: f32,
+    pub label_second: f32,
+    pub scale_first: f32,
+    pub scale_second: f32,
+    pub z_off: u32,
+    pub dz_off: u32,
+    pub slot_loss: u32,
+    pub slot_prob_first: u32,
+    pub slot_prob_second: u32,
+    pub _pad: u32,
+}
+
+/// `AdamParams` in adam.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct AdamParams {
+    pub len: u32,
+    /// 0 = D, 1 = G: which counters of [`TrainState`] this optimizer uses.
+    pub net: u32,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub _pad: [u32; 2],
+}
+
+/// `TrainState` in adam.wgsl and random.wgsl: the step counter and Adam's bias-correction state,
+/// resident on the GPU and advanced by `adam_tick` and `step_tick`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq)]
+pub struct TrainState {
+    pub step: u32,
+    pub t_d: u32,
+    pub t_g: u32,
+    pub _pad: u32,
+    /// beta1^t_d, beta2^t_d, beta1^t_g, beta2^t_g.
+    pub pows: [f32; 4],
+}
+
+impl TrainState {
+    pub fn new() -> Self {
+        TrainState { step: 0, t_d: 0, t_g: 0, _pad: 0, pows: [1.0; 4] }
+    }
+
+    /// The state after `t_d` and `t_g` optimizer steps: the powers by the same repeated f32
+    /// multiplication `adam_tick` performs, so a resumed run continues bit for bit.
+    pub fn at(step: u32, t_d: u32, t_g: u32, beta1: f32, beta2: f32) -> Self {
+        let mut s = TrainState::new();
+        s.step = step;
+        for _ in 0..t_d {
+            crate::cpu::ops::adam_tick(&mut s, 0, beta1, beta2);
+        }
+        for _ in 0..t_g {
+            crate::cpu::ops::adam_tick(&mut s, 1, beta1, beta2);
+        }
+        s
+    }
+}
+
+impl Default for TrainState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `RandomParams` in random.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct RandomParams {
+    pub len: u32,
+    pub stream: u32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub out_off: u32,
+    pub rows: u32,
+    pub dim: u32,
+    pub n: u32,
+    pub steps_per_epoch: u32,
+    pub half_bits: u32,
+    pub scale: f32,
+    pub shift: f32,
+}
+
+impl RandomParams {
+    pub fn seed(&self) -> u64 {
+        self.seed_lo as u64 | (self.seed_hi as u64) << 32
+    }
+}

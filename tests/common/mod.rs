@@ -1,0 +1,44 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use shadergan::gpu::GpuContext;
+
+/// A GPU context for a test, or None (the test then returns early) when no adapter exists.
+///
+/// CI sets SHADERGAN_REQUIRE_GPU=1, which turns a missing adapter into a failure, and
+/// SHADERGAN_EXPECT_ADAPTER=<name>, which fails the test unless that adapter was the one used:
+/// GPU tests never skip silently there.
+pub fn gpu() -> Option<Arc<GpuContext>> {
+    let required = std::env::var("SHADERGAN_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    match GpuContext::new() {
+        Ok(ctx) => {
+            if let Ok(want) = std::env::var("SHADERGAN_EXPECT_ADAPTER") {
+                assert!(
+                    ctx.summary.name.to_lowercase().contains(&want.to_lowercase()),
+                    "SHADERGAN_EXPECT_ADAPTER={want}, but the adapter is {}",
+                    ctx.summary.describe()
+                );
+            }
+            Some(ctx)
+        }
+        Err(e) if required => panic!("SHADERGAN_REQUIRE_GPU=1 but no GPU adapter: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED (no GPU adapter; CI sets SHADERGAN_REQUIRE_GPU=1): {e}");
+            None
+        }
+    }
+}
+
+/// Deterministic pseudo-random values in [lo, hi).
+pub fn uniform(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
+    let mut out = vec![0f32; n];
+    for (q, chunk) in out.chunks_mut(4).enumerate() {
+        let w = shadergan::rng::philox4x32([q as u32, seed, 77, 77], [0x1234, 0x5678]);
+        for (v, word) in chunk.iter_mut().zip(w) {
+            *v = lo + (hi - lo) * shadergan::rng::unit_f32(word);
+        }
+    }
+    out
+}

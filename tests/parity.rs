@@ -1,0 +1,142 @@
+//! Whole training steps: the GPU trainer against the CPU trainer from the same seed, and each
+//! backend against itself (same seed -> same bits).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{gpu, uniform};
+use shadergan::check::{compare, tolerance};
+use shadergan::config::TrainConfig;
+use shadergan::cpu::{CpuProgram, CpuTrainer};
+use shadergan::data::Dataset;
+use shadergan::gpu::{GpuProgram, GpuTrainer};
+use shadergan::model::Activation;
+use shadergan::{plan, Snapshot, TrainOptions, Trainer};
+
+fn image_data() -> Arc<Dataset> {
+    // 200 "images" of 7x7 bytes with some structure.
+    let (n, dim) = (200usize, 49usize);
+    let noise = uniform(n * dim, 5, 0.0, 1.0);
+    let bytes = (0..n * dim)
+        .map(|i| {
+            let (s, p) = (i / dim, i % dim);
+            let ink = ((p % 7) as f32 - 3.0).abs() < 1.5 + (s % 3) as f32 * 0.5;
+            (if ink { 200.0 + 55.0 * noise[i] } else { 30.0 * noise[i] }) as u8
+        })
+        .collect();
+    Arc::new(Dataset::from_u8(n, dim, bytes).unwrap())
+}
+
+fn config(data: &Dataset, g_act: Activation, d_act: Activation, g_out: Option<Activation>) -> TrainConfig {
+    TrainOptions {
+        latent_dim: 8,
+        g_hidden: vec![31],
+        d_hidden: vec![33, 17],
+        g_activation: g_act,
+        d_activation: d_act,
+        g_output: g_out,
+        batch_size: 16,
+        seed: 1234,
+        ..Default::default()
+    }
+    .resolve(data)
+    .unwrap()
+}
+
+fn cpu_trainer(cfg: &TrainConfig, data: &Arc<Dataset>) -> CpuTrainer {
+    let plan = plan::build(cfg, data.n);
+    let exec = CpuProgram::new(&plan, Some(data.clone()));
+    CpuTrainer::new(cfg.clone(), plan, exec).unwrap()
+}
+
+fn gpu_trainer(cfg: &TrainConfig, data: &Arc<Dataset>) -> Option<GpuTrainer> {
+    let ctx = gpu()?;
+    let plan = plan::build(cfg, data.n);
+    let exec = GpuProgram::new(ctx, &plan, Some(data)).unwrap();
+    Some(GpuTrainer::new(cfg.clone(), plan, exec).unwrap())
+}
+
+fn assert_snapshots_close(what: &str, g: &Snapshot, c: &Snapshot) {
+    let t = tolerance("train_10_steps");
+    assert_eq!(g.state, c.state, "{what}: step state");
+    for (name, gv, cv) in [
+        ("G params", &g.g_params, &c.g_params),
+        ("D params", &g.d_params, &c.d_params),
+        ("G moments", &g.g_moments, &c.g_moments),
+        ("D moments", &g.d_moments, &c.d_moments),
+    ] {
+        compare(name, gv, cv, t).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+}
+
+#[test]
+fn gpu_and_cpu_agree_over_ten_steps() {
+    let data = image_data();
+    let variants = [
+        (Activation::Relu, Activation::Relu, None),
+        (Activation::LeakyRelu, Activation::LeakyRelu, Some(Activation::Tanh)),
+    ];
+    for (g_act, d_act, g_out) in variants {
+        let cfg = config(&data, g_act, d_act, g_out);
+        let what = format!("G {g_act:?}/{:?}, D {d_act:?}", cfg.model.g_output);
+        let mut cpu = cpu_trainer(&cfg, &data);
+        let Some(mut gpu) = gpu_trainer(&cfg, &data) else { return };
+        // Same seed: bit-identical starting weights on both backends.
+        assert_eq!(gpu.snapshot().unwrap(), cpu.snapshot().unwrap(), "{what}: initial state");
+        let t = tolerance("train_10_steps");
+        for step in 1..=10 {
+            cpu.train(1).unwrap();
+            gpu.train(1).unwrap();
+            let (gs, cs) = (gpu.stats().unwrap(), cpu.stats().unwrap());
+            assert_eq!(gs.step, step);
+            let g = [gs.d_loss, gs.g_loss, gs.d_real, gs.d_fake];
+            let c = [cs.d_loss, cs.g_loss, cs.d_real, cs.d_fake];
+            compare("losses", &g, &c, t).unwrap_or_else(|e| panic!("{what}, step {step}: {e}"));
+        }
+        assert_snapshots_close(&what, &gpu.snapshot().unwrap(), &cpu.snapshot().unwrap());
+        // Sampling G agrees too.
+        let z = uniform(5 * 8, 9, -2.0, 2.0);
+        compare("sample", &gpu.sample(&z).unwrap(), &cpu.sample(&z).unwrap(), t)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+}
+
+#[test]
+fn same_seed_gives_identical_bits_on_each_backend() {
+    let data = image_data();
+    let cfg = config(&data, Activation::Relu, Activation::Relu, None);
+    let run_cpu = || {
+        let mut t = cpu_trainer(&cfg, &data);
+        t.train(5).unwrap();
+        t.snapshot().unwrap()
+    };
+    assert_eq!(run_cpu(), run_cpu());
+    let mut other = cfg.clone();
+    other.seed += 1;
+    let mut t = cpu_trainer(&other, &data);
+    t.train(5).unwrap();
+    assert_ne!(t.snapshot().unwrap().g_params, run_cpu().g_params, "the seed must matter");
+
+    let run_gpu = || {
+        let mut t = gpu_trainer(&cfg, &data)?;
+        t.train(5).unwrap();
+        Some(t.snapshot().unwrap())
+    };
+    if let (Some(a), Some(b)) = (run_gpu(), run_gpu()) {
+        assert_eq!(a, b, "GPU runs from one seed differ");
+    }
+}
+
+#[test]
+fn steps_in_one_submit_equal_steps_one_by_one() {
+    let data = image_data();
+    let cfg = config(&data, Activation::Relu, Activation::Relu, None);
+    let Some(mut a) = gpu_trainer(&cfg, &data) else { return };
+    let Some(mut b) = gpu_trainer(&cfg, &data) else { return };
+    a.train(40).unwrap(); // two submits of up to 32 steps
+    for _ in 0..40 {
+        b.train(1).unwrap();
+    }
+    assert_eq!(a.snapshot().unwrap(), b.snapshot().unwrap());
+}
