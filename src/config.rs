@@ -23,6 +23,9 @@ pub struct TrainConfig {
     /// A stored value v enters training as v * data_scale + data_shift (u8: 1/255, 0).
     pub data_scale: f32,
     pub data_shift: f32,
+    /// The data was uint8 (images): generated samples are written back as uint8.
+    #[serde(default)]
+    pub data_u8: bool,
 }
 
 /// The model and optimizer choices a user makes; `resolve` completes them from the data.
@@ -67,10 +70,8 @@ impl TrainOptions {
         } else {
             Activation::Identity
         });
-        let (data_scale, data_shift) = match data.values {
-            crate::data::DataValues::U8(_) => (1.0 / 255.0, 0.0),
-            crate::data::DataValues::F32(_) => (1.0, 0.0),
-        };
+        let data_u8 = matches!(data.values, crate::data::DataValues::U8(_));
+        let (data_scale, data_shift) = if data_u8 { (1.0 / 255.0, 0.0) } else { (1.0, 0.0) };
         let cfg = TrainConfig {
             model: ModelConfig {
                 data_dim: data.dim,
@@ -90,6 +91,7 @@ impl TrainOptions {
             real_label: 1.0,
             data_scale,
             data_shift,
+            data_u8,
         };
         cfg.validate(data.n)?;
         Ok(cfg)

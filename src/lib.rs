@@ -9,17 +9,23 @@
 //! - [`shaders`]: the WGSL registry. [`cpu`] and [`gpu`]: the two executors of a plan.
 //! - [`trainer`]: the `Trainer` interface; [`run`]: the training loop the CLI drives.
 
+pub mod assets;
 pub mod check;
+pub mod checkpoint;
 pub mod config;
 pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod generate;
+pub mod images;
 pub mod model;
 pub mod params;
 pub mod plan;
 pub mod rng;
 pub mod run;
+pub mod rundir;
+pub mod session;
 pub mod shaders;
 pub mod trainer;
 

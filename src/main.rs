@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use shadergan::generate::GenerateRequest;
 use shadergan::model::Activation;
-use shadergan::run::{self, RunOptions};
-use shadergan::{data, Backend, Result, TrainOptions};
+use shadergan::session::{self, TrainRequest, Verbosity};
+use shadergan::{Backend, Error, Result, TrainOptions};
 
 #[derive(Parser)]
 #[command(name = "shadergan", version, about = "Train a GAN on the GPU with hand-written WGSL kernels")]
@@ -18,22 +20,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a GAN on the samples of a .npy file.
+    /// Train a GAN on the samples of a .npy file (default: 10,000 built-in MNIST digits).
     Train(TrainArgs),
+    /// Write samples from a checkpoint's generator.
+    Generate(GenerateArgs),
     /// List the GPU adapters wgpu can see.
     Info,
 }
 
 #[derive(Args)]
 struct TrainArgs {
-    /// A .npy file of samples: uint8, float32 or float64; shape (N, D), (N, H, W) or (N, 1, H, W).
-    data: PathBuf,
+    /// A .npy file of samples: uint8, float32 or float64; shape (N, D), (N, H, W) or
+    /// (N, 1, H, W). Without one, trains on the first 10,000 MNIST digits built into shadergan.
+    data: Option<PathBuf>,
     /// auto: a real GPU if there is one, else the CPU.
     #[arg(long, value_enum, default_value = "auto")]
     backend: Backend,
-    /// Training steps (one step = one D update + one G update).
-    #[arg(long, default_value_t = 2000)]
-    steps: u32,
+    /// Total training steps (one step = one D update + one G update) [default: 2000].
+    #[arg(long, conflicts_with = "epochs")]
+    steps: Option<u32>,
+    /// Train this many passes over the data set instead of --steps.
+    #[arg(long)]
+    epochs: Option<f64>,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Decides the initial weights, the noise and the batch order, on both backends.
@@ -60,14 +68,58 @@ struct TrainArgs {
     /// G's output activation; default: sigmoid for data in [0, 1], identity otherwise.
     #[arg(long, value_enum)]
     g_output: Option<Activation>,
-    /// Print a line every this many steps.
-    #[arg(long, default_value_t = 100)]
-    log_every: u32,
+    /// Log a line (and a metrics.csv row) every this many steps [default: 100; a resumed run
+    /// keeps its own].
+    #[arg(long)]
+    log_every: Option<u32>,
+    /// Write a sample grid every this many steps, 0: only at the end [default: 500].
+    #[arg(long)]
+    sample_every: Option<u32>,
+    /// Write a checkpoint every this many steps, 0: only at the end [default: 1000].
+    #[arg(long)]
+    checkpoint_every: Option<u32>,
+    /// Step checkpoints to keep besides latest (0: all).
+    #[arg(long, default_value_t = 5)]
+    keep_checkpoints: usize,
+    /// Run folder [default: the next free runs/NNN].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Replace a run already in --out.
+    #[arg(long)]
+    overwrite: bool,
+    /// Continue from a checkpoint (its run folder, model and optimizer state); --steps is the
+    /// new total.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// A checkpoint written by `train` (e.g. runs/001/checkpoints/latest.safetensors).
+    checkpoint: PathBuf,
+    /// How many samples (ignored with --z).
+    #[arg(long, default_value_t = 64)]
+    n: usize,
+    /// Output .npy: uint8 (N, D) for image data, float32 otherwise.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write a PNG grid of the first 64 samples.
+    #[arg(long)]
+    grid: Option<PathBuf>,
+    /// Latent vectors to use, float32 (N, latent_dim), instead of seeded noise.
+    #[arg(long)]
+    z: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: Backend,
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    let data = Arc::new(data::load_npy(&args.data)?);
-    let opts = TrainOptions {
+    let options = TrainOptions {
         latent_dim: args.latent_dim,
         g_hidden: args.g_hidden,
         d_hidden: args.d_hidden,
@@ -80,21 +132,59 @@ fn train(args: TrainArgs) -> Result<()> {
         beta1: args.beta1,
         beta2: args.beta2,
     };
-    let cfg = opts.resolve(&data)?;
-    eprintln!(
-        "data: {} ({} samples of {}, {})",
-        args.data.display(),
-        data.n,
-        data.sample_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"),
-        data.dtype
-    );
-    let mut trainer = shadergan::open_trainer(args.backend, cfg, data.clone())?;
-    eprintln!("backend: {:?} on {}", trainer.backend(), trainer.device_name());
-    let run_opts = RunOptions { steps: args.steps, log_every: args.log_every, n_samples: data.n };
-    run::train(trainer.as_mut(), &run_opts, |row| {
-        println!("{}", row.line());
-        Ok(())
-    })?;
+    let req = TrainRequest {
+        data: args.data.clone(),
+        backend: args.backend,
+        options,
+        steps: args.steps,
+        epochs: args.epochs,
+        log_every: args.log_every,
+        sample_every: args.sample_every,
+        checkpoint_every: args.checkpoint_every,
+        keep_checkpoints: args.keep_checkpoints,
+        out: args.out,
+        overwrite: args.overwrite,
+        resume: args.resume,
+        verbosity: if args.quiet { Verbosity::Quiet } else { Verbosity::Normal },
+    };
+    // Ctrl-C and SIGTERM finish the current chunk of steps, write a checkpoint and exit cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let summary = session::train(&req, stop)?;
+    if summary.interrupted {
+        let data = args.data.map(|d| format!("{} ", d.display())).unwrap_or_default();
+        eprintln!(
+            "stopped at step {}; checkpoint written. Resume with:\n  shadergan train {data}--resume {}{}",
+            summary.last.map_or(0, |r| r.stats.step),
+            summary.latest_checkpoint.display(),
+            args.steps.map(|s| format!(" --steps {s}")).unwrap_or_default()
+        );
+    } else if !args.quiet {
+        eprintln!(
+            "done: samples in {0}/samples, checkpoint {1}",
+            summary.run_dir.display(),
+            summary.latest_checkpoint.display()
+        );
+    }
+    Ok(())
+}
+
+fn generate(args: GenerateArgs) -> Result<()> {
+    let req = GenerateRequest {
+        checkpoint: args.checkpoint,
+        n: args.n,
+        out: args.out.clone(),
+        grid: args.grid.clone(),
+        z: args.z,
+        seed: args.seed,
+        backend: args.backend,
+    };
+    if req.out.is_none() && req.grid.is_none() {
+        return Err(Error::input("nothing to write: pass --out samples.npy and/or --grid grid.png"));
+    }
+    let g = shadergan::generate::generate(&req)?;
+    eprintln!("generated {} samples of {} values", g.n, g.dim);
     Ok(())
 }
 
@@ -126,6 +216,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train(args),
+        Command::Generate(args) => generate(args),
         Command::Info => info(),
     };
     match result {

@@ -24,6 +24,15 @@ pub struct LogRow {
 }
 
 impl LogRow {
+    /// A row for `stats`, with the rate over the last `steps` steps that took `elapsed`.
+    pub fn measure(stats: StepStats, steps_per_epoch: usize, steps: u32, elapsed: std::time::Duration) -> Self {
+        LogRow {
+            stats,
+            epoch: stats.step as f64 / steps_per_epoch.max(1) as f64,
+            steps_per_s: steps as f64 / elapsed.as_secs_f64().max(1e-9),
+        }
+    }
+
     pub fn line(&self) -> String {
         let s = &self.stats;
         format!(

@@ -1,0 +1,273 @@
+//! The `train` command as a library call: data, run folder, trainer, and the loop's outputs
+//! (log lines, metrics.csv, sample grids, loss plot, checkpoints), with resume and a clean stop on
+//! Ctrl-C / SIGTERM.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::{TrainConfig, TrainOptions};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::rundir::RunDir;
+use crate::run::LogRow;
+use crate::trainer::{Backend, Trainer};
+use crate::{assets, data, images, rng};
+
+/// How much the run prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verbosity {
+    /// A progress bar on a terminal, plain log lines otherwise.
+    Normal,
+    Quiet,
+}
+
+#[derive(Clone, Debug)]
+pub struct TrainRequest {
+    /// None: the built-in MNIST subset.
+    pub data: Option<PathBuf>,
+    pub backend: Backend,
+    pub options: TrainOptions,
+    /// Total steps; None: `epochs`, or 2,000.
+    pub steps: Option<u32>,
+    pub epochs: Option<f64>,
+    /// Cadences; None: the resumed run's own (from its config.json), else the defaults.
+    pub log_every: Option<u32>,
+    pub sample_every: Option<u32>,
+    pub checkpoint_every: Option<u32>,
+    pub keep_checkpoints: usize,
+    pub out: Option<PathBuf>,
+    pub overwrite: bool,
+    pub resume: Option<PathBuf>,
+    pub verbosity: Verbosity,
+}
+
+pub const DEFAULT_STEPS: u32 = 2000;
+pub const DEFAULT_LOG_EVERY: u32 = 100;
+pub const DEFAULT_SAMPLE_EVERY: u32 = 500;
+pub const DEFAULT_CHECKPOINT_EVERY: u32 = 1000;
+
+/// What a finished (or stopped) run reports.
+#[derive(Clone, Debug)]
+pub struct TrainSummary {
+    pub run_dir: PathBuf,
+    pub last: Option<LogRow>,
+    pub interrupted: bool,
+    pub latest_checkpoint: PathBuf,
+}
+
+pub fn load_data(path: Option<&Path>) -> Result<(Dataset, String)> {
+    match path {
+        Some(p) => Ok((data::load_npy(p)?, p.display().to_string())),
+        None => Ok((assets::default_dataset()?, assets::DEFAULT_DATA_NAME.to_string())),
+    }
+}
+
+/// The 64 latent vectors every sample grid of a run is drawn from.
+pub fn fixed_latents(cfg: &TrainConfig, rows: usize) -> Vec<f32> {
+    let mut z = vec![0f32; rows * cfg.model.latent_dim];
+    rng::normals(rng::seed_words(cfg.seed), 0, 0, rng::PURPOSE_SAMPLES, &mut z);
+    z
+}
+
+/// Maps G's output back to the data's stored scale (uint8 data: 0..255, as f32).
+pub fn to_data_scale(cfg: &TrainConfig, y: &[f32]) -> Vec<f32> {
+    y.iter().map(|v| (v - cfg.data_shift) / cfg.data_scale).collect()
+}
+
+/// Writes samples/NAME: an 8x8 grid for image data, a scatter over the real points for 2-D data.
+fn write_samples(trainer: &mut dyn Trainer, data: &Dataset, path: &Path) -> Result<()> {
+    let cfg = trainer.config().clone();
+    if let Some((h, w)) = data.image_hw() {
+        let y = trainer.sample(&fixed_latents(&cfg, 64))?;
+        let div = if cfg.data_u8 { 255.0 } else { 1.0 };
+        let img: Vec<f32> = to_data_scale(&cfg, &y).iter().map(|v| v / div).collect();
+        images::write_grid_png(path, &img, 64, h, w, 8)
+    } else if data.dim == 2 {
+        let fake = to_data_scale(&cfg, &trainer.sample(&fixed_latents(&cfg, 1000))?);
+        let n = data.n.min(2000);
+        let real: Vec<f32> = (0..n).flat_map(|r| [data.get(r, 0), data.get(r, 1)]).collect();
+        images::write_scatter_png(path, &real, &fake, &format!("step {}", trainer.step()))
+    } else {
+        Ok(())
+    }
+}
+
+fn save_checkpoint(trainer: &mut dyn Trainer, dir: &RunDir, data: &Dataset, keep: usize) -> Result<PathBuf> {
+    let snapshot = trainer.snapshot()?;
+    let step = snapshot.state.step;
+    let ckpt = Checkpoint {
+        config: trainer.config().clone(),
+        epoch: step as f64 / (data.n / trainer.config().batch_size).max(1) as f64,
+        data_shape: data.sample_shape.clone(),
+        snapshot,
+    };
+    let path = dir.checkpoint_at(step);
+    checkpoint::save(&path, &ckpt)?;
+    dir.set_latest(&path)?;
+    dir.prune_checkpoints(keep);
+    Ok(path)
+}
+
+pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> {
+    let (data, data_name) = load_data(req.data.as_deref())?;
+    let data = Arc::new(data);
+    let (cfg, resume_from, dir) = match &req.resume {
+        Some(path) => {
+            let ckpt = checkpoint::load(path)?;
+            if ckpt.config.model.data_dim != data.dim {
+                return Err(Error::input(format!(
+                    "{}: the checkpoint was trained on samples of {} values; {data_name} has {}",
+                    path.display(),
+                    ckpt.config.model.data_dim,
+                    data.dim
+                )));
+            }
+            ckpt.config.validate(data.n)?;
+            (ckpt.config.clone(), Some(ckpt), RunDir::of_checkpoint(path)?)
+        }
+        None => {
+            let cfg = req.options.resolve(&data)?;
+            (cfg, None, RunDir::create(req.out.as_deref(), req.overwrite)?)
+        }
+    };
+    // A resumed run keeps its cadences unless the flags change them.
+    let previous: serde_json::Value = std::fs::read_to_string(dir.root.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(|_| resume_from.is_some())
+        .unwrap_or_default();
+    let cadence = |flag: Option<u32>, key: &str, default: u32| {
+        flag.or_else(|| previous[key].as_u64().map(|v| v as u32)).unwrap_or(default)
+    };
+    let log_every_flag = cadence(req.log_every, "log_every", DEFAULT_LOG_EVERY);
+    let sample_every_flag = cadence(req.sample_every, "sample_every", DEFAULT_SAMPLE_EVERY);
+    let ckpt_every_flag = cadence(req.checkpoint_every, "checkpoint_every", DEFAULT_CHECKPOINT_EVERY);
+    let steps_per_epoch = (data.n / cfg.batch_size).max(1);
+    let total = match (req.steps, req.epochs) {
+        (Some(s), _) => s,
+        (None, Some(e)) if e.is_finite() && e > 0.0 => (e * steps_per_epoch as f64).ceil().min(u32::MAX as f64) as u32,
+        (None, Some(e)) => return Err(Error::input(format!("--epochs must be positive, not {e}"))),
+        (None, None) => DEFAULT_STEPS,
+    };
+    let mut trainer = crate::open_trainer(req.backend, cfg.clone(), data.clone())?;
+    if let Some(ckpt) = &resume_from {
+        trainer.restore(&ckpt.snapshot)?;
+        if trainer.step() >= total {
+            return Err(Error::input(format!(
+                "the checkpoint is already at step {}; pass a larger --steps to continue",
+                trainer.step()
+            )));
+        }
+        dir.truncate_metrics(trainer.step())?;
+    }
+    dir.write_config(&json!({
+        "train": cfg,
+        "data": { "path": data_name, "n": data.n, "sample_shape": data.sample_shape, "dtype": data.dtype },
+        "backend": format!("{:?}", trainer.backend()).to_lowercase(),
+        "device": trainer.device_name(),
+        "steps": total,
+        "steps_per_epoch": steps_per_epoch,
+        "log_every": log_every_flag,
+        "sample_every": sample_every_flag,
+        "checkpoint_every": ckpt_every_flag,
+        "resumed_from": req.resume.as_ref().map(|p| p.display().to_string()),
+        "shadergan_version": env!("CARGO_PKG_VERSION"),
+    }))?;
+
+    let show = req.verbosity == Verbosity::Normal;
+    if show {
+        eprintln!(
+            "data: {data_name}: {} samples of {} ({}); run folder: {}",
+            data.n,
+            data.sample_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"),
+            data.dtype,
+            dir.root.display()
+        );
+        eprintln!("backend: {:?} on {}", trainer.backend(), trainer.device_name());
+    }
+    let bar = (show && std::io::stderr().is_terminal()).then(|| {
+        let pb = indicatif::ProgressBar::new(total as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps  {msg}  {per_sec}  ETA {eta}",
+            )
+            .expect("valid template"),
+        );
+        pb.set_position(trainer.step() as u64);
+        pb
+    });
+
+    let every = |n: u32| if n == 0 { u32::MAX } else { n };
+    let (log_every, sample_every, ckpt_every) =
+        (every(log_every_flag), every(sample_every_flag), every(ckpt_every_flag));
+    let (mut t0, mut s0) = (Instant::now(), trainer.step());
+    let mut last = None;
+    let mut interrupted = false;
+    while trainer.step() < total {
+        // Stop at the next log, sample or checkpoint step; at most 50 steps between stop checks.
+        let at = trainer.step();
+        let next = [log_every, sample_every, ckpt_every]
+            .iter()
+            .map(|&e| (at / e + 1).saturating_mul(e))
+            .chain([total, at + 50])
+            .min()
+            .expect("non-empty");
+        trainer.train(next - at)?;
+        let step = trainer.step();
+        if let Some(b) = &bar {
+            b.set_position(step as u64);
+        }
+        if step % log_every == 0 || step == total {
+            let row = LogRow::measure(trainer.stats()?, steps_per_epoch, step - s0, t0.elapsed());
+            if !row.stats.is_finite() {
+                return Err(Error::Diverged(format!(
+                    "training diverged: a loss is not finite at step {step} (D loss {}, G loss {}); \
+                     try a lower --lr. The last good checkpoint is {}",
+                    row.stats.d_loss,
+                    row.stats.g_loss,
+                    dir.latest().display()
+                )));
+            }
+            dir.append_metrics(&row)?;
+            match &bar {
+                Some(b) => {
+                    b.set_message(format!("D {:.3} G {:.3}", row.stats.d_loss, row.stats.g_loss));
+                    b.println(row.line());
+                }
+                None if show => println!("{}", row.line()),
+                None => {}
+            }
+            last = Some(row);
+            (t0, s0) = (Instant::now(), step);
+        }
+        if step % sample_every == 0 {
+            write_samples(trainer.as_mut(), &data, &dir.sample_at(step))?;
+            let (s, d, g) = dir.read_losses();
+            images::write_loss_png(&dir.root.join("loss.png"), &s, &d, &g)?;
+        }
+        if step % ckpt_every == 0 {
+            save_checkpoint(trainer.as_mut(), &dir, &data, req.keep_checkpoints)?;
+        }
+        if stop.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+    }
+    let step = trainer.step();
+    if !dir.checkpoint_at(step).exists() {
+        save_checkpoint(trainer.as_mut(), &dir, &data, req.keep_checkpoints)?;
+    }
+    write_samples(trainer.as_mut(), &data, &dir.samples().join("final.png"))?;
+    let (s, d, g) = dir.read_losses();
+    images::write_loss_png(&dir.root.join("loss.png"), &s, &d, &g)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(TrainSummary { run_dir: dir.root.clone(), last, interrupted, latest_checkpoint: dir.latest() })
+}

@@ -1,0 +1,179 @@
+//! The binary end to end: a good run exits 0 and logs; each kind of bad input exits 2 with one
+//! clear line on stderr, no panic, no backtrace, and nothing written.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use shadergan::data;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shadergan"));
+    c.env("RUST_BACKTRACE", "1");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run shadergan")
+}
+
+/// Small uint8 "images": 64 samples of 4x4.
+fn small_npy(dir: &Path) -> PathBuf {
+    let p = dir.join("small.npy");
+    let v: Vec<u8> = (0..64 * 16).map(|i| ((i * 31) % 256) as u8).collect();
+    data::save_npy_u8(&p, 64, 16, &v).unwrap();
+    p
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit code 2, an `error:` line naming `needle`, and no panic or backtrace.
+fn assert_input_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "expected exit 2 for {needle:?}; stderr:\n{err}");
+    assert!(err.contains(needle), "stderr should mention {needle:?}:\n{err}");
+    assert!(!err.contains("panicked") && !err.contains("stack backtrace"), "panic:\n{err}");
+}
+
+#[test]
+fn train_on_a_small_file_exits_0_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = small_npy(dir.path());
+    let out = dir.path().join("run");
+    let o = run(&[
+        "train", npy.to_str().unwrap(), "--backend", "cpu", "--steps", "20", "--batch-size", "8",
+        "--log-every", "10", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("step")).collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for want in ["epoch", "D loss", "G loss", "D(x)", "D(G(z))", "steps/s"] {
+        assert!(lines[1].contains(want), "log line lacks {want}: {}", lines[1]);
+    }
+    assert!(lines[1].starts_with("step      20"), "{}", lines[1]);
+}
+
+#[test]
+fn train_on_the_gpu_backend() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let npy = small_npy(dir.path());
+    let out = dir.path().join("run");
+    let o = run(&[
+        "train", npy.to_str().unwrap(), "--backend", "gpu", "--steps", "10", "--batch-size", "8",
+        "--log-every", "5", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("backend: Gpu"), "{}", stderr(&o));
+}
+
+/// Writes a .npy with a hand-made header (v1.0) and body.
+fn raw_npy(dir: &Path, name: &str, header: &str, body: &[u8]) -> PathBuf {
+    let mut h = header.to_string();
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(h.as_bytes());
+    bytes.extend_from_slice(body);
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn bad_data_files_exit_2_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f32s = |n: usize| -> Vec<u8> { (0..n).flat_map(|i| (i as f32 / n as f32).to_le_bytes()).collect() };
+    let mut nan_body = f32s(8);
+    nan_body[12..16].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(d.join("magic.npy"), b"PK\x03\x04 this is a zip file, not npy").unwrap();
+    let good = small_npy(d);
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(d.join("truncated.npy"), &bytes[..bytes.len() - 7]).unwrap();
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (d.join("missing.npy"), "cannot read"),
+        (d.join("magic.npy"), "magic"),
+        (d.join("truncated.npy"), "bytes"),
+        (raw_npy(d, "int.npy", "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 4), }", &[0; 32]), "<i4"),
+        (raw_npy(d, "empty.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4), }", &[]), "no samples"),
+        (raw_npy(d, "nan.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), }", &nan_body), "NaN"),
+        (raw_npy(d, "liar.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 100000), }", &f32s(8)), "bytes"),
+        (raw_npy(d, "flat.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (8,), }", &f32s(8)), "shape"),
+    ];
+    for (path, needle) in cases {
+        let out = d.join(format!("out-{}", path.file_stem().unwrap().to_str().unwrap()));
+        let o = run(&["train", path.to_str().unwrap(), "--backend", "cpu", "--steps", "2", "--out", out.to_str().unwrap()]);
+        assert_input_error(&o, needle);
+        assert_eq!(stderr(&o).lines().count(), 1, "one line only:\n{}", stderr(&o));
+        assert!(!out.exists(), "{}: a run folder was created for bad input", path.display());
+    }
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = small_npy(dir.path());
+    let p = npy.to_str().unwrap();
+    let out = dir.path().join("r");
+    let o = out.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--batch-size", "0"], "--batch-size"),
+        (&["--batch-size", "65"], "larger than the data set"),
+        (&["--g-hidden", "256,0"], "--g-hidden"),
+        (&["--latent-dim", "0"], "--latent-dim"),
+        (&["--lr=-1"], "--lr"),
+        (&["--beta1", "1.5"], "--beta1"),
+        (&["--epochs", "0"], "--epochs"),
+        (&["--g-activation", "swish"], "invalid value"),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["train", p, "--backend", "cpu", "--steps", "2", "--out", o];
+        args.extend_from_slice(extra);
+        assert_input_error(&run(&args), needle);
+    }
+}
+
+#[test]
+fn an_existing_run_is_not_overwritten_without_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = small_npy(dir.path());
+    let out = dir.path().join("run");
+    let args = |extra: &[&str]| {
+        let mut a = vec!["train", npy.to_str().unwrap(), "--backend", "cpu", "--steps", "4", "--batch-size", "8", "--out", out.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    assert!(bin().args(args(&[])).output().unwrap().status.success());
+    let before = std::fs::read(out.join("checkpoints/latest.safetensors")).unwrap();
+    let o = bin().args(args(&["--seed", "5"])).output().unwrap();
+    assert_input_error(&o, "already holds a run");
+    assert_eq!(std::fs::read(out.join("checkpoints/latest.safetensors")).unwrap(), before);
+    assert!(bin().args(args(&["--seed", "5", "--overwrite"])).output().unwrap().status.success());
+}
+
+#[test]
+fn unwritable_output_folder_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = small_npy(dir.path());
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let out = blocker.join("run"); // a folder inside a regular file cannot exist
+    let o = run(&["train", npy.to_str().unwrap(), "--backend", "cpu", "--steps", "2", "--batch-size", "8", "--out", out.to_str().unwrap()]);
+    assert_input_error(&o, "output folder");
+}
+
+#[test]
+fn info_lists_adapters() {
+    let o = run(&["info"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
