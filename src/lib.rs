@@ -10,6 +10,7 @@
 //! - [`trainer`]: the `Trainer` interface; [`run`]: the training loop the CLI drives.
 
 pub mod assets;
+pub mod bench;
 pub mod check;
 pub mod checkpoint;
 pub mod config;

@@ -26,6 +26,30 @@ enum Command {
     Generate(GenerateArgs),
     /// List the GPU adapters wgpu can see.
     Info,
+    /// Measure training speed on the GPU and CPU backends side by side (and matmul GFLOP/s).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Batch sizes to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,256")]
+    batch_sizes: Vec<usize>,
+    /// Seconds to measure each configuration for (after a short warm-up).
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Which backends: both, gpu or cpu.
+    #[arg(long, default_value = "both", value_parser = ["both", "gpu", "cpu"])]
+    backends: String,
+    /// Also measure matmul GFLOP/s (the model's shapes, 1024^2, 4096^2).
+    #[arg(long)]
+    matmul: bool,
+    /// Include 4096^2 even on a CPU-emulated adapter.
+    #[arg(long)]
+    large: bool,
+    /// Print the results as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -61,11 +85,14 @@ struct TrainArgs {
     /// Hidden layer sizes of D, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "256,256")]
     d_hidden: Vec<usize>,
-    #[arg(long, value_enum, default_value = "relu")]
-    g_activation: Activation,
-    #[arg(long, value_enum, default_value = "relu")]
-    d_activation: Activation,
-    /// G's output activation; default: sigmoid for data in [0, 1], identity otherwise.
+    /// Hidden activation of G [default: leaky-relu for data in [0, 1], relu otherwise].
+    #[arg(long, value_enum)]
+    g_activation: Option<Activation>,
+    /// Hidden activation of D [default: leaky-relu for data in [0, 1], relu otherwise].
+    #[arg(long, value_enum)]
+    d_activation: Option<Activation>,
+    /// G's output activation [default: tanh for data in [0, 1], which then trains on [-1, 1];
+    /// identity otherwise].
     #[arg(long, value_enum)]
     g_output: Option<Activation>,
     /// Log a line (and a metrics.csv row) every this many steps [default: 100; a resumed run
@@ -188,6 +215,27 @@ fn generate(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+fn bench(args: BenchArgs) -> Result<()> {
+    if args.batch_sizes.contains(&0) || !(args.seconds > 0.0) {
+        return Err(Error::input("--batch-sizes and --seconds must be positive"));
+    }
+    let opts = shadergan::bench::BenchOptions {
+        batch_sizes: args.batch_sizes,
+        seconds: args.seconds,
+        gpu: args.backends != "cpu",
+        cpu: args.backends != "gpu",
+        matmul: args.matmul,
+        large: args.large,
+    };
+    let report = shadergan::bench::run(&opts, |what| eprintln!("measuring {what} ..."))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Io(e.to_string()))?);
+    } else {
+        print!("{}", shadergan::bench::table(&report));
+    }
+    Ok(())
+}
+
 fn info() -> Result<()> {
     let adapters = shadergan::gpu::context::list_adapters();
     if adapters.is_empty() {
@@ -218,6 +266,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train(args),
         Command::Generate(args) => generate(args),
         Command::Info => info(),
+        Command::Bench(args) => bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

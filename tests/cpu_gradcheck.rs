@@ -74,7 +74,7 @@ fn check(cfg: TrainConfig, data: Arc<Dataset>) {
             let row = rng::batch_row_source(cfg.seed, 0, r, b as u32, data.n as u32) as usize;
             (0..data.dim).map(move |c| (row, c))
         })
-        .map(|(row, c)| data.get(row, c) as f64)
+        .map(|(row, c)| (data.get(row, c) * cfg.data_scale + cfg.data_shift) as f64)
         .collect();
     let (zd, zg) = (to64(&zd), to64(&zg));
     let gl = t.plan.g.layout.clone();
@@ -130,8 +130,8 @@ fn gradients_match_finite_differences() {
             latent_dim: 3,
             g_hidden: vec![4],
             d_hidden: vec![6, 4],
-            g_activation: g_act,
-            d_activation: d_act,
+            g_activation: Some(g_act),
+            d_activation: Some(d_act),
             g_output: g_out,
             batch_size: 3,
             seed: 99,

@@ -152,6 +152,7 @@ impl Kernels {
 
 /// A recorded kernel call: everything needed to dispatch it again.
 struct Dispatch {
+    entry: String,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
@@ -281,7 +282,7 @@ impl GpuProgram {
                 layout: &bgl,
                 entries: &entries,
             });
-            out.push(Dispatch { pipeline, bind_group, groups: workgroups(op) });
+            out.push(Dispatch { entry, pipeline, bind_group, groups: workgroups(op) });
         }
         Ok(out)
     }
@@ -302,6 +303,57 @@ impl GpuProgram {
 
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.ctx
+    }
+
+    /// GPU time of each dispatch of one run of `section`, in seconds, from timestamp queries
+    /// written at the start and end of a compute pass around each dispatch. None when the
+    /// adapter has no timestamp queries. This runs the section once (it advances training).
+    pub fn profile(&mut self, section: usize) -> Result<Option<Vec<(String, f64)>>> {
+        if !self.ctx.supports_timestamps() {
+            return Ok(None);
+        }
+        let n = self.sections[section].len() as u32;
+        let count = 2 * n;
+        let set = self.ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profile"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let resolve = self.ctx.buffer(
+            "profile.resolve",
+            count as u64 * 8,
+            wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        for (i, d) in self.sections[section].iter().enumerate() {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&d.entry),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &set,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                }),
+            });
+            pass.set_pipeline(&d.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            let [x, y, z] = d.groups;
+            pass.dispatch_workgroups(x, y, z);
+        }
+        enc.resolve_query_set(&set, 0..count, &resolve, 0);
+        self.ctx.queue.submit([enc.finish()]);
+        let bytes = self.ctx.read_bytes(&resolve, 0, count as u64 * 8)?;
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
+        let period = self.ctx.queue.get_timestamp_period() as f64 * 1e-9;
+        Ok(Some(
+            self.sections[section]
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
+                    (d.entry.clone(), dt)
+                })
+                .collect(),
+        ))
     }
 }
 
