@@ -39,6 +39,8 @@ pub struct StepResult {
     pub steps_per_s: f64,
     /// GPU only: milliseconds per step by kernel family, from timestamp queries.
     pub kernel_ms: Option<Vec<(String, f64)>>,
+    /// GPU only: milliseconds per step by entry point.
+    pub entry_ms: Option<Vec<(String, f64)>>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -107,18 +109,23 @@ fn gpu_steps(ctx: &Arc<GpuContext>, data: &Arc<Dataset>, batch: usize, seconds: 
     let exec = GpuProgram::new(ctx.clone(), &plan, Some(data))?;
     let mut t = GpuTrainer::new(cfg, plan, exec)?;
     let (steps, rate) = time_steps(&mut t, seconds)?;
-    let kernel_ms = t.exec.profile(0)?.map(|per| {
-        let mut fam: Vec<(String, f64)> = vec![];
-        for (entry, s) in per {
-            let f = family(&entry);
-            match fam.iter_mut().find(|(n, _)| n == f) {
-                Some((_, v)) => *v += s * 1e3,
-                None => fam.push((f.to_string(), s * 1e3)),
+    let per = t.exec.profile(0)?;
+    let sum_by = |key: &dyn Fn(&str) -> String| {
+        per.as_ref().map(|per| {
+            let mut out: Vec<(String, f64)> = vec![];
+            for (entry, s) in per {
+                let k = key(entry);
+                match out.iter_mut().find(|(n, _)| *n == k) {
+                    Some((_, v)) => *v += s * 1e3,
+                    None => out.push((k, s * 1e3)),
+                }
             }
-        }
-        fam
-    });
-    Ok(StepResult { backend: "gpu".into(), device: t.device_name(), batch, steps, steps_per_s: rate, kernel_ms })
+            out
+        })
+    };
+    let kernel_ms = sum_by(&|e| family(e).to_string());
+    let entry_ms = sum_by(&|e| e.to_string());
+    Ok(StepResult { backend: "gpu".into(), device: t.device_name(), batch, steps, steps_per_s: rate, kernel_ms, entry_ms })
 }
 
 fn cpu_steps(data: &Arc<Dataset>, batch: usize, seconds: f64) -> Result<StepResult> {
@@ -127,7 +134,15 @@ fn cpu_steps(data: &Arc<Dataset>, batch: usize, seconds: f64) -> Result<StepResu
     let exec = CpuProgram::new(&plan, Some(data.clone()));
     let mut t = CpuTrainer::new(cfg, plan, exec)?;
     let (steps, rate) = time_steps(&mut t, seconds)?;
-    Ok(StepResult { backend: "cpu".into(), device: t.device_name(), batch, steps, steps_per_s: rate, kernel_ms: None })
+    Ok(StepResult {
+        backend: "cpu".into(),
+        device: t.device_name(),
+        batch,
+        steps,
+        steps_per_s: rate,
+        kernel_ms: None,
+        entry_ms: None,
+    })
 }
 
 /// One matmul_forward on the GPU: checked against the CPU, then timed.
@@ -244,8 +259,8 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
     Ok(report)
 }
 
-/// The report as the table `bench` prints.
-pub fn table(r: &BenchReport) -> String {
+/// The report as the table `bench` prints; `entries` adds the time of every entry point.
+pub fn table(r: &BenchReport, entries: bool) -> String {
     let mut s = format!("model: {}\n\n", r.model);
     s += &format!("{:<7} {:<44} {:>6} {:>10} {:>9}\n", "backend", "device", "batch", "steps/s", "GPU/CPU");
     for x in &r.steps {
@@ -266,6 +281,11 @@ pub fn table(r: &BenchReport) -> String {
         s += &format!("\nGPU time per step, batch {} (timestamp queries, one pass per dispatch): {total:.3} ms\n", x.batch);
         for (name, v) in fam {
             s += &format!("  {name:<12} {v:>10.3} ms  {:>5.1}%\n", 100.0 * v / total.max(1e-12));
+        }
+        if let (true, Some(per)) = (entries, &x.entry_ms) {
+            for (name, v) in per {
+                s += &format!("    {name:<24} {v:>10.3} ms\n");
+            }
         }
     }
     if !r.matmul.is_empty() {

@@ -50,6 +50,9 @@ struct BenchArgs {
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also list the GPU time of every kernel entry point.
+    #[arg(long)]
+    kernels: bool,
 }
 
 #[derive(Args)]
@@ -231,7 +234,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Io(e.to_string()))?);
     } else {
-        print!("{}", shadergan::bench::table(&report));
+        print!("{}", shadergan::bench::table(&report, args.kernels));
     }
     Ok(())
 }

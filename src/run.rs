@@ -1,19 +1,7 @@
-//! The training loop both backends share: it asks the trainer for steps, and for statistics only
-//! every `log_every` steps. It never touches tensors itself.
+//! What a training run logs: one line (and one metrics.csv row) per logging step. The loop itself
+//! is `session::train`, shared by both backends; it reads statistics back only on these steps.
 
-use std::time::Instant;
-
-use crate::error::{Error, Result};
-use crate::trainer::{StepStats, Trainer};
-
-#[derive(Clone, Debug)]
-pub struct RunOptions {
-    /// Total steps to reach (a resumed run counts the steps already done).
-    pub steps: u32,
-    pub log_every: u32,
-    /// Samples in the data set, for the epoch column.
-    pub n_samples: usize,
-}
+use crate::trainer::StepStats;
 
 /// One logged line's worth of numbers.
 #[derive(Clone, Copy, Debug)]
@@ -40,46 +28,4 @@ impl LogRow {
             s.step, self.epoch, s.d_loss, s.g_loss, s.d_real, s.d_fake, self.steps_per_s
         )
     }
-}
-
-/// Trains until `opts.steps`, calling `on_log` every `log_every` steps and at the end. Stops with
-/// [`Error::Diverged`] when a loss is NaN or infinite.
-pub fn train(
-    trainer: &mut dyn Trainer,
-    opts: &RunOptions,
-    mut on_log: impl FnMut(&LogRow) -> Result<()>,
-) -> Result<Option<LogRow>> {
-    let batch = trainer.config().batch_size;
-    let steps_per_epoch = (opts.n_samples / batch).max(1) as f64;
-    let log_every = opts.log_every.max(1);
-    let mut last = None;
-    let mut t0 = Instant::now();
-    let mut s0 = trainer.step();
-    while trainer.step() < opts.steps {
-        let to_log = log_every - trainer.step() % log_every;
-        let n = to_log.min(opts.steps - trainer.step());
-        trainer.train(n)?;
-        let at_log = trainer.step() % log_every == 0 || trainer.step() == opts.steps;
-        if at_log {
-            let stats = trainer.stats()?;
-            let dt = t0.elapsed().as_secs_f64();
-            let row = LogRow {
-                stats,
-                epoch: stats.step as f64 / steps_per_epoch,
-                steps_per_s: (stats.step - s0) as f64 / dt.max(1e-9),
-            };
-            if !stats.is_finite() {
-                return Err(Error::Diverged(format!(
-                    "training diverged: a loss is not finite at step {} (D loss {}, G loss {}); \
-                     try a lower --lr",
-                    stats.step, stats.d_loss, stats.g_loss
-                )));
-            }
-            on_log(&row)?;
-            last = Some(row);
-            t0 = Instant::now();
-            s0 = trainer.step();
-        }
-    }
-    Ok(last)
 }

@@ -114,6 +114,23 @@ fn save_checkpoint(trainer: &mut dyn Trainer, dir: &RunDir, data: &Dataset, keep
     Ok(path)
 }
 
+/// Stops training when a loss is NaN or infinite, naming the step and the last good checkpoint.
+fn check_finite(stats: &crate::trainer::StepStats, dir: &RunDir) -> Result<()> {
+    if stats.is_finite() {
+        return Ok(());
+    }
+    let kept = if dir.latest().exists() {
+        format!("the last good checkpoint is {}", dir.latest().display())
+    } else {
+        "no checkpoint was written before it".to_string()
+    };
+    Err(Error::Diverged(format!(
+        "training diverged: a loss is not finite at step {} (D loss {}, G loss {}); try a lower \
+         --lr. {kept}",
+        stats.step, stats.d_loss, stats.g_loss
+    )))
+}
+
 pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> {
     let (data, data_name) = load_data(req.data.as_deref())?;
     let data = Arc::new(data);
@@ -225,15 +242,7 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
         }
         if step % log_every == 0 || step == total {
             let row = LogRow::measure(trainer.stats()?, steps_per_epoch, step - s0, t0.elapsed());
-            if !row.stats.is_finite() {
-                return Err(Error::Diverged(format!(
-                    "training diverged: a loss is not finite at step {step} (D loss {}, G loss {}); \
-                     try a lower --lr. The last good checkpoint is {}",
-                    row.stats.d_loss,
-                    row.stats.g_loss,
-                    dir.latest().display()
-                )));
-            }
+            check_finite(&row.stats, &dir)?;
             dir.append_metrics(&row)?;
             match &bar {
                 Some(b) => {
@@ -252,6 +261,8 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
             images::write_loss_png(&dir.root.join("loss.png"), &s, &d, &g)?;
         }
         if step % ckpt_every == 0 {
+            // Never write a diverged state over the last good checkpoint.
+            check_finite(&trainer.stats()?, &dir)?;
             save_checkpoint(trainer.as_mut(), &dir, &data, req.keep_checkpoints)?;
         }
         if stop.load(Ordering::SeqCst) {
@@ -261,6 +272,7 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     }
     let step = trainer.step();
     if !dir.checkpoint_at(step).exists() {
+        check_finite(&trainer.stats()?, &dir)?;
         save_checkpoint(trainer.as_mut(), &dir, &data, req.keep_checkpoints)?;
     }
     write_samples(trainer.as_mut(), &data, &dir.samples().join("final.png"))?;

@@ -177,3 +177,54 @@ fn info_lists_adapters() {
     let o = run(&["info"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn a_model_beyond_the_gpu_binding_limit_is_a_clear_error() {
+    let Some(ctx) = common::gpu() else { return };
+    let limit = ctx.summary.max_storage_buffer_binding_size.min(ctx.summary.max_buffer_size);
+    let dir = tempfile::tempdir().unwrap();
+    let npy = small_npy(dir.path());
+    // D's first layer alone: 16 x hidden floats, sized to pass the limit.
+    let hidden = (limit / 4 / 16 + 1).to_string();
+    let out = dir.path().join("run");
+    let o = run(&[
+        "train", npy.to_str().unwrap(), "--backend", "gpu", "--steps", "1", "--batch-size", "8",
+        "--d-hidden", &hidden, "--out", out.to_str().unwrap(),
+    ]);
+    assert_input_error(&o, "max_storage_buffer_binding_size");
+    assert!(stderr(&o).contains("D.params"), "{}", stderr(&o));
+}
+
+#[test]
+fn divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = small_npy(dir.path());
+    let out = dir.path().join("run");
+    let o = run(&[
+        "train", npy.to_str().unwrap(), "--backend", "cpu", "--steps", "400", "--batch-size", "8",
+        "--lr", "1e12", "--log-every", "1", "--checkpoint-every", "1", "--out", out.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("diverged") && err.contains("at step"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let latest = out.join("checkpoints/latest.safetensors");
+    if latest.exists() {
+        let ck = shadergan::checkpoint::load(&latest).expect("the last good checkpoint loads");
+        assert!(ck.snapshot.g_params.iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn bad_checkpoints_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = small_npy(dir.path());
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"\xff\xff\xff\xff\xff\xff\xff\x7f not a safetensors file").unwrap();
+    let o = run(&["train", npy.to_str().unwrap(), "--backend", "cpu", "--resume", junk.to_str().unwrap(), "--steps", "5"]);
+    assert_input_error(&o, "junk.safetensors");
+    let o = run(&["generate", junk.to_str().unwrap(), "--out", dir.path().join("s.npy").to_str().unwrap()]);
+    assert_input_error(&o, "junk.safetensors");
+    let o = run(&["generate", dir.path().join("none.safetensors").to_str().unwrap(), "--out", "x.npy"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

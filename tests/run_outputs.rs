@@ -257,3 +257,18 @@ fn sigint_writes_a_checkpoint_and_says_how_to_resume() {
     let ck = checkpoint::load(&out.join("checkpoints/latest.safetensors")).unwrap();
     assert!(ck.snapshot.state.step > 0);
 }
+
+#[test]
+fn sigterm_also_writes_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = images(dir.path());
+    let out = dir.path().join("run");
+    let args = train_args(npy.to_str().unwrap(), out.to_str().unwrap(), "cpu", "1000000");
+    let child = bin().args(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ck = checkpoint::load(&out.join("checkpoints/latest.safetensors")).unwrap();
+    assert!(ck.snapshot.state.step > 0);
+}

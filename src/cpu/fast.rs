@@ -1,9 +1,11 @@
-//! Fast CPU versions of the matmul kernels for the CPU trainer: the same contracts as the
-//! reference ops in `ops.rs`, computed with `matrixmultiply`'s blocked sgemm (threaded). The
-//! reference ops stay the oracle; tests/cpu_fast.rs checks these against them.
+//! Fast CPU versions of the heavy kernels for the CPU trainer: the same contracts as the reference
+//! ops in `ops.rs`. Matmuls use `matrixmultiply`'s blocked, threaded sgemm (other summation order,
+//! so results differ in the last bits); Adam runs the reference update on one chunk of the
+//! parameters per core (element-wise, so bit-identical). The reference ops stay the oracle;
+//! tests/cpu_fast.rs checks these against them.
 
-use super::ops::activate;
-use crate::params::MatmulParams;
+use super::ops::{self, activate};
+use crate::params::{AdamParams, MatmulParams, TrainState};
 
 /// C (m x n, row stride rsc) = alpha A B + beta C with arbitrary strides.
 #[allow(clippy::too_many_arguments)]
@@ -70,4 +72,30 @@ pub fn matmul_backward_weight(p: &MatmulParams, a: &[f32], c: &[f32], out: &mut 
     let dw = &mut out[p.out_off as usize..p.out_off as usize + n * k];
     let beta = if p.accumulate != 0 { 1.0 } else { 0.0 };
     sgemm(n, m, k, &a[p.a_off as usize..], (1, n), &c[p.c_off as usize..], (k, 1), beta, dw, k);
+}
+
+/// Parameters per thread below which threads cost more than they save.
+const ADAM_CHUNK_MIN: usize = 1 << 15;
+
+/// `adam_step` on one chunk of the parameters per core.
+pub fn adam_step(p: &AdamParams, state: &TrainState, params: &mut [f32], grads: &[f32], moments: &mut [f32]) {
+    let len = p.len as usize;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = len.div_ceil(threads).max(ADAM_CHUNK_MIN);
+    if chunk >= len {
+        return ops::adam_step(p, state, params, grads, moments);
+    }
+    let (m, v) = moments.split_at_mut(len);
+    std::thread::scope(|s| {
+        let parts = params[..len]
+            .chunks_mut(chunk)
+            .zip(grads[..len].chunks(chunk))
+            .zip(m.chunks_mut(chunk).zip(v[..len].chunks_mut(chunk)));
+        for ((pc, gc), (mc, vc)) in parts {
+            s.spawn(move || {
+                let sub = AdamParams { len: pc.len() as u32, ..*p };
+                ops::adam_update(&sub, state, pc, gc, mc, vc);
+            });
+        }
+    });
 }

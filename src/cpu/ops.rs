@@ -210,6 +210,12 @@ pub fn step_tick(state: &mut TrainState) {
 
 /// One Adam update over a flat parameter buffer; `moments` holds m then v.
 pub fn adam_step(p: &AdamParams, state: &TrainState, params: &mut [f32], grads: &[f32], moments: &mut [f32]) {
+    let (m, v) = moments.split_at_mut(p.len as usize);
+    adam_update(p, state, params, grads, m, v);
+}
+
+/// The update of `adam_step` on the first `p.len` elements of separate m and v slices.
+pub fn adam_update(p: &AdamParams, state: &TrainState, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32]) {
     let len = p.len as usize;
     let (b1pow, b2pow) = if p.net == 0 {
         (state.pows[0], state.pows[1])
@@ -220,7 +226,6 @@ pub fn adam_step(p: &AdamParams, state: &TrainState, params: &mut [f32], grads: 
     let bias2 = 1.0 - b2pow;
     let step_size = p.lr / bias1;
     let sqrt_bias2 = bias2.sqrt();
-    let (m, v) = moments.split_at_mut(len);
     for i in 0..len {
         let g = grads[i];
         let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;

@@ -91,7 +91,13 @@ impl CpuProgram {
             Op::AdamStep { ref p, params, grads, moments } => {
                 let mut pv = std::mem::take(&mut self.bufs[params]);
                 let state = self.state;
-                self.with_out(moments, |b, m| ops::adam_step(p, &state, &mut pv, &b[grads], m));
+                self.with_out(moments, |b, m| {
+                    if fast {
+                        fast::adam_step(p, &state, &mut pv, &b[grads], m)
+                    } else {
+                        ops::adam_step(p, &state, &mut pv, &b[grads], m)
+                    }
+                });
                 self.bufs[params] = pv;
             }
             Op::StepTick => ops::step_tick(&mut self.state),
