@@ -21,8 +21,9 @@
 // Each matrix sits at an element offset inside its binding (p.a_off, p.c_off, p.out_off, p.bias_off),
 // so one flat buffer holds all of a network's weights and biases.
 //
-// Register blocking: each invocation computes a 4x4 block of outputs, accumulating in registers
-// (no workgroup memory: on lavapipe tiling through workgroup memory was slower than this).
+// Register blocking: each invocation computes a 4x4 block of outputs in four vec4 accumulators,
+// unrolled by hand (on lavapipe, Mesa 22, loops over a private array ran 4x slower: the array
+// lived in memory), and no workgroup memory (slower than plain loops on lavapipe).
 // Reads past the matrix edge are clamped to the last row/column and their results discarded.
 
 struct MatmulParams {
@@ -46,6 +47,7 @@ struct MatmulParams {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 // Forward: a = x (M, K), c = w (N, K). Invocation (gx, gy) owns rows 4gy.., columns 4gx...
+// The 4x4 block is unrolled by hand into four vec4 accumulators so that it stays in registers.
 @compute @workgroup_size(16, 16)
 fn matmul_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n0 = gid.x * 4u;
@@ -53,19 +55,26 @@ fn matmul_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (m0 >= p.m || n0 >= p.n) {
         return;
     }
-    var xrow: array<u32, 4>;
-    var wrow: array<u32, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        xrow[i] = p.a_off + min(m0 + i, p.m - 1u) * p.k;
-        wrow[i] = p.c_off + min(n0 + i, p.n - 1u) * p.k;
-    }
-    var acc: array<vec4<f32>, 4>;
+    let x0 = p.a_off + m0 * p.k;
+    let x1 = p.a_off + min(m0 + 1u, p.m - 1u) * p.k;
+    let x2 = p.a_off + min(m0 + 2u, p.m - 1u) * p.k;
+    let x3 = p.a_off + min(m0 + 3u, p.m - 1u) * p.k;
+    let w0 = p.c_off + n0 * p.k;
+    let w1 = p.c_off + min(n0 + 1u, p.n - 1u) * p.k;
+    let w2 = p.c_off + min(n0 + 2u, p.n - 1u) * p.k;
+    let w3 = p.c_off + min(n0 + 3u, p.n - 1u) * p.k;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var kk = 0u; kk < p.k; kk++) {
-        let wv = vec4<f32>(c[wrow[0] + kk], c[wrow[1] + kk], c[wrow[2] + kk], c[wrow[3] + kk]);
-        for (var i = 0u; i < 4u; i++) {
-            acc[i] += a[xrow[i] + kk] * wv;
-        }
+        let wv = vec4<f32>(c[w0 + kk], c[w1 + kk], c[w2 + kk], c[w3 + kk]);
+        acc0 += a[x0 + kk] * wv;
+        acc1 += a[x1 + kk] * wv;
+        acc2 += a[x2 + kk] * wv;
+        acc3 += a[x3 + kk] * wv;
     }
+    let acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     for (var j = 0u; j < 4u; j++) {
         let n = n0 + j;
         if (n >= p.n) {
@@ -89,20 +98,26 @@ fn matmul_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (m0 >= p.m || k0 >= p.k) {
         return;
     }
-    var kcol: array<u32, 4>;
-    var dzrow: array<u32, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        kcol[i] = min(k0 + i, p.k - 1u);
-        dzrow[i] = p.a_off + min(m0 + i, p.m - 1u) * p.n;
-    }
-    var acc: array<vec4<f32>, 4>;
+    let k1 = min(k0 + 1u, p.k - 1u);
+    let k2 = min(k0 + 2u, p.k - 1u);
+    let k3 = min(k0 + 3u, p.k - 1u);
+    let d0 = p.a_off + m0 * p.n;
+    let d1 = p.a_off + min(m0 + 1u, p.m - 1u) * p.n;
+    let d2 = p.a_off + min(m0 + 2u, p.m - 1u) * p.n;
+    let d3 = p.a_off + min(m0 + 3u, p.m - 1u) * p.n;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var n = 0u; n < p.n; n++) {
-        let wbase = p.c_off + n * p.k;
-        let wv = vec4<f32>(c[wbase + kcol[0]], c[wbase + kcol[1]], c[wbase + kcol[2]], c[wbase + kcol[3]]);
-        for (var i = 0u; i < 4u; i++) {
-            acc[i] += a[dzrow[i] + n] * wv;
-        }
+        let wb = p.c_off + n * p.k;
+        let wv = vec4<f32>(c[wb + k0], c[wb + k1], c[wb + k2], c[wb + k3]);
+        acc0 += a[d0 + n] * wv;
+        acc1 += a[d1 + n] * wv;
+        acc2 += a[d2 + n] * wv;
+        acc3 += a[d3 + n] * wv;
     }
+    let acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     for (var i = 0u; i < 4u; i++) {
         let m = m0 + i;
         if (m >= p.m) {
@@ -125,21 +140,26 @@ fn matmul_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (n0 >= p.n || k0 >= p.k) {
         return;
     }
-    var kcol: array<u32, 4>;
-    var ncol: array<u32, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        kcol[i] = min(k0 + i, p.k - 1u);
-        ncol[i] = min(n0 + i, p.n - 1u);
-    }
-    var acc: array<vec4<f32>, 4>;
+    let k1 = min(k0 + 1u, p.k - 1u);
+    let k2 = min(k0 + 2u, p.k - 1u);
+    let k3 = min(k0 + 3u, p.k - 1u);
+    let n1 = min(n0 + 1u, p.n - 1u);
+    let n2 = min(n0 + 2u, p.n - 1u);
+    let n3 = min(n0 + 3u, p.n - 1u);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var m = 0u; m < p.m; m++) {
-        let xbase = p.c_off + m * p.k;
-        let dzbase = p.a_off + m * p.n;
-        let xv = vec4<f32>(c[xbase + kcol[0]], c[xbase + kcol[1]], c[xbase + kcol[2]], c[xbase + kcol[3]]);
-        for (var i = 0u; i < 4u; i++) {
-            acc[i] += a[dzbase + ncol[i]] * xv;
-        }
+        let xb = p.c_off + m * p.k;
+        let db = p.a_off + m * p.n;
+        let xv = vec4<f32>(c[xb + k0], c[xb + k1], c[xb + k2], c[xb + k3]);
+        acc0 += a[db + n0] * xv;
+        acc1 += a[db + n1] * xv;
+        acc2 += a[db + n2] * xv;
+        acc3 += a[db + n3] * xv;
     }
+    let acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     for (var i = 0u; i < 4u; i++) {
         let n = n0 + i;
         if (n >= p.n) {

@@ -89,6 +89,34 @@ fn raw_npy(dir: &Path, name: &str, header: &str, body: &[u8]) -> PathBuf {
     p
 }
 
+fn inf_npy(d: &Path) -> PathBuf {
+    let v = [0.5f32, f32::INFINITY, 0.1, 0.2];
+    let body: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    raw_npy(d, "inf.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &body)
+}
+
+fn version_npy(d: &Path) -> PathBuf {
+    let p = raw_npy(d, "version.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &[0; 16]);
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[6] = 9; // format version 9.0 does not exist
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn big_endian_and_fortran_files_are_read_correctly() {
+    let dir = tempfile::tempdir().unwrap();
+    let vals = [0.25f32, 0.5, 0.75, 1.0, 0.0, 0.125];
+    let be: Vec<u8> = vals.iter().flat_map(|x| x.to_be_bytes()).collect();
+    let p = raw_npy(dir.path(), "be.npy", "{'descr': '>f4', 'fortran_order': True, 'shape': (3, 2), }", &be);
+    let d = data::load_npy(&p).unwrap();
+    // Fortran order: element (r, c) is at c * 3 + r.
+    assert_eq!((d.get(0, 0), d.get(1, 0), d.get(0, 1), d.get(2, 1)), (0.25, 0.5, 1.0, 0.125));
+    let o = run(&["train", p.to_str().unwrap(), "--backend", "cpu", "--steps", "2", "--batch-size", "2",
+        "--out", dir.path().join("r").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 #[test]
 fn bad_data_files_exit_2_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,6 +137,14 @@ fn bad_data_files_exit_2_and_write_nothing() {
         (raw_npy(d, "nan.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), }", &nan_body), "NaN"),
         (raw_npy(d, "liar.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 100000), }", &f32s(8)), "bytes"),
         (raw_npy(d, "flat.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (8,), }", &f32s(8)), "shape"),
+        (raw_npy(d, "scalar.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (), }", &f32s(1)), "shape"),
+        (raw_npy(d, "four.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 2, 2), }", &f32s(8)), "shape"),
+        (raw_npy(d, "nodim.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 0), }", &[]), "0"),
+        (raw_npy(d, "notdict.npy", "['descr', '<f4']", &f32s(8)), "header"),
+        (raw_npy(d, "overflow.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296), }", &f32s(8)), "overflow"),
+        (raw_npy(d, "obj.npy", "{'descr': '|O', 'fortran_order': False, 'shape': (2, 4), }", &[0; 16]), "dtype"),
+        (inf_npy(d), "inf"),
+        (version_npy(d), "version"),
     ];
     for (path, needle) in cases {
         let out = d.join(format!("out-{}", path.file_stem().unwrap().to_str().unwrap()));
