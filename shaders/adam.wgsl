@@ -31,16 +31,6 @@ struct AdamParams {
     _pad1: u32,
 }
 
-// Shared with src/gpu/trainer.rs (TrainStateGpu) and the checkpoint: 8 words.
-struct TrainState {
-    step: u32,
-    t_d: u32,
-    t_g: u32,
-    _pad: u32,
-    // (beta1^t, beta2^t) of D in xy, of G in zw
-    pows: vec4<f32>,
-}
-
 @group(0) @binding(0) var<uniform> p: AdamParams;
 @group(0) @binding(1) var<storage, read_write> params: array<f32>;
 @group(0) @binding(2) var<storage, read> grads: array<f32>;

@@ -7,6 +7,18 @@
 // - 1-D dispatch indexing: the host splits large dispatches into (x, y) workgroup grids so that
 //   no dimension exceeds 65,535 workgroups; `linear_index` undoes that split.
 // - Integer hashing (lowbias32) and Philox-4x32-10, bit-identical to src/rng.rs.
+// - TrainState, the step state shared by adam.wgsl and random.wgsl.
+
+// The GPU-resident training state (params::TrainState on the host): the step counter that keys
+// noise and batch order, and Adam's step counts and running powers. 8 words.
+struct TrainState {
+    step: u32,
+    t_d: u32,
+    t_g: u32,
+    _pad: u32,
+    // (beta1^t, beta2^t) of D in xy, of G in zw
+    pows: vec4<f32>,
+}
 
 const ACT_IDENTITY: u32 = 0u;
 const ACT_RELU: u32 = 1u;

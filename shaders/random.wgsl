@@ -34,14 +34,6 @@ struct RandomParams {
     shift: f32,
 }
 
-struct TrainState {
-    step: u32,
-    t_d: u32,
-    t_g: u32,
-    _pad: u32,
-    pows: vec4<f32>,
-}
-
 @group(0) @binding(0) var<uniform> p: RandomParams;
 @group(0) @binding(1) var<uniform> state: TrainState;
 @group(0) @binding(2) var<storage, read> data: array<u32>;

@@ -351,7 +351,7 @@ mod tests {
     /// Writes one picture of each kind to /tmp/images_preview/ for a person to look at:
     /// `cargo test --lib images::tests::preview -- --ignored`.
     #[test]
-    #[ignore]
+    #[ignore = "writes preview PNGs to /tmp/images_preview for a person to look at; checks nothing"]
     fn preview() {
         let dir = Path::new("/tmp/images_preview");
         std::fs::create_dir_all(dir).unwrap();

@@ -171,6 +171,9 @@ fn forward(ops: &mut Vec<Op>, net: &NetBufs, input: At, rows: usize, last_out: O
 }
 
 /// Backward through a network whose forward wrote `outs` (each layer's output) from `input`.
+// Eight arguments: each is one of the places the backward pass reads or writes; bundling them
+// into a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 /// `dout` is the gradient with respect to the last output. Weight gradients go to the network's
 /// gradient buffer when `weights`; the input gradient to `dinput` when given.
 fn backward(

@@ -184,7 +184,7 @@ impl<E: Executor> Trainer for PlanTrainer<E> {
     fn sample(&mut self, z: &[f32]) -> Result<Vec<f32>> {
         let latent = self.cfg.model.latent_dim;
         let dim = self.cfg.model.data_dim;
-        if z.len() % latent != 0 {
+        if !z.len().is_multiple_of(latent) {
             return Err(Error::input(format!(
                 "latent vectors must have {latent} values each; got {} values",
                 z.len()

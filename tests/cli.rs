@@ -76,7 +76,7 @@ fn train_on_the_gpu_backend() {
 /// Writes a .npy with a hand-made header (v1.0) and body.
 fn raw_npy(dir: &Path, name: &str, header: &str, body: &[u8]) -> PathBuf {
     let mut h = header.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');

@@ -173,8 +173,9 @@ pub fn bce_logits(p: &LossParams, z: &[f32], dz: &mut [f32], stats: &mut [f32]) 
     let mut stride = LANES / 2;
     while stride > 0 {
         for lane in 0..stride {
-            for q in 0..4 {
-                partial[lane][q] += partial[lane + stride][q];
+            let upper = partial[lane + stride];
+            for (acc, v) in partial[lane].iter_mut().zip(upper) {
+                *acc += v;
             }
         }
         stride /= 2;
