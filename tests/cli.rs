@@ -264,3 +264,47 @@ fn bad_checkpoints_exit_2() {
     let o = run(&["generate", dir.path().join("none.safetensors").to_str().unwrap(), "--out", "x.npy"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn broken_checkpoints_exit_2_and_leave_the_run_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = small_npy(dir.path());
+    let out = dir.path().join("run");
+    let o = run(&[
+        "train", npy.to_str().unwrap(), "--backend", "cpu", "--steps", "4", "--batch-size", "8",
+        "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let good = std::fs::read(out.join("checkpoints/latest.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(good[8..8 + header_len].to_vec()).unwrap();
+    let mut huge_header = good.clone();
+    huge_header[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let with_header = |h: &str| {
+        let mut h = h.to_string();
+        while h.len() < header_len {
+            h.push(' ');
+        }
+        let mut b = (h.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(h.as_bytes());
+        b.extend_from_slice(&good[8 + header_len..]);
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("header-beyond-file", huge_header),
+        ("tensor-missing", with_header(&header.replacen("\"G.fc1.bias\"", "\"G.fc1.bias_renamed\"", 1))),
+        ("wrong-dtype", with_header(&header.replacen("\"F32\"", "\"I32\"", 1))),
+        ("bad-metadata", with_header(&header.replacen("\"format\"", "\"formax\"", 1))),
+    ];
+    for (name, bytes) in cases {
+        let p = dir.path().join(format!("{name}.safetensors"));
+        std::fs::write(&p, bytes).unwrap();
+        let o = run(&["train", npy.to_str().unwrap(), "--backend", "cpu", "--resume", p.to_str().unwrap(), "--steps", "8"]);
+        assert_input_error(&o, &format!("{name}.safetensors"));
+        let o = run(&["generate", p.to_str().unwrap(), "--backend", "cpu", "--out", dir.path().join("s.npy").to_str().unwrap()]);
+        assert_input_error(&o, &format!("{name}.safetensors"));
+    }
+    assert_eq!(std::fs::read(out.join("checkpoints/latest.safetensors")).unwrap(), good);
+    assert!(!dir.path().join("s.npy").exists());
+}
