@@ -8,6 +8,7 @@
 //! - [`plan`]: one training step as a list of kernel calls; [`params`]: their uniform structs.
 //! - [`shaders`]: the WGSL registry. [`cpu`] and [`gpu`]: the two executors of a plan.
 //! - [`trainer`]: the `Trainer` interface; [`run`]: the training loop the CLI drives.
+//! - [`toy`]: the 2-D toy benchmarks (ring8, grid25) and their mode-collapse metrics.
 
 pub mod assets;
 pub mod bench;
@@ -28,6 +29,7 @@ pub mod run;
 pub mod rundir;
 pub mod session;
 pub mod shaders;
+pub mod toy;
 pub mod trainer;
 
 use std::sync::Arc;

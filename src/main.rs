@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use shadergan::generate::GenerateRequest;
 use shadergan::model::Activation;
 use shadergan::session::{self, TrainRequest, Verbosity};
+use shadergan::toy::Toy;
 use shadergan::{Backend, Error, Result, TrainOptions};
 
 #[derive(Parser)]
@@ -24,6 +25,9 @@ enum Command {
     Train(TrainArgs),
     /// Write samples from a checkpoint's generator.
     Generate(GenerateArgs),
+    /// Measure a checkpoint's generator on a toy 2-D benchmark (modes captured, % high quality,
+    /// reverse KL), printed as JSON.
+    Eval(EvalArgs),
     /// List the GPU adapters wgpu can see.
     Info,
     /// Measure training speed on the GPU and CPU backends side by side (and matmul GFLOP/s).
@@ -60,6 +64,10 @@ struct TrainArgs {
     /// A .npy file of samples: uint8, float32 or float64; shape (N, D), (N, H, W) or
     /// (N, 1, H, W). Without one, trains on the first 10,000 MNIST digits built into shadergan.
     data: Option<PathBuf>,
+    /// Train on a toy 2-D data set (100,000 points drawn from --seed) instead of a data file, and
+    /// write its mode-collapse metrics to eval.json at the end.
+    #[arg(long, value_enum, conflicts_with = "data")]
+    toy: Option<Toy>,
     /// auto: a real GPU if there is one, else the CPU.
     #[arg(long, value_enum, default_value = "auto")]
     backend: Backend,
@@ -127,6 +135,17 @@ struct TrainArgs {
 }
 
 #[derive(Args)]
+struct EvalArgs {
+    /// A checkpoint written by `train --toy` (e.g. runs/001/checkpoints/latest.safetensors).
+    checkpoint: PathBuf,
+    /// The toy benchmark whose modes the samples are measured against.
+    #[arg(long, value_enum)]
+    toy: Toy,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: Backend,
+}
+
+#[derive(Args)]
 struct GenerateArgs {
     /// A checkpoint written by `train` (e.g. runs/001/checkpoints/latest.safetensors).
     checkpoint: PathBuf,
@@ -164,6 +183,7 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let req = TrainRequest {
         data: args.data.clone(),
+        toy: args.toy,
         backend: args.backend,
         options,
         steps: args.steps,
@@ -183,7 +203,10 @@ fn train(args: TrainArgs) -> Result<()> {
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     let summary = session::train(&req, stop)?;
     if summary.interrupted {
-        let data = args.data.map(|d| format!("{} ", d.display())).unwrap_or_default();
+        let data = match args.toy {
+            Some(t) => format!("--toy {} ", t.name()),
+            None => args.data.map(|d| format!("{} ", d.display())).unwrap_or_default(),
+        };
         eprintln!(
             "stopped at step {}; checkpoint written. Resume with:\n  shadergan train {data}--resume {}{}",
             summary.last.map_or(0, |r| r.stats.step),
@@ -215,6 +238,12 @@ fn generate(args: GenerateArgs) -> Result<()> {
     }
     let g = shadergan::generate::generate(&req)?;
     eprintln!("generated {} samples of {} values", g.n, g.dim);
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let m = shadergan::toy::eval_checkpoint(&args.checkpoint, args.toy, args.backend)?;
+    println!("{}", serde_json::to_string_pretty(&m).map_err(|e| Error::Io(e.to_string()))?);
     Ok(())
 }
 
@@ -268,6 +297,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train(args),
         Command::Generate(args) => generate(args),
+        Command::Eval(args) => eval(args),
         Command::Info => info(),
         Command::Bench(args) => bench(args),
     };

@@ -16,6 +16,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::rundir::RunDir;
 use crate::run::LogRow;
+use crate::toy::{self, Toy, ToyMetrics};
 use crate::trainer::{Backend, Trainer};
 use crate::{assets, data, images, rng};
 
@@ -29,8 +30,11 @@ pub enum Verbosity {
 
 #[derive(Clone, Debug)]
 pub struct TrainRequest {
-    /// None: the built-in MNIST subset.
+    /// None: the built-in MNIST subset (or `toy`).
     pub data: Option<PathBuf>,
+    /// Train on a toy 2-D data set drawn from the run's seed instead of `data`, and write the
+    /// toy metrics to eval.json at the end.
+    pub toy: Option<Toy>,
     pub backend: Backend,
     pub options: TrainOptions,
     /// Total steps; None: `epochs`, or 2,000.
@@ -59,6 +63,8 @@ pub struct TrainSummary {
     pub last: Option<LogRow>,
     pub interrupted: bool,
     pub latest_checkpoint: PathBuf,
+    /// The toy metrics of a `--toy` run (also in eval.json).
+    pub eval: Option<ToyMetrics>,
 }
 
 pub fn load_data(path: Option<&Path>) -> Result<(Dataset, String)> {
@@ -132,11 +138,33 @@ fn check_finite(stats: &crate::trainer::StepStats, dir: &RunDir) -> Result<()> {
 }
 
 pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> {
-    let (data, data_name) = load_data(req.data.as_deref())?;
+    let mut preloaded = None;
+    let (data, data_name) = match req.toy {
+        Some(t) => {
+            if req.data.is_some() {
+                return Err(Error::input("pass either a data file or --toy, not both"));
+            }
+            // A resumed toy run draws the same points: from its checkpoint's seed.
+            let seed = match &req.resume {
+                Some(path) => {
+                    let ckpt = checkpoint::load(path)?;
+                    let seed = ckpt.config.seed;
+                    preloaded = Some(ckpt);
+                    seed
+                }
+                None => req.options.seed,
+            };
+            (t.dataset(seed, toy::TOY_SAMPLES)?, format!("toy:{}", t.name()))
+        }
+        None => load_data(req.data.as_deref())?,
+    };
     let data = Arc::new(data);
     let (cfg, resume_from, dir) = match &req.resume {
         Some(path) => {
-            let ckpt = checkpoint::load(path)?;
+            let ckpt = match preloaded.take() {
+                Some(c) => c,
+                None => checkpoint::load(path)?,
+            };
             if ckpt.config.model.data_dim != data.dim {
                 return Err(Error::input(format!(
                     "{}: the checkpoint was trained on samples of {} values; {data_name} has {}",
@@ -185,7 +213,13 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     }
     dir.write_config(&json!({
         "train": cfg,
-        "data": { "path": data_name, "n": data.n, "sample_shape": data.sample_shape, "dtype": data.dtype },
+        "data": {
+            "path": data_name,
+            "toy": req.toy.map(|t| t.name()),
+            "n": data.n,
+            "sample_shape": data.sample_shape,
+            "dtype": data.dtype,
+        },
         "backend": format!("{:?}", trainer.backend()).to_lowercase(),
         "device": trainer.device_name(),
         "steps": total,
@@ -281,5 +315,21 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    Ok(TrainSummary { run_dir: dir.root.clone(), last, interrupted, latest_checkpoint: dir.latest() })
+    let eval = match req.toy {
+        Some(t) => {
+            let m = toy::evaluate(trainer.as_mut(), t)?;
+            let mut v = serde_json::to_value(&m).map_err(|e| Error::Io(e.to_string()))?;
+            v["toy"] = json!(t.name());
+            v["step"] = json!(trainer.step());
+            let mut text = serde_json::to_string_pretty(&v).map_err(|e| Error::Io(e.to_string()))?;
+            text.push('\n');
+            crate::rundir::write_atomic(&dir.root.join("eval.json"), text.as_bytes())?;
+            if show {
+                println!("eval ({} at step {}): {}", t.name(), trainer.step(), m.line());
+            }
+            Some(m)
+        }
+        None => None,
+    };
+    Ok(TrainSummary { run_dir: dir.root.clone(), last, interrupted, latest_checkpoint: dir.latest(), eval })
 }

@@ -1,0 +1,181 @@
+//! Toy 2-D benchmarks for judging mode collapse, with the metrics of the PacGAN paper (Lin et
+//! al., "PacGAN: The power of two samples in generative adversarial networks", NeurIPS 2018):
+//! `ring8` (8 Gaussians on the unit circle, std 0.01) and `grid25` (25 Gaussians on a 5x5 grid,
+//! std 0.05).
+//!
+//! A generated sample is *high quality* when it lies within 3 std of its nearest mode; a mode is
+//! *captured* when it is the nearest mode of at least one high-quality sample; the *reverse KL*
+//! compares the mode histogram of the high-quality samples with the uniform distribution.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::session::{fixed_latents, to_data_scale};
+use crate::trainer::Backend;
+use crate::rng;
+
+/// Points in a toy data set built by `train --toy`.
+pub const TOY_SAMPLES: usize = 100_000;
+/// Generated points the metrics are computed on.
+pub const EVAL_SAMPLES: usize = 2_500;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Toy {
+    /// 8 Gaussians on a circle of radius 1, std 0.01.
+    Ring8,
+    /// 25 Gaussians at (i, j), i, j in {-4, -2, 0, 2, 4}, std 0.05.
+    Grid25,
+}
+
+impl Toy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Toy::Ring8 => "ring8",
+            Toy::Grid25 => "grid25",
+        }
+    }
+
+    /// The mode centres.
+    pub fn modes(&self) -> Vec<(f32, f32)> {
+        match self {
+            Toy::Ring8 => (0..8)
+                .map(|i| {
+                    let a = std::f64::consts::TAU * i as f64 / 8.0;
+                    (a.cos() as f32, a.sin() as f32)
+                })
+                .collect(),
+            Toy::Grid25 => {
+                let c = [-4.0f32, -2.0, 0.0, 2.0, 4.0];
+                c.iter().flat_map(|&x| c.iter().map(move |&y| (x, y))).collect()
+            }
+        }
+    }
+
+    /// The standard deviation of every mode (both axes).
+    pub fn std(&self) -> f32 {
+        match self {
+            Toy::Ring8 => 0.01,
+            Toy::Grid25 => 0.05,
+        }
+    }
+
+    /// `n` points: point i picks its mode uniformly from Philox counter (i, 0, 0, PURPOSE_TOY) and
+    /// adds Gaussian noise from counters (q, 1, 0, PURPOSE_TOY); the same on every backend.
+    pub fn dataset(&self, seed: u64, n: usize) -> Result<Dataset> {
+        let modes = self.modes();
+        let k = modes.len() as u64;
+        let key = rng::seed_words(seed);
+        let mut noise = vec![0f32; 2 * n];
+        rng::normals(key, 1, 0, rng::PURPOSE_TOY, &mut noise);
+        let s = self.std();
+        let mut v = Vec::with_capacity(2 * n);
+        for i in 0..n {
+            let w = rng::philox4x32([i as u32, 0, 0, rng::PURPOSE_TOY], key)[0];
+            let (x, y) = modes[((w as u64 * k) >> 32) as usize];
+            v.push(x + s * noise[2 * i]);
+            v.push(y + s * noise[2 * i + 1]);
+        }
+        Dataset::from_f32(n, 2, v)
+    }
+}
+
+/// The PacGAN mode-collapse metrics of a set of generated points.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToyMetrics {
+    pub samples: usize,
+    pub modes_captured: usize,
+    pub modes_total: usize,
+    /// Percent of samples within 3 std of their nearest mode.
+    pub high_quality_pct: f64,
+    /// KL(histogram of the high-quality samples over modes || uniform) = ln K - entropy; ln K when
+    /// there are no high-quality samples.
+    pub reverse_kl: f64,
+}
+
+impl ToyMetrics {
+    pub fn line(&self) -> String {
+        format!(
+            "modes captured {}/{}, high quality {:.1}%, reverse KL {:.3} ({} samples)",
+            self.modes_captured, self.modes_total, self.high_quality_pct, self.reverse_kl, self.samples
+        )
+    }
+}
+
+/// Metrics of `points`, flat (x, y) pairs, against the modes of `toy`. Computed in f64.
+pub fn toy_metrics(toy: Toy, points: &[f32]) -> ToyMetrics {
+    let modes: Vec<(f64, f64)> = toy.modes().iter().map(|&(x, y)| (x as f64, y as f64)).collect();
+    let limit = 3.0 * toy.std() as f64;
+    let mut counts = vec![0usize; modes.len()];
+    let n = points.len() / 2;
+    for p in points.chunks_exact(2) {
+        let (x, y) = (p[0] as f64, p[1] as f64);
+        let (best, d2) = modes
+            .iter()
+            .enumerate()
+            .map(|(m, &(mx, my))| (m, (x - mx).powi(2) + (y - my).powi(2)))
+            .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
+        if d2.sqrt() <= limit {
+            counts[best] += 1;
+        }
+    }
+    let hq: usize = counts.iter().sum();
+    let log_k = (modes.len() as f64).ln();
+    let reverse_kl = if hq == 0 {
+        log_k
+    } else {
+        let entropy: f64 = counts
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| {
+                let p = c as f64 / hq as f64;
+                -p * p.ln()
+            })
+            .sum();
+        (log_k - entropy).max(0.0)
+    };
+    ToyMetrics {
+        samples: n,
+        modes_captured: counts.iter().filter(|&&c| c > 0).count(),
+        modes_total: modes.len(),
+        high_quality_pct: if n == 0 { 0.0 } else { 100.0 * hq as f64 / n as f64 },
+        reverse_kl,
+    }
+}
+
+/// Samples `EVAL_SAMPLES` points from the run's fixed noise and measures them.
+pub fn evaluate(trainer: &mut dyn crate::trainer::Trainer, toy: Toy) -> Result<ToyMetrics> {
+    let cfg = trainer.config().clone();
+    if cfg.model.data_dim != 2 {
+        return Err(Error::input(format!(
+            "toy metrics need a model of 2-D samples; this one makes samples of {} values",
+            cfg.model.data_dim
+        )));
+    }
+    let y = to_data_scale(&cfg, &trainer.sample(&fixed_latents(&cfg, EVAL_SAMPLES))?);
+    Ok(toy_metrics(toy, &y))
+}
+
+/// The `eval` command: a checkpoint's generator measured on `toy`.
+pub fn eval_checkpoint(path: &Path, toy: Toy, backend: Backend) -> Result<ToyMetrics> {
+    let ckpt = checkpoint::load(path)?;
+    let cfg = ckpt.config.clone();
+    let dim = cfg.model.data_dim;
+    if dim != 2 {
+        return Err(Error::input(format!(
+            "{}: eval --toy needs a model of 2-D samples; this one makes samples of {dim} values \
+             (image-data evaluation is not supported)",
+            path.display()
+        )));
+    }
+    // The trainer needs a data set to build its training step; sampling never reads it.
+    let placeholder = Dataset::from_u8(cfg.batch_size, dim, vec![0; cfg.batch_size * dim])?;
+    let mut trainer = crate::open_trainer(backend, cfg, Arc::new(placeholder))?;
+    trainer.restore(&ckpt.snapshot)?;
+    evaluate(trainer.as_mut(), toy)
+}
