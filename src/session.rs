@@ -120,6 +120,38 @@ fn save_checkpoint(trainer: &mut dyn Trainer, dir: &RunDir, data: &Dataset, keep
     Ok(path)
 }
 
+/// Model and optimizer flags the user set (values other than the defaults, or given activations)
+/// that disagree with a checkpoint's configuration, as "--flag VALUE (checkpoint: VALUE)".
+fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
+    let d = TrainOptions::default();
+    let m = &ck.model;
+    let mut out = vec![];
+    let mut check = |set: bool, differs: bool, flag: &str, mine: String, theirs: String| {
+        if set && differs {
+            out.push(format!("{flag} {mine} (checkpoint: {theirs})"));
+        }
+    };
+    let list = |v: &[usize]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
+    check(opts.latent_dim != d.latent_dim, opts.latent_dim != m.latent_dim, "--latent-dim", opts.latent_dim.to_string(), m.latent_dim.to_string());
+    check(opts.g_hidden != d.g_hidden, opts.g_hidden != m.g_hidden, "--g-hidden", list(&opts.g_hidden), list(&m.g_hidden));
+    check(opts.d_hidden != d.d_hidden, opts.d_hidden != m.d_hidden, "--d-hidden", list(&opts.d_hidden), list(&m.d_hidden));
+    for (flag, mine, theirs) in [
+        ("--g-activation", opts.g_activation, m.g_activation),
+        ("--d-activation", opts.d_activation, m.d_activation),
+        ("--g-output", opts.g_output, m.g_output),
+    ] {
+        if let Some(a) = mine {
+            check(true, a != theirs, flag, format!("{a:?}"), format!("{theirs:?}"));
+        }
+    }
+    check(opts.batch_size != d.batch_size, opts.batch_size != ck.batch_size, "--batch-size", opts.batch_size.to_string(), ck.batch_size.to_string());
+    check(opts.seed != d.seed, opts.seed != ck.seed, "--seed", opts.seed.to_string(), ck.seed.to_string());
+    check(opts.lr != d.lr, opts.lr != ck.lr, "--lr", opts.lr.to_string(), ck.lr.to_string());
+    check(opts.beta1 != d.beta1, opts.beta1 != ck.beta1, "--beta1", opts.beta1.to_string(), ck.beta1.to_string());
+    check(opts.beta2 != d.beta2, opts.beta2 != ck.beta2, "--beta2", opts.beta2.to_string(), ck.beta2.to_string());
+    out
+}
+
 /// Stops training when a loss is NaN or infinite, naming the step and the last good checkpoint.
 fn check_finite(stats: &crate::trainer::StepStats, dir: &RunDir) -> Result<()> {
     if stats.is_finite() {
@@ -171,6 +203,15 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
                     path.display(),
                     ckpt.config.model.data_dim,
                     data.dim
+                )));
+            }
+            let differ = flags_differing_from(&req.options, &ckpt.config);
+            if !differ.is_empty() {
+                return Err(Error::input(format!(
+                    "{}: the checkpoint was trained with other settings: {}; a resumed run keeps \
+                     the checkpoint's model and optimizer, so drop these flags (or start a new run)",
+                    path.display(),
+                    differ.join(", ")
                 )));
             }
             ckpt.config.validate(data.n)?;
@@ -246,7 +287,7 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
         let pb = indicatif::ProgressBar::new(total as u64);
         pb.set_style(
             indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} steps  {msg}  {per_sec}  ETA {eta}",
+                "{bar:30} step {pos}/{len}  {msg}  ETA {eta}",
             )
             .expect("valid template"),
         );
@@ -273,6 +314,10 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
         let step = trainer.step();
         if let Some(b) = &bar {
             b.set_position(step as u64);
+            let losses = last.as_ref().map_or(String::new(), |r: &LogRow| {
+                format!("  D {:.3}  G {:.3}  {:.1} steps/s", r.stats.d_loss, r.stats.g_loss, r.steps_per_s)
+            });
+            b.set_message(format!("epoch {:.2}{losses}", step as f64 / steps_per_epoch as f64));
         }
         if step % log_every == 0 || step == total {
             let row = LogRow::measure(trainer.stats()?, steps_per_epoch, step - s0, t0.elapsed());
@@ -280,7 +325,6 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
             dir.append_metrics(&row)?;
             match &bar {
                 Some(b) => {
-                    b.set_message(format!("D {:.3} G {:.3}", row.stats.d_loss, row.stats.g_loss));
                     b.println(row.line());
                 }
                 None if show => println!("{}", row.line()),

@@ -155,6 +155,11 @@ fn mismatched_resume_fails_cleanly() {
     let o = run(&["train", img.to_str().unwrap(), "--backend", "cpu", "--resume", latest.to_str().unwrap(), "--steps", "5"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("already at step 10"));
+    // A model flag that disagrees with the checkpoint is refused, naming both values.
+    let o = run(&["train", img.to_str().unwrap(), "--backend", "cpu", "--resume", latest.to_str().unwrap(), "--steps", "20", "--latent-dim", "16", "--g-hidden", "64"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--latent-dim 16 (checkpoint: 8)") && err.contains("--g-hidden 64 (checkpoint: 32)"), "{err}");
     assert_eq!(std::fs::read(&latest).unwrap(), before, "a failed resume changed the checkpoint");
 }
 
