@@ -125,7 +125,15 @@ fn gpu_steps(ctx: &Arc<GpuContext>, data: &Arc<Dataset>, batch: usize, seconds: 
     };
     let kernel_ms = sum_by(&|e| family(e).to_string());
     let entry_ms = sum_by(&|e| e.to_string());
-    Ok(StepResult { backend: "gpu".into(), device: t.device_name(), batch, steps, steps_per_s: rate, kernel_ms, entry_ms })
+    Ok(StepResult {
+        backend: "gpu".into(),
+        device: t.device_name(),
+        batch,
+        steps,
+        steps_per_s: rate,
+        kernel_ms,
+        entry_ms,
+    })
 }
 
 fn cpu_steps(data: &Arc<Dataset>, batch: usize, seconds: f64) -> Result<StepResult> {
@@ -220,10 +228,9 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
     };
     if let Some(c) = &ctx {
         if c.summary.is_cpu {
-            report.notes.push(format!(
-                "{} emulates a GPU on the CPU: its figures say nothing about GPU speed",
-                c.summary.name
-            ));
+            report
+                .notes
+                .push(format!("{} emulates a GPU on the CPU: its figures say nothing about GPU speed", c.summary.name));
         }
         if !c.supports_timestamps() {
             report.notes.push(format!("{} has no timestamp queries: no per-kernel times", c.summary.name));
@@ -278,7 +285,10 @@ pub fn table(r: &BenchReport, entries: bool) -> String {
     for x in r.steps.iter().filter(|x| x.kernel_ms.is_some()) {
         let fam = x.kernel_ms.as_ref().expect("filtered");
         let total: f64 = fam.iter().map(|(_, v)| v).sum();
-        s += &format!("\nGPU time per step, batch {} (timestamp queries, one pass per dispatch): {total:.3} ms\n", x.batch);
+        s += &format!(
+            "\nGPU time per step, batch {} (timestamp queries, one pass per dispatch): {total:.3} ms\n",
+            x.batch
+        );
         for (name, v) in fam {
             s += &format!("  {name:<12} {v:>10.3} ms  {:>5.1}%\n", 100.0 * v / total.max(1e-12));
         }
@@ -289,9 +299,17 @@ pub fn table(r: &BenchReport, entries: bool) -> String {
         }
     }
     if !r.matmul.is_empty() {
-        s += &format!("\n{:<22} {:>12} {:>18}  (each result checked against the CPU first)\n", "matmul_forward m x n x k", "GPU GFLOP/s", "CPU sgemm GFLOP/s");
+        s += &format!(
+            "\n{:<22} {:>12} {:>18}  (each result checked against the CPU first)\n",
+            "matmul_forward m x n x k", "GPU GFLOP/s", "CPU sgemm GFLOP/s"
+        );
         for m in &r.matmul {
-            s += &format!("{:<22} {:>12.2} {:>18.2}\n", format!("{}x{}x{}", m.m, m.n, m.k), m.gflops, m.cpu_sgemm_gflops);
+            s += &format!(
+                "{:<22} {:>12.2} {:>18.2}\n",
+                format!("{}x{}x{}", m.m, m.n, m.k),
+                m.gflops,
+                m.cpu_sgemm_gflops
+            );
         }
     }
     for n in &r.notes {

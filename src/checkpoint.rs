@@ -96,9 +96,14 @@ fn to_bytes(ckpt: &Checkpoint) -> Result<Vec<u8>> {
     let config = serde_json::to_string(&ckpt.config).map_err(|e| Error::Io(format!("checkpoint: {e}")))?;
     let st = &s.state;
     let meta = [
-        ("format", FORMAT.to_string()), ("version", VERSION.to_string()), ("config", config),
-        ("step", st.step.to_string()), ("t_d", st.t_d.to_string()), ("t_g", st.t_g.to_string()),
-        ("epoch", ckpt.epoch.to_string()), ("data_shape", format!("{:?}", ckpt.data_shape)),
+        ("format", FORMAT.to_string()),
+        ("version", VERSION.to_string()),
+        ("config", config),
+        ("step", st.step.to_string()),
+        ("t_d", st.t_d.to_string()),
+        ("t_g", st.t_g.to_string()),
+        ("epoch", ckpt.epoch.to_string()),
+        ("data_shape", format!("{:?}", ckpt.data_shape)),
         ("crate_version", env!("CARGO_PKG_VERSION").to_string()),
     ];
     let meta = meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
@@ -160,7 +165,11 @@ fn param_count(input: usize, hidden: &[usize], output: usize) -> Option<usize> {
 /// One line of text from an untrusted source, shortened.
 fn one_line(s: impl ToString) -> String {
     let s: String = s.to_string().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if s.chars().count() > 200 { s.chars().take(200).collect::<String>() + "..." } else { s }
+    if s.chars().count() > 200 {
+        s.chars().take(200).collect::<String>() + "..."
+    } else {
+        s
+    }
 }
 
 fn describe(e: SafeTensorError, bytes: &[u8]) -> String {
@@ -206,14 +215,18 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let st = SafeTensors::deserialize(&bytes).map_err(|e| fail(describe(e, &bytes)))?;
     let no_meta = HashMap::new();
     let meta = header.metadata().as_ref().unwrap_or(&no_meta);
-    let get = |key: &str| meta.get(key).ok_or_else(|| fail(format!("not a shadergan checkpoint: metadata lacks \"{key}\"")));
+    let get =
+        |key: &str| meta.get(key).ok_or_else(|| fail(format!("not a shadergan checkpoint: metadata lacks \"{key}\"")));
     let format = get("format")?;
     if format != FORMAT {
         return Err(fail(format!("not a shadergan checkpoint: metadata \"format\" is \"{}\"", one_line(format))));
     }
     let version = get("version")?;
     if version != VERSION {
-        return Err(fail(format!("checkpoint version \"{}\" is not supported (this build reads {VERSION})", one_line(version))));
+        return Err(fail(format!(
+            "checkpoint version \"{}\" is not supported (this build reads {VERSION})",
+            one_line(version)
+        )));
     }
     let config: TrainConfig = serde_json::from_str(get("config")?)
         .map_err(|e| fail(format!("metadata \"config\" is not a valid training config: {}", one_line(e))))?;
@@ -222,16 +235,18 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         return Err(fail("the stored config describes a model too large to exist".into()));
     }
     config.validate(config.batch_size.max(1)).map_err(|e| fail(format!("the stored config is invalid: {e}")))?;
-    let number = |key: &str| {
-        get(key)?.parse::<u32>().map_err(|_| fail(format!("metadata \"{key}\" is not a whole number")))
-    };
+    let number =
+        |key: &str| get(key)?.parse::<u32>().map_err(|_| fail(format!("metadata \"{key}\" is not a whole number")));
     let state = TrainState::at(number("step")?, number("t_d")?, number("t_g")?, config.beta1, config.beta2);
     let epoch = get("epoch")?.parse::<f64>().ok().filter(|e| e.is_finite() && *e >= 0.0);
     let epoch = epoch.ok_or_else(|| fail("metadata \"epoch\" is not a non-negative number".into()))?;
     let data_shape: Vec<usize> = serde_json::from_str(get("data_shape")?)
         .map_err(|_| fail("metadata \"data_shape\" is not a list of sizes".into()))?;
     if data_shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b)) != Some(m.data_dim) {
-        return Err(fail(format!("metadata \"data_shape\" {data_shape:?} does not hold {} values per sample", m.data_dim)));
+        return Err(fail(format!(
+            "metadata \"data_shape\" {data_shape:?} does not hold {} values per sample",
+            m.data_dim
+        )));
     }
 
     // Check every tensor before allocating: then all sizes are bounded by the file's.
@@ -291,7 +306,10 @@ pub fn check_compatible(ckpt: &Checkpoint, cfg: &TrainConfig) -> Result<()> {
     let mut diffs: Vec<_> = differ.map(|(flag, x, y)| format!("checkpoint has {flag} {x}, this run {y}")).collect();
     if a.data_dim != b.data_dim {
         let shape = ckpt.data_shape.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x");
-        diffs.push(format!("checkpoint was trained on samples of {} values ({shape}), this data has {}", a.data_dim, b.data_dim));
+        diffs.push(format!(
+            "checkpoint was trained on samples of {} values ({shape}), this data has {}",
+            a.data_dim, b.data_dim
+        ));
     }
     if diffs.is_empty() {
         Ok(())
@@ -379,14 +397,23 @@ mod tests {
         let bytes = to_bytes(&ck).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let layers: [(&str, &[usize]); 10] = [
-            ("G.fc1.weight", &[5, 3]), ("G.fc1.bias", &[5]), ("G.fc2.weight", &[4, 5]), ("G.fc2.bias", &[4]),
-            ("G.fc3.weight", &[6, 4]), ("G.fc3.bias", &[6]), ("D.fc1.weight", &[4, 6]), ("D.fc1.bias", &[4]),
-            ("D.fc2.weight", &[1, 4]), ("D.fc2.bias", &[1]),
+            ("G.fc1.weight", &[5, 3]),
+            ("G.fc1.bias", &[5]),
+            ("G.fc2.weight", &[4, 5]),
+            ("G.fc2.bias", &[4]),
+            ("G.fc3.weight", &[6, 4]),
+            ("G.fc3.bias", &[6]),
+            ("D.fc1.weight", &[4, 6]),
+            ("D.fc1.bias", &[4]),
+            ("D.fc2.weight", &[1, 4]),
+            ("D.fc2.bias", &[1]),
         ];
         let mut want = Vec::new();
         for (name, shape) in layers {
             let (net, rest) = name.split_once('.').unwrap();
-            for full in [name.to_string(), format!("optim.{net}.exp_avg.{rest}"), format!("optim.{net}.exp_avg_sq.{rest}")] {
+            for full in
+                [name.to_string(), format!("optim.{net}.exp_avg.{rest}"), format!("optim.{net}.exp_avg_sq.{rest}")]
+            {
                 let v = st.tensor(&full).unwrap();
                 assert_eq!((v.dtype(), v.shape()), (Dtype::F32, shape), "{full}");
                 want.push(full);
@@ -403,7 +430,15 @@ mod tests {
         assert_eq!(floats("D.fc2.bias"), s.d_params[s.d_params.len() - 1..]);
         let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
         let meta = header.metadata().as_ref().unwrap();
-        for (k, v) in [("format", FORMAT), ("version", "1"), ("step", "7"), ("t_d", "7"), ("t_g", "6"), ("epoch", "1.75"), ("data_shape", "[2, 3]")] {
+        for (k, v) in [
+            ("format", FORMAT),
+            ("version", "1"),
+            ("step", "7"),
+            ("t_d", "7"),
+            ("t_g", "6"),
+            ("epoch", "1.75"),
+            ("data_shape", "[2, 3]"),
+        ] {
             assert_eq!(meta[k], v, "{k}");
         }
         assert!(meta["config"].contains("\"latent_dim\":3") && meta.contains_key("crate_version"));
@@ -413,7 +448,12 @@ mod tests {
     fn broken_files_are_input_errors() {
         let good = to_bytes(&sample()).unwrap();
         let mut x = 12345u64;
-        let noise: Vec<u8> = (0..3000).map(|_| { x = x.wrapping_mul(6364136223846793005).wrapping_add(1); (x >> 56) as u8 }).collect();
+        let noise: Vec<u8> = (0..3000)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (x >> 56) as u8
+            })
+            .collect();
         expect_input(&noise, "safetensors");
         for cut in [0, 5, 8, 20, good.len() / 2, good.len() - 4, good.len() - 1] {
             expect_input(&good[..cut], "truncated");
@@ -425,11 +465,20 @@ mod tests {
         }
         // Data offsets summing to nearly 2^64 (overflowed inside safetensors 0.8 unguarded).
         let sz: u64 = (1 << 61) - 1;
-        let t = |i: u64| format!(r#""t{i}":{{"dtype":"U8","shape":[{sz}],"data_offsets":[{},{}]}}"#, i * sz, (i + 1) * sz);
+        let t =
+            |i: u64| format!(r#""t{i}":{{"dtype":"U8","shape":[{sz}],"data_offsets":[{},{}]}}"#, i * sz, (i + 1) * sz);
         let h = format!("{{{}}}", (0..8).map(t).collect::<Vec<_>>().join(","));
         expect_input(&[&(h.len() as u64).to_le_bytes()[..], h.as_bytes()].concat(), "offsets run past the end");
         let meta_case = |key: &str, value: Option<&str>, needle: &str| {
-            expect_input(&edited(|_, m| drop(match value { Some(v) => m.insert(key.into(), v.into()), None => m.remove(key) })), needle)
+            expect_input(
+                &edited(|_, m| {
+                    drop(match value {
+                        Some(v) => m.insert(key.into(), v.into()),
+                        None => m.remove(key),
+                    })
+                }),
+                needle,
+            )
         };
         meta_case("config", None, "lacks \"config\"");
         meta_case("config", Some("{\"model\": "), "\"config\" is not a valid");
@@ -443,12 +492,21 @@ mod tests {
             &edited(|t, _| {
                 let b = tensor(t, "G.fc1.bias");
                 b.1 = Dtype::F64;
-                b.3 = b.3.chunks(4).flat_map(|c| (f32::from_le_bytes(c.try_into().unwrap()) as f64).to_le_bytes()).collect();
+                b.3 =
+                    b.3.chunks(4)
+                        .flat_map(|c| (f32::from_le_bytes(c.try_into().unwrap()) as f64).to_le_bytes())
+                        .collect();
             }),
             "G.fc1.bias is F64, expected F32",
         );
-        expect_input(&edited(|t, _| tensor(t, "D.fc1.weight").3[8..12].copy_from_slice(&f32::NAN.to_le_bytes())), "non-finite value (NaN) at flat index 2");
-        expect_input(&edited(|t, _| t.push(("extra".into(), Dtype::F32, vec![1], vec![0; 4]))), "unexpected tensor extra");
+        expect_input(
+            &edited(|t, _| tensor(t, "D.fc1.weight").3[8..12].copy_from_slice(&f32::NAN.to_le_bytes())),
+            "non-finite value (NaN) at flat index 2",
+        );
+        expect_input(
+            &edited(|t, _| t.push(("extra".into(), Dtype::F32, vec![1], vec![0; 4]))),
+            "unexpected tensor extra",
+        );
     }
 
     #[test]
@@ -479,7 +537,10 @@ mod tests {
         };
         assert!(msg(|m| m.latent_dim = 4).contains("checkpoint has --latent-dim 3, this run 4"));
         assert!(msg(|m| m.g_hidden = vec![5]).contains("--g-hidden 5,4, this run 5"));
-        let both = msg(|m| { m.d_hidden = vec![8]; m.g_output = Activation::Sigmoid; });
+        let both = msg(|m| {
+            m.d_hidden = vec![8];
+            m.g_output = Activation::Sigmoid;
+        });
         assert!(both.contains("--d-hidden 4, this run 8; checkpoint has --g-output tanh, this run sigmoid"), "{both}");
         assert!(msg(|m| m.data_dim = 7).contains("samples of 6 values (2x3), this data has 7"));
     }
@@ -496,7 +557,9 @@ mod tests {
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["ck.safetensors"]);
 
-        assert!(matches!(save(&dir.path().join("no/such/dir/ck.safetensors"), &a), Err(Error::Io(m)) if m.contains("no/such/dir")));
+        assert!(
+            matches!(save(&dir.path().join("no/such/dir/ck.safetensors"), &a), Err(Error::Io(m)) if m.contains("no/such/dir"))
+        );
         // The temp path taken by a directory: the write fails even for root.
         fs::create_dir(dir.path().join(".ck.safetensors.tmp")).unwrap();
         assert!(matches!(save(&path, &a), Err(Error::Io(m)) if m.contains(".ck.safetensors.tmp")));

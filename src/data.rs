@@ -49,25 +49,13 @@ impl Dataset {
     pub fn from_f32(n: usize, dim: usize, values: Vec<f32>) -> Result<Self> {
         check_len(n, dim, values.len())?;
         check_finite(&values, dim, "data")?;
-        Ok(Self {
-            n,
-            dim,
-            sample_shape: vec![dim],
-            values: DataValues::F32(values),
-            dtype: "float32".into(),
-        })
+        Ok(Self { n, dim, sample_shape: vec![dim], values: DataValues::F32(values), dtype: "float32".into() })
     }
 
     /// A dataset of `n` samples of `dim` bytes; sample_shape [dim].
     pub fn from_u8(n: usize, dim: usize, values: Vec<u8>) -> Result<Self> {
         check_len(n, dim, values.len())?;
-        Ok(Self {
-            n,
-            dim,
-            sample_shape: vec![dim],
-            values: DataValues::U8(values),
-            dtype: "uint8".into(),
-        })
+        Ok(Self { n, dim, sample_shape: vec![dim], values: DataValues::U8(values), dtype: "uint8".into() })
     }
 
     /// Value of sample `row`, feature `col`, after u8 scaling (x/255), as f32.
@@ -180,46 +168,30 @@ pub fn load_npy_bytes(bytes: &[u8], name: &str) -> Result<Dataset> {
         Some("|u1" | "<u1" | ">u1" | "u1" | "B") => ("uint8", 1),
         Some("<f4" | ">f4") => ("float32", 4),
         Some("<f8" | ">f8") => ("float64", 8),
-        _ => {
-            return Err(fail(format!(
-                "unsupported dtype {}; {SUPPORTED}",
-                short(&header.type_descriptor)
-            )))
-        }
+        _ => return Err(fail(format!("unsupported dtype {}; {SUPPORTED}", short(&header.type_descriptor)))),
     };
 
     let shape = header.shape;
     let shape_str = python_tuple(&shape);
     let accepted = matches!(shape.as_slice(), [_, _] | [_, _, _] | [_, 1, _, _]);
     let (Some((&n, rest)), true) = (shape.split_first(), accepted) else {
-        return Err(fail(format!(
-            "unsupported {}-D shape {shape_str}; {SHAPES}",
-            shape.len()
-        )));
+        return Err(fail(format!("unsupported {}-D shape {shape_str}; {SHAPES}", shape.len())));
     };
     let sample_shape = rest.to_vec();
     if n == 0 {
         return Err(fail(format!("shape {shape_str} has no samples (N = 0)")));
     }
     if sample_shape.contains(&0) {
-        return Err(fail(format!(
-            "shape {shape_str} has an axis of length 0: samples have no features"
-        )));
+        return Err(fail(format!("shape {shape_str} has an axis of length 0: samples have no features")));
     }
     let dim = sample_shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
     let len = dim.and_then(|d| d.checked_mul(n));
     let (Some(dim), Some(len), Some(expected)) = (dim, len, len.and_then(|l| l.checked_mul(size))) else {
-        return Err(fail(format!(
-            "shape {shape_str} is too large: its byte count overflows"
-        )));
+        return Err(fail(format!("shape {shape_str} is too large: its byte count overflows")));
     };
     let data = bytes.get(header_end..).unwrap_or_default();
     if data.len() != expected {
-        let what = if data.len() < expected {
-            "truncated data"
-        } else {
-            "trailing bytes after the data"
-        };
+        let what = if data.len() < expected { "truncated data" } else { "trailing bytes after the data" };
         return Err(fail(format!(
             "{what}: shape {shape_str} of {dtype} needs {expected} bytes after the header, {} are present",
             data.len()
@@ -254,13 +226,7 @@ pub fn load_npy_bytes(bytes: &[u8], name: &str) -> Result<Dataset> {
             DataValues::F32(out)
         }
     };
-    Ok(Dataset {
-        n,
-        dim,
-        sample_shape,
-        values,
-        dtype: dtype.to_string(),
-    })
+    Ok(Dataset { n, dim, sample_shape, values, dtype: dtype.to_string() })
 }
 
 /// Checks magic, version and header length against the byte count; returns where the data starts.
@@ -279,11 +245,7 @@ fn check_prefix(bytes: &[u8]) -> std::result::Result<usize, String> {
     let field = match (major, minor) {
         (1, 0) => 2,
         (2, 0) | (3, 0) => 4,
-        _ => {
-            return Err(format!(
-                "unsupported .npy format version {major}.{minor} (only 1.0, 2.0 and 3.0 exist)"
-            ))
-        }
+        _ => return Err(format!("unsupported .npy format version {major}.{minor} (only 1.0, 2.0 and 3.0 exist)")),
     };
     let header_len = match bytes.get(8..8 + field) {
         Some(&[a, b]) => usize::from(u16::from_le_bytes([a, b])),
@@ -310,9 +272,7 @@ fn check_prefix(bytes: &[u8]) -> std::result::Result<usize, String> {
             _ => {}
         }
         if depth > MAX_NESTING {
-            return Err(format!(
-                "header nests brackets more than {MAX_NESTING} deep; not a plain array header"
-            ));
+            return Err(format!("header nests brackets more than {MAX_NESTING} deep; not a plain array header"));
         }
     }
     Ok(end)
@@ -330,10 +290,7 @@ fn header_message(e: ReadHeaderError) -> String {
             P::MissingNewline => "header does not end with a newline".into(),
             P::DictParse(_) | P::MetaNotDict(_) => "header is not a Python dict literal".into(),
             // ndarray-npy 0.10 misspells "shape" in this message.
-            P::MissingKey(k) => format!(
-                "header dict lacks the key '{}'",
-                if k == "shaper" { "shape" } else { &k }
-            ),
+            P::MissingKey(k) => format!("header dict lacks the key '{}'", if k == "shaper" { "shape" } else { &k }),
             P::UnknownKey(k) => format!("header dict has an unexpected key {}", short(&k)),
             P::IllegalValue { key, value } => format!("header dict has a bad value for '{key}': {}", short(&value)),
         },
@@ -342,11 +299,7 @@ fn header_message(e: ReadHeaderError) -> String {
 
 /// A value from the file, shown on one line and cut to a readable length.
 fn short(v: &impl Display) -> String {
-    let s: String = v
-        .to_string()
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
+    let s: String = v.to_string().chars().map(|c| if c.is_control() { '?' } else { c }).collect();
     match s.char_indices().nth(60) {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s,
@@ -356,10 +309,7 @@ fn short(v: &impl Display) -> String {
 fn python_tuple(shape: &[usize]) -> String {
     match shape {
         [one] => format!("({one},)"),
-        _ => format!(
-            "({})",
-            shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
-        ),
+        _ => format!("({})", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
     }
 }
 
@@ -428,13 +378,7 @@ mod tests {
 
     fn npy(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
         let f = if fortran { "True" } else { "False" };
-        npy_raw(
-            &format!(
-                "{{'descr': '{descr}', 'fortran_order': {f}, 'shape': {}, }}",
-                python_tuple(shape)
-            ),
-            data,
-        )
+        npy_raw(&format!("{{'descr': '{descr}', 'fortran_order': {f}, 'shape': {}, }}", python_tuple(shape)), data)
     }
 
     fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -469,10 +413,7 @@ mod tests {
         let bytes: Vec<u8> = (0..12).map(|i| i * 20).collect();
         save_npy_u8(&p, 3, 4, &bytes).unwrap();
         let d = load_npy(&p).unwrap();
-        assert_eq!(
-            (d.n, d.dim, d.sample_shape.as_slice(), d.dtype.as_str()),
-            (3, 4, &[4][..], "uint8")
-        );
+        assert_eq!((d.n, d.dim, d.sample_shape.as_slice(), d.dtype.as_str()), (3, 4, &[4][..], "uint8"));
         assert_eq!(d.values, DataValues::U8(bytes));
         assert_eq!(d.get(1, 2), 120.0 / 255.0);
         assert_eq!(d.byte_len(), 12);
@@ -487,10 +428,7 @@ mod tests {
         assert!(!d.is_unit_range() && d.image_hw().is_none());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temp files left");
         assert!(save_npy_f32(&p, 2, 4, &[0.0; 6]).is_err());
-        assert!(matches!(
-            load_npy(&dir.path().join("missing.npy")),
-            Err(Error::Input(_))
-        ));
+        assert!(matches!(load_npy(&dir.path().join("missing.npy")), Err(Error::Input(_))));
         assert!(matches!(load_npy(dir.path()), Err(Error::Input(_))));
     }
 
@@ -513,15 +451,9 @@ mod tests {
         let d = load_npy_bytes(&npy("|u1", false, &[2, 3, 4], &[7; 24]), "x").unwrap();
         assert_eq!((d.n, d.dim, d.image_hw()), (2, 12, Some((3, 4))));
         let d = load_npy_bytes(&npy("<u1", false, &[3, 1, 2, 2], &[9; 12]), "x").unwrap();
-        assert_eq!(
-            (d.n, d.dim, d.sample_shape.clone(), d.image_hw()),
-            (3, 4, vec![1, 2, 2], Some((2, 2)))
-        );
+        assert_eq!((d.n, d.dim, d.sample_shape.clone(), d.image_hw()), (3, 4, vec![1, 2, 2], Some((2, 2))));
         let d = load_npy_bytes(&npy("<f8", false, &[1, 2], &f64_bytes(&[0.25, -3.0])), "x").unwrap();
-        assert_eq!(
-            (d.values, d.dtype.as_str()),
-            (DataValues::F32(vec![0.25, -3.0]), "float64")
-        );
+        assert_eq!((d.values, d.dtype.as_str()), (DataValues::F32(vec![0.25, -3.0]), "float64"));
     }
 
     #[test]
@@ -539,9 +471,8 @@ mod tests {
             }
         }
         let d = load_npy_bytes(&npy("|u1", true, &[2, 3, 4], &stored), "x").unwrap();
-        let expect: Vec<u8> = (0..2)
-            .flat_map(|i| (0..3).flat_map(move |j| (0..4).map(move |k| 100 * i + 10 * j + k)))
-            .collect();
+        let expect: Vec<u8> =
+            (0..2).flat_map(|i| (0..3).flat_map(move |j| (0..4).map(move |k| 100 * i + 10 * j + k))).collect();
         assert_eq!(d.values, DataValues::U8(expect));
     }
 
@@ -563,31 +494,15 @@ mod tests {
         for (maj, min) in [(4, 0), (2, 1), (0, 0)] {
             let mut b = good.clone();
             b[6..8].copy_from_slice(&[maj, min]);
-            assert_err(
-                &b,
-                &[
-                    "unsupported .npy format version",
-                    &format!("{maj}.{min}"),
-                    "1.0, 2.0 and 3.0",
-                ],
-            );
+            assert_err(&b, &["unsupported .npy format version", &format!("{maj}.{min}"), "1.0, 2.0 and 3.0"]);
         }
         for cut in [7, 9, 30, 63] {
             assert_err(&good[..cut], &["truncated header"]);
         }
         assert_err(&npy_raw("[1, 2, 3]", &[]), &["not a Python dict literal"]);
-        assert_err(
-            &npy_raw("{'descr': '|u1', 'shape': (1, 2", &[1, 2]),
-            &["not a Python dict literal"],
-        );
-        assert_err(
-            &npy_raw("{'descr': '|u1', 'fortran_order': False}", &[]),
-            &["lacks the key 'shape'"],
-        );
-        assert_err(
-            &npy_raw("{'fortran_order': False, 'shape': (1, 1)}", &[0]),
-            &["lacks the key 'descr'"],
-        );
+        assert_err(&npy_raw("{'descr': '|u1', 'shape': (1, 2", &[1, 2]), &["not a Python dict literal"]);
+        assert_err(&npy_raw("{'descr': '|u1', 'fortran_order': False}", &[]), &["lacks the key 'shape'"]);
+        assert_err(&npy_raw("{'fortran_order': False, 'shape': (1, 1)}", &[0]), &["lacks the key 'descr'"]);
         assert_err(
             &npy_raw("{'descr': '|u1', 'fortran_order': 0, 'shape': (1, 1)}", &[0]),
             &["bad value", "fortran_order"],
@@ -597,31 +512,19 @@ mod tests {
             &["bad value", "shape"],
         );
         for descr in ["<i4", "<c8", "|O", "<U8", "|S3", "|b1"] {
-            assert_err(
-                &npy(descr, false, &[1, 1], &[0; 16]),
-                &["unsupported dtype '", descr, "'<f4'", "'|u1'"],
-            );
+            assert_err(&npy(descr, false, &[1, 1], &[0; 16]), &["unsupported dtype '", descr, "'<f4'", "'|u1'"]);
         }
         let structured = "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1, 1)}";
         assert_err(&npy_raw(structured, &[0; 4]), &["unsupported dtype", "supported:"]);
         assert_err(&npy("<f4", false, &[], &[0; 4]), &["0-D shape ()", "(N, D)"]);
         assert_err(&npy("<f4", false, &[5], &[0; 20]), &["1-D shape (5,)", "(N, 1, H, W)"]);
-        assert_err(
-            &npy("|u1", false, &[2, 3, 2, 2], &[0; 24]),
-            &["4-D shape (2, 3, 2, 2)", "(N, 1, H, W)"],
-        );
+        assert_err(&npy("|u1", false, &[2, 3, 2, 2], &[0; 24]), &["4-D shape (2, 3, 2, 2)", "(N, 1, H, W)"]);
         assert_err(&npy("|u1", false, &[1, 1, 1, 1, 1], &[0]), &["5-D shape"]);
         assert_err(&npy("|u1", false, &[0, 784], &[]), &["no samples", "N = 0"]);
         assert_err(&npy("|u1", false, &[3, 0], &[]), &["axis of length 0"]);
         assert_err(&npy("|u1", false, &[3, 4, 0], &[]), &["axis of length 0"]);
-        assert_err(
-            &npy("<f4", false, &[2, 2], &[0; 15]),
-            &["truncated data", "16 bytes", "15 are present"],
-        );
-        assert_err(
-            &npy("<f4", false, &[2, 2], &[0; 17]),
-            &["trailing bytes", "16 bytes", "17 are present"],
-        );
+        assert_err(&npy("<f4", false, &[2, 2], &[0; 15]), &["truncated data", "16 bytes", "15 are present"]);
+        assert_err(&npy("<f4", false, &[2, 2], &[0; 17]), &["trailing bytes", "16 bytes", "17 are present"]);
     }
 
     #[test]
@@ -630,32 +533,20 @@ mod tests {
             &npy("<f4", false, &[2, 3], &f32_bytes(&[0., 1., 2., 3., f32::NAN, 5.])),
             &["sample 1, feature 1", "NaN"],
         );
-        assert_err(
-            &npy("<f4", false, &[1, 2], &f32_bytes(&[0., f32::NEG_INFINITY])),
-            &["sample 0, feature 1", "inf"],
-        );
-        assert_err(
-            &npy("<f8", false, &[2, 1], &f64_bytes(&[0., f64::INFINITY])),
-            &["sample 1, feature 0", "inf"],
-        );
+        assert_err(&npy("<f4", false, &[1, 2], &f32_bytes(&[0., f32::NEG_INFINITY])), &["sample 0, feature 1", "inf"]);
+        assert_err(&npy("<f8", false, &[2, 1], &f64_bytes(&[0., f64::INFINITY])), &["sample 1, feature 0", "inf"]);
         assert_err(
             &npy("<f8", false, &[1, 2], &f64_bytes(&[1e300, 0.])),
             &["sample 0, feature 0 is 1e300, outside float32"],
         );
         // Fortran order: the index is the logical one.
-        assert_err(
-            &npy("<f4", true, &[2, 2], &f32_bytes(&[0., f32::NAN, 0., 0.])),
-            &["sample 1, feature 0"],
-        );
+        assert_err(&npy("<f4", true, &[2, 2], &f32_bytes(&[0., f32::NAN, 0., 0.])), &["sample 1, feature 0"]);
     }
 
     #[test]
     fn huge_claimed_shapes_fail_fast() {
         let t = std::time::Instant::now();
-        assert_err(
-            &npy("<f4", false, &[1_000_000_000_000, 1_000_000_000_000], &[0; 64]),
-            &["too large", "overflows"],
-        );
+        assert_err(&npy("<f4", false, &[1_000_000_000_000, 1_000_000_000_000], &[0; 64]), &["too large", "overflows"]);
         assert_err(
             &npy("|u1", false, &[1_000_000_000, 1_000_000_000], &[0; 64]),
             &["truncated data", "1000000000000000000 bytes"],
@@ -668,17 +559,11 @@ mod tests {
         b.extend_from_slice(&[b' '; 100]);
         assert_err(&b, &["truncated header", "256 bytes", "100 are present"]);
         // Deep nesting would take the dict parser exponential time.
-        let deep = format!(
-            "{{'descr': {}{}, 'fortran_order': False, 'shape': (1, 1)}}",
-            "[".repeat(40),
-            "]".repeat(40)
-        );
+        let deep =
+            format!("{{'descr': {}{}, 'fortran_order': False, 'shape': (1, 1)}}", "[".repeat(40), "]".repeat(40));
         assert_err(&npy_raw(&deep, &[0]), &["nests brackets"]);
         assert_err(&npy_raw(&"{1: ".repeat(2000), &[0]), &["nests brackets"]);
-        let wide = format!(
-            "{{'descr': [{}], 'fortran_order': False, 'shape': (1, 1)}}",
-            "[[1]], ".repeat(1400)
-        );
+        let wide = format!("{{'descr': [{}], 'fortran_order': False, 'shape': (1, 1)}}", "[[1]], ".repeat(1400));
         assert_err(&npy_raw(&wide, &[0]), &["unsupported dtype"]);
         assert!(t.elapsed().as_secs_f32() < 1.0);
     }
@@ -698,10 +583,8 @@ mod tests {
 
     #[test]
     fn mutated_files_never_panic() {
-        let mut files = vec![
-            npy("<f4", false, &[3, 4], &f32_bytes(&[0.5; 12])),
-            npy("|u1", true, &[2, 1, 2, 2], &[3; 8]),
-        ];
+        let mut files =
+            vec![npy("<f4", false, &[3, 4], &f32_bytes(&[0.5; 12])), npy("|u1", true, &[2, 1, 2, 2], &[3; 8])];
         let mut v2 = b"\x93NUMPY\x02\x00".to_vec();
         let body = &files[1][10..];
         v2.extend_from_slice(&(body.len() as u32 - 8).to_le_bytes());

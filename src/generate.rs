@@ -34,7 +34,11 @@ pub struct Generated {
 fn read_latents(path: &Path, latent: usize) -> Result<Vec<f32>> {
     let z = data::load_npy(path)?;
     let DataValues::F32(v) = z.values else {
-        return Err(Error::input(format!("{}: latent vectors must be float32 or float64, not {}", path.display(), z.dtype)));
+        return Err(Error::input(format!(
+            "{}: latent vectors must be float32 or float64, not {}",
+            path.display(),
+            z.dtype
+        )));
     };
     if z.dim != latent {
         return Err(Error::input(format!(

@@ -309,4 +309,3 @@ fn main() -> ExitCode {
         }
     }
 }
-

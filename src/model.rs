@@ -105,22 +105,10 @@ impl ModelConfig {
 
     pub fn layout(&self, net: Net) -> NetLayout {
         match net {
-            Net::G => NetLayout::new(
-                net,
-                self.latent_dim,
-                &self.g_hidden,
-                self.data_dim,
-                self.g_activation,
-                self.g_output,
-            ),
-            Net::D => NetLayout::new(
-                net,
-                self.data_dim,
-                &self.d_hidden,
-                1,
-                self.d_activation,
-                Activation::Identity,
-            ),
+            Net::G => {
+                NetLayout::new(net, self.latent_dim, &self.g_hidden, self.data_dim, self.g_activation, self.g_output)
+            }
+            Net::D => NetLayout::new(net, self.data_dim, &self.d_hidden, 1, self.d_activation, Activation::Identity),
         }
     }
 }

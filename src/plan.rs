@@ -33,19 +33,67 @@ pub struct BufSpec {
 /// One kernel call. The names are the WGSL entry points and the `cpu::ops` functions.
 #[derive(Clone, Debug)]
 pub enum Op {
-    MatmulForward { p: MatmulParams, a: BufId, c: BufId, out: BufId },
-    MatmulBackwardInput { p: MatmulParams, a: BufId, c: BufId, out: BufId },
-    MatmulBackwardWeight { p: MatmulParams, a: BufId, c: BufId, out: BufId },
-    BiasBackward { p: MatmulParams, a: BufId, out: BufId },
-    ActivationForward { act: Activation, p: EwParams, x: BufId, out: BufId },
-    ActivationBackward { act: Activation, p: EwParams, y: BufId, dy: BufId, out: BufId },
-    BceLogits { p: LossParams, z: BufId, dz: BufId, stats: BufId },
-    AdamTick { p: AdamParams },
-    AdamStep { p: AdamParams, params: BufId, grads: BufId, moments: BufId },
+    MatmulForward {
+        p: MatmulParams,
+        a: BufId,
+        c: BufId,
+        out: BufId,
+    },
+    MatmulBackwardInput {
+        p: MatmulParams,
+        a: BufId,
+        c: BufId,
+        out: BufId,
+    },
+    MatmulBackwardWeight {
+        p: MatmulParams,
+        a: BufId,
+        c: BufId,
+        out: BufId,
+    },
+    BiasBackward {
+        p: MatmulParams,
+        a: BufId,
+        out: BufId,
+    },
+    ActivationForward {
+        act: Activation,
+        p: EwParams,
+        x: BufId,
+        out: BufId,
+    },
+    ActivationBackward {
+        act: Activation,
+        p: EwParams,
+        y: BufId,
+        dy: BufId,
+        out: BufId,
+    },
+    BceLogits {
+        p: LossParams,
+        z: BufId,
+        dz: BufId,
+        stats: BufId,
+    },
+    AdamTick {
+        p: AdamParams,
+    },
+    AdamStep {
+        p: AdamParams,
+        params: BufId,
+        grads: BufId,
+        moments: BufId,
+    },
     StepTick,
-    NoiseNormal { p: RandomParams, out: BufId },
+    NoiseNormal {
+        p: RandomParams,
+        out: BufId,
+    },
     /// Reads the resident data set (u8 or f32, whichever it is).
-    Gather { p: RandomParams, out: BufId },
+    Gather {
+        p: RandomParams,
+        out: BufId,
+    },
 }
 
 impl Op {
@@ -280,13 +328,7 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
     let gs = NetBufs { act: sample_act, ..g.clone() };
 
     let (seed_lo, seed_hi) = (cfg.seed as u32, (cfg.seed >> 32) as u32);
-    let noise_p = |stream| RandomParams {
-        len: (b * latent) as u32,
-        stream,
-        seed_lo,
-        seed_hi,
-        ..Default::default()
-    };
+    let noise_p = |stream| RandomParams { len: (b * latent) as u32, stream, seed_lo, seed_hi, ..Default::default() };
     let fake = At { buf: d_input, off: b * dim };
     let at0 = |buf| At { buf, off: 0 };
     let g_outs: Vec<At> = g.act[..g.act.len() - 1].iter().map(|&x| at0(x)).chain([fake]).collect();

@@ -65,15 +65,13 @@ impl RunDir {
 
     fn make_dirs(&self) -> Result<()> {
         for d in [self.root.clone(), self.samples(), self.checkpoints()] {
-            fs::create_dir_all(&d).map_err(|e| {
-                Error::input(format!("cannot create the output folder {}: {e}", d.display()))
-            })?;
+            fs::create_dir_all(&d)
+                .map_err(|e| Error::input(format!("cannot create the output folder {}: {e}", d.display())))?;
         }
         // Fail now, not after an hour of training, if the folder is not writable.
         let probe = self.root.join(".write-test");
-        fs::write(&probe, b"").map_err(|e| {
-            Error::input(format!("the output folder {} is not writable: {e}", self.root.display()))
-        })?;
+        fs::write(&probe, b"")
+            .map_err(|e| Error::input(format!("the output folder {} is not writable: {e}", self.root.display())))?;
         let _ = fs::remove_file(probe);
         Ok(())
     }
@@ -112,11 +110,7 @@ impl RunDir {
     pub fn append_metrics(&self, row: &LogRow) -> Result<()> {
         let path = self.metrics();
         let new = !path.exists();
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         let s = &row.stats;
         let mut text = String::new();
         if new {
@@ -171,9 +165,9 @@ impl RunDir {
         let mut steps: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                    n.starts_with("step_") && n.ends_with(".safetensors")
-                })
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step_") && n.ends_with(".safetensors"))
             })
             .collect();
         steps.sort();

@@ -14,8 +14,8 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::{TrainConfig, TrainOptions};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::rundir::RunDir;
 use crate::run::LogRow;
+use crate::rundir::RunDir;
 use crate::toy::{self, Toy, ToyMetrics};
 use crate::trainer::{Backend, Trainer};
 use crate::{assets, data, images, rng};
@@ -132,9 +132,27 @@ fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
         }
     };
     let list = |v: &[usize]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
-    check(opts.latent_dim != d.latent_dim, opts.latent_dim != m.latent_dim, "--latent-dim", opts.latent_dim.to_string(), m.latent_dim.to_string());
-    check(opts.g_hidden != d.g_hidden, opts.g_hidden != m.g_hidden, "--g-hidden", list(&opts.g_hidden), list(&m.g_hidden));
-    check(opts.d_hidden != d.d_hidden, opts.d_hidden != m.d_hidden, "--d-hidden", list(&opts.d_hidden), list(&m.d_hidden));
+    check(
+        opts.latent_dim != d.latent_dim,
+        opts.latent_dim != m.latent_dim,
+        "--latent-dim",
+        opts.latent_dim.to_string(),
+        m.latent_dim.to_string(),
+    );
+    check(
+        opts.g_hidden != d.g_hidden,
+        opts.g_hidden != m.g_hidden,
+        "--g-hidden",
+        list(&opts.g_hidden),
+        list(&m.g_hidden),
+    );
+    check(
+        opts.d_hidden != d.d_hidden,
+        opts.d_hidden != m.d_hidden,
+        "--d-hidden",
+        list(&opts.d_hidden),
+        list(&m.d_hidden),
+    );
     for (flag, mine, theirs) in [
         ("--g-activation", opts.g_activation, m.g_activation),
         ("--d-activation", opts.d_activation, m.d_activation),
@@ -144,7 +162,13 @@ fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
             check(true, a != theirs, flag, format!("{a:?}"), format!("{theirs:?}"));
         }
     }
-    check(opts.batch_size != d.batch_size, opts.batch_size != ck.batch_size, "--batch-size", opts.batch_size.to_string(), ck.batch_size.to_string());
+    check(
+        opts.batch_size != d.batch_size,
+        opts.batch_size != ck.batch_size,
+        "--batch-size",
+        opts.batch_size.to_string(),
+        ck.batch_size.to_string(),
+    );
     check(opts.seed != d.seed, opts.seed != ck.seed, "--seed", opts.seed.to_string(), ck.seed.to_string());
     check(opts.lr != d.lr, opts.lr != ck.lr, "--lr", opts.lr.to_string(), ck.lr.to_string());
     check(opts.beta1 != d.beta1, opts.beta1 != ck.beta1, "--beta1", opts.beta1.to_string(), ck.beta1.to_string());
@@ -286,10 +310,8 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     let bar = (show && std::io::stderr().is_terminal()).then(|| {
         let pb = indicatif::ProgressBar::new(total as u64);
         pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} step {pos}/{len}  {msg}  ETA {eta}",
-            )
-            .expect("valid template"),
+            indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  ETA {eta}")
+                .expect("valid template"),
         );
         pb.set_position(trainer.step() as u64);
         pb

@@ -60,10 +60,7 @@ pub const ENTRIES: &[(&str, &str, &[Slot])] = &[
 
 /// The full source of a family: common helpers, then the family's own file.
 pub fn source(family: &str) -> Option<String> {
-    FAMILIES
-        .iter()
-        .find(|(name, _)| *name == family)
-        .map(|(_, src)| format!("{COMMON}\n{src}"))
+    FAMILIES.iter().find(|(name, _)| *name == family).map(|(_, src)| format!("{COMMON}\n{src}"))
 }
 
 /// (family, bindings) of an entry point.

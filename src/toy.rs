@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::rng;
 use crate::session::{fixed_latents, to_data_scale};
 use crate::trainer::Backend;
-use crate::rng;
 
 /// Points in a toy data set built by `train --toy`.
 pub const TOY_SAMPLES: usize = 100_000;

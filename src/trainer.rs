@@ -185,10 +185,7 @@ impl<E: Executor> Trainer for PlanTrainer<E> {
         let latent = self.cfg.model.latent_dim;
         let dim = self.cfg.model.data_dim;
         if !z.len().is_multiple_of(latent) {
-            return Err(Error::input(format!(
-                "latent vectors must have {latent} values each; got {} values",
-                z.len()
-            )));
+            return Err(Error::input(format!("latent vectors must have {latent} values each; got {} values", z.len())));
         }
         let rows = self.plan.sample_rows;
         let mut out = Vec::with_capacity(z.len() / latent * dim);

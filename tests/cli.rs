@@ -44,8 +44,18 @@ fn train_on_a_small_file_exits_0_and_logs() {
     let npy = small_npy(dir.path());
     let out = dir.path().join("run");
     let o = run(&[
-        "train", npy.to_str().unwrap(), "--backend", "cpu", "--steps", "20", "--batch-size", "8",
-        "--log-every", "10", "--out", out.to_str().unwrap(),
+        "train",
+        npy.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--steps",
+        "20",
+        "--batch-size",
+        "8",
+        "--log-every",
+        "10",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -66,8 +76,18 @@ fn train_on_the_gpu_backend() {
     let npy = small_npy(dir.path());
     let out = dir.path().join("run");
     let o = run(&[
-        "train", npy.to_str().unwrap(), "--backend", "gpu", "--steps", "10", "--batch-size", "8",
-        "--log-every", "5", "--out", out.to_str().unwrap(),
+        "train",
+        npy.to_str().unwrap(),
+        "--backend",
+        "gpu",
+        "--steps",
+        "10",
+        "--batch-size",
+        "8",
+        "--log-every",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("backend: Gpu"), "{}", stderr(&o));
@@ -112,8 +132,18 @@ fn big_endian_and_fortran_files_are_read_correctly() {
     let d = data::load_npy(&p).unwrap();
     // Fortran order: element (r, c) is at c * 3 + r.
     assert_eq!((d.get(0, 0), d.get(1, 0), d.get(0, 1), d.get(2, 1)), (0.25, 0.5, 1.0, 0.125));
-    let o = run(&["train", p.to_str().unwrap(), "--backend", "cpu", "--steps", "2", "--batch-size", "2",
-        "--out", dir.path().join("r").to_str().unwrap()]);
+    let o = run(&[
+        "train",
+        p.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--out",
+        dir.path().join("r").to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -135,20 +165,40 @@ fn bad_data_files_exit_2_and_write_nothing() {
         (raw_npy(d, "int.npy", "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 4), }", &[0; 32]), "<i4"),
         (raw_npy(d, "empty.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4), }", &[]), "no samples"),
         (raw_npy(d, "nan.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), }", &nan_body), "NaN"),
-        (raw_npy(d, "liar.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 100000), }", &f32s(8)), "bytes"),
+        (
+            raw_npy(
+                d,
+                "liar.npy",
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 100000), }",
+                &f32s(8),
+            ),
+            "bytes",
+        ),
         (raw_npy(d, "flat.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (8,), }", &f32s(8)), "shape"),
         (raw_npy(d, "scalar.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (), }", &f32s(1)), "shape"),
-        (raw_npy(d, "four.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 2, 2), }", &f32s(8)), "shape"),
+        (
+            raw_npy(d, "four.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 2, 2), }", &f32s(8)),
+            "shape",
+        ),
         (raw_npy(d, "nodim.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 0), }", &[]), "0"),
         (raw_npy(d, "notdict.npy", "['descr', '<f4']", &f32s(8)), "header"),
-        (raw_npy(d, "overflow.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296), }", &f32s(8)), "overflow"),
+        (
+            raw_npy(
+                d,
+                "overflow.npy",
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296), }",
+                &f32s(8),
+            ),
+            "overflow",
+        ),
         (raw_npy(d, "obj.npy", "{'descr': '|O', 'fortran_order': False, 'shape': (2, 4), }", &[0; 16]), "dtype"),
         (inf_npy(d), "inf"),
         (version_npy(d), "version"),
     ];
     for (path, needle) in cases {
         let out = d.join(format!("out-{}", path.file_stem().unwrap().to_str().unwrap()));
-        let o = run(&["train", path.to_str().unwrap(), "--backend", "cpu", "--steps", "2", "--out", out.to_str().unwrap()]);
+        let o =
+            run(&["train", path.to_str().unwrap(), "--backend", "cpu", "--steps", "2", "--out", out.to_str().unwrap()]);
         assert_input_error(&o, needle);
         assert_eq!(stderr(&o).lines().count(), 1, "one line only:\n{}", stderr(&o));
         assert!(!out.exists(), "{}: a run folder was created for bad input", path.display());
@@ -185,7 +235,18 @@ fn an_existing_run_is_not_overwritten_without_flag() {
     let npy = small_npy(dir.path());
     let out = dir.path().join("run");
     let args = |extra: &[&str]| {
-        let mut a = vec!["train", npy.to_str().unwrap(), "--backend", "cpu", "--steps", "4", "--batch-size", "8", "--out", out.to_str().unwrap()];
+        let mut a = vec![
+            "train",
+            npy.to_str().unwrap(),
+            "--backend",
+            "cpu",
+            "--steps",
+            "4",
+            "--batch-size",
+            "8",
+            "--out",
+            out.to_str().unwrap(),
+        ];
         a.extend_from_slice(extra);
         a.into_iter().map(String::from).collect::<Vec<_>>()
     };
@@ -204,7 +265,18 @@ fn unwritable_output_folder_exits_2() {
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, b"x").unwrap();
     let out = blocker.join("run"); // a folder inside a regular file cannot exist
-    let o = run(&["train", npy.to_str().unwrap(), "--backend", "cpu", "--steps", "2", "--batch-size", "8", "--out", out.to_str().unwrap()]);
+    let o = run(&[
+        "train",
+        npy.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_input_error(&o, "output folder");
 }
 
@@ -224,8 +296,18 @@ fn a_model_beyond_the_gpu_binding_limit_is_a_clear_error() {
     let hidden = (limit / 4 / 16 + 1).to_string();
     let out = dir.path().join("run");
     let o = run(&[
-        "train", npy.to_str().unwrap(), "--backend", "gpu", "--steps", "1", "--batch-size", "8",
-        "--d-hidden", &hidden, "--out", out.to_str().unwrap(),
+        "train",
+        npy.to_str().unwrap(),
+        "--backend",
+        "gpu",
+        "--steps",
+        "1",
+        "--batch-size",
+        "8",
+        "--d-hidden",
+        &hidden,
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert_input_error(&o, "max_storage_buffer_binding_size");
     assert!(stderr(&o).contains("D.params"), "{}", stderr(&o));
@@ -237,8 +319,22 @@ fn divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
     let npy = small_npy(dir.path());
     let out = dir.path().join("run");
     let o = run(&[
-        "train", npy.to_str().unwrap(), "--backend", "cpu", "--steps", "400", "--batch-size", "8",
-        "--lr", "1e12", "--log-every", "1", "--checkpoint-every", "1", "--out", out.to_str().unwrap(),
+        "train",
+        npy.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--steps",
+        "400",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e12",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
@@ -257,7 +353,8 @@ fn bad_checkpoints_exit_2() {
     let npy = small_npy(dir.path());
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"\xff\xff\xff\xff\xff\xff\xff\x7f not a safetensors file").unwrap();
-    let o = run(&["train", npy.to_str().unwrap(), "--backend", "cpu", "--resume", junk.to_str().unwrap(), "--steps", "5"]);
+    let o =
+        run(&["train", npy.to_str().unwrap(), "--backend", "cpu", "--resume", junk.to_str().unwrap(), "--steps", "5"]);
     assert_input_error(&o, "junk.safetensors");
     let o = run(&["generate", junk.to_str().unwrap(), "--out", dir.path().join("s.npy").to_str().unwrap()]);
     assert_input_error(&o, "junk.safetensors");
@@ -271,8 +368,16 @@ fn broken_checkpoints_exit_2_and_leave_the_run_alone() {
     let npy = small_npy(dir.path());
     let out = dir.path().join("run");
     let o = run(&[
-        "train", npy.to_str().unwrap(), "--backend", "cpu", "--steps", "4", "--batch-size", "8",
-        "--out", out.to_str().unwrap(),
+        "train",
+        npy.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let good = std::fs::read(out.join("checkpoints/latest.safetensors")).unwrap();
@@ -300,9 +405,17 @@ fn broken_checkpoints_exit_2_and_leave_the_run_alone() {
     for (name, bytes) in cases {
         let p = dir.path().join(format!("{name}.safetensors"));
         std::fs::write(&p, bytes).unwrap();
-        let o = run(&["train", npy.to_str().unwrap(), "--backend", "cpu", "--resume", p.to_str().unwrap(), "--steps", "8"]);
+        let o =
+            run(&["train", npy.to_str().unwrap(), "--backend", "cpu", "--resume", p.to_str().unwrap(), "--steps", "8"]);
         assert_input_error(&o, &format!("{name}.safetensors"));
-        let o = run(&["generate", p.to_str().unwrap(), "--backend", "cpu", "--out", dir.path().join("s.npy").to_str().unwrap()]);
+        let o = run(&[
+            "generate",
+            p.to_str().unwrap(),
+            "--backend",
+            "cpu",
+            "--out",
+            dir.path().join("s.npy").to_str().unwrap(),
+        ]);
         assert_input_error(&o, &format!("{name}.safetensors"));
     }
     assert_eq!(std::fs::read(out.join("checkpoints/latest.safetensors")).unwrap(), good);

@@ -14,8 +14,15 @@ fn fast_matmuls_match_the_reference() {
             let x = uniform(m * k + 3, 1, -1.0, 1.0);
             let w = uniform(n * k + n + 5, 2, -1.0, 1.0);
             let p = MatmulParams {
-                m: m as u32, n: n as u32, k: k as u32, act, a_off: 3, c_off: 5,
-                bias_off: (5 + n * k) as u32, slope: 0.2, ..Default::default()
+                m: m as u32,
+                n: n as u32,
+                k: k as u32,
+                act,
+                a_off: 3,
+                c_off: 5,
+                bias_off: (5 + n * k) as u32,
+                slope: 0.2,
+                ..Default::default()
             };
             let (mut a, mut b) = (vec![0.0; m * n], vec![0.0; m * n]);
             fast::matmul_forward(&p, &x, &w, &mut a);
@@ -45,7 +52,8 @@ fn fast_matmuls_match_the_reference() {
 fn threaded_adam_is_bit_identical_to_the_reference() {
     for len in [1usize, 65, 200_003] {
         let state = TrainState::at(0, 3, 3, 0.5, 0.999);
-        let p = AdamParams { len: len as u32, net: 1, lr: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8, ..Default::default() };
+        let p =
+            AdamParams { len: len as u32, net: 1, lr: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8, ..Default::default() };
         let params = uniform(len, 1, -1.0, 1.0);
         let grads = uniform(len, 2, -1e-2, 1e-2);
         let mut mv = uniform(len, 3, -1e-2, 1e-2);

@@ -14,7 +14,13 @@ fn act64(z: f64, a: Activation) -> f64 {
     match a {
         Activation::Identity => z,
         Activation::Relu => z.max(0.0),
-        Activation::LeakyRelu => if z > 0.0 { z } else { LEAKY_SLOPE as f64 * z },
+        Activation::LeakyRelu => {
+            if z > 0.0 {
+                z
+            } else {
+                LEAKY_SLOPE as f64 * z
+            }
+        }
         Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
         Activation::Tanh => z.tanh(),
     }
@@ -89,10 +95,9 @@ fn check(cfg: TrainConfig, data: Arc<Dataset>) {
     let g_loss = |gp: &[f64]| bce(&mlp(&dl, &dp, &mlp(&gl, gp, &zg, b), b), 1.0);
 
     let h = 1e-6;
-    for (name, params, analytic, loss) in [
-        ("D", &dp, &d_grad, &d_loss as &dyn Fn(&[f64]) -> f64),
-        ("G", &gp, &g_grad, &g_loss as &dyn Fn(&[f64]) -> f64),
-    ] {
+    for (name, params, analytic, loss) in
+        [("D", &dp, &d_grad, &d_loss as &dyn Fn(&[f64]) -> f64), ("G", &gp, &g_grad, &g_loss as &dyn Fn(&[f64]) -> f64)]
+    {
         let mut p = params.clone();
         for i in 0..p.len() {
             let orig = p[i];

@@ -43,8 +43,7 @@ impl Case {
     /// Runs `op` on both backends; returns (gpu, cpu) contents of `outs` and the two states.
     fn run(&self, op: Op, outs: &[usize]) -> Option<BothRuns> {
         let ctx = gpu()?;
-        let specs: Vec<BufSpec> =
-            self.bufs.iter().map(|(l, v)| BufSpec { label: l.clone(), len: v.len() }).collect();
+        let specs: Vec<BufSpec> = self.bufs.iter().map(|(l, v)| BufSpec { label: l.clone(), len: v.len() }).collect();
         let mut cpu = CpuProgram::with_buffers(&specs, self.data.clone());
         cpu.fast = false;
         let mut gpu = GpuProgram::with_buffers(ctx, &specs, self.data.as_deref()).expect("buffers");
@@ -76,27 +75,18 @@ impl Case {
 }
 
 /// (m, n, k) shapes: ones, around 64, and the odd 7x33x65 in every order.
-const SHAPES: &[(u32, u32, u32)] = &[
-    (1, 1, 1),
-    (1, 64, 63),
-    (63, 64, 65),
-    (64, 65, 63),
-    (65, 63, 64),
-    (7, 33, 65),
-    (65, 7, 33),
-    (33, 65, 7),
-];
+const SHAPES: &[(u32, u32, u32)] =
+    &[(1, 1, 1), (1, 64, 63), (63, 64, 65), (64, 65, 63), (65, 63, 64), (7, 33, 65), (65, 7, 33), (33, 65, 7)];
 
-const ACTS: &[Activation] = &[
-    Activation::Identity,
-    Activation::Relu,
-    Activation::LeakyRelu,
-    Activation::Sigmoid,
-    Activation::Tanh,
-];
+const ACTS: &[Activation] =
+    &[Activation::Identity, Activation::Relu, Activation::LeakyRelu, Activation::Sigmoid, Activation::Tanh];
 
 fn slope(act: Activation) -> f32 {
-    if act == Activation::LeakyRelu { LEAKY_SLOPE } else { 0.0 }
+    if act == Activation::LeakyRelu {
+        LEAKY_SLOPE
+    } else {
+        0.0
+    }
 }
 
 #[test]
@@ -109,7 +99,9 @@ fn matmul_forward_matches_cpu() {
             let w = c.input("w", uniform(5 + (n * k + n) as usize, n, -1.0, 1.0));
             let y = c.output("y", 2 + (m * n) as usize);
             let p = MatmulParams {
-                m, n, k,
+                m,
+                n,
+                k,
                 act: act.code(),
                 a_off: 3,
                 c_off: 5,
@@ -149,11 +141,8 @@ fn matmul_backward_weight_matches_cpu() {
             let dz = c.input("dz", uniform((m * n) as usize, m + 3, -1.0, 1.0));
             let x = c.input("x", uniform(1 + (m * k) as usize, k, -1.0, 1.0));
             let len = 8 + (n * k) as usize;
-            let grads = if accumulate == 1 {
-                c.input("grads", uniform(len, 9, -1.0, 1.0))
-            } else {
-                c.output("grads", len)
-            };
+            let grads =
+                if accumulate == 1 { c.input("grads", uniform(len, 9, -1.0, 1.0)) } else { c.output("grads", len) };
             let p = MatmulParams { m, n, k, c_off: 1, out_off: 8, accumulate, ..Default::default() };
             let op = Op::MatmulBackwardWeight { p, a: dz, c: x, out: grads };
             let Some((g, cpu, _, _)) = c.run(op, &[grads]) else { return };
@@ -213,7 +202,8 @@ fn activations_backward_match_cpu() {
         for &len in LENS {
             let mut c = Case::new();
             // y must be a possible output of the activation.
-            let ys: Vec<f32> = ew_inputs(len, 3).iter().map(|&z| shadergan::cpu::ops::activate(z, act.code(), slope(act))).collect();
+            let ys: Vec<f32> =
+                ew_inputs(len, 3).iter().map(|&z| shadergan::cpu::ops::activate(z, act.code(), slope(act))).collect();
             let y = c.input("y", ys);
             let dy = c.input("dy", uniform(len + 2, 5, -1.0, 1.0));
             let dz = c.output("dz", len);
@@ -290,8 +280,14 @@ fn bce_logits_is_exact_at_extremes() {
     let mut dz = vec![0.0; 4];
     let mut stats = vec![0.0; 4];
     let p = LossParams {
-        rows: 4, n_first: 4, label_first: 1.0, scale_first: 1.0,
-        slot_loss: 0, slot_prob_first: NO_SLOT, slot_prob_second: NO_SLOT, ..Default::default()
+        rows: 4,
+        n_first: 4,
+        label_first: 1.0,
+        scale_first: 1.0,
+        slot_loss: 0,
+        slot_prob_first: NO_SLOT,
+        slot_prob_second: NO_SLOT,
+        ..Default::default()
     };
     shadergan::cpu::ops::bce_logits(&p, &z, &mut dz, &mut stats);
     // Per row: 0, 300, ~9.4e-14, ~30; sigmoid(30) rounds to 1 in f32, so its gradient is 0.
@@ -316,8 +312,20 @@ fn adam_step_matches_cpu() {
             let mut mv = uniform(len, 3, -1e-2, 1e-2);
             mv.extend(uniform(len, 4, 0.0, 1e-4));
             let moments = c.input("moments", mv);
-            let p = AdamParams { len: len as u32, net, lr: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8, ..Default::default() };
-            c.check(Op::AdamStep { p, params, grads, moments }, &[params, moments], &format!("len {len} net {net} t {t}"));
+            let p = AdamParams {
+                len: len as u32,
+                net,
+                lr: 2e-4,
+                beta1: 0.5,
+                beta2: 0.999,
+                eps: 1e-8,
+                ..Default::default()
+            };
+            c.check(
+                Op::AdamStep { p, params, grads, moments },
+                &[params, moments],
+                &format!("len {len} net {net} t {t}"),
+            );
         }
     }
 }
@@ -358,10 +366,7 @@ fn gather_matches_cpu_exactly() {
     let (n, dim) = (65usize, 33usize);
     let bytes: Vec<u8> = (0..n * dim).map(|i| (i * 7 % 256) as u8).collect();
     let floats: Vec<f32> = uniform(n * dim, 11, -3.0, 3.0);
-    let sets = [
-        Dataset::from_u8(n, dim, bytes).unwrap(),
-        Dataset::from_f32(n, dim, floats).unwrap(),
-    ];
+    let sets = [Dataset::from_u8(n, dim, bytes).unwrap(), Dataset::from_f32(n, dim, floats).unwrap()];
     for data in sets {
         for rows in [1u32, 7, 64] {
             // Steps inside the first epoch and past it (a new permutation).

@@ -52,9 +52,29 @@ fn points(dir: &Path) -> PathBuf {
 
 fn train_args<'a>(data: &'a str, out: &'a str, backend: &'a str, steps: &'a str) -> Vec<&'a str> {
     vec![
-        "train", data, "--backend", backend, "--steps", steps, "--batch-size", "16", "--log-every", "5",
-        "--sample-every", "10", "--checkpoint-every", "10", "--g-hidden", "32", "--d-hidden", "32",
-        "--latent-dim", "8", "--out", out, "--quiet",
+        "train",
+        data,
+        "--backend",
+        backend,
+        "--steps",
+        steps,
+        "--batch-size",
+        "16",
+        "--log-every",
+        "5",
+        "--sample-every",
+        "10",
+        "--checkpoint-every",
+        "10",
+        "--g-hidden",
+        "32",
+        "--d-hidden",
+        "32",
+        "--latent-dim",
+        "8",
+        "--out",
+        out,
+        "--quiet",
     ]
 }
 
@@ -76,8 +96,12 @@ fn the_run_folder_holds_everything() {
     assert_eq!(rows.len(), 5, "{csv}");
     assert!(rows[4].starts_with("20,"));
     for f in [
-        "samples/step_000010.png", "samples/step_000020.png", "samples/final.png", "loss.png",
-        "checkpoints/step_000010.safetensors", "checkpoints/step_000020.safetensors",
+        "samples/step_000010.png",
+        "samples/step_000020.png",
+        "samples/final.png",
+        "loss.png",
+        "checkpoints/step_000010.safetensors",
+        "checkpoints/step_000020.safetensors",
         "checkpoints/latest.safetensors",
     ] {
         assert!(out.join(f).is_file(), "missing {f}");
@@ -149,14 +173,45 @@ fn mismatched_resume_fails_cleanly() {
     ok(&train_args(img.to_str().unwrap(), out.to_str().unwrap(), "cpu", "10"));
     let latest = out.join("checkpoints/latest.safetensors");
     let before = std::fs::read(&latest).unwrap();
-    let o = run(&["train", pts.to_str().unwrap(), "--backend", "cpu", "--resume", latest.to_str().unwrap(), "--steps", "20"]);
+    let o = run(&[
+        "train",
+        pts.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--resume",
+        latest.to_str().unwrap(),
+        "--steps",
+        "20",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("36"));
-    let o = run(&["train", img.to_str().unwrap(), "--backend", "cpu", "--resume", latest.to_str().unwrap(), "--steps", "5"]);
+    let o = run(&[
+        "train",
+        img.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--resume",
+        latest.to_str().unwrap(),
+        "--steps",
+        "5",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("already at step 10"));
     // A model flag that disagrees with the checkpoint is refused, naming both values.
-    let o = run(&["train", img.to_str().unwrap(), "--backend", "cpu", "--resume", latest.to_str().unwrap(), "--steps", "20", "--latent-dim", "16", "--g-hidden", "64"]);
+    let o = run(&[
+        "train",
+        img.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--resume",
+        latest.to_str().unwrap(),
+        "--steps",
+        "20",
+        "--latent-dim",
+        "16",
+        "--g-hidden",
+        "64",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("--latent-dim 16 (checkpoint: 8)") && err.contains("--g-hidden 64 (checkpoint: 32)"), "{err}");
@@ -174,7 +229,16 @@ fn generate_with_z_reproduces_the_generator() {
     let zp = dir.path().join("z.npy");
     data::save_npy_f32(&zp, 5, 8, &z).unwrap();
     let samples = dir.path().join("s.npy");
-    ok(&["generate", latest.to_str().unwrap(), "--z", zp.to_str().unwrap(), "--out", samples.to_str().unwrap(), "--backend", "cpu"]);
+    ok(&[
+        "generate",
+        latest.to_str().unwrap(),
+        "--z",
+        zp.to_str().unwrap(),
+        "--out",
+        samples.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
     let got = data::load_npy(&samples).unwrap();
     assert_eq!((got.n, got.dim), (5, 2));
     // The same G on the same latents, computed here from the checkpoint.
@@ -188,7 +252,8 @@ fn generate_with_z_reproduces_the_generator() {
     // Wrong width is a clean error.
     let bad = dir.path().join("bad.npy");
     data::save_npy_f32(&bad, 2, 3, &[0.0; 6]).unwrap();
-    let o = run(&["generate", latest.to_str().unwrap(), "--z", bad.to_str().unwrap(), "--out", samples.to_str().unwrap()]);
+    let o =
+        run(&["generate", latest.to_str().unwrap(), "--z", bad.to_str().unwrap(), "--out", samples.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("latent_dim is 8"));
 }
@@ -202,7 +267,18 @@ fn generate_writes_uint8_images_and_a_grid() {
     let latest = out.join("checkpoints/latest.safetensors");
     let samples = dir.path().join("s.npy");
     let grid = dir.path().join("g.png");
-    ok(&["generate", latest.to_str().unwrap(), "--n", "100", "--out", samples.to_str().unwrap(), "--grid", grid.to_str().unwrap(), "--backend", "cpu"]);
+    ok(&[
+        "generate",
+        latest.to_str().unwrap(),
+        "--n",
+        "100",
+        "--out",
+        samples.to_str().unwrap(),
+        "--grid",
+        grid.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
     let got = data::load_npy(&samples).unwrap();
     assert_eq!((got.n, got.dim, got.dtype.as_str()), (100, 36, "uint8"));
     assert!(grid.is_file());
@@ -225,7 +301,8 @@ fn kill_9_at_any_moment_leaves_a_loadable_latest() {
         if i > 0 {
             a.push("--overwrite".into());
         }
-        let mut child = bin().args(&a).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child =
+            bin().args(&a).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -251,7 +328,8 @@ fn sigint_writes_a_checkpoint_and_says_how_to_resume() {
     let out = dir.path().join("run");
     let mut args = train_args(npy.to_str().unwrap(), out.to_str().unwrap(), "cpu", "1000000");
     args.retain(|a| *a != "--quiet");
-    let child = bin().args(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child =
+        bin().args(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(800));
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
@@ -269,7 +347,8 @@ fn sigterm_also_writes_a_checkpoint() {
     let npy = images(dir.path());
     let out = dir.path().join("run");
     let args = train_args(npy.to_str().unwrap(), out.to_str().unwrap(), "cpu", "1000000");
-    let child = bin().args(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child =
+        bin().args(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(800));
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let o = child.wait_with_output().unwrap();

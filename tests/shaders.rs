@@ -7,12 +7,9 @@ fn parse_and_validate(family: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let src = shaders::source(family).expect("family registered");
     let module = naga::front::wgsl::parse_str(&src)
         .unwrap_or_else(|e| panic!("{family}.wgsl does not parse:\n{}", e.emit_to_string(&src)));
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("{family}.wgsl does not validate:\n{}", e.emit_to_string(&src)));
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{family}.wgsl does not validate:\n{}", e.emit_to_string(&src)));
     (module, info)
 }
 
@@ -57,8 +54,11 @@ fn registry_matches_the_entry_points_and_their_bindings() {
             let mut want = slots.to_vec();
             want.sort_by_key(|s| s.binding());
             assert_eq!(used, want, "{}: bindings used vs registered", ep.name);
-            assert!(want.iter().filter(|s| !matches!(s, Slot::Uniform(_))).count() <= 4,
-                "{}: more than 4 storage bindings", ep.name);
+            assert!(
+                want.iter().filter(|s| !matches!(s, Slot::Uniform(_))).count() <= 4,
+                "{}: more than 4 storage bindings",
+                ep.name
+            );
         }
     }
     // Every registered entry exists in its family.

@@ -111,14 +111,16 @@ fn train_toy_writes_eval_json_and_eval_agrees() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "train failed:\n{err}");
     assert!(stdout.contains("eval (ring8 at step 300)"), "stdout:\n{stdout}");
-    let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
     for key in ["samples", "modes_captured", "modes_total", "high_quality_pct", "reverse_kl"] {
         assert!(eval.get(key).is_some(), "eval.json lacks {key}: {eval}");
     }
     assert_eq!(eval["samples"], 2500);
     assert_eq!(eval["modes_total"], 8);
     assert_eq!(eval["toy"], "ring8");
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["data"]["toy"], "ring8");
     assert_eq!(config["data"]["n"], 100_000);
 
@@ -135,10 +137,8 @@ fn train_toy_writes_eval_json_and_eval_agrees() {
     }
 
     // A data file and --toy together are refused, as is eval of a model that is not 2-D.
-    let o = Command::new(env!("CARGO_BIN_EXE_shadergan"))
-        .args(["train", "some.npy", "--toy", "ring8"])
-        .output()
-        .unwrap();
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_shadergan")).args(["train", "some.npy", "--toy", "ring8"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
 

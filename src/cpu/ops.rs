@@ -2,9 +2,7 @@
 //! same parameter structs and the same flat buffers with the same offsets. They are the oracle
 //! for every GPU kernel (tests/kernels.rs) and the reference for the faster CPU trainer paths.
 
-use crate::params::{
-    AdamParams, EwParams, LossParams, MatmulParams, RandomParams, TrainState, NO_SLOT,
-};
+use crate::params::{AdamParams, EwParams, LossParams, MatmulParams, RandomParams, TrainState, NO_SLOT};
 use crate::rng;
 
 /// 1 / (1 + e^-z) without overflow: exp() only ever sees -|z|.
@@ -152,11 +150,7 @@ pub fn bce_logits(p: &LossParams, z: &[f32], dz: &mut [f32], stats: &mut [f32]) 
         while i < p.rows as usize {
             let zi = z[p.z_off as usize + i];
             let first = (i as u32) < p.n_first;
-            let (y, scale) = if first {
-                (p.label_first, p.scale_first)
-            } else {
-                (p.label_second, p.scale_second)
-            };
+            let (y, scale) = if first { (p.label_first, p.scale_first) } else { (p.label_second, p.scale_second) };
             let s = sigmoid(zi);
             let loss = zi.max(0.0) - zi * y + log1p_small((-zi.abs()).exp());
             dz[p.dz_off as usize + i] = (s - y) * scale;
@@ -216,13 +210,16 @@ pub fn adam_step(p: &AdamParams, state: &TrainState, params: &mut [f32], grads: 
 }
 
 /// The update of `adam_step` on the first `p.len` elements of separate m and v slices.
-pub fn adam_update(p: &AdamParams, state: &TrainState, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32]) {
+pub fn adam_update(
+    p: &AdamParams,
+    state: &TrainState,
+    params: &mut [f32],
+    grads: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
     let len = p.len as usize;
-    let (b1pow, b2pow) = if p.net == 0 {
-        (state.pows[0], state.pows[1])
-    } else {
-        (state.pows[2], state.pows[3])
-    };
+    let (b1pow, b2pow) = if p.net == 0 { (state.pows[0], state.pows[1]) } else { (state.pows[2], state.pows[3]) };
     let bias1 = 1.0 - b1pow;
     let bias2 = 1.0 - b2pow;
     let step_size = p.lr / bias1;

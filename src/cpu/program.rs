@@ -74,14 +74,13 @@ impl CpuProgram {
                     ops::matmul_backward_weight(p, &b[a], &b[c], o)
                 }
             }),
-            Op::BiasBackward { ref p, a, out } => {
-                self.with_out(out, |b, o| ops::bias_backward(p, &b[a], o))
-            }
+            Op::BiasBackward { ref p, a, out } => self.with_out(out, |b, o| ops::bias_backward(p, &b[a], o)),
             Op::ActivationForward { act, ref p, x, out } => {
                 self.with_out(out, |b, o| ops::activation_forward(act.code(), p, &b[x], o))
             }
-            Op::ActivationBackward { act, ref p, y, dy, out } => self
-                .with_out(out, |b, o| ops::activation_backward(act.code(), p, &b[y], &b[dy], o)),
+            Op::ActivationBackward { act, ref p, y, dy, out } => {
+                self.with_out(out, |b, o| ops::activation_backward(act.code(), p, &b[y], &b[dy], o))
+            }
             Op::BceLogits { ref p, z, dz, stats } => {
                 let mut s = std::mem::take(&mut self.bufs[stats]);
                 self.with_out(dz, |b, o| ops::bce_logits(p, &b[z], o, &mut s));

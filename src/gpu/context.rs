@@ -75,15 +75,9 @@ fn choose_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
     if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
         let want_lc = want.to_lowercase();
         let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-        return adapters
-            .into_iter()
-            .find(|a| a.get_info().name.to_lowercase().contains(&want_lc))
-            .ok_or_else(|| {
-                Error::gpu(format!(
-                    "WGPU_ADAPTER_NAME={want} matches no adapter; found: {}",
-                    names.join(", ")
-                ))
-            });
+        return adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&want_lc)).ok_or_else(|| {
+            Error::gpu(format!("WGPU_ADAPTER_NAME={want} matches no adapter; found: {}", names.join(", ")))
+        });
     }
     let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -188,11 +182,7 @@ impl GpuContext {
 
     /// Copies `size` bytes at `offset` of `src` into a fresh readback buffer and returns them.
     pub fn read_bytes(&self, src: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
-        let staging = self.buffer(
-            "readback",
-            size,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        );
+        let staging = self.buffer("readback", size, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(src, offset, &staging, 0, size);
         let index = self.queue.submit([enc.finish()]);
@@ -200,12 +190,7 @@ impl GpuContext {
     }
 
     /// Maps a MAP_READ buffer once `index` is done and copies out its first `size` bytes.
-    pub fn map_read(
-        &self,
-        staging: &wgpu::Buffer,
-        size: u64,
-        index: Option<wgpu::SubmissionIndex>,
-    ) -> Result<Vec<u8>> {
+    pub fn map_read(&self, staging: &wgpu::Buffer, size: u64, index: Option<wgpu::SubmissionIndex>) -> Result<Vec<u8>> {
         let done = Arc::new(Mutex::new(None));
         let flag = done.clone();
         staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
@@ -221,9 +206,8 @@ impl GpuContext {
             None => return Err(Error::gpu("reading a GPU buffer: the map never completed")),
         }
         let bytes = {
-            let view = staging
-                .get_mapped_range(0..size)
-                .map_err(|e| Error::gpu(format!("reading a GPU buffer: {e}")))?;
+            let view =
+                staging.get_mapped_range(0..size).map_err(|e| Error::gpu(format!("reading a GPU buffer: {e}")))?;
             view.to_vec()
         };
         staging.unmap();

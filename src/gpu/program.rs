@@ -36,17 +36,11 @@ fn bindings(op: &Op) -> (Option<Vec<u8>>, Vec<(u32, Res)>) {
     match *op {
         Op::MatmulForward { ref p, a, c, out }
         | Op::MatmulBackwardInput { ref p, a, c, out }
-        | Op::MatmulBackwardWeight { ref p, a, c, out } => {
-            (u(p), vec![(1, Buf(a)), (2, Buf(c)), (3, Buf(out))])
-        }
+        | Op::MatmulBackwardWeight { ref p, a, c, out } => (u(p), vec![(1, Buf(a)), (2, Buf(c)), (3, Buf(out))]),
         Op::BiasBackward { ref p, a, out } => (u(p), vec![(1, Buf(a)), (3, Buf(out))]),
         Op::ActivationForward { ref p, x, out, .. } => (u(p), vec![(1, Buf(x)), (3, Buf(out))]),
-        Op::ActivationBackward { ref p, y, dy, out, .. } => {
-            (u(p), vec![(1, Buf(y)), (2, Buf(dy)), (3, Buf(out))])
-        }
-        Op::BceLogits { ref p, z, dz, stats } => {
-            (u(p), vec![(1, Buf(z)), (2, Buf(dz)), (3, Buf(stats))])
-        }
+        Op::ActivationBackward { ref p, y, dy, out, .. } => (u(p), vec![(1, Buf(y)), (2, Buf(dy)), (3, Buf(out))]),
+        Op::BceLogits { ref p, z, dz, stats } => (u(p), vec![(1, Buf(z)), (2, Buf(dz)), (3, Buf(stats))]),
         Op::AdamTick { ref p } => (u(p), vec![(5, State)]),
         Op::AdamStep { ref p, params, grads, moments } => {
             (u(p), vec![(1, Buf(params)), (2, Buf(grads)), (3, Buf(moments)), (4, State)])
@@ -75,9 +69,7 @@ fn workgroups(op: &Op) -> [u32; 3] {
         Op::MatmulBackwardInput { p, .. } => tiles(p.k, p.m),
         Op::MatmulBackwardWeight { p, .. } => tiles(p.k, p.n),
         Op::BiasBackward { p, .. } => groups_1d(p.n as usize),
-        Op::ActivationForward { p, .. } | Op::ActivationBackward { p, .. } => {
-            groups_1d(p.len as usize)
-        }
+        Op::ActivationForward { p, .. } | Op::ActivationBackward { p, .. } => groups_1d(p.len as usize),
         Op::BceLogits { .. } | Op::AdamTick { .. } | Op::StepTick => [1, 1, 1],
         Op::AdamStep { p, .. } => groups_1d(p.len as usize),
         Op::NoiseNormal { p, .. } => groups_1d((p.len as usize).div_ceil(4)),
@@ -94,16 +86,14 @@ struct Kernels {
 impl Kernels {
     fn get(&mut self, ctx: &GpuContext, entry: &str) -> Result<&(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
         if !self.pipelines.contains_key(entry) {
-            let (family, slots) = shaders::entry(entry)
-                .ok_or_else(|| Error::gpu(format!("no kernel named {entry}")))?;
+            let (family, slots) =
+                shaders::entry(entry).ok_or_else(|| Error::gpu(format!("no kernel named {entry}")))?;
             let device = &ctx.device;
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
             let module = self.modules.entry(family).or_insert_with(|| {
                 let src = shaders::source(family).expect("registered family");
-                let desc = wgpu::ShaderModuleDescriptor {
-                    label: Some(family),
-                    source: wgpu::ShaderSource::Wgsl(src.into()),
-                };
+                let desc =
+                    wgpu::ShaderModuleDescriptor { label: Some(family), source: wgpu::ShaderSource::Wgsl(src.into()) };
                 if family == "matmul" {
                     // SAFETY: matmul kernels clamp every read into [offset, offset + rows x cols)
                     // of each operand and guard every write, and `check_extents` asserts on the
@@ -124,9 +114,7 @@ impl Kernels {
                         ty: match s {
                             Slot::Uniform(_) => wgpu::BufferBindingType::Uniform,
                             Slot::Read(_) => wgpu::BufferBindingType::Storage { read_only: true },
-                            Slot::ReadWrite(_) => {
-                                wgpu::BufferBindingType::Storage { read_only: false }
-                            }
+                            Slot::ReadWrite(_) => wgpu::BufferBindingType::Storage { read_only: false },
                         },
                         has_dynamic_offset: false,
                         min_binding_size: None,
@@ -134,10 +122,8 @@ impl Kernels {
                     count: None,
                 })
                 .collect();
-            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(entry),
-                entries: &entries,
-            });
+            let bgl = device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(entry), entries: &entries });
             let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some(entry),
                 bind_group_layouts: &[Some(&bgl)],
@@ -196,9 +182,7 @@ impl GpuProgram {
     pub fn with_buffers(ctx: Arc<GpuContext>, specs: &[BufSpec], data: Option<&Dataset>) -> Result<Self> {
         let limits = ctx.device.limits();
         let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
-        let usage = wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST;
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let mut bufs = Vec::with_capacity(specs.len());
         for s in specs {
             let bytes = s.len as u64 * 4;
@@ -325,10 +309,7 @@ impl GpuProgram {
                 let buffer = match r {
                     Res::Buf(id) => &self.bufs[id],
                     Res::State => &self.state,
-                    Res::Data => self
-                        .data
-                        .as_ref()
-                        .ok_or_else(|| Error::gpu("a gather kernel needs a data set"))?,
+                    Res::Data => self.data.as_ref().ok_or_else(|| Error::gpu("a gather kernel needs a data set"))?,
                 };
                 entries.push(wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() });
             }
