@@ -44,6 +44,8 @@ pub struct TrainOptions {
     pub lr: f32,
     pub beta1: f32,
     pub beta2: f32,
+    /// One-sided label smoothing: the label of real samples in D's loss (fakes stay 0).
+    pub real_label: f32,
 }
 
 impl Default for TrainOptions {
@@ -60,6 +62,7 @@ impl Default for TrainOptions {
             lr: 2e-4,
             beta1: 0.5,
             beta2: 0.999,
+            real_label: 1.0,
         }
     }
 }
@@ -96,7 +99,7 @@ impl TrainOptions {
             beta1: self.beta1,
             beta2: self.beta2,
             eps: 1e-8,
-            real_label: 1.0,
+            real_label: self.real_label,
             data_scale,
             data_shift,
             data_u8,
@@ -128,6 +131,9 @@ impl TrainConfig {
         let finite_pos = |v: f32| v.is_finite() && v > 0.0;
         if !finite_pos(self.lr) {
             return Err(Error::input(format!("--lr must be a positive number, not {}", self.lr)));
+        }
+        if !(self.real_label > 0.0 && self.real_label <= 1.0) {
+            return Err(Error::input(format!("--label-smoothing must be in (0, 1], not {}", self.real_label)));
         }
         for (name, b) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
             if !(0.0..1.0).contains(&b) {

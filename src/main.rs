@@ -88,6 +88,9 @@ struct TrainArgs {
     beta1: f32,
     #[arg(long, default_value_t = 0.999)]
     beta2: f32,
+    /// One-sided label smoothing: D's label for real samples (e.g. 0.9); fakes stay 0.
+    #[arg(long, default_value_t = 1.0)]
+    label_smoothing: f32,
     #[arg(long, default_value_t = 64)]
     latent_dim: usize,
     /// Hidden layer sizes of G, comma-separated.
@@ -180,6 +183,7 @@ fn train(args: TrainArgs) -> Result<()> {
         lr: args.lr,
         beta1: args.beta1,
         beta2: args.beta2,
+        real_label: args.label_smoothing,
     };
     let req = TrainRequest {
         data: args.data.clone(),

@@ -220,6 +220,7 @@ fn bad_flags_exit_2() {
         (&["--lr=-1"], "--lr"),
         (&["--beta1", "1.5"], "--beta1"),
         (&["--epochs", "0"], "--epochs"),
+        (&["--label-smoothing", "1.5"], "--label-smoothing"),
         (&["--g-activation", "swish"], "invalid value"),
     ];
     for (extra, needle) in cases {
