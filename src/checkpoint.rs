@@ -326,7 +326,8 @@ mod tests {
     fn sample() -> Checkpoint {
         let (data_dim, latent_dim, g_hidden, d_hidden) = (6, 3, vec![5, 4], vec![4]);
         let (g_activation, d_activation, g_output) = (Activation::Relu, Activation::LeakyRelu, Activation::Tanh);
-        let model = ModelConfig { data_dim, latent_dim, g_hidden, d_hidden, g_activation, d_activation, g_output };
+        let model =
+            ModelConfig { data_dim, latent_dim, g_hidden, d_hidden, g_activation, d_activation, g_output, pack: 1 };
         let (g, d) = (model.layout(Net::G), model.layout(Net::D));
         let (batch_size, seed, lr, beta1, beta2, eps, real_label) = (2, 9, 2e-4, 0.5, 0.999, 1e-8, 0.9);
         let (data_scale, data_shift, data_u8) = (1.0 / 255.0, 0.0, true);

@@ -46,6 +46,8 @@ pub struct TrainOptions {
     pub beta2: f32,
     /// One-sided label smoothing: the label of real samples in D's loss (fakes stay 0).
     pub real_label: f32,
+    /// PacGAN: samples per D decision.
+    pub pack: usize,
 }
 
 impl Default for TrainOptions {
@@ -63,6 +65,7 @@ impl Default for TrainOptions {
             beta1: 0.5,
             beta2: 0.999,
             real_label: 1.0,
+            pack: 1,
         }
     }
 }
@@ -92,6 +95,7 @@ impl TrainOptions {
                 g_activation: self.g_activation.unwrap_or(hidden),
                 d_activation: self.d_activation.unwrap_or(hidden),
                 g_output,
+                pack: self.pack,
             },
             batch_size: self.batch_size,
             seed: self.seed,
@@ -115,6 +119,12 @@ impl TrainConfig {
         self.model.validate()?;
         if self.batch_size == 0 {
             return Err(Error::input("--batch-size must be at least 1"));
+        }
+        if !self.batch_size.is_multiple_of(self.model.pack.max(1)) {
+            return Err(Error::input(format!(
+                "--batch-size {} must be a multiple of --pack {}",
+                self.batch_size, self.model.pack
+            )));
         }
         if self.batch_size > n {
             return Err(Error::input(format!(

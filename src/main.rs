@@ -91,6 +91,9 @@ struct TrainArgs {
     /// One-sided label smoothing: D's label for real samples (e.g. 0.9); fakes stay 0.
     #[arg(long, default_value_t = 1.0)]
     label_smoothing: f32,
+    /// PacGAN: D judges this many samples at once (real with real, fake with fake).
+    #[arg(long, default_value_t = 1)]
+    pack: usize,
     #[arg(long, default_value_t = 64)]
     latent_dim: usize,
     /// Hidden layer sizes of G, comma-separated.
@@ -184,6 +187,7 @@ fn train(args: TrainArgs) -> Result<()> {
         beta1: args.beta1,
         beta2: args.beta2,
         real_label: args.label_smoothing,
+        pack: args.pack,
     };
     let req = TrainRequest {
         data: args.data.clone(),

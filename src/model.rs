@@ -73,6 +73,14 @@ pub struct ModelConfig {
     pub g_activation: Activation,
     pub d_activation: Activation,
     pub g_output: Activation,
+    /// PacGAN packing: D judges `pack` samples at once, concatenated (real with real, fake with
+    /// fake), so its input is pack x data_dim wide. 1 = a plain GAN.
+    #[serde(default = "one")]
+    pub pack: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl ModelConfig {
@@ -80,6 +88,9 @@ impl ModelConfig {
         let bad = |what: &str| Err(Error::input(format!("{what} must be at least 1")));
         if self.data_dim == 0 {
             return bad("the data dimension");
+        }
+        if self.pack == 0 {
+            return bad("--pack");
         }
         if self.latent_dim == 0 {
             return bad("--latent-dim");
@@ -108,7 +119,14 @@ impl ModelConfig {
             Net::G => {
                 NetLayout::new(net, self.latent_dim, &self.g_hidden, self.data_dim, self.g_activation, self.g_output)
             }
-            Net::D => NetLayout::new(net, self.data_dim, &self.d_hidden, 1, self.d_activation, Activation::Identity),
+            Net::D => NetLayout::new(
+                net,
+                self.data_dim * self.pack,
+                &self.d_hidden,
+                1,
+                self.d_activation,
+                Activation::Identity,
+            ),
         }
     }
 }
@@ -217,6 +235,7 @@ mod tests {
             g_activation: Activation::Relu,
             d_activation: Activation::Relu,
             g_output: Activation::Sigmoid,
+            pack: 1,
         }
     }
 

@@ -312,8 +312,12 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
     let g_layout = cfg.model.layout(Net::G);
     let d_layout = cfg.model.layout(Net::D);
     let mut bld = Builder { bufs: vec![] };
+    // D sees `pack` samples per decision: the rows of D.input, read pack at a time, are its
+    // rows (row-major, so packing real with real and fake with fake needs no copy).
+    let pack = cfg.model.pack.max(1);
+    let db = b / pack;
     let g = bld.net(&g_layout, b);
-    let d = bld.net(&d_layout, 2 * b);
+    let d = bld.net(&d_layout, 2 * db);
     let stats = bld.buf("stats", 4);
     let noise = bld.buf("noise", b * latent);
     let d_input = bld.buf("D.input", 2 * b * dim);
@@ -355,12 +359,12 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
         },
         out: d_input,
     });
-    forward(&mut ops, &d, at0(d_input), 2 * b, None);
-    let inv_b = 1.0 / b as f32;
+    forward(&mut ops, &d, at0(d_input), 2 * db, None);
+    let inv_b = 1.0 / db as f32;
     ops.push(Op::BceLogits {
         p: LossParams {
-            rows: 2 * b as u32,
-            n_first: b as u32,
+            rows: 2 * db as u32,
+            n_first: db as u32,
             label_first: cfg.real_label,
             label_second: 0.0,
             scale_first: inv_b,
@@ -376,17 +380,17 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
         dz: d_logits_grad,
         stats,
     });
-    backward(&mut ops, &d, at0(d_input), &d_outs, 2 * b, at0(d_logits_grad), true, None);
+    backward(&mut ops, &d, at0(d_input), &d_outs, 2 * db, at0(d_logits_grad), true, None);
     adam(&mut ops, &d, cfg);
 
     // G step.
     ops.push(Op::NoiseNormal { p: noise_p(rng::STREAM_G), out: noise });
     forward(&mut ops, &g, at0(noise), b, Some(fake));
-    forward(&mut ops, &d, fake, b, None);
+    forward(&mut ops, &d, fake, db, None);
     ops.push(Op::BceLogits {
         p: LossParams {
-            rows: b as u32,
-            n_first: b as u32,
+            rows: db as u32,
+            n_first: db as u32,
             label_first: 1.0,
             label_second: 0.0,
             scale_first: inv_b,
@@ -402,7 +406,7 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
         dz: d_logits_grad,
         stats,
     });
-    backward(&mut ops, &d, fake, &d_outs, b, at0(d_logits_grad), false, Some(at0(d_input_grad)));
+    backward(&mut ops, &d, fake, &d_outs, db, at0(d_logits_grad), false, Some(at0(d_input_grad)));
     backward(&mut ops, &g, at0(noise), &g_outs, b, at0(d_input_grad), true, None);
     adam(&mut ops, &g, cfg);
     ops.push(Op::StepTick);

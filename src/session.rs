@@ -173,6 +173,7 @@ fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
     check(opts.lr != d.lr, opts.lr != ck.lr, "--lr", opts.lr.to_string(), ck.lr.to_string());
     check(opts.beta1 != d.beta1, opts.beta1 != ck.beta1, "--beta1", opts.beta1.to_string(), ck.beta1.to_string());
     check(opts.beta2 != d.beta2, opts.beta2 != ck.beta2, "--beta2", opts.beta2.to_string(), ck.beta2.to_string());
+    check(opts.pack != d.pack, opts.pack != m.pack, "--pack", opts.pack.to_string(), m.pack.to_string());
     check(
         opts.real_label != d.real_label,
         opts.real_label != ck.real_label,

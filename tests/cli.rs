@@ -221,6 +221,8 @@ fn bad_flags_exit_2() {
         (&["--beta1", "1.5"], "--beta1"),
         (&["--epochs", "0"], "--epochs"),
         (&["--label-smoothing", "1.5"], "--label-smoothing"),
+        (&["--pack", "3", "--batch-size", "8"], "multiple of --pack"),
+        (&["--pack", "0"], "--pack"),
         (&["--g-activation", "swish"], "invalid value"),
     ];
     for (extra, needle) in cases {

@@ -88,11 +88,14 @@ fn check(cfg: TrainConfig, data: Arc<Dataset>) {
     let gp = to64(&start.g_params);
     let dp = to64(&start.d_params);
 
+    // PacGAN: D reads `pack` consecutive samples as one row.
+    let db = b / cfg.model.pack;
+    let real_label = cfg.real_label as f64;
     let d_loss = |dp: &[f64]| {
         let fake = mlp(&gl, &gp, &zd, b);
-        bce(&mlp(&dl, dp, &real, b), 1.0) + bce(&mlp(&dl, dp, &fake, b), 0.0)
+        bce(&mlp(&dl, dp, &real, db), real_label) + bce(&mlp(&dl, dp, &fake, db), 0.0)
     };
-    let g_loss = |gp: &[f64]| bce(&mlp(&dl, &dp, &mlp(&gl, gp, &zg, b), b), 1.0);
+    let g_loss = |gp: &[f64]| bce(&mlp(&dl, &dp, &mlp(&gl, gp, &zg, b), db), 1.0);
 
     let h = 1e-6;
     for (name, params, analytic, loss) in
@@ -130,8 +133,8 @@ fn gradients_match_finite_differences() {
         (Activation::LeakyRelu, Activation::LeakyRelu, Some(Activation::Tanh)),
         (Activation::Tanh, Activation::Sigmoid, Some(Activation::Identity)),
     ];
-    for (g_act, d_act, g_out) in combos {
-        let cfg = TrainOptions {
+    for (i, (g_act, d_act, g_out)) in combos.into_iter().enumerate() {
+        let mut cfg = TrainOptions {
             latent_dim: 3,
             g_hidden: vec![4],
             d_hidden: vec![6, 4],
@@ -144,6 +147,12 @@ fn gradients_match_finite_differences() {
         }
         .resolve(&data)
         .unwrap();
+        if i == 1 {
+            // Also PacGAN packing and one-sided label smoothing.
+            cfg.batch_size = 6;
+            cfg.model.pack = 2;
+            cfg.real_label = 0.9;
+        }
         check(cfg, data.clone());
     }
 }

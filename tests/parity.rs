@@ -77,10 +77,14 @@ fn gpu_and_cpu_agree_over_ten_steps() {
         (Activation::Relu, Activation::Relu, None, 1.0),
         (Activation::LeakyRelu, Activation::LeakyRelu, Some(Activation::Tanh), 0.9),
     ];
-    for (g_act, d_act, g_out, real_label) in variants {
+    for (i, (g_act, d_act, g_out, real_label)) in variants.into_iter().enumerate() {
         let mut cfg = config(&data, g_act, d_act, g_out);
         cfg.real_label = real_label;
-        let what = format!("G {g_act:?}/{:?}, D {d_act:?}, real label {real_label}", cfg.model.g_output);
+        cfg.model.pack = 1 + i * 3; // 1, then PacGAN4
+        let what = format!(
+            "G {g_act:?}/{:?}, D {d_act:?}, real label {real_label}, pack {}",
+            cfg.model.g_output, cfg.model.pack
+        );
         let mut cpu = cpu_trainer(&cfg, &data);
         let Some(mut gpu) = gpu_trainer(&cfg, &data) else { return };
         // Same seed: bit-identical starting weights on both backends.
