@@ -123,64 +123,33 @@ fn save_checkpoint(trainer: &mut dyn Trainer, dir: &RunDir, data: &Dataset, keep
 /// Model and optimizer flags the user set (values other than the defaults, or given activations)
 /// that disagree with a checkpoint's configuration, as "--flag VALUE (checkpoint: VALUE)".
 fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
-    let d = TrainOptions::default();
-    let m = &ck.model;
+    let (d, m) = (TrainOptions::default(), &ck.model);
     let mut out = vec![];
-    let mut check = |set: bool, differs: bool, flag: &str, mine: String, theirs: String| {
-        if set && differs {
+    let mut differ = |flag: &str, mine: String, default: String, theirs: String| {
+        if mine != default && mine != theirs {
             out.push(format!("{flag} {mine} (checkpoint: {theirs})"));
         }
     };
     let list = |v: &[usize]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
-    check(
-        opts.latent_dim != d.latent_dim,
-        opts.latent_dim != m.latent_dim,
-        "--latent-dim",
-        opts.latent_dim.to_string(),
-        m.latent_dim.to_string(),
-    );
-    check(
-        opts.g_hidden != d.g_hidden,
-        opts.g_hidden != m.g_hidden,
-        "--g-hidden",
-        list(&opts.g_hidden),
-        list(&m.g_hidden),
-    );
-    check(
-        opts.d_hidden != d.d_hidden,
-        opts.d_hidden != m.d_hidden,
-        "--d-hidden",
-        list(&opts.d_hidden),
-        list(&m.d_hidden),
-    );
+    differ("--latent-dim", opts.latent_dim.to_string(), d.latent_dim.to_string(), m.latent_dim.to_string());
+    differ("--g-hidden", list(&opts.g_hidden), list(&d.g_hidden), list(&m.g_hidden));
+    differ("--d-hidden", list(&opts.d_hidden), list(&d.d_hidden), list(&m.d_hidden));
     for (flag, mine, theirs) in [
         ("--g-activation", opts.g_activation, m.g_activation),
         ("--d-activation", opts.d_activation, m.d_activation),
         ("--g-output", opts.g_output, m.g_output),
     ] {
         if let Some(a) = mine {
-            check(true, a != theirs, flag, format!("{a:?}"), format!("{theirs:?}"));
+            differ(flag, format!("{a:?}"), String::new(), format!("{theirs:?}"));
         }
     }
-    check(
-        opts.batch_size != d.batch_size,
-        opts.batch_size != ck.batch_size,
-        "--batch-size",
-        opts.batch_size.to_string(),
-        ck.batch_size.to_string(),
-    );
-    check(opts.seed != d.seed, opts.seed != ck.seed, "--seed", opts.seed.to_string(), ck.seed.to_string());
-    check(opts.lr != d.lr, opts.lr != ck.lr, "--lr", opts.lr.to_string(), ck.lr.to_string());
-    check(opts.beta1 != d.beta1, opts.beta1 != ck.beta1, "--beta1", opts.beta1.to_string(), ck.beta1.to_string());
-    check(opts.beta2 != d.beta2, opts.beta2 != ck.beta2, "--beta2", opts.beta2.to_string(), ck.beta2.to_string());
-    check(opts.pack != d.pack, opts.pack != m.pack, "--pack", opts.pack.to_string(), m.pack.to_string());
-    check(
-        opts.real_label != d.real_label,
-        opts.real_label != ck.real_label,
-        "--label-smoothing",
-        opts.real_label.to_string(),
-        ck.real_label.to_string(),
-    );
+    differ("--pack", opts.pack.to_string(), d.pack.to_string(), m.pack.to_string());
+    differ("--batch-size", opts.batch_size.to_string(), d.batch_size.to_string(), ck.batch_size.to_string());
+    differ("--seed", opts.seed.to_string(), d.seed.to_string(), ck.seed.to_string());
+    differ("--lr", opts.lr.to_string(), d.lr.to_string(), ck.lr.to_string());
+    differ("--beta1", opts.beta1.to_string(), d.beta1.to_string(), ck.beta1.to_string());
+    differ("--beta2", opts.beta2.to_string(), d.beta2.to_string(), ck.beta2.to_string());
+    differ("--label-smoothing", opts.real_label.to_string(), d.real_label.to_string(), ck.real_label.to_string());
     out
 }
 
