@@ -13,11 +13,17 @@
 //                 keyed 4-round Feistel permutation of [0, N) (cycle walking over the next even
 //                 power of two): every sample once per epoch, a new order every epoch.
 //
+//   dropout       out[i] = keep(i) ? out[i] * p.scale : 0 for i < p.len, in place. keep(i) is
+//                 unit(hash32(i ^ key)) >= rate, key = hash of (seed, step, salt = p.stream), and
+//                 p.shift holds the rate. The same call on the gradient is the backward pass
+//                 (the mask multiplication is its own adjoint), so no mask is stored.
+//
 // Bindings:
 //   0 uniform  RandomParams
 //   1 uniform  TrainState (only .step is read)
 //   2 storage read  data (gather only): array<u32>, packed bytes or the bits of f32 values
-//   3 storage rw    out, at element offset p.out_off: noise (len) or batch (rows, dim)
+//   3 storage rw    out, at element offset p.out_off: noise (len), batch (rows, dim), or the
+//                   activations (or their gradient) dropout masks
 
 struct RandomParams {
     len: u32,              // noise: number of values; gather: rows * dim
@@ -119,4 +125,17 @@ fn gather_f32(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     out[p.out_off + r * p.dim + c] = bitcast<f32>(data[batch_row_source(r) * p.dim + c]) * p.scale + p.shift;
+}
+
+@compute @workgroup_size(256)
+fn dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let i = linear_index(wg, nwg, li);
+    if (i >= p.len) {
+        return;
+    }
+    let key = hash32(p.seed_lo ^ hash32(p.seed_hi ^ hash32(state.step ^ hash32(p.stream + 0x85EBCA6Bu))));
+    let keep = f32(hash32(i ^ key) >> 8u) * INV_2_24 >= p.shift;
+    let v = out[p.out_off + i];
+    out[p.out_off + i] = select(0.0, v * p.scale, keep);
 }

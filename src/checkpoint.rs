@@ -331,8 +331,20 @@ mod tests {
         let (g, d) = (model.layout(Net::G), model.layout(Net::D));
         let (batch_size, seed, lr, beta1, beta2, eps, real_label) = (2, 9, 2e-4, 0.5, 0.999, 1e-8, 0.9);
         let (data_scale, data_shift, data_u8) = (1.0 / 255.0, 0.0, true);
-        let config =
-            TrainConfig { model, batch_size, seed, lr, beta1, beta2, eps, real_label, data_scale, data_shift, data_u8 };
+        let config = TrainConfig {
+            model,
+            batch_size,
+            seed,
+            lr,
+            beta1,
+            beta2,
+            eps,
+            real_label,
+            data_scale,
+            data_shift,
+            data_u8,
+            d_dropout: 0.0,
+        };
         let wave = |n: usize, k: f32| (0..n).map(|i| (i as f32 * k).sin() * 1e-3).collect::<Vec<f32>>();
         let snapshot = Snapshot {
             state: TrainState::at(7, 7, 6, 0.5, 0.999),

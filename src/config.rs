@@ -23,6 +23,9 @@ pub struct TrainConfig {
     /// A stored value v enters training as v * data_scale + data_shift (u8: 1/255, 0).
     pub data_scale: f32,
     pub data_shift: f32,
+    /// Dropout rate on D's hidden layers (0: none), in training mode in both steps.
+    #[serde(default)]
+    pub d_dropout: f32,
     /// The data was uint8 (images): generated samples are written back as uint8.
     #[serde(default)]
     pub data_u8: bool,
@@ -48,6 +51,8 @@ pub struct TrainOptions {
     pub real_label: f32,
     /// PacGAN: samples per D decision.
     pub pack: usize,
+    /// Dropout rate on D's hidden layers.
+    pub d_dropout: f32,
 }
 
 impl Default for TrainOptions {
@@ -66,6 +71,7 @@ impl Default for TrainOptions {
             beta2: 0.999,
             real_label: 1.0,
             pack: 1,
+            d_dropout: 0.0,
         }
     }
 }
@@ -104,6 +110,7 @@ impl TrainOptions {
             beta2: self.beta2,
             eps: 1e-8,
             real_label: self.real_label,
+            d_dropout: self.d_dropout,
             data_scale,
             data_shift,
             data_u8,
@@ -144,6 +151,15 @@ impl TrainConfig {
         }
         if !(self.real_label > 0.0 && self.real_label <= 1.0) {
             return Err(Error::input(format!("--label-smoothing must be in (0, 1], not {}", self.real_label)));
+        }
+        if !(0.0..1.0).contains(&self.d_dropout) {
+            return Err(Error::input(format!("--d-dropout must be in [0, 1), not {}", self.d_dropout)));
+        }
+        let act = self.model.d_activation;
+        if self.d_dropout > 0.0 && !matches!(act, Activation::Relu | Activation::LeakyRelu) {
+            // Its backward pass reads the derivative from the dropped-out output, which is right
+            // only for activations whose derivative depends on the sign alone.
+            return Err(Error::input(format!("--d-dropout needs --d-activation relu or leaky-relu, not {act:?}")));
         }
         for (name, b) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
             if !(0.0..1.0).contains(&b) {

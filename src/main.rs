@@ -94,6 +94,9 @@ struct TrainArgs {
     /// PacGAN: D judges this many samples at once (real with real, fake with fake).
     #[arg(long, default_value_t = 1)]
     pack: usize,
+    /// Dropout rate on D's hidden layers (seeded; the same masks on both backends).
+    #[arg(long, default_value_t = 0.0)]
+    d_dropout: f32,
     #[arg(long, default_value_t = 64)]
     latent_dim: usize,
     /// Hidden layer sizes of G, comma-separated.
@@ -188,6 +191,7 @@ fn train(args: TrainArgs) -> Result<()> {
         beta2: args.beta2,
         real_label: args.label_smoothing,
         pack: args.pack,
+        d_dropout: args.d_dropout,
     };
     let req = TrainRequest {
         data: args.data.clone(),

@@ -94,6 +94,11 @@ pub enum Op {
         p: RandomParams,
         out: BufId,
     },
+    /// In place; `p.stream` is the mask's salt, `p.shift` the rate, `p.scale` 1 / (1 - rate).
+    Dropout {
+        p: RandomParams,
+        out: BufId,
+    },
 }
 
 impl Op {
@@ -112,6 +117,7 @@ impl Op {
             Op::StepTick => "step_tick".into(),
             Op::NoiseNormal { .. } => "noise_normal".into(),
             Op::Gather { .. } => if data_is_u8 { "gather_u8" } else { "gather_f32" }.into(),
+            Op::Dropout { .. } => "dropout".into(),
         }
     }
 }
@@ -187,9 +193,36 @@ fn slope_for(act: Activation) -> f32 {
     }
 }
 
+/// Dropout on a network's hidden layer outputs during one pass. The mask is keyed by (seed, step,
+/// pass, layer), so the backward pass recomputes it instead of storing it.
+#[derive(Clone, Copy, Debug)]
+struct Dropout {
+    rate: f32,
+    /// 0: D in the D step, 1: D in the G step.
+    pass: u32,
+    seed: u64,
+}
+
+impl Dropout {
+    fn op(&self, layer: usize, buf: BufId, len: usize) -> Op {
+        Op::Dropout {
+            p: RandomParams {
+                len: len as u32,
+                stream: self.pass * 256 + layer as u32,
+                seed_lo: self.seed as u32,
+                seed_hi: (self.seed >> 32) as u32,
+                scale: 1.0 / (1.0 - self.rate),
+                shift: self.rate,
+                ..Default::default()
+            },
+            out: buf,
+        }
+    }
+}
+
 /// Forward through a network: `input` (rows, in) -> each layer's output. The last layer writes to
-/// `last_out` instead of its own buffer when given.
-fn forward(ops: &mut Vec<Op>, net: &NetBufs, input: At, rows: usize, last_out: Option<At>) {
+/// `last_out` instead of its own buffer when given; hidden outputs go through `dropout` if given.
+fn forward(ops: &mut Vec<Op>, net: &NetBufs, input: At, rows: usize, last_out: Option<At>, dropout: Option<Dropout>) {
     let n_layers = net.layout.layers.len();
     let mut x = input;
     for (i, l) in net.layout.layers.iter().enumerate() {
@@ -214,16 +247,20 @@ fn forward(ops: &mut Vec<Op>, net: &NetBufs, input: At, rows: usize, last_out: O
             c: net.params,
             out: out.buf,
         });
+        if let (Some(d), true) = (dropout, i + 1 < n_layers) {
+            ops.push(d.op(i, out.buf, rows * l.fan_out));
+        }
         x = out;
     }
 }
 
 /// Backward through a network whose forward wrote `outs` (each layer's output) from `input`.
-// Eight arguments: each is one of the places the backward pass reads or writes; bundling them
-// into a struct would only rename them.
-#[allow(clippy::too_many_arguments)]
 /// `dout` is the gradient with respect to the last output. Weight gradients go to the network's
-/// gradient buffer when `weights`; the input gradient to `dinput` when given.
+/// gradient buffer when `weights`; the input gradient to `dinput` when given. `dropout` must be
+/// the forward pass's: its mask, applied to a hidden layer's gradient, is the backward of dropout.
+// Nine arguments: each is one of the places the backward pass reads or writes, or the forward
+// pass's dropout; bundling them into a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn backward(
     ops: &mut Vec<Op>,
     net: &NetBufs,
@@ -233,11 +270,15 @@ fn backward(
     dout: At,
     weights: bool,
     dinput: Option<At>,
+    dropout: Option<Dropout>,
 ) {
     let layers = &net.layout.layers;
     for i in (0..layers.len()).rev() {
         let l = layers[i];
         let dy = if i + 1 == layers.len() { dout } else { At { buf: net.dact[i], off: 0 } };
+        if let (Some(d), true) = (dropout, i + 1 < layers.len()) {
+            ops.push(d.op(i, dy.buf, rows * l.fan_out));
+        }
         let dz = if l.activation == Activation::Identity {
             dy
         } else {
@@ -342,7 +383,8 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
 
     // D step.
     ops.push(Op::NoiseNormal { p: noise_p(rng::STREAM_D), out: noise });
-    forward(&mut ops, &g, at0(noise), b, Some(fake));
+    let d_dropout = |pass| (cfg.d_dropout > 0.0).then_some(Dropout { rate: cfg.d_dropout, pass, seed: cfg.seed });
+    forward(&mut ops, &g, at0(noise), b, Some(fake), None);
     ops.push(Op::Gather {
         p: RandomParams {
             len: (b * dim) as u32,
@@ -359,7 +401,7 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
         },
         out: d_input,
     });
-    forward(&mut ops, &d, at0(d_input), 2 * db, None);
+    forward(&mut ops, &d, at0(d_input), 2 * db, None, d_dropout(0));
     let inv_b = 1.0 / db as f32;
     ops.push(Op::BceLogits {
         p: LossParams {
@@ -380,13 +422,13 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
         dz: d_logits_grad,
         stats,
     });
-    backward(&mut ops, &d, at0(d_input), &d_outs, 2 * db, at0(d_logits_grad), true, None);
+    backward(&mut ops, &d, at0(d_input), &d_outs, 2 * db, at0(d_logits_grad), true, None, d_dropout(0));
     adam(&mut ops, &d, cfg);
 
     // G step.
     ops.push(Op::NoiseNormal { p: noise_p(rng::STREAM_G), out: noise });
-    forward(&mut ops, &g, at0(noise), b, Some(fake));
-    forward(&mut ops, &d, fake, db, None);
+    forward(&mut ops, &g, at0(noise), b, Some(fake), None);
+    forward(&mut ops, &d, fake, db, None, d_dropout(1));
     ops.push(Op::BceLogits {
         p: LossParams {
             rows: db as u32,
@@ -406,13 +448,13 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
         dz: d_logits_grad,
         stats,
     });
-    backward(&mut ops, &d, fake, &d_outs, db, at0(d_logits_grad), false, Some(at0(d_input_grad)));
-    backward(&mut ops, &g, at0(noise), &g_outs, b, at0(d_input_grad), true, None);
+    backward(&mut ops, &d, fake, &d_outs, db, at0(d_logits_grad), false, Some(at0(d_input_grad)), d_dropout(1));
+    backward(&mut ops, &g, at0(noise), &g_outs, b, at0(d_input_grad), true, None, None);
     adam(&mut ops, &g, cfg);
     ops.push(Op::StepTick);
 
     let mut sample = vec![];
-    forward(&mut sample, &gs, at0(sample_z), SAMPLE_ROWS, None);
+    forward(&mut sample, &gs, at0(sample_z), SAMPLE_ROWS, None, None);
 
     Plan {
         bufs: bld.bufs,

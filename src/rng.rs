@@ -117,6 +117,18 @@ pub fn feistel_half_bits(n: u32) -> u32 {
     bits.div_ceil(2).max(1)
 }
 
+/// The key of one dropout mask: (seed, step, salt), salt = pass * 256 + layer (`dropout` in
+/// random.wgsl).
+pub fn dropout_key(seed: u64, step: u32, salt: u32) -> u32 {
+    let [lo, hi] = seed_words(seed);
+    hash32(lo ^ hash32(hi ^ hash32(step ^ hash32(salt.wrapping_add(0x85EB_CA6B)))))
+}
+
+/// Whether element `i` survives dropout at `rate` under mask `key`.
+pub fn dropout_keep(key: u32, i: u32, rate: f32) -> bool {
+    unit_f32(hash32(i ^ key)) >= rate
+}
+
 /// Which data set row batch row `r` of training step `step` reads.
 pub fn batch_row_source(seed: u64, step: u32, r: u32, rows: u32, n: u32) -> u32 {
     let steps_per_epoch = n / rows;

@@ -149,6 +149,7 @@ fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
     differ("--lr", opts.lr.to_string(), d.lr.to_string(), ck.lr.to_string());
     differ("--beta1", opts.beta1.to_string(), d.beta1.to_string(), ck.beta1.to_string());
     differ("--beta2", opts.beta2.to_string(), d.beta2.to_string(), ck.beta2.to_string());
+    differ("--d-dropout", opts.d_dropout.to_string(), d.d_dropout.to_string(), ck.d_dropout.to_string());
     differ("--label-smoothing", opts.real_label.to_string(), d.real_label.to_string(), ck.real_label.to_string());
     out
 }

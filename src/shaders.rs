@@ -56,6 +56,7 @@ pub const ENTRIES: &[(&str, &str, &[Slot])] = &[
     ("noise_normal", "random", &[U(0), U(1), RW(3)]),
     ("gather_u8", "random", &[U(0), U(1), R(2), RW(3)]),
     ("gather_f32", "random", &[U(0), U(1), R(2), RW(3)]),
+    ("dropout", "random", &[U(0), U(1), RW(3)]),
 ];
 
 /// The full source of a family: common helpers, then the family's own file.

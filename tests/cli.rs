@@ -223,6 +223,8 @@ fn bad_flags_exit_2() {
         (&["--label-smoothing", "1.5"], "--label-smoothing"),
         (&["--pack", "3", "--batch-size", "8"], "multiple of --pack"),
         (&["--pack", "0"], "--pack"),
+        (&["--d-dropout", "1"], "--d-dropout"),
+        (&["--d-dropout", "0.3", "--d-activation", "tanh"], "--d-activation relu or leaky-relu"),
         (&["--g-activation", "swish"], "invalid value"),
     ];
     for (extra, needle) in cases {

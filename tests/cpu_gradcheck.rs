@@ -26,10 +26,18 @@ fn act64(z: f64, a: Activation) -> f64 {
     }
 }
 
+/// Dropout as the trainer applies it to D's hidden outputs: (seed, pass, rate, first row).
+type Drop = Option<(u64, u32, f32, usize)>;
+
 /// Forward pass of an MLP in f64: input (rows, in) -> output (rows, out).
 fn mlp(layout: &NetLayout, p: &[f64], x: &[f64], rows: usize) -> Vec<f64> {
+    mlp_drop(layout, p, x, rows, None)
+}
+
+fn mlp_drop(layout: &NetLayout, p: &[f64], x: &[f64], rows: usize, drop: Drop) -> Vec<f64> {
     let mut h = x.to_vec();
-    for l in &layout.layers {
+    let n_layers = layout.layers.len();
+    for (li, l) in layout.layers.iter().enumerate() {
         let mut y = vec![0.0; rows * l.fan_out];
         for r in 0..rows {
             for o in 0..l.fan_out {
@@ -38,6 +46,13 @@ fn mlp(layout: &NetLayout, p: &[f64], x: &[f64], rows: usize) -> Vec<f64> {
                     s += h[r * l.fan_in + i] * p[l.w_off + o * l.fan_in + i];
                 }
                 y[r * l.fan_out + o] = act64(s, l.activation);
+                if let (Some((seed, pass, rate, row0)), true) = (drop, li + 1 < n_layers) {
+                    // Step 0's mask of this layer; element index over the whole pass's rows.
+                    let key = rng::dropout_key(seed, 0, pass * 256 + li as u32);
+                    let i = ((row0 + r) * l.fan_out + o) as u32;
+                    let keep = rng::dropout_keep(key, i, rate);
+                    y[r * l.fan_out + o] *= if keep { (1.0 / (1.0 - rate)) as f64 } else { 0.0 };
+                }
             }
         }
         h = y;
@@ -91,11 +106,15 @@ fn check(cfg: TrainConfig, data: Arc<Dataset>) {
     // PacGAN: D reads `pack` consecutive samples as one row.
     let db = b / cfg.model.pack;
     let real_label = cfg.real_label as f64;
+    let rate = cfg.d_dropout;
+    let drop = |pass: u32, row0: usize| (rate > 0.0).then_some((cfg.seed, pass, rate, row0));
     let d_loss = |dp: &[f64]| {
         let fake = mlp(&gl, &gp, &zd, b);
-        bce(&mlp(&dl, dp, &real, db), real_label) + bce(&mlp(&dl, dp, &fake, db), 0.0)
+        // One D pass over [real; fake]: the fake rows' mask indices follow the real rows'.
+        bce(&mlp_drop(&dl, dp, &real, db, drop(0, 0)), real_label)
+            + bce(&mlp_drop(&dl, dp, &fake, db, drop(0, db)), 0.0)
     };
-    let g_loss = |gp: &[f64]| bce(&mlp(&dl, &dp, &mlp(&gl, gp, &zg, b), db), 1.0);
+    let g_loss = |gp: &[f64]| bce(&mlp_drop(&dl, &dp, &mlp(&gl, gp, &zg, b), db, drop(1, 0)), 1.0);
 
     let h = 1e-6;
     for (name, params, analytic, loss) in
@@ -152,6 +171,7 @@ fn gradients_match_finite_differences() {
             cfg.batch_size = 6;
             cfg.model.pack = 2;
             cfg.real_label = 0.9;
+            cfg.d_dropout = 0.3;
         }
         check(cfg, data.clone());
     }

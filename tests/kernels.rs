@@ -397,3 +397,31 @@ fn gather_matches_cpu_exactly() {
         }
     }
 }
+
+#[test]
+fn dropout_matches_cpu_exactly() {
+    for &len in LENS {
+        for (step, salt, rate) in [(0u32, 0u32, 0.3f32), (77, 257, 0.5)] {
+            let mut c = Case::new();
+            c.state = TrainState::at(step, 0, 0, 0.5, 0.999);
+            let out = c.input("D.fc1.out", uniform(len + 1, 3, -1.0, 1.0));
+            let p = RandomParams {
+                len: len as u32,
+                stream: salt,
+                seed_lo: 5,
+                seed_hi: 9,
+                out_off: 1,
+                scale: 1.0 / (1.0 - rate),
+                shift: rate,
+                ..Default::default()
+            };
+            let Some((g, cpu, _, _)) = c.run(Op::Dropout { p, out }, &[out]) else { return };
+            compare("dropout", &g[0], &cpu[0], tolerance("dropout"))
+                .unwrap_or_else(|e| panic!("len {len} step {step}: {e}"));
+            if len > 1000 {
+                let dropped = cpu[0][1..].iter().filter(|v| **v == 0.0).count() as f32 / len as f32;
+                assert!((dropped - rate).abs() < 0.02, "dropped {dropped} at rate {rate}");
+            }
+        }
+    }
+}

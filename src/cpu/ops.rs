@@ -265,3 +265,13 @@ pub fn gather_f32(p: &RandomParams, state: &TrainState, data: &[f32], out: &mut 
         }
     }
 }
+
+/// Dropout in place with a mask keyed by (seed, step, salt): `dropout` in random.wgsl. Also the
+/// backward pass, applied to the gradient.
+pub fn dropout(p: &RandomParams, state: &TrainState, out: &mut [f32]) {
+    let key = rng::dropout_key(p.seed(), state.step, p.stream);
+    let off = p.out_off as usize;
+    for (i, v) in out[off..off + p.len as usize].iter_mut().enumerate() {
+        *v = if rng::dropout_keep(key, i as u32, p.shift) { *v * p.scale } else { 0.0 };
+    }
+}

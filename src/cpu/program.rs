@@ -104,6 +104,10 @@ impl CpuProgram {
                 let state = self.state;
                 self.with_out(out, |_, o| ops::noise_normal(p, &state, o))
             }
+            Op::Dropout { ref p, out } => {
+                let state = self.state;
+                self.with_out(out, |_, o| ops::dropout(p, &state, o))
+            }
             Op::Gather { ref p, out } => {
                 let state = self.state;
                 let data = self.data.clone().expect("a plan with a gather needs a data set");
