@@ -8,8 +8,10 @@
 //                 r = sqrt(-2 ln u1), z = (r cos 2 pi u2, r sin 2 pi u2).
 //   gather_u8     out[r, c] = data[idx(r), c] * scale + shift for a batch of p.rows rows, with
 //   gather_f32    data (N, dim) the resident data set (u8 packed four to a word, little-endian;
-//                 or f32). idx(r) is the batch order: epoch e = step / steps_per_epoch, position
-//                 q = (step % steps_per_epoch) * rows + r, idx = perm_e(q), where perm_e is a
+//                 or f32). idx(r) is the batch order: with the batch counter
+//                 t = step * sub_steps + sub_index (several D updates per step each get a batch),
+//                 epoch e = t / steps_per_epoch, position q = (t % steps_per_epoch) * rows + r,
+//                 idx = perm_e(q), where perm_e is a
 //                 keyed 4-round Feistel permutation of [0, N) (cycle walking over the next even
 //                 power of two): every sample once per epoch, a new order every epoch.
 //
@@ -36,8 +38,12 @@ struct RandomParams {
     n: u32,                // gather: samples in the data set
     steps_per_epoch: u32,  // gather: floor(n / rows)
     half_bits: u32,        // gather: Feistel half width, 2 * half_bits >= bits(n - 1)
-    scale: f32,            // gather: value = raw * scale + shift
-    shift: f32,
+    scale: f32,            // gather: value = raw * scale + shift; dropout: 1 / (1 - rate)
+    shift: f32,            // dropout: the rate
+    sub_steps: u32,        // gather: D updates per step (0 = 1); counter = step * sub_steps + sub_index
+    sub_index: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: RandomParams;
@@ -99,8 +105,9 @@ fn permute(q: u32, epoch: u32) -> u32 {
 }
 
 fn batch_row_source(r: u32) -> u32 {
-    let epoch = state.step / p.steps_per_epoch;
-    let q = (state.step % p.steps_per_epoch) * p.rows + r;
+    let t = state.step * max(p.sub_steps, 1u) + p.sub_index;
+    let epoch = t / p.steps_per_epoch;
+    let q = (t % p.steps_per_epoch) * p.rows + r;
     return permute(q, epoch);
 }
 

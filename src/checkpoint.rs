@@ -344,6 +344,7 @@ mod tests {
             data_shift,
             data_u8,
             d_dropout: 0.0,
+            d_steps: 1,
         };
         let wave = |n: usize, k: f32| (0..n).map(|i| (i as f32 * k).sin() * 1e-3).collect::<Vec<f32>>();
         let snapshot = Snapshot {

@@ -7,6 +7,10 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Activation, ModelConfig};
 
+fn one() -> usize {
+    1
+}
+
 /// What the trainers need: the model, the optimizer, the seed and how data values are scaled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -26,6 +30,9 @@ pub struct TrainConfig {
     /// Dropout rate on D's hidden layers (0: none), in training mode in both steps.
     #[serde(default)]
     pub d_dropout: f32,
+    /// D updates per training step (each on its own batch), then one G update.
+    #[serde(default = "one")]
+    pub d_steps: usize,
     /// The data was uint8 (images): generated samples are written back as uint8.
     #[serde(default)]
     pub data_u8: bool,
@@ -53,6 +60,8 @@ pub struct TrainOptions {
     pub pack: usize,
     /// Dropout rate on D's hidden layers.
     pub d_dropout: f32,
+    /// D updates per G update.
+    pub d_steps: usize,
 }
 
 impl Default for TrainOptions {
@@ -72,6 +81,7 @@ impl Default for TrainOptions {
             real_label: 1.0,
             pack: 1,
             d_dropout: 0.0,
+            d_steps: 1,
         }
     }
 }
@@ -111,6 +121,7 @@ impl TrainOptions {
             eps: 1e-8,
             real_label: self.real_label,
             d_dropout: self.d_dropout,
+            d_steps: self.d_steps,
             data_scale,
             data_shift,
             data_u8,
@@ -151,6 +162,9 @@ impl TrainConfig {
         }
         if !(self.real_label > 0.0 && self.real_label <= 1.0) {
             return Err(Error::input(format!("--label-smoothing must be in (0, 1], not {}", self.real_label)));
+        }
+        if self.d_steps == 0 || self.d_steps > 64 {
+            return Err(Error::input(format!("--d-steps must be from 1 to 64, not {}", self.d_steps)));
         }
         if !(0.0..1.0).contains(&self.d_dropout) {
             return Err(Error::input(format!("--d-dropout must be in [0, 1), not {}", self.d_dropout)));

@@ -97,6 +97,9 @@ struct TrainArgs {
     /// Dropout rate on D's hidden layers (seeded; the same masks on both backends).
     #[arg(long, default_value_t = 0.0)]
     d_dropout: f32,
+    /// D updates per training step (each on its own batch), then one G update.
+    #[arg(long, default_value_t = 1)]
+    d_steps: usize,
     #[arg(long, default_value_t = 64)]
     latent_dim: usize,
     /// Hidden layer sizes of G, comma-separated.
@@ -192,6 +195,7 @@ fn train(args: TrainArgs) -> Result<()> {
         real_label: args.label_smoothing,
         pack: args.pack,
         d_dropout: args.d_dropout,
+        d_steps: args.d_steps,
     };
     let req = TrainRequest {
         data: args.data.clone(),

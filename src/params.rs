@@ -128,9 +128,19 @@ pub struct RandomParams {
     pub half_bits: u32,
     pub scale: f32,
     pub shift: f32,
+    /// gather: D updates per training step (0 is read as 1) and which of them this batch feeds;
+    /// the batch counter is step * sub_steps + sub_index.
+    pub sub_steps: u32,
+    pub sub_index: u32,
+    pub _pad: [u32; 2],
 }
 
 impl RandomParams {
+    /// The gather's batch counter (wrapping like the GPU's u32 arithmetic).
+    pub fn batch_counter(&self, step: u32) -> u32 {
+        step.wrapping_mul(self.sub_steps.max(1)).wrapping_add(self.sub_index)
+    }
+
     pub fn seed(&self) -> u64 {
         self.seed_lo as u64 | (self.seed_hi as u64) << 32
     }

@@ -381,49 +381,56 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
     let d_logits = *d_outs.last().expect("D has layers");
     let mut ops = vec![];
 
-    // D step.
-    ops.push(Op::NoiseNormal { p: noise_p(rng::STREAM_D), out: noise });
     let d_dropout = |pass| (cfg.d_dropout > 0.0).then_some(Dropout { rate: cfg.d_dropout, pass, seed: cfg.seed });
-    forward(&mut ops, &g, at0(noise), b, Some(fake), None);
-    ops.push(Op::Gather {
-        p: RandomParams {
-            len: (b * dim) as u32,
-            seed_lo,
-            seed_hi,
-            rows: b as u32,
-            dim: dim as u32,
-            n: n as u32,
-            steps_per_epoch: (n / b) as u32,
-            half_bits: rng::feistel_half_bits(n as u32),
-            scale: cfg.data_scale,
-            shift: cfg.data_shift,
-            ..Default::default()
-        },
-        out: d_input,
-    });
-    forward(&mut ops, &d, at0(d_input), 2 * db, None, d_dropout(0));
     let inv_b = 1.0 / db as f32;
-    ops.push(Op::BceLogits {
-        p: LossParams {
-            rows: 2 * db as u32,
-            n_first: db as u32,
-            label_first: cfg.real_label,
-            label_second: 0.0,
-            scale_first: inv_b,
-            scale_second: inv_b,
-            z_off: d_logits.off as u32,
-            dz_off: 0,
-            slot_loss: SLOT_D_LOSS,
-            slot_prob_first: SLOT_D_REAL,
-            slot_prob_second: SLOT_D_FAKE,
-            ..Default::default()
-        },
-        z: d_logits.buf,
-        dz: d_logits_grad,
-        stats,
-    });
-    backward(&mut ops, &d, at0(d_input), &d_outs, 2 * db, at0(d_logits_grad), true, None, d_dropout(0));
-    adam(&mut ops, &d, cfg);
+    // D steps: `d_steps` D updates per training step, each on fresh noise and a fresh real batch.
+    // The first uses noise stream 0 and dropout pass 0, the G step 1, later D steps 2, 3, ...
+    let d_steps = cfg.d_steps.max(1);
+    for j in 0..d_steps {
+        let (stream, pass) = if j == 0 { (rng::STREAM_D, 0) } else { (1 + j as u32, 1 + j as u32) };
+        ops.push(Op::NoiseNormal { p: noise_p(stream), out: noise });
+        forward(&mut ops, &g, at0(noise), b, Some(fake), None);
+        ops.push(Op::Gather {
+            p: RandomParams {
+                len: (b * dim) as u32,
+                seed_lo,
+                seed_hi,
+                rows: b as u32,
+                dim: dim as u32,
+                n: n as u32,
+                steps_per_epoch: (n / b) as u32,
+                half_bits: rng::feistel_half_bits(n as u32),
+                scale: cfg.data_scale,
+                shift: cfg.data_shift,
+                sub_steps: d_steps as u32,
+                sub_index: j as u32,
+                ..Default::default()
+            },
+            out: d_input,
+        });
+        forward(&mut ops, &d, at0(d_input), 2 * db, None, d_dropout(pass));
+        ops.push(Op::BceLogits {
+            p: LossParams {
+                rows: 2 * db as u32,
+                n_first: db as u32,
+                label_first: cfg.real_label,
+                label_second: 0.0,
+                scale_first: inv_b,
+                scale_second: inv_b,
+                z_off: d_logits.off as u32,
+                dz_off: 0,
+                slot_loss: SLOT_D_LOSS,
+                slot_prob_first: SLOT_D_REAL,
+                slot_prob_second: SLOT_D_FAKE,
+                ..Default::default()
+            },
+            z: d_logits.buf,
+            dz: d_logits_grad,
+            stats,
+        });
+        backward(&mut ops, &d, at0(d_input), &d_outs, 2 * db, at0(d_logits_grad), true, None, d_dropout(pass));
+        adam(&mut ops, &d, cfg);
+    }
 
     // G step.
     ops.push(Op::NoiseNormal { p: noise_p(rng::STREAM_G), out: noise });

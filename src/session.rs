@@ -104,12 +104,17 @@ fn write_samples(trainer: &mut dyn Trainer, data: &Dataset, path: &Path) -> Resu
     }
 }
 
+/// Training steps per epoch, an epoch being one pass of D over the data (d_steps batches a step).
+fn steps_per_epoch(data: &Dataset, cfg: &TrainConfig) -> usize {
+    (data.n / cfg.batch_size / cfg.d_steps.max(1)).max(1)
+}
+
 fn save_checkpoint(trainer: &mut dyn Trainer, dir: &RunDir, data: &Dataset, keep: usize) -> Result<PathBuf> {
     let snapshot = trainer.snapshot()?;
     let step = snapshot.state.step;
     let ckpt = Checkpoint {
         config: trainer.config().clone(),
-        epoch: step as f64 / (data.n / trainer.config().batch_size).max(1) as f64,
+        epoch: step as f64 / steps_per_epoch(&data, trainer.config()) as f64,
         data_shape: data.sample_shape.clone(),
         snapshot,
     };
@@ -149,6 +154,7 @@ fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
     differ("--lr", opts.lr.to_string(), d.lr.to_string(), ck.lr.to_string());
     differ("--beta1", opts.beta1.to_string(), d.beta1.to_string(), ck.beta1.to_string());
     differ("--beta2", opts.beta2.to_string(), d.beta2.to_string(), ck.beta2.to_string());
+    differ("--d-steps", opts.d_steps.to_string(), d.d_steps.to_string(), ck.d_steps.to_string());
     differ("--d-dropout", opts.d_dropout.to_string(), d.d_dropout.to_string(), ck.d_dropout.to_string());
     differ("--label-smoothing", opts.real_label.to_string(), d.real_label.to_string(), ck.real_label.to_string());
     out
@@ -236,7 +242,7 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     let log_every_flag = cadence(req.log_every, "log_every", DEFAULT_LOG_EVERY);
     let sample_every_flag = cadence(req.sample_every, "sample_every", DEFAULT_SAMPLE_EVERY);
     let ckpt_every_flag = cadence(req.checkpoint_every, "checkpoint_every", DEFAULT_CHECKPOINT_EVERY);
-    let steps_per_epoch = (data.n / cfg.batch_size).max(1);
+    let steps_per_epoch = steps_per_epoch(&data, &cfg);
     let total = match (req.steps, req.epochs) {
         (Some(s), _) => s,
         (None, Some(e)) if e.is_finite() && e > 0.0 => (e * steps_per_epoch as f64).ceil().min(u32::MAX as f64) as u32,

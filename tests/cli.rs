@@ -224,6 +224,7 @@ fn bad_flags_exit_2() {
         (&["--pack", "3", "--batch-size", "8"], "multiple of --pack"),
         (&["--pack", "0"], "--pack"),
         (&["--d-dropout", "1"], "--d-dropout"),
+        (&["--d-steps", "0"], "--d-steps"),
         (&["--d-dropout", "0.3", "--d-activation", "tanh"], "--d-activation relu or leaky-relu"),
         (&["--g-activation", "swish"], "invalid value"),
     ];

@@ -369,8 +369,9 @@ fn gather_matches_cpu_exactly() {
     let sets = [Dataset::from_u8(n, dim, bytes).unwrap(), Dataset::from_f32(n, dim, floats).unwrap()];
     for data in sets {
         for rows in [1u32, 7, 64] {
-            // Steps inside the first epoch and past it (a new permutation).
-            for step in [0u32, 1, 9, 100] {
+            // Steps inside the first epoch and past it (a new permutation); with several D
+            // updates per step (sub_steps), each its own batch.
+            for (step, sub_steps, sub_index) in [(0u32, 1u32, 0u32), (1, 1, 0), (9, 1, 0), (100, 1, 0), (4, 3, 2)] {
                 let mut c = Case::new();
                 c.data = Some(Arc::new(data.clone()));
                 c.state = TrainState::at(step, 0, 0, 0.5, 0.999);
@@ -387,6 +388,8 @@ fn gather_matches_cpu_exactly() {
                     half_bits: shadergan::rng::feistel_half_bits(n as u32),
                     scale: 1.0 / 255.0,
                     shift: -0.5,
+                    sub_steps,
+                    sub_index,
                     ..Default::default()
                 };
                 let Some((g, cpu, _, _)) = c.run(Op::Gather { p, out }, &[out]) else { return };

@@ -82,9 +82,10 @@ fn gpu_and_cpu_agree_over_ten_steps() {
         cfg.real_label = real_label;
         cfg.model.pack = 1 + i * 3; // 1, then PacGAN4
         cfg.d_dropout = 0.3 * i as f32; // none, then 0.3 in D
+        cfg.d_steps = 1 + i; // then two D updates per step
         let what = format!(
-            "G {g_act:?}/{:?}, D {d_act:?}, real label {real_label}, pack {}, dropout {}",
-            cfg.model.g_output, cfg.model.pack, cfg.d_dropout
+            "G {g_act:?}/{:?}, D {d_act:?}, real label {real_label}, pack {}, dropout {}, d-steps {}",
+            cfg.model.g_output, cfg.model.pack, cfg.d_dropout, cfg.d_steps
         );
         let mut cpu = cpu_trainer(&cfg, &data);
         let Some(mut gpu) = gpu_trainer(&cfg, &data) else { return };

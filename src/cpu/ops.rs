@@ -246,7 +246,7 @@ pub fn noise_normal(p: &RandomParams, state: &TrainState, out: &mut [f32]) {
 pub fn gather_u8(p: &RandomParams, state: &TrainState, data: &[u8], out: &mut [f32]) {
     let dim = p.dim as usize;
     for r in 0..p.rows {
-        let src = rng::batch_row_source(p.seed(), state.step, r, p.rows, p.n) as usize * dim;
+        let src = rng::batch_row_source(p.seed(), p.batch_counter(state.step), r, p.rows, p.n) as usize * dim;
         let dst = p.out_off as usize + r as usize * dim;
         for c in 0..dim {
             out[dst + c] = data[src + c] as f32 * p.scale + p.shift;
@@ -258,7 +258,7 @@ pub fn gather_u8(p: &RandomParams, state: &TrainState, data: &[u8], out: &mut [f
 pub fn gather_f32(p: &RandomParams, state: &TrainState, data: &[f32], out: &mut [f32]) {
     let dim = p.dim as usize;
     for r in 0..p.rows {
-        let src = rng::batch_row_source(p.seed(), state.step, r, p.rows, p.n) as usize * dim;
+        let src = rng::batch_row_source(p.seed(), p.batch_counter(state.step), r, p.rows, p.n) as usize * dim;
         let dst = p.out_off as usize + r as usize * dim;
         for c in 0..dim {
             out[dst + c] = data[src + c] * p.scale + p.shift;
