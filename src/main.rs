@@ -264,7 +264,7 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
-    if args.batch_sizes.contains(&0) || !(args.seconds > 0.0) {
+    if args.batch_sizes.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
         return Err(Error::input("--batch-sizes and --seconds must be positive"));
     }
     let opts = shadergan::bench::BenchOptions {

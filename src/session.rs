@@ -114,7 +114,7 @@ fn save_checkpoint(trainer: &mut dyn Trainer, dir: &RunDir, data: &Dataset, keep
     let step = snapshot.state.step;
     let ckpt = Checkpoint {
         config: trainer.config().clone(),
-        epoch: step as f64 / steps_per_epoch(&data, trainer.config()) as f64,
+        epoch: step as f64 / steps_per_epoch(data, trainer.config()) as f64,
         data_shape: data.sample_shape.clone(),
         snapshot,
     };
