@@ -160,6 +160,15 @@ fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
     out
 }
 
+/// `check_finite` on the trainer's current step, reading its statistics back only when this step
+/// was not just logged (and so checked already).
+fn check_current(trainer: &mut dyn Trainer, logged: Option<&LogRow>, dir: &RunDir) -> Result<()> {
+    match logged {
+        Some(row) if row.stats.step == trainer.step() => Ok(()),
+        _ => check_finite(&trainer.stats()?, dir),
+    }
+}
+
 /// Stops training when a loss is NaN or infinite, naming the step and the last good checkpoint.
 fn check_finite(stats: &crate::trainer::StepStats, dir: &RunDir) -> Result<()> {
     if stats.is_finite() {
@@ -346,7 +355,7 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
         }
         if step % ckpt_every == 0 {
             // Never write a diverged state over the last good checkpoint.
-            check_finite(&trainer.stats()?, &dir)?;
+            check_current(trainer.as_mut(), last.as_ref(), &dir)?;
             save_checkpoint(trainer.as_mut(), &dir, &data, req.keep_checkpoints)?;
         }
         if stop.load(Ordering::SeqCst) {
@@ -356,7 +365,7 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     }
     let step = trainer.step();
     if !dir.checkpoint_at(step).exists() {
-        check_finite(&trainer.stats()?, &dir)?;
+        check_current(trainer.as_mut(), last.as_ref(), &dir)?;
         save_checkpoint(trainer.as_mut(), &dir, &data, req.keep_checkpoints)?;
     }
     write_samples(trainer.as_mut(), &data, &dir.samples().join("final.png"))?;
