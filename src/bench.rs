@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::check::{compare, tolerance};
-use crate::config::{TrainConfig, TrainOptions};
+use crate::config::{Precision, TrainConfig, TrainOptions};
 use crate::cpu::{fast, CpuProgram, CpuTrainer};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -28,12 +28,16 @@ pub struct BenchOptions {
     pub matmul: bool,
     /// Include 4096^2 matmuls even on a CPU-emulated adapter (minutes on lavapipe).
     pub large: bool,
+    /// Storage precisions to train at (`--precision`), each measured on every backend.
+    pub precisions: Vec<Precision>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct StepResult {
     pub backend: String,
     pub device: String,
+    /// "f32" or "f16" (`--precision`).
+    pub precision: String,
     pub batch: usize,
     pub steps: u32,
     pub steps_per_s: f64,
@@ -64,13 +68,14 @@ pub struct BenchReport {
 
 /// The benchmark model on the built-in MNIST digits: G 64-256-256-784 (ReLU, ReLU, sigmoid),
 /// D 784-256-256-1 (ReLU, ReLU, logit), Adam.
-fn bench_config(data: &Dataset, batch: usize) -> Result<TrainConfig> {
+fn bench_config(data: &Dataset, batch: usize, precision: Precision) -> Result<TrainConfig> {
     use crate::model::Activation::{Relu, Sigmoid};
     let opts = TrainOptions {
         batch_size: batch,
         g_activation: Some(Relu),
         d_activation: Some(Relu),
         g_output: Some(Sigmoid),
+        precision,
         ..Default::default()
     };
     opts.resolve(data)
@@ -94,17 +99,24 @@ fn time_steps(t: &mut dyn Trainer, seconds: f64) -> Result<(u32, f64)> {
 
 fn family(entry: &str) -> &'static str {
     match crate::shaders::entry(entry).map(|(f, _)| f) {
-        Some("matmul") => "matmul",
-        Some("activation") => "activation",
+        _ if entry.starts_with("cast_") => "cast",
+        Some("matmul" | "matmul_f16") => "matmul",
+        Some("activation" | "activation_f16") => "activation",
         Some("loss") => "loss",
         Some("adam") => "adam",
-        Some("random") => "rng/gather",
+        Some("random" | "random_f16") => "rng/gather",
         _ => "other",
     }
 }
 
-fn gpu_steps(ctx: &Arc<GpuContext>, data: &Arc<Dataset>, batch: usize, seconds: f64) -> Result<StepResult> {
-    let cfg = bench_config(data, batch)?;
+fn gpu_steps(
+    ctx: &Arc<GpuContext>,
+    data: &Arc<Dataset>,
+    batch: usize,
+    precision: Precision,
+    seconds: f64,
+) -> Result<StepResult> {
+    let cfg = bench_config(data, batch, precision)?;
     let plan = plan::build(&cfg, data.n);
     let exec = GpuProgram::new(ctx.clone(), &plan, Some(data))?;
     let mut t = GpuTrainer::new(cfg, plan, exec)?;
@@ -128,6 +140,7 @@ fn gpu_steps(ctx: &Arc<GpuContext>, data: &Arc<Dataset>, batch: usize, seconds: 
     Ok(StepResult {
         backend: "gpu".into(),
         device: t.device_name(),
+        precision: precision.name().into(),
         batch,
         steps,
         steps_per_s: rate,
@@ -136,8 +149,8 @@ fn gpu_steps(ctx: &Arc<GpuContext>, data: &Arc<Dataset>, batch: usize, seconds: 
     })
 }
 
-fn cpu_steps(data: &Arc<Dataset>, batch: usize, seconds: f64) -> Result<StepResult> {
-    let cfg = bench_config(data, batch)?;
+fn cpu_steps(data: &Arc<Dataset>, batch: usize, precision: Precision, seconds: f64) -> Result<StepResult> {
+    let cfg = bench_config(data, batch, precision)?;
     let plan = plan::build(&cfg, data.n);
     let exec = CpuProgram::new(&plan, Some(data.clone()));
     let mut t = CpuTrainer::new(cfg, plan, exec)?;
@@ -145,6 +158,7 @@ fn cpu_steps(data: &Arc<Dataset>, batch: usize, seconds: f64) -> Result<StepResu
     Ok(StepResult {
         backend: "cpu".into(),
         device: t.device_name(),
+        precision: precision.name().into(),
         batch,
         steps,
         steps_per_s: rate,
@@ -165,9 +179,9 @@ fn matmul_case(ctx: &Arc<GpuContext>, m: u32, n: u32, k: u32, seconds: f64) -> R
     let mut w = rng_vals(nu * ku + nu, 2);
     w.iter_mut().for_each(|v| *v *= 1.0 / (k as f32).sqrt());
     let specs = [
-        BufSpec { label: "bench.x".into(), len: x.len() },
-        BufSpec { label: "bench.w".into(), len: w.len() },
-        BufSpec { label: "bench.y".into(), len: mu * nu },
+        BufSpec::f32("bench.x", x.len()),
+        BufSpec::f32("bench.w", w.len()),
+        BufSpec::f32("bench.y", mu * nu),
     ];
     let p = MatmulParams { m, n, k, bias_off: n * k, ..Default::default() };
     let op = Op::MatmulForward { p, a: 0, c: 1, out: 2 };
@@ -236,14 +250,21 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
             report.notes.push(format!("{} has no timestamp queries: no per-kernel times", c.summary.name));
         }
     }
+    let gpu_f16 = ctx.as_ref().is_some_and(|c| c.supports_f16());
+    if let (Some(c), false, true) = (&ctx, gpu_f16, opts.precisions.contains(&Precision::F16)) {
+        report.notes.push(format!("{} has no shader-f16: GPU f16 not measured", c.summary.name));
+    }
     for &batch in &opts.batch_sizes {
-        if let Some(c) = &ctx {
-            progress(&format!("gpu, batch {batch}"));
-            report.steps.push(gpu_steps(c, &data, batch, opts.seconds)?);
-        }
-        if opts.cpu {
-            progress(&format!("cpu, batch {batch}"));
-            report.steps.push(cpu_steps(&data, batch, opts.seconds)?);
+        for &precision in &opts.precisions {
+            let name = precision.name();
+            if let (Some(c), true) = (&ctx, precision == Precision::F32 || gpu_f16) {
+                progress(&format!("gpu, {name}, batch {batch}"));
+                report.steps.push(gpu_steps(c, &data, batch, precision, opts.seconds)?);
+            }
+            if opts.cpu {
+                progress(&format!("cpu, {name}, batch {batch}"));
+                report.steps.push(cpu_steps(&data, batch, precision, opts.seconds)?);
+            }
         }
     }
     if opts.matmul {
@@ -269,25 +290,31 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
 /// The report as the table `bench` prints; `entries` adds the time of every entry point.
 pub fn table(r: &BenchReport, entries: bool) -> String {
     let mut s = format!("model: {}\n\n", r.model);
-    s += &format!("{:<7} {:<44} {:>6} {:>10} {:>9}\n", "backend", "device", "batch", "steps/s", "GPU/CPU");
+    s += &format!(
+        "{:<7} {:<44} {:<9} {:>6} {:>10} {:>9}\n",
+        "backend", "device", "precision", "batch", "steps/s", "GPU/CPU"
+    );
     for x in &r.steps {
         let ratio = if x.backend == "gpu" {
             r.steps
                 .iter()
-                .find(|c| c.backend == "cpu" && c.batch == x.batch)
+                .find(|c| c.backend == "cpu" && c.batch == x.batch && c.precision == x.precision)
                 .map(|c| format!("{:.2}x", x.steps_per_s / c.steps_per_s))
                 .unwrap_or_default()
         } else {
             String::new()
         };
-        s += &format!("{:<7} {:<44} {:>6} {:>10.1} {:>9}\n", x.backend, x.device, x.batch, x.steps_per_s, ratio);
+        s += &format!(
+            "{:<7} {:<44} {:<9} {:>6} {:>10.1} {:>9}\n",
+            x.backend, x.device, x.precision, x.batch, x.steps_per_s, ratio
+        );
     }
     for x in r.steps.iter().filter(|x| x.kernel_ms.is_some()) {
         let fam = x.kernel_ms.as_ref().expect("filtered");
         let total: f64 = fam.iter().map(|(_, v)| v).sum();
         s += &format!(
-            "\nGPU time per step, batch {} (timestamp queries, one pass per dispatch): {total:.3} ms\n",
-            x.batch
+            "\nGPU time per step, {}, batch {} (timestamp queries, one pass per dispatch): {total:.3} ms\n",
+            x.precision, x.batch
         );
         for (name, v) in fam {
             s += &format!("  {name:<12} {v:>10.3} ms  {:>5.1}%\n", 100.0 * v / total.max(1e-12));

@@ -345,6 +345,7 @@ mod tests {
             data_u8,
             d_dropout: 0.0,
             d_steps: 1,
+            precision: crate::config::Precision::F16,
         };
         let wave = |n: usize, k: f32| (0..n).map(|i| (i as f32 * k).sin() * 1e-3).collect::<Vec<f32>>();
         let snapshot = Snapshot {

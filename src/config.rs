@@ -11,6 +11,26 @@ fn one() -> usize {
     1
 }
 
+/// The storage precision of activations and matmul operands (`--precision`). Master weights,
+/// gradients and Adam state are f32 either way; see plan.rs for the exact split.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// f16 storage, f32 arithmetic; the GPU needs the shader-f16 feature.
+    F16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
 /// What the trainers need: the model, the optimizer, the seed and how data values are scaled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -36,6 +56,10 @@ pub struct TrainConfig {
     /// The data was uint8 (images): generated samples are written back as uint8.
     #[serde(default)]
     pub data_u8: bool,
+    /// Storage precision of activations and matmul operands; configs written before the flag
+    /// existed are f32.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// The model and optimizer choices a user makes; `resolve` completes them from the data.
@@ -62,6 +86,7 @@ pub struct TrainOptions {
     pub d_dropout: f32,
     /// D updates per G update.
     pub d_steps: usize,
+    pub precision: Precision,
 }
 
 impl Default for TrainOptions {
@@ -82,6 +107,7 @@ impl Default for TrainOptions {
             pack: 1,
             d_dropout: 0.0,
             d_steps: 1,
+            precision: Precision::F32,
         }
     }
 }
@@ -125,6 +151,7 @@ impl TrainOptions {
             data_scale,
             data_shift,
             data_u8,
+            precision: self.precision,
         };
         cfg.validate(data.n)?;
         Ok(cfg)

@@ -10,6 +10,7 @@ use shadergan::generate::GenerateRequest;
 use shadergan::model::Activation;
 use shadergan::session::{self, TrainRequest, Verbosity};
 use shadergan::toy::Toy;
+use shadergan::config::Precision;
 use shadergan::{Backend, Error, Result, TrainOptions};
 
 #[derive(Parser)]
@@ -57,6 +58,9 @@ struct BenchArgs {
     /// Also list the GPU time of every kernel entry point.
     #[arg(long)]
     kernels: bool,
+    /// Storage precisions to measure, comma-separated (f16 on the GPU needs shader-f16).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,f16")]
+    precision: Vec<Precision>,
 }
 
 #[derive(Args)]
@@ -100,6 +104,10 @@ struct TrainArgs {
     /// D updates per training step (each on its own batch), then one G update.
     #[arg(long, default_value_t = 1)]
     d_steps: usize,
+    /// Storage of activations and matmul operands: f16 keeps them in half precision (f32 sums,
+    /// f32 master weights, gradients and Adam state); on the GPU it needs shader-f16.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: Precision,
     #[arg(long, default_value_t = 64)]
     latent_dim: usize,
     /// Hidden layer sizes of G, comma-separated.
@@ -196,6 +204,7 @@ fn train(args: TrainArgs) -> Result<()> {
         pack: args.pack,
         d_dropout: args.d_dropout,
         d_steps: args.d_steps,
+        precision: args.precision,
     };
     let req = TrainRequest {
         data: args.data.clone(),
@@ -274,6 +283,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         cpu: args.backends != "gpu",
         matmul: args.matmul,
         large: args.large,
+        precisions: args.precision,
     };
     let report = shadergan::bench::run(&opts, |what| eprintln!("measuring {what} ..."))?;
     if args.json {

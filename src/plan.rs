@@ -8,8 +8,20 @@
 //!           -> D backward (weights) -> Adam(D)
 //!   G step: fresh noise -> G forward -> D forward on fake -> BCE (label 1, non-saturating)
 //!           -> D backward to its input -> G backward -> Adam(G) -> step += 1
+//!
+//! At `--precision f16` (issue 6) the same step runs with these buffers in f16 (`DType::F16`):
+//! every layer's output (activations, D's logits, G's samples), D.input, G's input noise and
+//! an f16 copy of each network's parameters ("G.params.f16", "D.params.f16") that the forward
+//! and backward matmuls read. Master weights, their gradients, Adam's moments, every activation
+//! gradient and the loss statistics stay f32; so do all sums (f32 accumulation in the kernels).
+//! Gradients stay f32 because GAN gradients (scaled by 1/batch) sit near f16's subnormal range,
+//! where f16 would flush them without loss scaling. Noise, the gathered real batch and the
+//! logits are produced or consumed by f32 kernels, so they pass through small cast ops
+//! (`Op::Cast`); the weight copies are refreshed by a cast at the start of each step and after
+//! each D update, i.e. before the first use after every change. The kernels that touch an f16
+//! buffer are the `_f16` entry points, picked from the buffers' dtypes (`Op::entry_for`).
 
-use crate::config::TrainConfig;
+use crate::config::{Precision, TrainConfig};
 use crate::model::{Activation, Net, NetLayout, LEAKY_SLOPE};
 use crate::params::*;
 use crate::rng;
@@ -23,11 +35,40 @@ pub struct At {
     pub off: usize,
 }
 
-/// A buffer of f32 values. Its label names the tensor in GPU validation errors.
+/// How a buffer stores its values. The host always sees f32; an f16 buffer's values are rounded
+/// to f16 on every store (on the GPU by the kernels and uploads, on the CPU by the executor).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DType {
+    #[default]
+    F32,
+    F16,
+}
+
+impl DType {
+    pub fn bytes(self) -> u64 {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+}
+
+/// A buffer of `len` values. Its label names the tensor in GPU validation errors.
 #[derive(Clone, Debug)]
 pub struct BufSpec {
     pub label: String,
     pub len: usize,
+    pub dtype: DType,
+}
+
+impl BufSpec {
+    pub fn f32(label: impl Into<String>, len: usize) -> Self {
+        BufSpec { label: label.into(), len, dtype: DType::F32 }
+    }
+
+    pub fn f16(label: impl Into<String>, len: usize) -> Self {
+        BufSpec { label: label.into(), len, dtype: DType::F16 }
+    }
 }
 
 /// One kernel call. The names are the WGSL entry points and the `cpu::ops` functions.
@@ -99,6 +140,14 @@ pub enum Op {
         p: RandomParams,
         out: BufId,
     },
+    /// out[p.out_off + i] = x[p.in_off + i] for i < p.len, between an f32 and an f16 buffer
+    /// (`to_f16`: x is f32 and out f16, else the other way round).
+    Cast {
+        p: EwParams,
+        x: BufId,
+        out: BufId,
+        to_f16: bool,
+    },
 }
 
 impl Op {
@@ -118,6 +167,54 @@ impl Op {
             Op::NoiseNormal { .. } => "noise_normal".into(),
             Op::Gather { .. } => if data_is_u8 { "gather_u8" } else { "gather_f32" }.into(),
             Op::Dropout { .. } => "dropout".into(),
+            Op::Cast { to_f16, .. } => if *to_f16 { "cast_to_f16" } else { "cast_to_f32" }.into(),
+        }
+    }
+
+    /// The entry point for these buffers: an op that touches an f16 buffer runs the `_f16`
+    /// variant of its kernel (a cast's entry already names its direction).
+    pub fn entry_for(&self, data_is_u8: bool, specs: &[BufSpec]) -> String {
+        let base = self.entry(data_is_u8);
+        let half = self.buffers().iter().any(|&b| specs[b].dtype == DType::F16);
+        if half && !matches!(self, Op::Cast { .. }) {
+            format!("{base}_f16")
+        } else {
+            base
+        }
+    }
+
+    /// Every buffer the op reads or writes.
+    pub fn buffers(&self) -> Vec<BufId> {
+        match *self {
+            Op::MatmulForward { a, c, out, .. }
+            | Op::MatmulBackwardInput { a, c, out, .. }
+            | Op::MatmulBackwardWeight { a, c, out, .. } => vec![a, c, out],
+            Op::BiasBackward { a, out, .. } => vec![a, out],
+            Op::ActivationForward { x, out, .. } | Op::Cast { x, out, .. } => vec![x, out],
+            Op::ActivationBackward { y, dy, out, .. } => vec![y, dy, out],
+            Op::BceLogits { z, dz, stats, .. } => vec![z, dz, stats],
+            Op::AdamTick { .. } | Op::StepTick => vec![],
+            Op::AdamStep { params, grads, moments, .. } => vec![params, grads, moments],
+            Op::NoiseNormal { out, .. } | Op::Gather { out, .. } | Op::Dropout { out, .. } => vec![out],
+        }
+    }
+
+    /// The buffers the op writes.
+    pub fn outputs(&self) -> Vec<BufId> {
+        match *self {
+            Op::MatmulForward { out, .. }
+            | Op::MatmulBackwardInput { out, .. }
+            | Op::MatmulBackwardWeight { out, .. }
+            | Op::BiasBackward { out, .. }
+            | Op::ActivationForward { out, .. }
+            | Op::ActivationBackward { out, .. }
+            | Op::Cast { out, .. }
+            | Op::NoiseNormal { out, .. }
+            | Op::Gather { out, .. }
+            | Op::Dropout { out, .. } => vec![out],
+            Op::BceLogits { dz, stats, .. } => vec![dz, stats],
+            Op::AdamTick { .. } | Op::StepTick => vec![],
+            Op::AdamStep { params, moments, .. } => vec![params, moments],
         }
     }
 }
@@ -127,10 +224,12 @@ impl Op {
 pub struct NetBufs {
     pub layout: NetLayout,
     pub params: BufId,
+    /// The f16 copy of `params` the matmuls read at `--precision f16`.
+    pub params16: Option<BufId>,
     pub grads: BufId,
     /// Adam's m (first `len` values) then v.
     pub moments: BufId,
-    /// Output of each layer, after its activation.
+    /// Output of each layer, after its activation (f16 at `--precision f16`).
     pub act: Vec<BufId>,
     /// Gradient with respect to each layer's output.
     pub dact: Vec<BufId>,
@@ -158,30 +257,54 @@ pub struct Plan {
 /// Rows G is run on per `sample` call.
 pub const SAMPLE_ROWS: usize = 256;
 
+impl NetBufs {
+    /// The weights the matmuls read: the f16 copy when there is one.
+    pub fn weights(&self) -> BufId {
+        self.params16.unwrap_or(self.params)
+    }
+}
+
 struct Builder {
     bufs: Vec<BufSpec>,
+    /// Activations in f16 (`--precision f16`).
+    half: bool,
 }
 
 impl Builder {
     fn buf(&mut self, label: impl Into<String>, len: usize) -> BufId {
-        self.bufs.push(BufSpec { label: label.into(), len: len.max(1) });
+        self.bufs.push(BufSpec::f32(label, len.max(1)));
         self.bufs.len() - 1
+    }
+
+    fn buf16(&mut self, label: impl Into<String>, len: usize) -> BufId {
+        self.bufs.push(BufSpec::f16(label, len.max(1)));
+        self.bufs.len() - 1
+    }
+
+    /// An activation buffer: f16 at `--precision f16`, else f32.
+    fn act(&mut self, label: impl Into<String>, len: usize) -> BufId {
+        if self.half {
+            self.buf16(label, len)
+        } else {
+            self.buf(label, len)
+        }
     }
 
     /// A network's parameter, gradient and Adam buffers, and per-layer scratch for `rows` rows.
     fn net(&mut self, layout: &NetLayout, rows: usize) -> NetBufs {
         let name = layout.net.name();
         let params = self.buf(format!("{name}.params"), layout.len);
+        let params16 = self.half.then(|| self.buf16(format!("{name}.params.f16"), layout.len));
         let grads = self.buf(format!("{name}.params.grad"), layout.len);
         let moments = self.buf(format!("{name}.adam.moments"), 2 * layout.len);
         let (mut act, mut dact, mut dz) = (vec![], vec![], vec![]);
         for (i, l) in layout.layers.iter().enumerate() {
             let n = rows * l.fan_out;
-            act.push(self.buf(format!("{name}.fc{}.out", i + 1), n));
+            act.push(self.act(format!("{name}.fc{}.out", i + 1), n));
             dact.push(self.buf(format!("{name}.fc{}.out.grad", i + 1), n));
             dz.push(self.buf(format!("{name}.fc{}.preact.grad", i + 1), n));
         }
-        NetBufs { layout: layout.clone(), params, grads, moments, act, dact, dz }
+        NetBufs { layout: layout.clone(), params, params16, grads, moments, act, dact, dz }
     }
 }
 
@@ -244,7 +367,7 @@ fn forward(ops: &mut Vec<Op>, net: &NetBufs, input: At, rows: usize, last_out: O
                 ..Default::default()
             },
             a: x.buf,
-            c: net.params,
+            c: net.weights(),
             out: out.buf,
         });
         if let (Some(d), true) = (dropout, i + 1 < n_layers) {
@@ -324,10 +447,23 @@ fn backward(
             ops.push(Op::MatmulBackwardInput {
                 p: MatmulParams { c_off: l.w_off as u32, out_off: t.off as u32, ..base },
                 a: dz.buf,
-                c: net.params,
+                c: net.weights(),
                 out: t.buf,
             });
         }
+    }
+}
+
+/// `out[off..off + len] = x[..len]` across dtypes (see `Op::Cast`).
+fn cast(ops: &mut Vec<Op>, x: BufId, out: At, len: usize, to_f16: bool) {
+    let p = EwParams { len: len as u32, out_off: out.off as u32, ..Default::default() };
+    ops.push(Op::Cast { p, x, out: out.buf, to_f16 });
+}
+
+/// Refreshes a network's f16 weight copy from its f32 master weights (nothing at f32).
+fn cast_weights(ops: &mut Vec<Op>, net: &NetBufs) {
+    if let Some(p16) = net.params16 {
+        cast(ops, net.params, At { buf: p16, off: 0 }, net.layout.len, true);
     }
 }
 
@@ -352,7 +488,8 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
     let latent = cfg.model.latent_dim;
     let g_layout = cfg.model.layout(Net::G);
     let d_layout = cfg.model.layout(Net::D);
-    let mut bld = Builder { bufs: vec![] };
+    let half = cfg.precision == Precision::F16;
+    let mut bld = Builder { bufs: vec![], half };
     // D sees `pack` samples per decision: the rows of D.input, read pack at a time, are its
     // rows (row-major, so packing real with real and fake with fake needs no copy).
     let pack = cfg.model.pack.max(1);
@@ -361,13 +498,17 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
     let d = bld.net(&d_layout, 2 * db);
     let stats = bld.buf("stats", 4);
     let noise = bld.buf("noise", b * latent);
-    let d_input = bld.buf("D.input", 2 * b * dim);
+    // f16: the f32 kernels' outputs (noise, the real batch) and input (logits) get f16 twins.
+    let noise16 = half.then(|| bld.buf16("noise.f16", b * latent));
+    let d_input = bld.act("D.input", 2 * b * dim);
+    let real32 = half.then(|| bld.buf("D.input.real", b * dim));
+    let logits32 = half.then(|| bld.buf("D.logits", 2 * db));
     let d_input_grad = bld.buf("D.input.grad", b * dim);
     let d_logits_grad = bld.buf("D.logits.grad", 2 * b);
-    let sample_z = bld.buf("sample.z", SAMPLE_ROWS * latent);
+    let sample_z = bld.act("sample.z", SAMPLE_ROWS * latent);
     // Sampling runs G's layers at SAMPLE_ROWS rows: own scratch, shared parameters.
     let sample_act: Vec<BufId> = (g_layout.layers.iter().enumerate())
-        .map(|(i, l)| bld.buf(format!("sample.G.fc{}.out", i + 1), SAMPLE_ROWS * l.fan_out))
+        .map(|(i, l)| bld.act(format!("sample.G.fc{}.out", i + 1), SAMPLE_ROWS * l.fan_out))
         .collect();
     let sample_out = *sample_act.last().expect("G has layers");
     let gs = NetBufs { act: sample_act, ..g.clone() };
@@ -380,6 +521,24 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
     let d_outs: Vec<At> = d.act.iter().map(|&x| at0(x)).collect();
     let d_logits = *d_outs.last().expect("D has layers");
     let mut ops = vec![];
+    let g_input = at0(noise16.unwrap_or(noise));
+    // Noise for G, drawn in f32 and (at f16) cast to G's f16 input.
+    let draw_noise = |ops: &mut Vec<Op>, stream| {
+        ops.push(Op::NoiseNormal { p: noise_p(stream), out: noise });
+        if let Some(n16) = noise16 {
+            cast(ops, noise, at0(n16), b * latent, true);
+        }
+    };
+    // The loss reads f32 logits: at f16, D's f16 logits cast to an f32 copy.
+    let loss_z = |ops: &mut Vec<Op>, rows: usize| match logits32 {
+        Some(l32) => {
+            cast(ops, d_logits.buf, at0(l32), rows, false);
+            at0(l32)
+        }
+        None => d_logits,
+    };
+    cast_weights(&mut ops, &g);
+    cast_weights(&mut ops, &d);
 
     let d_dropout = |pass| (cfg.d_dropout > 0.0).then_some(Dropout { rate: cfg.d_dropout, pass, seed: cfg.seed });
     let inv_b = 1.0 / db as f32;
@@ -388,8 +547,8 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
     let d_steps = cfg.d_steps.max(1);
     for j in 0..d_steps {
         let (stream, pass) = if j == 0 { (rng::STREAM_D, 0) } else { (1 + j as u32, 1 + j as u32) };
-        ops.push(Op::NoiseNormal { p: noise_p(stream), out: noise });
-        forward(&mut ops, &g, at0(noise), b, Some(fake), None);
+        draw_noise(&mut ops, stream);
+        forward(&mut ops, &g, g_input, b, Some(fake), None);
         ops.push(Op::Gather {
             p: RandomParams {
                 len: (b * dim) as u32,
@@ -406,9 +565,13 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
                 sub_index: j as u32,
                 ..Default::default()
             },
-            out: d_input,
+            out: real32.unwrap_or(d_input),
         });
+        if let Some(r32) = real32 {
+            cast(&mut ops, r32, at0(d_input), b * dim, true);
+        }
         forward(&mut ops, &d, at0(d_input), 2 * db, None, d_dropout(pass));
+        let z = loss_z(&mut ops, 2 * db);
         ops.push(Op::BceLogits {
             p: LossParams {
                 rows: 2 * db as u32,
@@ -417,25 +580,27 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
                 label_second: 0.0,
                 scale_first: inv_b,
                 scale_second: inv_b,
-                z_off: d_logits.off as u32,
+                z_off: z.off as u32,
                 dz_off: 0,
                 slot_loss: SLOT_D_LOSS,
                 slot_prob_first: SLOT_D_REAL,
                 slot_prob_second: SLOT_D_FAKE,
                 ..Default::default()
             },
-            z: d_logits.buf,
+            z: z.buf,
             dz: d_logits_grad,
             stats,
         });
         backward(&mut ops, &d, at0(d_input), &d_outs, 2 * db, at0(d_logits_grad), true, None, d_dropout(pass));
         adam(&mut ops, &d, cfg);
+        cast_weights(&mut ops, &d);
     }
 
     // G step.
-    ops.push(Op::NoiseNormal { p: noise_p(rng::STREAM_G), out: noise });
-    forward(&mut ops, &g, at0(noise), b, Some(fake), None);
+    draw_noise(&mut ops, rng::STREAM_G);
+    forward(&mut ops, &g, g_input, b, Some(fake), None);
     forward(&mut ops, &d, fake, db, None, d_dropout(1));
+    let z = loss_z(&mut ops, db);
     ops.push(Op::BceLogits {
         p: LossParams {
             rows: db as u32,
@@ -444,23 +609,24 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
             label_second: 0.0,
             scale_first: inv_b,
             scale_second: 0.0,
-            z_off: d_logits.off as u32,
+            z_off: z.off as u32,
             dz_off: 0,
             slot_loss: SLOT_G_LOSS,
             slot_prob_first: NO_SLOT,
             slot_prob_second: NO_SLOT,
             ..Default::default()
         },
-        z: d_logits.buf,
+        z: z.buf,
         dz: d_logits_grad,
         stats,
     });
     backward(&mut ops, &d, fake, &d_outs, db, at0(d_logits_grad), false, Some(at0(d_input_grad)), d_dropout(1));
-    backward(&mut ops, &g, at0(noise), &g_outs, b, at0(d_input_grad), true, None, None);
+    backward(&mut ops, &g, g_input, &g_outs, b, at0(d_input_grad), true, None, None);
     adam(&mut ops, &g, cfg);
     ops.push(Op::StepTick);
 
     let mut sample = vec![];
+    cast_weights(&mut sample, &gs);
     forward(&mut sample, &gs, at0(sample_z), SAMPLE_ROWS, None, None);
 
     Plan {

@@ -11,7 +11,23 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("loss", include_str!("../shaders/loss.wgsl")),
     ("adam", include_str!("../shaders/adam.wgsl")),
     ("random", include_str!("../shaders/random.wgsl")),
+    ("matmul_f16", include_str!("../shaders/matmul_f16.wgsl")),
+    ("activation_f16", include_str!("../shaders/activation_f16.wgsl")),
+    ("random_f16", include_str!("../shaders/random_f16.wgsl")),
 ];
+
+/// Families with f16 storage (`--precision f16`): compiled with `enable f16;` first (it must
+/// precede every declaration), on a device with wgpu's SHADER_F16. In them an f16 buffer binds
+/// at its role's slot and an f32 buffer at that slot + [`F32_SLOT_SHIFT`].
+pub const F16_FAMILIES: &[&str] = &["matmul_f16", "activation_f16", "random_f16"];
+
+/// Where an f16 family binds an f32 buffer: its role's slot plus this.
+pub const F32_SLOT_SHIFT: u32 = 4;
+
+/// True for a family in [`F16_FAMILIES`].
+pub fn is_f16_family(family: &str) -> bool {
+    F16_FAMILIES.contains(&family)
+}
 
 /// How an entry point uses one binding slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +50,8 @@ use Slot::{Read as R, ReadWrite as RW, Uniform as U};
 const MATMUL: &[Slot] = &[U(0), R(1), R(2), RW(3)];
 const EW_FORWARD: &[Slot] = &[U(0), R(1), RW(3)];
 const EW_BACKWARD: &[Slot] = &[U(0), R(1), R(2), RW(3)];
+/// y (f16) at 1, dy (f32) at 6, dz (f32) at 7.
+const EW_BACKWARD_F16: &[Slot] = &[U(0), R(1), R(6), RW(7)];
 
 /// (entry point, family, bindings) of every kernel.
 pub const ENTRIES: &[(&str, &str, &[Slot])] = &[
@@ -57,11 +75,24 @@ pub const ENTRIES: &[(&str, &str, &[Slot])] = &[
     ("gather_u8", "random", &[U(0), U(1), R(2), RW(3)]),
     ("gather_f32", "random", &[U(0), U(1), R(2), RW(3)]),
     ("dropout", "random", &[U(0), U(1), RW(3)]),
+    // --precision f16: f16 buffers at slots 1-3, f32 ones at 5-7 (F32_SLOT_SHIFT).
+    ("matmul_forward_f16", "matmul_f16", &[U(0), R(1), R(2), RW(3)]),
+    ("matmul_backward_input_f16", "matmul_f16", &[U(0), R(5), R(2), RW(7)]),
+    ("matmul_backward_weight_f16", "matmul_f16", &[U(0), R(5), R(2), RW(7)]),
+    ("cast_to_f16", "activation_f16", &[U(0), R(5), RW(3)]),
+    ("cast_to_f32", "activation_f16", &[U(0), R(1), RW(7)]),
+    ("relu_backward_f16", "activation_f16", EW_BACKWARD_F16),
+    ("leaky_relu_backward_f16", "activation_f16", EW_BACKWARD_F16),
+    ("sigmoid_backward_f16", "activation_f16", EW_BACKWARD_F16),
+    ("tanh_backward_f16", "activation_f16", EW_BACKWARD_F16),
+    ("dropout_f16", "random_f16", &[U(0), U(1), RW(3)]),
 ];
 
-/// The full source of a family: common helpers, then the family's own file.
+/// The full source of a family: common helpers, then the family's own file (f16 families:
+/// `enable f16;` before both).
 pub fn source(family: &str) -> Option<String> {
-    FAMILIES.iter().find(|(name, _)| *name == family).map(|(_, src)| format!("{COMMON}\n{src}"))
+    let enable = if is_f16_family(family) { "enable f16;\n" } else { "" };
+    FAMILIES.iter().find(|(name, _)| *name == family).map(|(_, src)| format!("{enable}{COMMON}\n{src}"))
 }
 
 /// (family, bindings) of an entry point.

@@ -43,7 +43,7 @@ impl Case {
     /// Runs `op` on both backends; returns (gpu, cpu) contents of `outs` and the two states.
     fn run(&self, op: Op, outs: &[usize]) -> Option<BothRuns> {
         let ctx = gpu()?;
-        let specs: Vec<BufSpec> = self.bufs.iter().map(|(l, v)| BufSpec { label: l.clone(), len: v.len() }).collect();
+        let specs: Vec<BufSpec> = self.bufs.iter().map(|(l, v)| BufSpec::f32(l.clone(), v.len())).collect();
         let mut cpu = CpuProgram::with_buffers(&specs, self.data.clone());
         cpu.fast = false;
         let mut gpu = GpuProgram::with_buffers(ctx, &specs, self.data.as_deref()).expect("buffers");

@@ -5,6 +5,28 @@
 use crate::params::{AdamParams, EwParams, LossParams, MatmulParams, RandomParams, TrainState, NO_SLOT};
 use crate::rng;
 
+/// The largest finite f16.
+pub const F16_MAX: f32 = 65504.0;
+
+/// Clamps to f16's finite range: the f16 kernels saturate before they convert, so that no
+/// out-of-range conversion (implementation-defined on GPUs) happens.
+pub fn saturate_f16(v: f32) -> f32 {
+    v.clamp(-F16_MAX, F16_MAX)
+}
+
+/// An f16 store as the f16 kernels do it: saturate, then round to nearest even. Every value of an
+/// f16 buffer on the CPU backend went through this.
+pub fn round_f16(v: f32) -> f32 {
+    half::f16::from_f32(saturate_f16(v)).to_f32()
+}
+
+/// `cast_to_f16` / `cast_to_f32` in activation_f16.wgsl: a copy between offsets; the executor
+/// rounds the output when it is an f16 buffer.
+pub fn cast(p: &EwParams, x: &[f32], out: &mut [f32]) {
+    let (i, o, n) = (p.in_off as usize, p.out_off as usize, p.len as usize);
+    out[o..o + n].copy_from_slice(&x[i..i + n]);
+}
+
 /// 1 / (1 + e^-z) without overflow: exp() only ever sees -|z|.
 pub fn sigmoid(z: f32) -> f32 {
     let e = (-z.abs()).exp();

@@ -1,4 +1,7 @@
 //! The CPU executor: runs a plan's ops in order with the CPU twins, on plain `Vec<f32>` buffers.
+//! An f16 buffer (`--precision f16`) is a `Vec<f32>` whose values are all f16 values: whatever
+//! writes to it (an op, a host upload) is rounded with `ops::round_f16`, the same store the f16
+//! kernels make, and the twins compute in f32 as those kernels do.
 
 use std::sync::Arc;
 
@@ -6,11 +9,13 @@ use super::{fast, ops};
 use crate::data::{DataValues, Dataset};
 use crate::error::Result;
 use crate::params::TrainState;
-use crate::plan::{BufId, BufSpec, Op, Plan};
+use crate::plan::{BufId, BufSpec, DType, Op, Plan};
 use crate::trainer::{sections, Backend, Executor};
 
 pub struct CpuProgram {
     pub bufs: Vec<Vec<f32>>,
+    /// Which buffers are f16.
+    half: Vec<bool>,
     pub state: TrainState,
     data: Option<Arc<Dataset>>,
     sections: Vec<Vec<Op>>,
@@ -29,6 +34,7 @@ impl CpuProgram {
     pub fn with_buffers(bufs: &[BufSpec], data: Option<Arc<Dataset>>) -> Self {
         CpuProgram {
             bufs: bufs.iter().map(|b| vec![0.0; b.len]).collect(),
+            half: bufs.iter().map(|b| b.dtype == DType::F16).collect(),
             state: TrainState::new(),
             data,
             sections: vec![],
@@ -40,6 +46,12 @@ impl CpuProgram {
     pub fn run_ops(&mut self, list: &[Op]) {
         for op in list {
             self.run_op(op);
+            // An f16 output: round what the twin wrote (values already f16 stay as they are).
+            for out in op.outputs() {
+                if self.half[out] {
+                    self.bufs[out].iter_mut().for_each(|v| *v = ops::round_f16(*v));
+                }
+            }
         }
     }
 
@@ -78,6 +90,7 @@ impl CpuProgram {
             Op::ActivationForward { act, ref p, x, out } => {
                 self.with_out(out, |b, o| ops::activation_forward(act.code(), p, &b[x], o))
             }
+            Op::Cast { ref p, x, out, .. } => self.with_out(out, |b, o| ops::cast(p, &b[x], o)),
             Op::ActivationBackward { act, ref p, y, dy, out } => {
                 self.with_out(out, |b, o| ops::activation_backward(act.code(), p, &b[y], &b[dy], o))
             }
@@ -145,6 +158,9 @@ impl Executor for CpuProgram {
 
     fn write(&mut self, buf: BufId, values: &[f32]) -> Result<()> {
         self.bufs[buf].copy_from_slice(values);
+        if self.half[buf] {
+            self.bufs[buf].iter_mut().for_each(|v| *v = ops::round_f16(*v));
+        }
         Ok(())
     }
 

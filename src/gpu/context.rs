@@ -115,7 +115,13 @@ impl GpuContext {
         let mut limits = wgpu::Limits::downlevel_defaults();
         limits.max_storage_buffer_binding_size = offered.max_storage_buffer_binding_size;
         limits.max_buffer_size = offered.max_buffer_size;
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // SHADER_F16 (f16 storage and arithmetic in WGSL) for --precision f16, where offered.
+        // SHADERGAN_NO_F16=1 leaves it off, so tests can see an adapter without it.
+        let mut wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
+        if std::env::var("SHADERGAN_NO_F16").is_ok_and(|v| v == "1") {
+            wanted.remove(wgpu::Features::SHADER_F16);
+        }
+        let features = adapter.features() & wanted;
         let desc = wgpu::DeviceDescriptor {
             label: Some("shadergan"),
             required_features: features,
@@ -152,6 +158,11 @@ impl GpuContext {
         errs.clear();
         let tail = if more > 0 { format!(" (and {more} more)") } else { String::new() };
         Err(Error::gpu(format!("GPU error on {}: {first}{tail}", self.summary.name)))
+    }
+
+    /// Whether the device can run the f16 kernels (`--precision f16`).
+    pub fn supports_f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
     }
 
     pub fn supports_timestamps(&self) -> bool {

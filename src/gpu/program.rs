@@ -12,7 +12,7 @@ use super::context::GpuContext;
 use crate::data::{DataValues, Dataset};
 use crate::error::{Error, Result};
 use crate::params::TrainState;
-use crate::plan::{BufId, BufSpec, Op, Plan};
+use crate::plan::{BufId, BufSpec, DType, Op, Plan};
 use crate::shaders::{self, Slot};
 use crate::trainer::{sections, Backend, Executor};
 
@@ -38,7 +38,9 @@ fn bindings(op: &Op) -> (Option<Vec<u8>>, Vec<(u32, Res)>) {
         | Op::MatmulBackwardInput { ref p, a, c, out }
         | Op::MatmulBackwardWeight { ref p, a, c, out } => (u(p), vec![(1, Buf(a)), (2, Buf(c)), (3, Buf(out))]),
         Op::BiasBackward { ref p, a, out } => (u(p), vec![(1, Buf(a)), (3, Buf(out))]),
-        Op::ActivationForward { ref p, x, out, .. } => (u(p), vec![(1, Buf(x)), (3, Buf(out))]),
+        Op::ActivationForward { ref p, x, out, .. } | Op::Cast { ref p, x, out, .. } => {
+            (u(p), vec![(1, Buf(x)), (3, Buf(out))])
+        }
         Op::ActivationBackward { ref p, y, dy, out, .. } => (u(p), vec![(1, Buf(y)), (2, Buf(dy)), (3, Buf(out))]),
         Op::BceLogits { ref p, z, dz, stats } => (u(p), vec![(1, Buf(z)), (2, Buf(dz)), (3, Buf(stats))]),
         Op::AdamTick { ref p } => (u(p), vec![(5, State)]),
@@ -74,6 +76,7 @@ fn workgroups(op: &Op) -> [u32; 3] {
         Op::AdamStep { p, .. } => groups_1d(p.len as usize),
         Op::NoiseNormal { p, .. } => groups_1d((p.len as usize).div_ceil(4)),
         Op::Dropout { p, .. } => groups_1d(p.len as usize),
+        Op::Cast { p, .. } => groups_1d(p.len as usize),
         Op::Gather { p, .. } => [p.dim.div_ceil(64).max(1), p.rows.max(1), 1],
     }
 }
@@ -95,7 +98,7 @@ impl Kernels {
                 let src = shaders::source(family).expect("registered family");
                 let desc =
                     wgpu::ShaderModuleDescriptor { label: Some(family), source: wgpu::ShaderSource::Wgsl(src.into()) };
-                if family == "matmul" {
+                if family == "matmul" || family == "matmul_f16" {
                     // SAFETY: matmul kernels clamp every read into [offset, offset + rows x cols)
                     // of each operand and guard every write, and `check_extents` asserts on the
                     // host, before any matmul op is recorded, that those spans lie inside their
@@ -184,9 +187,19 @@ impl GpuProgram {
         let limits = ctx.device.limits();
         let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        if let Some(s) = specs.iter().find(|s| s.dtype == DType::F16) {
+            if !ctx.supports_f16() {
+                return Err(Error::input(format!(
+                    "--precision f16 needs a GPU with shader-f16 (wgpu SHADER_F16) for {}; {} has \
+                     none: use --precision f32, or --backend cpu",
+                    s.label,
+                    ctx.summary.describe()
+                )));
+            }
+        }
         let mut bufs = Vec::with_capacity(specs.len());
         for s in specs {
-            let bytes = s.len as u64 * 4;
+            let bytes = s.len as u64 * s.dtype.bytes();
             if bytes > max_binding {
                 return Err(Error::input(format!(
                     "tensor {} needs {bytes} bytes, more than this GPU's largest storage binding \
@@ -288,8 +301,10 @@ impl GpuProgram {
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
             self.check_extents(op)?;
-            let entry = op.entry(self.data_is_u8);
+            let entry = op.entry_for(self.data_is_u8, &self.specs);
             let ctx = self.ctx.clone();
+            let (family, slots) =
+                shaders::entry(&entry).ok_or_else(|| Error::gpu(format!("no kernel named {entry}")))?;
             let (pipeline, bgl) = self.kernels.get(&ctx, &entry)?;
             let (pipeline, bgl) = (pipeline.clone(), bgl.clone());
             let (uniform, res) = bindings(op);
@@ -306,7 +321,21 @@ impl GpuProgram {
             if let Some(b) = &uniform_buf {
                 entries.push(wgpu::BindGroupEntry { binding: 0, resource: b.as_entire_binding() });
             }
-            for (binding, r) in res {
+            for (role, r) in res {
+                // An f16 family binds an f32 buffer at its role's slot + F32_SLOT_SHIFT.
+                let binding = match r {
+                    Res::Buf(id) if shaders::is_f16_family(family) && self.specs[id].dtype == DType::F32 => {
+                        role + shaders::F32_SLOT_SHIFT
+                    }
+                    _ => role,
+                };
+                if !slots.iter().any(|s| s.binding() == binding) {
+                    let what = match r {
+                        Res::Buf(id) => format!("{} ({:?})", self.specs[id].label, self.specs[id].dtype),
+                        other => format!("{other:?}"),
+                    };
+                    return Err(Error::gpu(format!("internal error: {entry} has no binding {binding} for {what}")));
+                }
                 let buffer = match r {
                     Res::Buf(id) => &self.bufs[id],
                     Res::State => &self.state,
@@ -435,13 +464,30 @@ impl Executor for GpuProgram {
     }
 
     fn read(&mut self, buf: BufId) -> Result<Vec<f32>> {
-        let bytes = self.ctx.read_bytes(&self.bufs[buf], 0, self.specs[buf].len as u64 * 4)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        let spec = &self.specs[buf];
+        let size = (spec.len as u64 * spec.dtype.bytes()).next_multiple_of(4);
+        let bytes = self.ctx.read_bytes(&self.bufs[buf], 0, size)?;
+        Ok(match spec.dtype {
+            DType::F32 => bytemuck::pod_collect_to_vec(&bytes),
+            DType::F16 => {
+                let halves: Vec<half::f16> = bytemuck::pod_collect_to_vec(&bytes);
+                halves[..spec.len].iter().map(|h| h.to_f32()).collect()
+            }
+        })
     }
 
     fn write(&mut self, buf: BufId, values: &[f32]) -> Result<()> {
         self.check_len(buf, values.len())?;
-        self.ctx.queue.write_buffer(&self.bufs[buf], 0, bytemuck::cast_slice(values));
+        match self.specs[buf].dtype {
+            DType::F32 => self.ctx.queue.write_buffer(&self.bufs[buf], 0, bytemuck::cast_slice(values)),
+            DType::F16 => {
+                // Rounded as the kernels store (crate::cpu::ops::round_f16); padded to 4 bytes.
+                let mut halves: Vec<half::f16> =
+                    values.iter().map(|&v| half::f16::from_f32(crate::cpu::ops::saturate_f16(v))).collect();
+                halves.resize(values.len().next_multiple_of(2), half::f16::ZERO);
+                self.ctx.queue.write_buffer(&self.bufs[buf], 0, bytemuck::cast_slice(&halves));
+            }
+        }
         Ok(())
     }
 
