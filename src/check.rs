@@ -32,6 +32,16 @@ pub const TOLERANCES: &[(&str, Tolerance)] = &[
     // Box-Muller: the GPU's log, cos and sin are not correctly rounded (Vulkan allows a few ulp
     // for log and an absolute error for sin/cos), and sqrt(-2 ln u) amplifies log's error.
     ("noise_normal", tol(1e-4, 1e-5)),
+    // --precision f16. A cast is one rounding on each side, the same one (round to nearest even,
+    // saturating): exact. Dropout's f32 product, rounded once: exact.
+    ("cast_to_f16", tol(0.0, 0.0)),
+    ("cast_to_f32", tol(0.0, 0.0)),
+    // The f16 output of a matmul: f32 sums as "matmul", then one rounding to f16; where the two
+    // sums straddle a rounding boundary the stores differ by one f16 ulp, up to 2^-10 relative.
+    ("matmul_forward_f16", tol(2e-3, 2e-5)),
+    // f32 outputs from f16 inputs that are bit-identical on both sides: exactly as "matmul".
+    ("matmul_backward_input_f16", tol(1e-4, 1e-5)),
+    ("matmul_backward_weight_f16", tol(1e-4, 1e-5)),
     // Ten full training steps: the per-kernel differences above, compounded through Adam, whose
     // first steps divide by sqrt(v) ~ |g| and so turn tiny gradient differences into parameter
     // differences of order lr * (relative gradient difference).

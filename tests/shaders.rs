@@ -7,7 +7,13 @@ fn parse_and_validate(family: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let src = shaders::source(family).expect("family registered");
     let module = naga::front::wgsl::parse_str(&src)
         .unwrap_or_else(|e| panic!("{family}.wgsl does not parse:\n{}", e.emit_to_string(&src)));
-    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+    // The f16 families need f16 (wgpu's SHADER_F16); the others must validate without it.
+    let caps = if shaders::is_f16_family(family) {
+        naga::valid::Capabilities::SHADER_FLOAT16
+    } else {
+        naga::valid::Capabilities::empty()
+    };
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{family}.wgsl does not validate:\n{}", e.emit_to_string(&src)));
     (module, info)
