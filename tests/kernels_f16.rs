@@ -256,3 +256,12 @@ fn dropout_f16_matches_cpu_exactly() {
         }
     }
 }
+
+#[test]
+fn round_f16_slice_equals_round_f16_value_by_value() {
+    let mut v = wide_values(5000, 1);
+    v.extend([1e-7, -3e-8, 65519.0, 65520.0, -65536.0, f32::MAX, f32::MIN_POSITIVE, 1.0 + 3.0 / 2048.0]);
+    let want: Vec<f32> = v.iter().map(|&x| round_f16(x)).collect();
+    shadergan::cpu::ops::round_f16_slice(&mut v);
+    assert_eq!(v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+}

@@ -20,6 +20,19 @@ pub fn round_f16(v: f32) -> f32 {
     half::f16::from_f32(saturate_f16(v)).to_f32()
 }
 
+/// `round_f16` on every value of a slice, through half's vectorised slice conversions (F16C
+/// where the CPU has it): the same rounding, many times faster than one value at a time.
+pub fn round_f16_slice(values: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    let mut tmp = [half::f16::ZERO; 1024];
+    for chunk in values.chunks_mut(1024) {
+        chunk.iter_mut().for_each(|v| *v = saturate_f16(*v));
+        let t = &mut tmp[..chunk.len()];
+        t.convert_from_f32_slice(chunk);
+        t.convert_to_f32_slice(chunk);
+    }
+}
+
 /// `cast_to_f16` / `cast_to_f32` in activation_f16.wgsl: a copy between offsets; the executor
 /// rounds the output when it is an f16 buffer.
 pub fn cast(p: &EwParams, x: &[f32], out: &mut [f32]) {

@@ -49,7 +49,9 @@ impl CpuProgram {
             // An f16 output: round what the twin wrote (values already f16 stay as they are).
             for out in op.outputs() {
                 if self.half[out] {
-                    self.bufs[out].iter_mut().for_each(|v| *v = ops::round_f16(*v));
+                    let buf = &mut self.bufs[out];
+                    let (off, len) = written_span(op).unwrap_or((0, buf.len()));
+                    ops::round_f16_slice(&mut buf[off..off + len]);
                 }
             }
         }
@@ -133,6 +135,17 @@ impl CpuProgram {
     }
 }
 
+/// (offset, length) of what an op that writes one output writes, where the plan's f16 outputs
+/// are concerned; None: the whole buffer (correct for any op, only slower).
+fn written_span(op: &Op) -> Option<(usize, usize)> {
+    match op {
+        Op::MatmulForward { p, .. } => Some((p.out_off as usize, p.m as usize * p.n as usize)),
+        Op::Cast { p, .. } | Op::ActivationForward { p, .. } => Some((p.out_off as usize, p.len as usize)),
+        Op::Dropout { p, .. } => Some((p.out_off as usize, p.len as usize)),
+        _ => None,
+    }
+}
+
 impl Executor for CpuProgram {
     fn backend(&self) -> Backend {
         Backend::Cpu
@@ -159,7 +172,7 @@ impl Executor for CpuProgram {
     fn write(&mut self, buf: BufId, values: &[f32]) -> Result<()> {
         self.bufs[buf].copy_from_slice(values);
         if self.half[buf] {
-            self.bufs[buf].iter_mut().for_each(|v| *v = ops::round_f16(*v));
+            ops::round_f16_slice(&mut self.bufs[buf]);
         }
         Ok(())
     }

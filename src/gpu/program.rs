@@ -187,15 +187,12 @@ impl GpuProgram {
         let limits = ctx.device.limits();
         let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-        if let Some(s) = specs.iter().find(|s| s.dtype == DType::F16) {
-            if !ctx.supports_f16() {
-                return Err(Error::input(format!(
-                    "--precision f16 needs a GPU with shader-f16 (wgpu SHADER_F16) for {}; {} has \
-                     none: use --precision f32, or --backend cpu",
-                    s.label,
-                    ctx.summary.describe()
-                )));
-            }
+        if specs.iter().any(|s| s.dtype == DType::F16) && !ctx.supports_f16() {
+            return Err(Error::input(format!(
+                "--precision f16 needs a GPU with shader-f16 (wgpu SHADER_F16); {} has none: use \
+                 --backend cpu, or train with --precision f32",
+                ctx.summary.describe()
+            )));
         }
         let mut bufs = Vec::with_capacity(specs.len());
         for s in specs {
