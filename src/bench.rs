@@ -178,11 +178,7 @@ fn matmul_case(ctx: &Arc<GpuContext>, m: u32, n: u32, k: u32, seconds: f64) -> R
     let x = rng_vals(mu * ku, 1);
     let mut w = rng_vals(nu * ku + nu, 2);
     w.iter_mut().for_each(|v| *v *= 1.0 / (k as f32).sqrt());
-    let specs = [
-        BufSpec::f32("bench.x", x.len()),
-        BufSpec::f32("bench.w", w.len()),
-        BufSpec::f32("bench.y", mu * nu),
-    ];
+    let specs = [BufSpec::f32("bench.x", x.len()), BufSpec::f32("bench.w", w.len()), BufSpec::f32("bench.y", mu * nu)];
     let p = MatmulParams { m, n, k, bias_off: n * k, ..Default::default() };
     let op = Op::MatmulForward { p, a: 0, c: 1, out: 2 };
     let mut g = GpuProgram::with_buffers(ctx.clone(), &specs, None)?;

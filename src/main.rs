@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use shadergan::config::Precision;
 use shadergan::generate::GenerateRequest;
 use shadergan::model::Activation;
 use shadergan::session::{self, TrainRequest, Verbosity};
 use shadergan::toy::Toy;
-use shadergan::config::Precision;
 use shadergan::{Backend, Error, Result, TrainOptions};
 
 #[derive(Parser)]

@@ -83,7 +83,8 @@ fn f16_is_stored_resumes_exactly_and_a_mismatch_is_refused() {
         args.extend(["--precision", "f16"]);
         ok(&args);
     }
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["train"]["precision"], "f16");
     // Resumed without the flag: the checkpoint's f16 carries on, bit for bit on the CPU.
     let latest = b.join("checkpoints/latest.safetensors");
@@ -97,7 +98,10 @@ fn f16_is_stored_resumes_exactly_and_a_mismatch_is_refused() {
     let c = dir.path().join("f32");
     ok(&train(p, c.to_str().unwrap(), "cpu", "5"));
     let ck = c.join("checkpoints/latest.safetensors");
-    let o = run(&["train", p, "--backend", "cpu", "--resume", ck.to_str().unwrap(), "--steps", "9", "--precision", "f16"], &[]);
+    let o = run(
+        &["train", p, "--backend", "cpu", "--resume", ck.to_str().unwrap(), "--steps", "9", "--precision", "f16"],
+        &[],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("--precision f16 (checkpoint: f32)"), "{err}");

@@ -29,6 +29,9 @@ fn gpu16() -> Option<Arc<GpuContext>> {
     Some(ctx)
 }
 
+/// (gpu, cpu) contents of the outputs of one kernel call.
+type BothOutputs = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 /// Buffers for one kernel call; outputs start as NaN.
 struct Case {
     bufs: Vec<(BufSpec, Vec<f32>)>,
@@ -51,7 +54,7 @@ impl Case {
     }
 
     /// Runs `op` on both backends; (gpu, cpu) contents of `outs`.
-    fn run(&self, op: &Op, outs: &[usize]) -> Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    fn run(&self, op: &Op, outs: &[usize]) -> Option<BothOutputs> {
         let ctx = gpu16()?;
         let specs: Vec<BufSpec> = self.bufs.iter().map(|(s, _)| s.clone()).collect();
         let mut cpu = CpuProgram::with_buffers(&specs, None);
