@@ -17,8 +17,9 @@
 //! Gradients stay f32 because GAN gradients (scaled by 1/batch) sit near f16's subnormal range,
 //! where f16 would flush them without loss scaling. Noise, the gathered real batch and the
 //! logits are produced or consumed by f32 kernels, so they pass through small cast ops
-//! (`Op::Cast`); the weight copies are refreshed by a cast at the start of each step and after
-//! each D update, i.e. before the first use after every change. The kernels that touch an f16
+//! (`Op::Cast`). A weight copy is refreshed by a cast right after each Adam update of its
+//! network, and by the `refresh` section whenever the host writes weights (a restore), so it
+//! always equals the master weights rounded to f16. The kernels that touch an f16
 //! buffer are the `_f16` entry points, picked from the buffers' dtypes (`Op::entry_for`).
 
 use crate::config::{Precision, TrainConfig};
@@ -252,6 +253,9 @@ pub struct Plan {
     pub sample_rows: usize,
     pub sample_z: BufId,
     pub sample_out: BufId,
+    /// Refreshes the f16 weight copies from the master weights; run after the host writes
+    /// weights. Empty at f32.
+    pub refresh: Vec<Op>,
 }
 
 /// Rows G is run on per `sample` call.
@@ -537,8 +541,6 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
         }
         None => d_logits,
     };
-    cast_weights(&mut ops, &g);
-    cast_weights(&mut ops, &d);
 
     let d_dropout = |pass| (cfg.d_dropout > 0.0).then_some(Dropout { rate: cfg.d_dropout, pass, seed: cfg.seed });
     let inv_b = 1.0 / db as f32;
@@ -623,10 +625,13 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
     backward(&mut ops, &d, fake, &d_outs, db, at0(d_logits_grad), false, Some(at0(d_input_grad)), d_dropout(1));
     backward(&mut ops, &g, g_input, &g_outs, b, at0(d_input_grad), true, None, None);
     adam(&mut ops, &g, cfg);
+    cast_weights(&mut ops, &g);
     ops.push(Op::StepTick);
 
+    let mut refresh = vec![];
+    cast_weights(&mut refresh, &g);
+    cast_weights(&mut refresh, &d);
     let mut sample = vec![];
-    cast_weights(&mut sample, &gs);
     forward(&mut sample, &gs, at0(sample_z), SAMPLE_ROWS, None, None);
 
     Plan {
@@ -640,5 +645,6 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
         sample_rows: SAMPLE_ROWS,
         sample_z,
         sample_out,
+        refresh,
     }
 }

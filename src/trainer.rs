@@ -72,7 +72,8 @@ pub trait Trainer {
 pub trait Executor {
     fn backend(&self) -> Backend;
     fn device_name(&self) -> String;
-    /// Runs the ops of `section` (0 = training step, 1 = sampling) `times` times over.
+    /// Runs the ops of `section` (0 = training step, 1 = sampling, 2 = refreshing the f16
+    /// weight copies) `times` times over.
     fn run(&mut self, section: usize, times: u32) -> Result<()>;
     fn read(&mut self, buf: BufId) -> Result<Vec<f32>>;
     fn write(&mut self, buf: BufId, values: &[f32]) -> Result<()>;
@@ -81,8 +82,8 @@ pub trait Executor {
 }
 
 /// The sections an executor compiles from a plan, in order.
-pub fn sections(plan: &Plan) -> [&[Op]; 2] {
-    [&plan.train_step, &plan.sample]
+pub fn sections(plan: &Plan) -> [&[Op]; 3] {
+    [&plan.train_step, &plan.sample, &plan.refresh]
 }
 
 /// A trainer: a plan and the executor that runs it.
@@ -177,6 +178,10 @@ impl<E: Executor> Trainer for PlanTrainer<E> {
         self.exec.write(gm, &s.g_moments)?;
         self.exec.write(dm, &s.d_moments)?;
         self.exec.write_state(&s.state)?;
+        if !self.plan.refresh.is_empty() {
+            // --precision f16: the weight copies the matmuls read follow the new weights.
+            self.exec.run(2, 1)?;
+        }
         self.step = s.state.step;
         Ok(())
     }

@@ -137,7 +137,7 @@ fn the_f32_plan_has_no_f16_buffer_and_no_cast() {
     let p = plan::build(&cfg, data.n);
     assert!(p.bufs.iter().all(|b| b.dtype == DType::F32));
     assert!(p.train_step.iter().chain(&p.sample).all(|op| !matches!(op, Op::Cast { .. })));
-    assert!(p.g.params16.is_none() && p.d.params16.is_none());
+    assert!(p.g.params16.is_none() && p.d.params16.is_none() && p.refresh.is_empty());
     // At f16 every layer output is f16 and the weight copies exist; gradients and Adam are f32.
     let cfg16 = config(&data, Activation::Relu, None, Precision::F16);
     let p16 = plan::build(&cfg16, data.n);
@@ -150,4 +150,19 @@ fn the_f32_plan_has_no_f16_buffer_and_no_cast() {
         assert_eq!(p16.bufs[net.params16.unwrap()].dtype, DType::F16);
     }
     assert_eq!(p16.bufs[p16.d_input].dtype, DType::F16);
+    // Each weight copy is cast once per optimizer step of its network (and by `refresh`).
+    let mut cfg3 = cfg16.clone();
+    cfg3.d_steps = 3;
+    let p3 = plan::build(&cfg3, data.n);
+    let casts_into =
+        |ops: &[Op], buf| ops.iter().filter(|op| matches!(op, Op::Cast { out, .. } if *out == buf)).count();
+    let adams =
+        |net| p3.train_step.iter().filter(|op| matches!(op, Op::AdamStep { params, .. } if *params == net)).count();
+    for net in [&p3.g, &p3.d] {
+        let copy = net.params16.unwrap();
+        assert_eq!(casts_into(&p3.train_step, copy), adams(net.params));
+        assert_eq!(casts_into(&p3.refresh, copy), 1);
+        assert_eq!(casts_into(&p3.sample, copy), 0);
+    }
+    assert_eq!(adams(p3.d.params), 3);
 }
