@@ -75,6 +75,14 @@ pub enum Op {
         dz: BufId,
         stats: BufId,
     },
+    /// Softmax cross-entropy of the classifier: logits `z` (rows, classes), labels (rows).
+    SoftmaxXent {
+        p: XentParams,
+        z: BufId,
+        labels: BufId,
+        dz: BufId,
+        stats: BufId,
+    },
     AdamTick {
         p: AdamParams,
     },
@@ -112,6 +120,7 @@ impl Op {
             Op::ActivationForward { act, .. } => format!("{}_forward", act.kernel_name()),
             Op::ActivationBackward { act, .. } => format!("{}_backward", act.kernel_name()),
             Op::BceLogits { .. } => "bce_logits".into(),
+            Op::SoftmaxXent { .. } => "softmax_xent".into(),
             Op::AdamTick { .. } => "adam_tick".into(),
             Op::AdamStep { .. } => "adam_step".into(),
             Op::StepTick => "step_tick".into(),
@@ -158,18 +167,18 @@ pub struct Plan {
 /// Rows G is run on per `sample` call.
 pub const SAMPLE_ROWS: usize = 256;
 
-struct Builder {
-    bufs: Vec<BufSpec>,
+pub(crate) struct Builder {
+    pub(crate) bufs: Vec<BufSpec>,
 }
 
 impl Builder {
-    fn buf(&mut self, label: impl Into<String>, len: usize) -> BufId {
+    pub(crate) fn buf(&mut self, label: impl Into<String>, len: usize) -> BufId {
         self.bufs.push(BufSpec { label: label.into(), len: len.max(1) });
         self.bufs.len() - 1
     }
 
     /// A network's parameter, gradient and Adam buffers, and per-layer scratch for `rows` rows.
-    fn net(&mut self, layout: &NetLayout, rows: usize) -> NetBufs {
+    pub(crate) fn net(&mut self, layout: &NetLayout, rows: usize) -> NetBufs {
         let name = layout.net.name();
         let params = self.buf(format!("{name}.params"), layout.len);
         let grads = self.buf(format!("{name}.params.grad"), layout.len);
@@ -185,7 +194,7 @@ impl Builder {
     }
 }
 
-fn slope_for(act: Activation) -> f32 {
+pub(crate) fn slope_for(act: Activation) -> f32 {
     if act == Activation::LeakyRelu {
         LEAKY_SLOPE
     } else {
@@ -196,11 +205,11 @@ fn slope_for(act: Activation) -> f32 {
 /// Dropout on a network's hidden layer outputs during one pass. The mask is keyed by (seed, step,
 /// pass, layer), so the backward pass recomputes it instead of storing it.
 #[derive(Clone, Copy, Debug)]
-struct Dropout {
-    rate: f32,
+pub(crate) struct Dropout {
+    pub(crate) rate: f32,
     /// 0: D in the D step, 1: D in the G step.
-    pass: u32,
-    seed: u64,
+    pub(crate) pass: u32,
+    pub(crate) seed: u64,
 }
 
 impl Dropout {
@@ -222,7 +231,14 @@ impl Dropout {
 
 /// Forward through a network: `input` (rows, in) -> each layer's output. The last layer writes to
 /// `last_out` instead of its own buffer when given; hidden outputs go through `dropout` if given.
-fn forward(ops: &mut Vec<Op>, net: &NetBufs, input: At, rows: usize, last_out: Option<At>, dropout: Option<Dropout>) {
+pub(crate) fn forward(
+    ops: &mut Vec<Op>,
+    net: &NetBufs,
+    input: At,
+    rows: usize,
+    last_out: Option<At>,
+    dropout: Option<Dropout>,
+) {
     let n_layers = net.layout.layers.len();
     let mut x = input;
     for (i, l) in net.layout.layers.iter().enumerate() {
@@ -261,7 +277,7 @@ fn forward(ops: &mut Vec<Op>, net: &NetBufs, input: At, rows: usize, last_out: O
 // Nine arguments: each is one of the places the backward pass reads or writes, or the forward
 // pass's dropout; bundling them into a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
-fn backward(
+pub(crate) fn backward(
     ops: &mut Vec<Op>,
     net: &NetBufs,
     input: At,

@@ -9,6 +9,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("matmul", include_str!("../shaders/matmul.wgsl")),
     ("activation", include_str!("../shaders/activation.wgsl")),
     ("loss", include_str!("../shaders/loss.wgsl")),
+    ("xent", include_str!("../shaders/xent.wgsl")),
     ("adam", include_str!("../shaders/adam.wgsl")),
     ("random", include_str!("../shaders/random.wgsl")),
 ];
@@ -50,6 +51,7 @@ pub const ENTRIES: &[(&str, &str, &[Slot])] = &[
     ("sigmoid_backward", "activation", EW_BACKWARD),
     ("tanh_backward", "activation", EW_BACKWARD),
     ("bce_logits", "loss", &[U(0), R(1), RW(2), RW(3)]),
+    ("softmax_xent", "xent", &[U(0), R(1), R(2), RW(3), RW(4)]),
     ("adam_step", "adam", &[U(0), RW(1), R(2), RW(3), U(4)]),
     ("adam_tick", "adam", &[U(0), RW(5)]),
     ("step_tick", "adam", &[RW(5)]),
