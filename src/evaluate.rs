@@ -191,9 +191,12 @@ pub fn eval(req: &EvalRequest) -> Result<Value> {
         },
     };
     if data.dim != cfg.model.data_dim {
+        let what = if toy.is_some() { "eval --toy needs a model of 2-D samples" } else { "the data does not fit" };
         return Err(Error::input(format!(
-            "the checkpoint makes samples of {} values; the data has {}",
-            cfg.model.data_dim, data.dim
+            "{}: {what}: the checkpoint makes samples of {} values, the data has {}",
+            ckpt_path.display(),
+            cfg.model.data_dim,
+            data.dim
         )));
     }
     let data = Arc::new(data);

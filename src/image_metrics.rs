@@ -206,3 +206,69 @@ pub fn score_images(clf: &Classifier, images: &[f32], rows: usize, reference: &R
         class_shares,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gaussian(mean: &[f64], cov_diag: &[f64]) -> Gaussian {
+        Gaussian {
+            mean: DVector::from_row_slice(mean),
+            cov: DMatrix::from_diagonal(&DVector::from_row_slice(cov_diag)),
+        }
+    }
+
+    #[test]
+    fn frechet_distance_of_diagonal_gaussians_has_the_closed_form() {
+        // For diagonal covariances: |mu_a - mu_b|^2 + sum (sigma_a - sigma_b)^2.
+        let a = gaussian(&[0.0, 1.0, 2.0], &[1.0, 4.0, 9.0]);
+        let b = gaussian(&[1.0, 1.0, 0.0], &[4.0, 4.0, 1.0]);
+        let want = (1.0 + 0.0 + 4.0) + (1.0 + 0.0 + 4.0);
+        assert!((frechet_distance(&a, &b) - want).abs() < 1e-9, "{}", frechet_distance(&a, &b));
+        assert!(frechet_distance(&a, &a).abs() < 1e-9);
+        assert!((frechet_distance(&a, &b) - frechet_distance(&b, &a)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn frechet_distance_handles_rotated_covariances() {
+        // diag(4, 1) and diag(1, 4), both written densely in a basis rotated by 45 degrees (so no
+        // entry is zero): in their shared eigenbasis the distance is (2 - 1)^2 + (1 - 2)^2 = 2.
+        let r = std::f64::consts::FRAC_1_SQRT_2;
+        let rot = DMatrix::from_row_slice(2, 2, &[r, -r, r, r]);
+        let d1 = DMatrix::from_diagonal(&DVector::from_row_slice(&[4.0, 1.0]));
+        let d2 = DMatrix::from_diagonal(&DVector::from_row_slice(&[1.0, 4.0]));
+        let a = Gaussian { mean: DVector::zeros(2), cov: &rot * &d1 * rot.transpose() };
+        let b = Gaussian { mean: DVector::zeros(2), cov: &rot * &d2 * rot.transpose() };
+        assert!((frechet_distance(&a, &b) - 2.0).abs() < 1e-9, "{}", frechet_distance(&a, &b));
+    }
+
+    #[test]
+    fn fit_recovers_mean_and_unbiased_covariance() {
+        let x = [1.0f32, 2.0, 3.0, 6.0, 5.0, 10.0];
+        let g = Gaussian::fit(&x, 3, 2);
+        assert!((g.mean[0] - 3.0).abs() < 1e-12 && (g.mean[1] - 6.0).abs() < 1e-12);
+        // var x = (4 + 0 + 4) / 2 = 4, var y = (16 + 0 + 16) / 2 = 16, cov = (8 + 0 + 8) / 2 = 8.
+        assert!((g.cov[(0, 0)] - 4.0).abs() < 1e-9 && (g.cov[(1, 1)] - 16.0).abs() < 1e-9);
+        assert!((g.cov[(0, 1)] - 8.0).abs() < 1e-9 && (g.cov[(1, 0)] - 8.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn class_metrics_of_a_perfect_and_a_collapsed_generator() {
+        let shares = vec![0.25; 4];
+        // Perfect: every class equally, each sample certain.
+        let perfect: Vec<f64> =
+            (0..400).flat_map(|i| (0..4).map(move |k| if k == i % 4 { 1.0 } else { 0.0 })).collect();
+        let (hit, kl, score, s) = class_metrics(&perfect, 4, &shares);
+        assert_eq!(hit, 4);
+        assert!(kl.abs() < 1e-12);
+        assert!((score - 4.0).abs() < 1e-9, "score {score}");
+        assert_eq!(s, shares);
+        // Collapsed: all class 2, plus a few strays below the coverage threshold.
+        let mut collapsed: Vec<f64> = (0..1000).flat_map(|_| [0.0, 0.0, 1.0, 0.0]).collect();
+        collapsed[0..4].copy_from_slice(&[1.0, 0.0, 0.0, 0.0]);
+        let (hit, kl, score, _) = class_metrics(&collapsed, 4, &shares);
+        assert_eq!(hit, 1);
+        assert!((kl - (0.999 * (0.999f64 / 0.25).ln() + 0.001 * (0.001f64 / 0.25).ln())).abs() < 1e-9);
+        assert!(score < 1.02, "score {score}");
+    }
+}

@@ -217,3 +217,41 @@ fn the_built_in_classifier_loads_and_knows_digits() {
     let confident = s.probs.chunks(10).filter(|p| p.iter().cloned().fold(0.0, f64::max) > 0.9).count();
     assert!(confident > 900, "{confident} of 1000 confident");
 }
+
+#[test]
+fn softmax_xent_gradient_matches_f64_finite_differences() {
+    // The CPU twin's dz against central differences of the mean loss computed in f64.
+    let (rows, classes) = (5usize, 7usize);
+    let z = uniform(rows * classes, 41, -4.0, 4.0);
+    let labels: Vec<f32> = (0..rows).map(|r| ((r * 3) % classes) as f32).collect();
+    let p = XentParams {
+        rows: rows as u32,
+        classes: classes as u32,
+        scale: 1.0 / rows as f32,
+        slot_loss: 0,
+        slot_acc: 1,
+        ..Default::default()
+    };
+    let mut dz = vec![0.0; rows * classes];
+    let mut stats = vec![0.0; 2];
+    shadergan::cpu::ops::softmax_xent(&p, &z, &labels, &mut dz, &mut stats);
+    let loss64 = |z: &[f64]| -> f64 {
+        let mut total = 0.0;
+        for (r, row) in z.chunks(classes).enumerate() {
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            total += lse - row[labels[r] as usize];
+        }
+        total / rows as f64
+    };
+    let z64: Vec<f64> = z.iter().map(|&v| v as f64).collect();
+    assert!((loss64(&z64) - stats[0] as f64).abs() < 1e-5, "loss {} vs {}", stats[0], loss64(&z64));
+    let h = 1e-6;
+    for i in 0..z64.len() {
+        let (mut up, mut down) = (z64.clone(), z64.clone());
+        up[i] += h;
+        down[i] -= h;
+        let fd = (loss64(&up) - loss64(&down)) / (2.0 * h);
+        assert!((fd - dz[i] as f64).abs() < 1e-6 + 1e-4 * fd.abs(), "dz[{i}] {} vs finite difference {fd}", dz[i]);
+    }
+}
