@@ -6,8 +6,8 @@
 //                 (0, 1) into normals 4q, 4q+1 (cos, sin) and words (2, 3) into 4q+2, 4q+3:
 //                 u1 = ((w_a >> 8) + 1) / 2^24 in (0, 1], u2 = (w_b >> 8) / 2^24 in [0, 1),
 //                 r = sqrt(-2 ln u1), z = (r cos 2 pi u2, r sin 2 pi u2).
-//   gather_u8     out[r, c] = data[idx(r), c] * scale + shift for a batch of p.rows rows, with
-//   gather_f32    data (N, dim) the resident data set (u8 packed four to a word, little-endian;
+//   gather_u8     out[r, c] = data[idx(r), src_col + c] * scale + shift, c < dim, for a batch of
+//   gather_f32    p.rows rows, with data (N, src_stride or dim) the resident data set (u8 packed four to a word, little-endian;
 //                 or f32). idx(r) is the batch order: with the batch counter
 //                 t = step * sub_steps + sub_index (several D updates per step each get a batch),
 //                 epoch e = t / steps_per_epoch, position q = (t % steps_per_epoch) * rows + r,
@@ -42,8 +42,8 @@ struct RandomParams {
     shift: f32,            // dropout: the rate
     sub_steps: u32,        // gather: D updates per step (0 = 1); counter = step * sub_steps + sub_index
     sub_index: u32,
-    _pad0: u32,
-    _pad1: u32,
+    src_stride: u32,       // gather: values per data row (0 = dim)
+    src_col: u32,          // gather: first column read from each data row
 }
 
 @group(0) @binding(0) var<uniform> p: RandomParams;
@@ -111,6 +111,10 @@ fn batch_row_source(r: u32) -> u32 {
     return permute(q, epoch);
 }
 
+fn row_stride() -> u32 {
+    return select(p.src_stride, p.dim, p.src_stride == 0u);
+}
+
 // One invocation per output element: x = column, y = batch row (dispatch ceil(dim/64) x rows).
 @compute @workgroup_size(64)
 fn gather_u8(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -119,7 +123,7 @@ fn gather_u8(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c >= p.dim || r >= p.rows) {
         return;
     }
-    let byte = batch_row_source(r) * p.dim + c;
+    let byte = batch_row_source(r) * row_stride() + p.src_col + c;
     let raw = (data[byte >> 2u] >> ((byte & 3u) * 8u)) & 0xffu;
     out[p.out_off + r * p.dim + c] = f32(raw) * p.scale + p.shift;
 }
@@ -131,7 +135,7 @@ fn gather_f32(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c >= p.dim || r >= p.rows) {
         return;
     }
-    out[p.out_off + r * p.dim + c] = bitcast<f32>(data[batch_row_source(r) * p.dim + c]) * p.scale + p.shift;
+    out[p.out_off + r * p.dim + c] = bitcast<f32>(data[batch_row_source(r) * row_stride() + p.src_col + c]) * p.scale + p.shift;
 }
 
 @compute @workgroup_size(256)

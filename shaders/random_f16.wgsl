@@ -7,8 +7,8 @@
 //                rounded once to f16 (saturating at +-65504), as src/cpu/ops.rs `round_f16`.
 //
 // Bindings:
-//   0 uniform  RandomParams (random.wgsl's: stream = the mask's salt, scale = 1 / (1 - rate),
-//              shift = the rate)
+//   0 uniform  RandomParams (random.wgsl's, field for field: stream = the mask's salt,
+//              scale = 1 / (1 - rate), shift = the rate)
 //   1 uniform  TrainState (only .step is read)
 //   3 storage rw  out16, at element offset p.out_off
 
@@ -29,8 +29,8 @@ struct RandomParams {
     shift: f32,
     sub_steps: u32,
     sub_index: u32,
-    _pad0: u32,
-    _pad1: u32,
+    src_stride: u32,
+    src_col: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: RandomParams;

@@ -196,6 +196,15 @@ fn offsets_past_end(bytes: &[u8]) -> bool {
     map.values().filter_map(|v| v.get("data_offsets")?.get(1)?.as_u64()).any(|end| end > bytes.len() as u64)
 }
 
+/// The safetensors header of untrusted bytes, checked so that deserializing them cannot overflow;
+/// the error is one line for the user.
+pub(crate) fn read_header(bytes: &[u8]) -> std::result::Result<(usize, safetensors::tensor::Metadata), String> {
+    if offsets_past_end(bytes) {
+        return Err("tensor data offsets run past the end of the file (truncated?)".into());
+    }
+    SafeTensors::read_metadata(bytes).map_err(|e| describe(e, bytes))
+}
+
 /// Reads and fully validates a checkpoint. Every problem with the file's contents is an
 /// [`Error::Input`] with one line naming the file.
 pub fn load(path: &Path) -> Result<Checkpoint> {

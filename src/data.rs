@@ -158,6 +158,34 @@ pub fn load_npy(path: &Path) -> Result<Dataset> {
 
 /// Same, from bytes in memory (`name` appears in error messages).
 pub fn load_npy_bytes(bytes: &[u8], name: &str) -> Result<Dataset> {
+    parse_npy(bytes, name, false)
+}
+
+/// Most classes a label file may name (labels are stored as bytes).
+pub const MAX_CLASSES: usize = 256;
+
+/// Loads class labels: a .npy of shape (N,) or (N, 1), uint8 or integral floats in [0, 255].
+pub fn load_labels(path: &Path) -> Result<Vec<u8>> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Error::input(format!("{name}: cannot read: {e}")))?;
+    let d = parse_npy(&bytes, &name, true)?;
+    match d.values {
+        DataValues::U8(v) => Ok(v),
+        DataValues::F32(v) => v
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                if x.fract() == 0.0 && (0.0..MAX_CLASSES as f32).contains(&x) {
+                    Ok(x as u8)
+                } else {
+                    Err(Error::input(format!("{name}: label {i} is {x}; labels must be integers from 0 to 255")))
+                }
+            })
+            .collect(),
+    }
+}
+
+fn parse_npy(bytes: &[u8], name: &str, labels: bool) -> Result<Dataset> {
     let fail = |msg: String| Error::input(format!("{name}: {msg}"));
     let header_end = check_prefix(bytes).map_err(fail)?;
     let header =
@@ -173,9 +201,14 @@ pub fn load_npy_bytes(bytes: &[u8], name: &str) -> Result<Dataset> {
 
     let shape = header.shape;
     let shape_str = python_tuple(&shape);
-    let accepted = matches!(shape.as_slice(), [_, _] | [_, _, _] | [_, 1, _, _]);
+    let accepted = if labels {
+        matches!(shape.as_slice(), [_] | [_, 1])
+    } else {
+        matches!(shape.as_slice(), [_, _] | [_, _, _] | [_, 1, _, _])
+    };
     let (Some((&n, rest)), true) = (shape.split_first(), accepted) else {
-        return Err(fail(format!("unsupported {}-D shape {shape_str}; {SHAPES}", shape.len())));
+        let expected = if labels { "labels must have shape (N,) or (N, 1)" } else { SHAPES };
+        return Err(fail(format!("unsupported {}-D shape {shape_str}; {expected}", shape.len())));
     };
     let sample_shape = rest.to_vec();
     if n == 0 {

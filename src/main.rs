@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use shadergan::config::Precision;
+use shadergan::evaluate::ClassifierChoice;
 use shadergan::generate::GenerateRequest;
 use shadergan::model::Activation;
 use shadergan::session::{self, TrainRequest, Verbosity};
@@ -26,13 +27,62 @@ enum Command {
     Train(TrainArgs),
     /// Write samples from a checkpoint's generator.
     Generate(GenerateArgs),
-    /// Measure a checkpoint's generator on a toy 2-D benchmark (modes captured, % high quality,
-    /// reverse KL), printed as JSON.
+    /// Measure a run's generator, printed as JSON: toy runs by modes captured, % high quality and
+    /// reverse KL; image runs by a digit classifier (class coverage, class-KL, classifier score,
+    /// Fréchet distance beside the real-vs-real floor).
     Eval(EvalArgs),
     /// List the GPU adapters wgpu can see.
     Info,
     /// Measure training speed on the GPU and CPU backends side by side (and matmul GFLOP/s).
     Bench(BenchArgs),
+    /// The digit classifier that scores image runs (class coverage, class-KL, score, FD).
+    #[command(subcommand)]
+    Classifier(ClassifierCommand),
+}
+
+#[derive(Subcommand)]
+enum ClassifierCommand {
+    /// Train an MLP classifier with shadergan's kernels and save it as safetensors.
+    Train(ClassifierTrainArgs),
+}
+
+#[derive(Args)]
+struct ClassifierTrainArgs {
+    /// Training images: a .npy like `train` takes (e.g. MNIST's uint8 (60000, 784)).
+    images: PathBuf,
+    /// Their labels: a .npy of shape (N,), uint8 class indices from 0.
+    labels: PathBuf,
+    /// Held-out images, scored after every epoch (the accuracy is stored in the file).
+    #[arg(long, requires = "test_labels")]
+    test_images: Option<PathBuf>,
+    #[arg(long, requires = "test_images")]
+    test_labels: Option<PathBuf>,
+    /// Where to write the classifier.
+    #[arg(long, default_value = "classifier.safetensors")]
+    out: PathBuf,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    overwrite: bool,
+    /// Hidden layer sizes (ReLU), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "256,256")]
+    hidden: Vec<usize>,
+    #[arg(long, default_value_t = 15)]
+    epochs: u32,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Adam's initial learning rate (betas 0.9, 0.999), decayed to 0 over the epochs (cosine).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Dropout rate on the hidden layers during training.
+    #[arg(long, default_value_t = 0.2)]
+    dropout: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: Backend,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -136,6 +186,15 @@ struct TrainArgs {
     /// Write a checkpoint every this many steps, 0: only at the end [default: 1000].
     #[arg(long)]
     checkpoint_every: Option<u32>,
+    /// Evaluate G every this many steps into metrics.csv (toy metrics for --toy runs; class
+    /// coverage, class-KL, classifier score and Fréchet distance for images), 0: only at the end
+    /// (eval.json) [default: 0].
+    #[arg(long)]
+    eval_every: Option<u32>,
+    /// What scores image runs: auto (the built-in MNIST digit classifier for 28x28 images), a
+    /// file from `shadergan classifier train`, builtin, or none.
+    #[arg(long, default_value = "auto")]
+    classifier: ClassifierChoice,
     /// Step checkpoints to keep besides latest (0: all).
     #[arg(long, default_value_t = 5)]
     keep_checkpoints: usize,
@@ -156,11 +215,17 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// A checkpoint written by `train --toy` (e.g. runs/001/checkpoints/latest.safetensors).
-    checkpoint: PathBuf,
-    /// The toy benchmark whose modes the samples are measured against.
+    /// A run folder (its latest checkpoint) or a checkpoint file.
+    target: PathBuf,
+    /// Measure against this toy benchmark [default: the run's own --toy].
     #[arg(long, value_enum)]
-    toy: Toy,
+    toy: Option<Toy>,
+    /// The real images [default: the run's own data, as its config.json names it].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// What scores image runs: auto, builtin, none or a classifier file.
+    #[arg(long, default_value = "auto")]
+    classifier: ClassifierChoice,
     #[arg(long, value_enum, default_value = "auto")]
     backend: Backend,
 }
@@ -221,6 +286,8 @@ fn train(args: TrainArgs) -> Result<()> {
         overwrite: args.overwrite,
         resume: args.resume,
         verbosity: if args.quiet { Verbosity::Quiet } else { Verbosity::Normal },
+        classifier: args.classifier,
+        eval_every: args.eval_every,
     };
     // Ctrl-C and SIGTERM finish the current chunk of steps, write a checkpoint and exit cleanly.
     let stop = Arc::new(AtomicBool::new(false));
@@ -267,8 +334,46 @@ fn generate(args: GenerateArgs) -> Result<()> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    let m = shadergan::toy::eval_checkpoint(&args.checkpoint, args.toy, args.backend)?;
-    println!("{}", serde_json::to_string_pretty(&m).map_err(|e| Error::Io(e.to_string()))?);
+    let req = shadergan::evaluate::EvalRequest {
+        target: args.target,
+        toy: args.toy,
+        data: args.data,
+        classifier: args.classifier,
+        backend: args.backend,
+    };
+    let v = shadergan::evaluate::eval(&req)?;
+    println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::Io(e.to_string()))?);
+    Ok(())
+}
+
+fn classifier_train(args: ClassifierTrainArgs) -> Result<()> {
+    use shadergan::classifier::{self, ClassifierRequest, Labelled};
+    if args.out.exists() && !args.overwrite {
+        return Err(Error::input(format!("{} exists; pass --overwrite to replace it", args.out.display())));
+    }
+    let images = shadergan::data::load_npy(&args.images)?;
+    let labels = shadergan::data::load_labels(&args.labels)?;
+    let test = match (&args.test_images, &args.test_labels) {
+        (Some(i), Some(l)) => Some((shadergan::data::load_npy(i)?, shadergan::data::load_labels(l)?)),
+        _ => None,
+    };
+    let req = ClassifierRequest {
+        hidden: args.hidden,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        dropout: args.dropout,
+        seed: args.seed,
+        backend: args.backend,
+        quiet: args.quiet,
+    };
+    let test_set = test.as_ref().map(|(i, l)| Labelled { images: i, labels: l });
+    let clf = classifier::train(&Labelled { images: &images, labels: &labels }, test_set.as_ref(), &req)?;
+    clf.save(&args.out)?;
+    if !args.quiet {
+        let acc = clf.spec.test_accuracy.map_or(String::new(), |a| format!(" (test accuracy {:.2}%)", 100.0 * a));
+        eprintln!("wrote {}{acc}", args.out.display());
+    }
     Ok(())
 }
 
@@ -326,6 +431,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval(args),
         Command::Info => info(),
         Command::Bench(args) => bench(args),
+        Command::Classifier(ClassifierCommand::Train(args)) => classifier_train(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -52,6 +52,8 @@ pub const LEAKY_SLOPE: f32 = 0.2;
 pub enum Net {
     D,
     G,
+    /// The digit classifier that scores image runs (`classifier`).
+    C,
 }
 
 impl Net {
@@ -59,6 +61,7 @@ impl Net {
         match self {
             Net::D => "D",
             Net::G => "G",
+            Net::C => "C",
         }
     }
 }
@@ -114,12 +117,14 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// The layout of G or D. (A GAN has no classifier: asking for `Net::C` gets D's shape, so
+    /// callers only ask for G and D; `classifier::ClassifierSpec::layout` makes C's.)
     pub fn layout(&self, net: Net) -> NetLayout {
         match net {
             Net::G => {
                 NetLayout::new(net, self.latent_dim, &self.g_hidden, self.data_dim, self.g_activation, self.g_output)
             }
-            Net::D => NetLayout::new(
+            Net::D | Net::C => NetLayout::new(
                 net,
                 self.data_dim * self.pack,
                 &self.d_hidden,
@@ -206,6 +211,7 @@ impl NetLayout {
         let net_id = match self.net {
             Net::D => 0,
             Net::G => 1,
+            Net::C => 2,
         };
         let mut params = vec![0f32; self.len];
         for (li, l) in self.layers.iter().enumerate() {

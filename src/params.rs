@@ -59,6 +59,21 @@ pub struct LossParams {
     pub _pad: u32,
 }
 
+/// `XentParams` in xent.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct XentParams {
+    pub rows: u32,
+    pub classes: u32,
+    pub z_off: u32,
+    pub label_off: u32,
+    pub dz_off: u32,
+    /// 1 / rows for the mean loss.
+    pub scale: f32,
+    pub slot_loss: u32,
+    pub slot_acc: u32,
+}
+
 /// `AdamParams` in adam.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
@@ -132,13 +147,25 @@ pub struct RandomParams {
     /// the batch counter is step * sub_steps + sub_index.
     pub sub_steps: u32,
     pub sub_index: u32,
-    pub _pad: [u32; 2],
+    /// gather: values per data set row (0 is read as `dim`) and the first column read, so that
+    /// one resident table can hold several fields (the classifier's pixels, then its label).
+    pub src_stride: u32,
+    pub src_col: u32,
 }
 
 impl RandomParams {
     /// The gather's batch counter (wrapping like the GPU's u32 arithmetic).
     pub fn batch_counter(&self, step: u32) -> u32 {
         step.wrapping_mul(self.sub_steps.max(1)).wrapping_add(self.sub_index)
+    }
+
+    /// Values per row of the resident data set.
+    pub fn row_stride(&self) -> u32 {
+        if self.src_stride == 0 {
+            self.dim
+        } else {
+            self.src_stride
+        }
     }
 
     pub fn seed(&self) -> u64 {

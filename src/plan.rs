@@ -117,6 +117,14 @@ pub enum Op {
         dz: BufId,
         stats: BufId,
     },
+    /// Softmax cross-entropy of the classifier: logits `z` (rows, classes), labels (rows).
+    SoftmaxXent {
+        p: XentParams,
+        z: BufId,
+        labels: BufId,
+        dz: BufId,
+        stats: BufId,
+    },
     AdamTick {
         p: AdamParams,
     },
@@ -162,6 +170,7 @@ impl Op {
             Op::ActivationForward { act, .. } => format!("{}_forward", act.kernel_name()),
             Op::ActivationBackward { act, .. } => format!("{}_backward", act.kernel_name()),
             Op::BceLogits { .. } => "bce_logits".into(),
+            Op::SoftmaxXent { .. } => "softmax_xent".into(),
             Op::AdamTick { .. } => "adam_tick".into(),
             Op::AdamStep { .. } => "adam_step".into(),
             Op::StepTick => "step_tick".into(),
@@ -194,6 +203,7 @@ impl Op {
             Op::ActivationForward { x, out, .. } | Op::Cast { x, out, .. } => vec![x, out],
             Op::ActivationBackward { y, dy, out, .. } => vec![y, dy, out],
             Op::BceLogits { z, dz, stats, .. } => vec![z, dz, stats],
+            Op::SoftmaxXent { z, labels, dz, stats, .. } => vec![z, labels, dz, stats],
             Op::AdamTick { .. } | Op::StepTick => vec![],
             Op::AdamStep { params, grads, moments, .. } => vec![params, grads, moments],
             Op::NoiseNormal { out, .. } | Op::Gather { out, .. } | Op::Dropout { out, .. } => vec![out],
@@ -213,7 +223,7 @@ impl Op {
             | Op::NoiseNormal { out, .. }
             | Op::Gather { out, .. }
             | Op::Dropout { out, .. } => vec![out],
-            Op::BceLogits { dz, stats, .. } => vec![dz, stats],
+            Op::BceLogits { dz, stats, .. } | Op::SoftmaxXent { dz, stats, .. } => vec![dz, stats],
             Op::AdamTick { .. } | Op::StepTick => vec![],
             Op::AdamStep { params, moments, .. } => vec![params, moments],
         }
@@ -268,14 +278,14 @@ impl NetBufs {
     }
 }
 
-struct Builder {
-    bufs: Vec<BufSpec>,
+pub(crate) struct Builder {
+    pub(crate) bufs: Vec<BufSpec>,
     /// Activations in f16 (`--precision f16`).
-    half: bool,
+    pub(crate) half: bool,
 }
 
 impl Builder {
-    fn buf(&mut self, label: impl Into<String>, len: usize) -> BufId {
+    pub(crate) fn buf(&mut self, label: impl Into<String>, len: usize) -> BufId {
         self.bufs.push(BufSpec::f32(label, len.max(1)));
         self.bufs.len() - 1
     }
@@ -295,7 +305,7 @@ impl Builder {
     }
 
     /// A network's parameter, gradient and Adam buffers, and per-layer scratch for `rows` rows.
-    fn net(&mut self, layout: &NetLayout, rows: usize) -> NetBufs {
+    pub(crate) fn net(&mut self, layout: &NetLayout, rows: usize) -> NetBufs {
         let name = layout.net.name();
         let params = self.buf(format!("{name}.params"), layout.len);
         let params16 = self.half.then(|| self.buf16(format!("{name}.params.f16"), layout.len));
@@ -312,7 +322,7 @@ impl Builder {
     }
 }
 
-fn slope_for(act: Activation) -> f32 {
+pub(crate) fn slope_for(act: Activation) -> f32 {
     if act == Activation::LeakyRelu {
         LEAKY_SLOPE
     } else {
@@ -323,11 +333,11 @@ fn slope_for(act: Activation) -> f32 {
 /// Dropout on a network's hidden layer outputs during one pass. The mask is keyed by (seed, step,
 /// pass, layer), so the backward pass recomputes it instead of storing it.
 #[derive(Clone, Copy, Debug)]
-struct Dropout {
-    rate: f32,
+pub(crate) struct Dropout {
+    pub(crate) rate: f32,
     /// 0: D in the D step, 1: D in the G step.
-    pass: u32,
-    seed: u64,
+    pub(crate) pass: u32,
+    pub(crate) seed: u64,
 }
 
 impl Dropout {
@@ -349,7 +359,14 @@ impl Dropout {
 
 /// Forward through a network: `input` (rows, in) -> each layer's output. The last layer writes to
 /// `last_out` instead of its own buffer when given; hidden outputs go through `dropout` if given.
-fn forward(ops: &mut Vec<Op>, net: &NetBufs, input: At, rows: usize, last_out: Option<At>, dropout: Option<Dropout>) {
+pub(crate) fn forward(
+    ops: &mut Vec<Op>,
+    net: &NetBufs,
+    input: At,
+    rows: usize,
+    last_out: Option<At>,
+    dropout: Option<Dropout>,
+) {
     let n_layers = net.layout.layers.len();
     let mut x = input;
     for (i, l) in net.layout.layers.iter().enumerate() {
@@ -388,7 +405,7 @@ fn forward(ops: &mut Vec<Op>, net: &NetBufs, input: At, rows: usize, last_out: O
 // Nine arguments: each is one of the places the backward pass reads or writes, or the forward
 // pass's dropout; bundling them into a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
-fn backward(
+pub(crate) fn backward(
     ops: &mut Vec<Op>,
     net: &NetBufs,
     input: At,

@@ -11,6 +11,8 @@ pub const PURPOSE_INIT: u32 = 1;
 pub const PURPOSE_SAMPLES: u32 = 2;
 /// The points of the toy data sets (`crate::toy`).
 pub const PURPOSE_TOY: u32 = 3;
+/// The latents and the real-image order of image-quality evaluations.
+pub const PURPOSE_EVAL: u32 = 4;
 
 /// Noise stream of the D step and of the G step within one training step.
 pub const STREAM_D: u32 = 0;

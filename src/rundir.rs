@@ -106,21 +106,41 @@ impl RunDir {
         write_atomic(&self.root.join("config.json"), text.as_bytes())
     }
 
-    /// Appends one row to metrics.csv (creating it with its header).
-    pub fn append_metrics(&self, row: &LogRow) -> Result<()> {
+    /// Appends one row to metrics.csv (creating it with its header). `eval_columns` name the
+    /// evaluation columns after the standard ones; `cells` fills them on evaluation steps and
+    /// leaves them empty otherwise. A file from an earlier part of the run keeps its header: the
+    /// row gets as many cells as it names.
+    pub fn append_metrics(&self, row: &LogRow, eval_columns: &[&str], cells: Option<&[String]>) -> Result<()> {
         let path = self.metrics();
         let new = !path.exists();
+        let columns = if new {
+            METRICS_HEADER.split(',').count() + eval_columns.len()
+        } else {
+            fs::read_to_string(&path).ok().and_then(|t| t.lines().next().map(|h| h.split(',').count())).unwrap_or(0)
+        };
         let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         let s = &row.stats;
         let mut text = String::new();
         if new {
             text.push_str(METRICS_HEADER);
+            for c in eval_columns {
+                text.push(',');
+                text.push_str(c);
+            }
             text.push('\n');
         }
         text.push_str(&format!(
-            "{},{:.4},{},{},{},{},{:.2}\n",
+            "{},{:.4},{},{},{},{},{:.2}",
             s.step, row.epoch, s.d_loss, s.g_loss, s.d_real, s.d_fake, row.steps_per_s
         ));
+        let standard = METRICS_HEADER.split(',').count();
+        for i in 0..columns.saturating_sub(standard) {
+            text.push(',');
+            if let Some(v) = cells.and_then(|c| c.get(i)) {
+                text.push_str(v);
+            }
+        }
+        text.push('\n');
         f.write_all(text.as_bytes()).map_err(|e| Error::io(&path, e))
     }
 

@@ -14,9 +14,10 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::{TrainConfig, TrainOptions};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::evaluate::{write_eval_json, ClassifierChoice, Scorer};
 use crate::run::LogRow;
 use crate::rundir::RunDir;
-use crate::toy::{self, Toy, ToyMetrics};
+use crate::toy::{self, Toy};
 use crate::trainer::{Backend, Trainer};
 use crate::{assets, data, images, rng};
 
@@ -49,6 +50,11 @@ pub struct TrainRequest {
     pub overwrite: bool,
     pub resume: Option<PathBuf>,
     pub verbosity: Verbosity,
+    /// What scores image runs (the toy metrics score `--toy` runs).
+    pub classifier: ClassifierChoice,
+    /// Evaluate every this many steps into metrics.csv; 0: only at the end. None: the resumed
+    /// run's own, else 0.
+    pub eval_every: Option<u32>,
 }
 
 pub const DEFAULT_STEPS: u32 = 2000;
@@ -63,8 +69,9 @@ pub struct TrainSummary {
     pub last: Option<LogRow>,
     pub interrupted: bool,
     pub latest_checkpoint: PathBuf,
-    /// The toy metrics of a `--toy` run (also in eval.json).
-    pub eval: Option<ToyMetrics>,
+    /// The final evaluation (also in eval.json): toy metrics or image metrics, when the run has
+    /// something to be judged by.
+    pub eval: Option<serde_json::Value>,
 }
 
 pub fn load_data(path: Option<&Path>) -> Result<(Dataset, String)> {
@@ -76,8 +83,13 @@ pub fn load_data(path: Option<&Path>) -> Result<(Dataset, String)> {
 
 /// The 64 latent vectors every sample grid of a run is drawn from.
 pub fn fixed_latents(cfg: &TrainConfig, rows: usize) -> Vec<f32> {
+    fixed_latents_for(cfg, rows, rng::PURPOSE_SAMPLES)
+}
+
+/// `rows` latent vectors drawn from the run's seed for `purpose` (an `rng::PURPOSE_*`).
+pub fn fixed_latents_for(cfg: &TrainConfig, rows: usize, purpose: u32) -> Vec<f32> {
     let mut z = vec![0f32; rows * cfg.model.latent_dim];
-    rng::normals(rng::seed_words(cfg.seed), 0, 0, rng::PURPOSE_SAMPLES, &mut z);
+    rng::normals(rng::seed_words(cfg.seed), 0, 0, purpose, &mut z);
     z
 }
 
@@ -252,6 +264,13 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     let log_every_flag = cadence(req.log_every, "log_every", DEFAULT_LOG_EVERY);
     let sample_every_flag = cadence(req.sample_every, "sample_every", DEFAULT_SAMPLE_EVERY);
     let ckpt_every_flag = cadence(req.checkpoint_every, "checkpoint_every", DEFAULT_CHECKPOINT_EVERY);
+    let eval_every_flag = cadence(req.eval_every, "eval_every", 0);
+    let mut scorer = Scorer::new(req.toy, &req.classifier, &data)?;
+    let classifier_name = match &scorer {
+        Some(Scorer::Image { name, .. }) => Some(name.clone()),
+        _ => None,
+    };
+    let eval_columns = scorer.as_ref().map_or(&[][..], |s| s.columns());
     let steps_per_epoch = steps_per_epoch(&data, &cfg);
     let total = match (req.steps, req.epochs) {
         (Some(s), _) => s,
@@ -286,6 +305,8 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
         "log_every": log_every_flag,
         "sample_every": sample_every_flag,
         "checkpoint_every": ckpt_every_flag,
+        "eval_every": eval_every_flag,
+        "classifier": classifier_name,
         "resumed_from": req.resume.as_ref().map(|p| p.display().to_string()),
         "shadergan_version": env!("CARGO_PKG_VERSION"),
     }))?;
@@ -314,13 +335,16 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     let every = |n: u32| if n == 0 { u32::MAX } else { n };
     let (log_every, sample_every, ckpt_every) =
         (every(log_every_flag), every(sample_every_flag), every(ckpt_every_flag));
+    // Evaluations need something to judge by; without it --eval-every does nothing.
+    let eval_every = if scorer.is_some() { every(eval_every_flag) } else { u32::MAX };
+    let mut last_eval = None;
     let (mut t0, mut s0) = (Instant::now(), trainer.step());
     let mut last = None;
     let mut interrupted = false;
     while trainer.step() < total {
         // Stop at the next log, sample or checkpoint step; at most 50 steps between stop checks.
         let at = trainer.step();
-        let next = [log_every, sample_every, ckpt_every]
+        let next = [log_every, sample_every, ckpt_every, eval_every]
             .iter()
             .map(|&e| (at / e + 1).saturating_mul(e))
             .chain([total, at + 50])
@@ -335,16 +359,25 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
             });
             b.set_message(format!("epoch {:.2}{losses}", step as f64 / steps_per_epoch as f64));
         }
-        if step % log_every == 0 || step == total {
+        let evaluate_now = step % eval_every == 0 || (step == total && eval_every != u32::MAX);
+        if step % log_every == 0 || step == total || evaluate_now {
             let row = LogRow::measure(trainer.stats()?, steps_per_epoch, step - s0, t0.elapsed());
             check_finite(&row.stats, &dir)?;
-            dir.append_metrics(&row)?;
-            match &bar {
-                Some(b) => {
-                    b.println(row.line());
+            let eval = match (&mut scorer, evaluate_now) {
+                (Some(s), true) => Some(s.evaluate(trainer.as_mut())?),
+                _ => None,
+            };
+            dir.append_metrics(&row, eval_columns, eval.as_ref().map(|e| e.cells.as_slice()))?;
+            let lines = [Some(row.line()), eval.as_ref().map(|e| format!("eval {}", e.line))];
+            for line in lines.into_iter().flatten() {
+                match &bar {
+                    Some(b) => b.println(line),
+                    None if show => println!("{line}"),
+                    None => {}
                 }
-                None if show => println!("{}", row.line()),
-                None => {}
+            }
+            if eval.is_some() {
+                last_eval = eval;
             }
             last = Some(row);
             (t0, s0) = (Instant::now(), step);
@@ -375,19 +408,21 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let eval = match req.toy {
-        Some(t) => {
-            let m = toy::evaluate(trainer.as_mut(), t)?;
-            let mut v = serde_json::to_value(&m).map_err(|e| Error::Io(e.to_string()))?;
-            v["toy"] = json!(t.name());
-            v["step"] = json!(trainer.step());
-            let mut text = serde_json::to_string_pretty(&v).map_err(|e| Error::Io(e.to_string()))?;
-            text.push('\n');
-            crate::rundir::write_atomic(&dir.root.join("eval.json"), text.as_bytes())?;
-            if show {
-                println!("eval ({} at step {}): {}", t.name(), trainer.step(), m.line());
-            }
-            Some(m)
+    // The final evaluation: reuse the loop's when it was at this very step.
+    let eval = match scorer.as_mut() {
+        Some(s) => {
+            let e = match last_eval.take() {
+                Some(e) if e.json["step"] == json!(trainer.step()) => e,
+                _ => {
+                    let e = s.evaluate(trainer.as_mut())?;
+                    if show {
+                        println!("eval {}", e.line);
+                    }
+                    e
+                }
+            };
+            write_eval_json(&dir.root, &e.json)?;
+            Some(e.json)
         }
         None => None,
     };

@@ -7,17 +7,12 @@
 //! *captured* when it is the nearest mode of at least one high-quality sample; the *reverse KL*
 //! compares the mode histogram of the high-quality samples with the uniform distribution.
 
-use std::path::Path;
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::rng;
 use crate::session::{fixed_latents, to_data_scale};
-use crate::trainer::Backend;
 
 /// Points in a toy data set built by `train --toy`.
 pub const TOY_SAMPLES: usize = 100_000;
@@ -159,23 +154,4 @@ pub fn evaluate(trainer: &mut dyn crate::trainer::Trainer, toy: Toy) -> Result<T
     }
     let y = to_data_scale(&cfg, &trainer.sample(&fixed_latents(&cfg, EVAL_SAMPLES))?);
     Ok(toy_metrics(toy, &y))
-}
-
-/// The `eval` command: a checkpoint's generator measured on `toy`.
-pub fn eval_checkpoint(path: &Path, toy: Toy, backend: Backend) -> Result<ToyMetrics> {
-    let ckpt = checkpoint::load(path)?;
-    let cfg = ckpt.config.clone();
-    let dim = cfg.model.data_dim;
-    if dim != 2 {
-        return Err(Error::input(format!(
-            "{}: eval --toy needs a model of 2-D samples; this one makes samples of {dim} values \
-             (image-data evaluation is not supported)",
-            path.display()
-        )));
-    }
-    // The trainer needs a data set to build its training step; sampling never reads it.
-    let placeholder = Dataset::from_u8(cfg.batch_size, dim, vec![0; cfg.batch_size * dim])?;
-    let mut trainer = crate::open_trainer(backend, cfg, Arc::new(placeholder))?;
-    trainer.restore(&ckpt.snapshot)?;
-    evaluate(trainer.as_mut(), toy)
 }

@@ -110,7 +110,7 @@ fn train_toy_writes_eval_json_and_eval_agrees() {
     let err = String::from_utf8_lossy(&o.stderr);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "train failed:\n{err}");
-    assert!(stdout.contains("eval (ring8 at step 300)"), "stdout:\n{stdout}");
+    assert!(stdout.contains("eval ring8 at step 300:"), "stdout:\n{stdout}");
     let eval: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
     for key in ["samples", "modes_captured", "modes_total", "high_quality_pct", "reverse_kl"] {

@@ -2,7 +2,7 @@
 //! same parameter structs and the same flat buffers with the same offsets. They are the oracle
 //! for every GPU kernel (tests/kernels.rs) and the reference for the faster CPU trainer paths.
 
-use crate::params::{AdamParams, EwParams, LossParams, MatmulParams, RandomParams, TrainState, NO_SLOT};
+use crate::params::{AdamParams, EwParams, LossParams, MatmulParams, RandomParams, TrainState, XentParams, NO_SLOT};
 use crate::rng;
 
 /// The largest finite f16.
@@ -221,6 +221,51 @@ pub fn bce_logits(p: &LossParams, z: &[f32], dz: &mut [f32], stats: &mut [f32]) 
     put(p.slot_prob_second, t[3] / n_second.max(1) as f32);
 }
 
+/// Softmax cross-entropy on logits, loss and gradient fused (see xent.wgsl); the sums in the
+/// kernel's order (256 strided partial sums, then a tree).
+pub fn softmax_xent(p: &XentParams, z: &[f32], labels: &[f32], dz: &mut [f32], stats: &mut [f32]) {
+    const LANES: usize = 256;
+    let classes = p.classes as usize;
+    let mut partial = [[0f32; 2]; LANES];
+    for (lane, acc) in partial.iter_mut().enumerate() {
+        let mut r = lane;
+        while r < p.rows as usize {
+            let row = &z[p.z_off as usize + r * classes..][..classes];
+            let y = labels[p.label_off as usize + r] as usize;
+            let (mut m, mut arg) = (row[0], 0);
+            for (j, &v) in row.iter().enumerate().skip(1) {
+                if v > m {
+                    (m, arg) = (v, j);
+                }
+            }
+            let sum: f32 = row.iter().map(|&v| (v - m).exp()).sum();
+            let lse = m + sum.ln();
+            let out = &mut dz[p.dz_off as usize + r * classes..][..classes];
+            for (j, (d, &v)) in out.iter_mut().zip(row).enumerate() {
+                *d = ((v - lse).exp() - if j == y { 1.0 } else { 0.0 }) * p.scale;
+            }
+            acc[0] += lse - row[y];
+            acc[1] += if arg == y { 1.0 } else { 0.0 };
+            r += LANES;
+        }
+    }
+    let mut stride = LANES / 2;
+    while stride > 0 {
+        for lane in 0..stride {
+            let upper = partial[lane + stride];
+            partial[lane][0] += upper[0];
+            partial[lane][1] += upper[1];
+        }
+        stride /= 2;
+    }
+    if p.slot_loss != NO_SLOT {
+        stats[p.slot_loss as usize] = p.scale * partial[0][0];
+    }
+    if p.slot_acc != NO_SLOT {
+        stats[p.slot_acc as usize] = partial[0][1] / p.rows.max(1) as f32;
+    }
+}
+
 /// t += 1 and the running powers beta^t of one optimizer (net 0 = D, 1 = G).
 pub fn adam_tick(state: &mut TrainState, net: u32, beta1: f32, beta2: f32) {
     if net == 0 {
@@ -281,7 +326,9 @@ pub fn noise_normal(p: &RandomParams, state: &TrainState, out: &mut [f32]) {
 pub fn gather_u8(p: &RandomParams, state: &TrainState, data: &[u8], out: &mut [f32]) {
     let dim = p.dim as usize;
     for r in 0..p.rows {
-        let src = rng::batch_row_source(p.seed(), p.batch_counter(state.step), r, p.rows, p.n) as usize * dim;
+        let src = rng::batch_row_source(p.seed(), p.batch_counter(state.step), r, p.rows, p.n) as usize
+            * p.row_stride() as usize
+            + p.src_col as usize;
         let dst = p.out_off as usize + r as usize * dim;
         for c in 0..dim {
             out[dst + c] = data[src + c] as f32 * p.scale + p.shift;
@@ -293,7 +340,9 @@ pub fn gather_u8(p: &RandomParams, state: &TrainState, data: &[u8], out: &mut [f
 pub fn gather_f32(p: &RandomParams, state: &TrainState, data: &[f32], out: &mut [f32]) {
     let dim = p.dim as usize;
     for r in 0..p.rows {
-        let src = rng::batch_row_source(p.seed(), p.batch_counter(state.step), r, p.rows, p.n) as usize * dim;
+        let src = rng::batch_row_source(p.seed(), p.batch_counter(state.step), r, p.rows, p.n) as usize
+            * p.row_stride() as usize
+            + p.src_col as usize;
         let dst = p.out_off as usize + r as usize * dim;
         for c in 0..dim {
             out[dst + c] = data[src + c] * p.scale + p.shift;

@@ -42,6 +42,12 @@ impl CpuProgram {
         }
     }
 
+    /// Adds a list of ops as a new section; returns its index.
+    pub fn add_section(&mut self, ops: &[Op]) -> usize {
+        self.sections.push(ops.to_vec());
+        self.sections.len() - 1
+    }
+
     /// Runs a list of ops once.
     pub fn run_ops(&mut self, list: &[Op]) {
         for op in list {
@@ -99,6 +105,11 @@ impl CpuProgram {
             Op::BceLogits { ref p, z, dz, stats } => {
                 let mut s = std::mem::take(&mut self.bufs[stats]);
                 self.with_out(dz, |b, o| ops::bce_logits(p, &b[z], o, &mut s));
+                self.bufs[stats] = s;
+            }
+            Op::SoftmaxXent { ref p, z, labels, dz, stats } => {
+                let mut s = std::mem::take(&mut self.bufs[stats]);
+                self.with_out(dz, |b, o| ops::softmax_xent(p, &b[z], &b[labels], o, &mut s));
                 self.bufs[stats] = s;
             }
             Op::AdamTick { ref p } => ops::adam_tick(&mut self.state, p.net, p.beta1, p.beta2),

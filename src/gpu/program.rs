@@ -43,6 +43,9 @@ fn bindings(op: &Op) -> (Option<Vec<u8>>, Vec<(u32, Res)>) {
         }
         Op::ActivationBackward { ref p, y, dy, out, .. } => (u(p), vec![(1, Buf(y)), (2, Buf(dy)), (3, Buf(out))]),
         Op::BceLogits { ref p, z, dz, stats } => (u(p), vec![(1, Buf(z)), (2, Buf(dz)), (3, Buf(stats))]),
+        Op::SoftmaxXent { ref p, z, labels, dz, stats } => {
+            (u(p), vec![(1, Buf(z)), (2, Buf(labels)), (3, Buf(dz)), (4, Buf(stats))])
+        }
         Op::AdamTick { ref p } => (u(p), vec![(5, State)]),
         Op::AdamStep { ref p, params, grads, moments } => {
             (u(p), vec![(1, Buf(params)), (2, Buf(grads)), (3, Buf(moments)), (4, State)])
@@ -72,7 +75,7 @@ fn workgroups(op: &Op) -> [u32; 3] {
         Op::MatmulBackwardWeight { p, .. } => tiles(p.k, p.n),
         Op::BiasBackward { p, .. } => groups_1d(p.n as usize),
         Op::ActivationForward { p, .. } | Op::ActivationBackward { p, .. } => groups_1d(p.len as usize),
-        Op::BceLogits { .. } | Op::AdamTick { .. } | Op::StepTick => [1, 1, 1],
+        Op::BceLogits { .. } | Op::SoftmaxXent { .. } | Op::AdamTick { .. } | Op::StepTick => [1, 1, 1],
         Op::AdamStep { p, .. } => groups_1d(p.len as usize),
         Op::NoiseNormal { p, .. } => groups_1d((p.len as usize).div_ceil(4)),
         Op::Dropout { p, .. } => groups_1d(p.len as usize),
