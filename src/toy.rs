@@ -7,7 +7,6 @@
 //! *captured* when it is the nearest mode of at least one high-quality sample; the *reverse KL*
 //! compares the mode histogram of the high-quality samples with the uniform distribution.
 
-
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
@@ -156,4 +155,3 @@ pub fn evaluate(trainer: &mut dyn crate::trainer::Trainer, toy: Toy) -> Result<T
     let y = to_data_scale(&cfg, &trainer.sample(&fixed_latents(&cfg, EVAL_SAMPLES))?);
     Ok(toy_metrics(toy, &y))
 }
-

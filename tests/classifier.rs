@@ -255,3 +255,36 @@ fn softmax_xent_gradient_matches_f64_finite_differences() {
         assert!((fd - dz[i] as f64).abs() < 1e-6 + 1e-4 * fd.abs(), "dz[{i}] {} vs finite difference {fd}", dz[i]);
     }
 }
+
+#[test]
+fn a_classifier_file_that_lies_about_its_size_is_refused_without_allocating() {
+    let (x, y) = blobs(96, 1);
+    let clf = classifier::train(
+        &Labelled { images: &x, labels: &y },
+        None,
+        &ClassifierRequest { epochs: 1, ..small_request(Backend::Cpu) },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    clf.save(&path).unwrap();
+    // Same tensors, metadata claiming a 2^20-wide hidden layer (4 TB of parameters).
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut spec = clf.spec.clone();
+    spec.hidden = vec![1 << 20, 1 << 20];
+    let meta: std::collections::HashMap<String, String> = [
+        ("format".to_string(), classifier::FORMAT.to_string()),
+        ("classifier".to_string(), serde_json::to_string(&spec).unwrap()),
+    ]
+    .into();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
+    let forged = safetensors::serialize(views, Some(meta)).unwrap();
+    std::fs::write(&path, forged).unwrap();
+    let err = Classifier::load(&path).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("expected F32 [1048576, 12]"), "{err}");
+    // Not a classifier at all: a GAN checkpoint's format is named.
+    std::fs::write(&path, b"not safetensors").unwrap();
+    assert_eq!(Classifier::load(&path).unwrap_err().exit_code(), 2);
+}
