@@ -16,14 +16,12 @@ use shadergan::params::*;
 use shadergan::plan::{BufSpec, Op};
 use shadergan::trainer::{Backend, Executor};
 
+/// (gpu, cpu) contents of every buffer after one op.
+type BothRuns = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 /// Runs one op on both backends over buffers with these initial contents; returns (gpu, cpu)
 /// contents of every buffer. None when there is no GPU (and it is allowed to skip).
-fn run_both(
-    bufs: &[Vec<f32>],
-    data: Option<Dataset>,
-    state: TrainState,
-    op: &Op,
-) -> Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+fn run_both(bufs: &[Vec<f32>], data: Option<Dataset>, state: TrainState, op: &Op) -> Option<BothRuns> {
     let ctx = gpu()?;
     let specs: Vec<BufSpec> =
         bufs.iter().enumerate().map(|(i, v)| BufSpec { label: format!("buf{i}"), len: v.len() }).collect();

@@ -92,7 +92,7 @@ fn classifier_train_writes_a_classifier_and_refuses_bad_input() {
     let wide = dir.path().join("wide.npy");
     data::save_npy_u8(&wide, 240, 2, &vec![0u8; 480]).unwrap();
     let unseen = dir.path().join("unseen.npy");
-    write_labels(&unseen, &vec![7u8; 60]);
+    write_labels(&unseen, &[7u8; 60]);
     for (labels, test_labels, needle) in [
         (short.clone(), ty.clone(), "240 images but 239 labels"),
         (wide.clone(), ty.clone(), "labels must have shape (N,)"),
