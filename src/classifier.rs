@@ -174,15 +174,20 @@ impl Classifier {
             return Err(fail("the classifier metadata describes an impossible network".into()));
         }
         let layout = spec.layout();
-        // The header is validated and the sizes are bounded, so this allocation is what the file holds.
         let tensors = safetensors::SafeTensors::deserialize(bytes).map_err(|e| fail(e.to_string()))?;
-        let mut params = vec![0f32; layout.len];
+        // Check every tensor's shape before allocating: the data of matching tensors is in the
+        // file, so the parameters cannot outgrow it, whatever the metadata claims.
+        let mut views = vec![];
         for (tname, off, shape) in layout.tensors() {
             let key = format!("C.{tname}");
             let t = tensors.tensor(&key).map_err(|_| fail(format!("tensor {key} is missing")))?;
             if t.dtype() != safetensors::Dtype::F32 || t.shape() != shape.as_slice() {
                 return Err(fail(format!("tensor {key} is {:?} {:?}; expected F32 {shape:?}", t.dtype(), t.shape())));
             }
+            views.push((off, t));
+        }
+        let mut params = vec![0f32; layout.len];
+        for (off, t) in views {
             for (dst, src) in params[off..].iter_mut().zip(t.data().chunks_exact(4)) {
                 *dst = f32::from_le_bytes(src.try_into().expect("chunks of 4"));
             }

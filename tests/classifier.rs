@@ -17,11 +17,11 @@ use shadergan::plan::{BufSpec, Op};
 use shadergan::trainer::{Backend, Executor};
 
 /// (gpu, cpu) contents of every buffer after one op.
-type BothBuffers = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+type BothRuns = (Vec<Vec<f32>>, Vec<Vec<f32>>);
 
 /// Runs one op on both backends over buffers with these initial contents; returns (gpu, cpu)
 /// contents of every buffer. None when there is no GPU (and it is allowed to skip).
-fn run_both(bufs: &[Vec<f32>], data: Option<Dataset>, state: TrainState, op: &Op) -> Option<BothBuffers> {
+fn run_both(bufs: &[Vec<f32>], data: Option<Dataset>, state: TrainState, op: &Op) -> Option<BothRuns> {
     let ctx = gpu()?;
     let specs: Vec<BufSpec> = bufs.iter().enumerate().map(|(i, v)| BufSpec::f32(format!("buf{i}"), v.len())).collect();
     let mut cpu = CpuProgram::with_buffers(&specs, data.clone().map(Arc::new));
@@ -251,4 +251,37 @@ fn softmax_xent_gradient_matches_f64_finite_differences() {
         let fd = (loss64(&up) - loss64(&down)) / (2.0 * h);
         assert!((fd - dz[i] as f64).abs() < 1e-6 + 1e-4 * fd.abs(), "dz[{i}] {} vs finite difference {fd}", dz[i]);
     }
+}
+
+#[test]
+fn a_classifier_file_that_lies_about_its_size_is_refused_without_allocating() {
+    let (x, y) = blobs(96, 1);
+    let clf = classifier::train(
+        &Labelled { images: &x, labels: &y },
+        None,
+        &ClassifierRequest { epochs: 1, ..small_request(Backend::Cpu) },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    clf.save(&path).unwrap();
+    // Same tensors, metadata claiming a 2^20-wide hidden layer (4 TB of parameters).
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut spec = clf.spec.clone();
+    spec.hidden = vec![1 << 20, 1 << 20];
+    let meta: std::collections::HashMap<String, String> = [
+        ("format".to_string(), classifier::FORMAT.to_string()),
+        ("classifier".to_string(), serde_json::to_string(&spec).unwrap()),
+    ]
+    .into();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
+    let forged = safetensors::serialize(views, Some(meta)).unwrap();
+    std::fs::write(&path, forged).unwrap();
+    let err = Classifier::load(&path).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("expected F32 [1048576, 12]"), "{err}");
+    // Not a classifier at all: a GAN checkpoint's format is named.
+    std::fs::write(&path, b"not safetensors").unwrap();
+    assert_eq!(Classifier::load(&path).unwrap_err().exit_code(), 2);
 }
