@@ -100,6 +100,10 @@ struct TrainArgs {
     /// D updates per training step (each on its own batch), then one G update.
     #[arg(long, default_value_t = 1)]
     d_steps: usize,
+    /// Keep an exponential moving average of G's weights with this decay (e.g. 0.999) and sample
+    /// and evaluate with it; 0: off.
+    #[arg(long, default_value_t = 0.0)]
+    g_ema: f32,
     #[arg(long, default_value_t = 64)]
     latent_dim: usize,
     /// Hidden layer sizes of G, comma-separated.
@@ -196,6 +200,7 @@ fn train(args: TrainArgs) -> Result<()> {
         pack: args.pack,
         d_dropout: args.d_dropout,
         d_steps: args.d_steps,
+        g_ema: args.g_ema,
     };
     let req = TrainRequest {
         data: args.data.clone(),

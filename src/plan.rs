@@ -7,7 +7,7 @@
 //!   D step: noise -> G forward -> gather real batch -> D forward on [real; fake] -> BCE (1 / 0)
 //!           -> D backward (weights) -> Adam(D)
 //!   G step: fresh noise -> G forward -> D forward on fake -> BCE (label 1, non-saturating)
-//!           -> D backward to its input -> G backward -> Adam(G) -> step += 1
+//!           -> D backward to its input -> G backward -> Adam(G) [-> EMA of G] -> step += 1
 
 use crate::config::TrainConfig;
 use crate::model::{Activation, Net, NetLayout, LEAKY_SLOPE};
@@ -85,6 +85,12 @@ pub enum Op {
         moments: BufId,
     },
     StepTick,
+    /// `ema` = beta `ema` + (1 - beta) `params` (G's weight average, `--g-ema`).
+    EmaUpdate {
+        p: EmaParams,
+        params: BufId,
+        ema: BufId,
+    },
     NoiseNormal {
         p: RandomParams,
         out: BufId,
@@ -115,6 +121,7 @@ impl Op {
             Op::AdamTick { .. } => "adam_tick".into(),
             Op::AdamStep { .. } => "adam_step".into(),
             Op::StepTick => "step_tick".into(),
+            Op::EmaUpdate { .. } => "ema_update".into(),
             Op::NoiseNormal { .. } => "noise_normal".into(),
             Op::Gather { .. } => if data_is_u8 { "gather_u8" } else { "gather_f32" }.into(),
             Op::Dropout { .. } => "dropout".into(),
@@ -145,6 +152,9 @@ pub struct Plan {
     pub g: NetBufs,
     pub d: NetBufs,
     pub stats: BufId,
+    /// G's exponential moving average of weights (`--g-ema` > 0), same layout as `g.params`;
+    /// `sample` runs G with these weights.
+    pub g_ema: Option<BufId>,
     /// [real; fake] rows, the input of D: (2 batch, dim).
     pub d_input: BufId,
     pub train_step: Vec<Op>,
@@ -370,7 +380,8 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
         .map(|(i, l)| bld.buf(format!("sample.G.fc{}.out", i + 1), SAMPLE_ROWS * l.fan_out))
         .collect();
     let sample_out = *sample_act.last().expect("G has layers");
-    let gs = NetBufs { act: sample_act, ..g.clone() };
+    let g_ema = (cfg.g_ema > 0.0).then(|| bld.buf("G.params.ema", g_layout.len));
+    let gs = NetBufs { act: sample_act, params: g_ema.unwrap_or(g.params), ..g.clone() };
 
     let (seed_lo, seed_hi) = (cfg.seed as u32, (cfg.seed >> 32) as u32);
     let noise_p = |stream| RandomParams { len: (b * latent) as u32, stream, seed_lo, seed_hi, ..Default::default() };
@@ -458,6 +469,10 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
     backward(&mut ops, &d, fake, &d_outs, db, at0(d_logits_grad), false, Some(at0(d_input_grad)), d_dropout(1));
     backward(&mut ops, &g, at0(noise), &g_outs, b, at0(d_input_grad), true, None, None);
     adam(&mut ops, &g, cfg);
+    if let Some(ema) = g_ema {
+        let p = EmaParams { len: g_layout.len as u32, beta: cfg.g_ema, ..Default::default() };
+        ops.push(Op::EmaUpdate { p, params: g.params, ema });
+    }
     ops.push(Op::StepTick);
 
     let mut sample = vec![];
@@ -468,6 +483,7 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
         g,
         d,
         stats,
+        g_ema,
         d_input,
         train_step: ops,
         sample,

@@ -11,6 +11,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("loss", include_str!("../shaders/loss.wgsl")),
     ("adam", include_str!("../shaders/adam.wgsl")),
     ("random", include_str!("../shaders/random.wgsl")),
+    ("ema", include_str!("../shaders/ema.wgsl")),
 ];
 
 /// How an entry point uses one binding slot.
@@ -57,6 +58,7 @@ pub const ENTRIES: &[(&str, &str, &[Slot])] = &[
     ("gather_u8", "random", &[U(0), U(1), R(2), RW(3)]),
     ("gather_f32", "random", &[U(0), U(1), R(2), RW(3)]),
     ("dropout", "random", &[U(0), U(1), RW(3)]),
+    ("ema_update", "ema", &[U(0), R(1), RW(3)]),
 ];
 
 /// The full source of a family: common helpers, then the family's own file.
