@@ -158,7 +158,8 @@ pub struct Plan {
     /// [real; fake] rows, the input of D: (2 batch, dim).
     pub d_input: BufId,
     pub train_step: Vec<Op>,
-    /// G forward on `sample_rows` latent rows in `sample_z`, output in `sample_out`.
+    /// G forward on `sample_rows` latent rows in `sample_z`, output in `sample_out`; with G's
+    /// weight average when `g_ema` is kept.
     pub sample: Vec<Op>,
     pub sample_rows: usize,
     pub sample_z: BufId,
