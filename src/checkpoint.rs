@@ -7,6 +7,8 @@
 //!   prefix gives a `state_dict` for a `Sequential`-like module whose linear layers are `fc1`, `fc2`, ...
 //! - Adam's state under the same layer names: `optim.G.exp_avg.fc1.weight` (m),
 //!   `optim.G.exp_avg_sq.fc1.weight` (v), ..., and the same for `optim.D.`.
+//! - With `--g-ema`, G's weight average under `G_ema.fc1.weight`, ... (the weights sampling and
+//!   evaluation use). Optional on load: without them the average restarts from G's weights.
 //!
 //! Metadata (all strings): `format` = `shadergan-checkpoint`, `version` = `1`, `config` (the
 //! [`TrainConfig`] as JSON), `step`, `t_d`, `t_g` (optimizer steps of D and G; decimal), `epoch`
@@ -45,7 +47,7 @@ pub struct Checkpoint {
 }
 
 /// One tensor of the file: name, shape, and where it lives: `buf` indexes [G params, G moments,
-/// D params, D moments], `start` is its first element there.
+/// D params, D moments, G weight average], `start` is its first element there.
 struct Spec {
     name: String,
     shape: Vec<usize>,
@@ -53,8 +55,9 @@ struct Spec {
     start: usize,
 }
 
-/// Every tensor of a model, G then D; each net's parameters, then its m, then its v.
-fn specs(model: &ModelConfig) -> Vec<Spec> {
+/// Every tensor of a model, G then D; each net's parameters, then its m, then its v; then G's
+/// weight average when `ema`.
+fn specs(model: &ModelConfig, ema: bool) -> Vec<Spec> {
     let mut out = Vec::new();
     for (net, params) in [(Net::G, 0), (Net::D, 2)] {
         let (layout, n) = (model.layout(net), net.name());
@@ -68,6 +71,11 @@ fn specs(model: &ModelConfig) -> Vec<Spec> {
             }
         }
     }
+    if ema {
+        for (name, off, shape) in model.layout(Net::G).tensors() {
+            out.push(Spec { name: format!("G_ema.{name}"), shape, buf: 4, start: off });
+        }
+    }
     out
 }
 
@@ -75,11 +83,14 @@ fn specs(model: &ModelConfig) -> Vec<Spec> {
 fn to_bytes(ckpt: &Checkpoint) -> Result<Vec<u8>> {
     let (model, s) = (&ckpt.config.model, &ckpt.snapshot);
     let (g, d) = (model.layout(Net::G).len, model.layout(Net::D).len);
-    let bufs = [&s.g_params, &s.g_moments, &s.d_params, &s.d_moments];
-    if bufs.iter().map(|b| b.len()).ne([g, 2 * g, d, 2 * d]) {
+    let no_ema = vec![];
+    let ema = s.g_ema.as_ref().unwrap_or(&no_ema);
+    let bufs = [&s.g_params, &s.g_moments, &s.d_params, &s.d_moments, ema];
+    let ema_len = if s.g_ema.is_some() { g } else { 0 };
+    if bufs.iter().map(|b| b.len()).ne([g, 2 * g, d, 2 * d, ema_len]) {
         return Err(Error::input("checkpoint: the snapshot's buffer sizes do not match its config's model"));
     }
-    let tensors: Vec<_> = specs(model)
+    let tensors: Vec<_> = specs(model, s.g_ema.is_some())
         .into_iter()
         .map(|t| {
             let n: usize = t.shape.iter().product();
@@ -263,7 +274,9 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     if layers > st.len() {
         return Err(fail(format!("the stored config has {layers} layers, the file only {} tensors", st.len())));
     }
-    let specs = specs(m);
+    // G's weight average is optional: checkpoints from before --g-ema lack it.
+    let ema = config.g_ema > 0.0 && st.names().iter().any(|n| n.starts_with("G_ema."));
+    let specs = specs(m, ema);
     let mut views = Vec::with_capacity(specs.len());
     for t in &specs {
         let v = st.tensor(&t.name).map_err(|_| fail(format!("tensor {} is missing", t.name)))?;
@@ -280,7 +293,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         return Err(fail(format!("unexpected tensor {}", one_line(extra))));
     }
     let (g, d) = (m.layout(Net::G).len, m.layout(Net::D).len);
-    let mut bufs = [vec![0.0; g], vec![0.0; 2 * g], vec![0.0; d], vec![0.0; 2 * d]];
+    let mut bufs = [vec![0.0; g], vec![0.0; 2 * g], vec![0.0; d], vec![0.0; 2 * d], vec![0.0; if ema { g } else { 0 }]];
     for (t, v) in specs.iter().zip(&views) {
         let dst = &mut bufs[t.buf];
         for (i, (x, b)) in dst[t.start..].iter_mut().zip(v.data().chunks_exact(4)).enumerate() {
@@ -290,8 +303,9 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             }
         }
     }
-    let [g_params, g_moments, d_params, d_moments] = bufs;
-    let snapshot = Snapshot { state, g_params, d_params, g_moments, d_moments };
+    let [g_params, g_moments, d_params, d_moments, g_ema] = bufs;
+    let g_ema = ema.then_some(g_ema);
+    let snapshot = Snapshot { state, g_params, d_params, g_moments, d_moments, g_ema };
     Ok(Checkpoint { config, snapshot, epoch, data_shape })
 }
 
@@ -355,6 +369,7 @@ mod tests {
             d_dropout: 0.0,
             d_steps: 1,
             precision: crate::config::Precision::F16,
+            g_ema: 0.0,
         };
         let wave = |n: usize, k: f32| (0..n).map(|i| (i as f32 * k).sin() * 1e-3).collect::<Vec<f32>>();
         let snapshot = Snapshot {
@@ -363,6 +378,7 @@ mod tests {
             d_params: d.init(9),
             g_moments: wave(2 * g.len, 0.37),
             d_moments: wave(2 * d.len, 0.91),
+            g_ema: None,
         };
         Checkpoint { config, snapshot, epoch: 1.75, data_shape: vec![2, 3] }
     }
@@ -413,6 +429,26 @@ mod tests {
         save(&path, &ck).unwrap();
         assert_eq!(load(&path).unwrap(), ck);
         check_compatible(&ck, &ck.config).unwrap();
+    }
+
+    #[test]
+    fn g_ema_round_trips_and_is_optional_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.safetensors");
+        let mut ck = sample();
+        ck.config.g_ema = 0.999;
+        let g = ck.snapshot.g_params.len();
+        ck.snapshot.g_ema = Some((0..g).map(|i| i as f32 * 0.01).collect());
+        save(&path, &ck).unwrap();
+        let st_bytes = fs::read(&path).unwrap();
+        let st = SafeTensors::deserialize(&st_bytes).unwrap();
+        assert_eq!(st.tensor("G_ema.fc1.weight").unwrap().shape(), &[5, 3]);
+        assert_eq!(load(&path).unwrap(), ck);
+        // A checkpoint without the average (written before --g-ema) still loads, without it.
+        let mut old = ck.clone();
+        old.snapshot.g_ema = None;
+        save(&path, &old).unwrap();
+        assert_eq!(load(&path).unwrap().snapshot.g_ema, None);
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct TrainConfig {
     /// D updates per training step (each on its own batch), then one G update.
     #[serde(default = "one")]
     pub d_steps: usize,
+    /// G's weight average for sampling and evaluation: ema = beta ema + (1 - beta) w after each G
+    /// update, starting from G's initial weights (0: off).
+    #[serde(default)]
+    pub g_ema: f32,
     /// The data was uint8 (images): generated samples are written back as uint8.
     #[serde(default)]
     pub data_u8: bool,
@@ -87,6 +91,8 @@ pub struct TrainOptions {
     /// D updates per G update.
     pub d_steps: usize,
     pub precision: Precision,
+    /// EMA decay of G's weights for sampling and evaluation (0: off).
+    pub g_ema: f32,
 }
 
 impl Default for TrainOptions {
@@ -108,6 +114,7 @@ impl Default for TrainOptions {
             d_dropout: 0.0,
             d_steps: 1,
             precision: Precision::F32,
+            g_ema: 0.0,
         }
     }
 }
@@ -148,6 +155,7 @@ impl TrainOptions {
             real_label: self.real_label,
             d_dropout: self.d_dropout,
             d_steps: self.d_steps,
+            g_ema: self.g_ema,
             data_scale,
             data_shift,
             data_u8,
@@ -201,6 +209,9 @@ impl TrainConfig {
             // Its backward pass reads the derivative from the dropped-out output, which is right
             // only for activations whose derivative depends on the sign alone.
             return Err(Error::input(format!("--d-dropout needs --d-activation relu or leaky-relu, not {act:?}")));
+        }
+        if !(0.0..1.0).contains(&self.g_ema) {
+            return Err(Error::input(format!("--g-ema must be in [0, 1), not {}", self.g_ema)));
         }
         for (name, b) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
             if !(0.0..1.0).contains(&b) {

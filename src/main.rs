@@ -158,6 +158,10 @@ struct TrainArgs {
     /// f32 master weights, gradients and Adam state); on the GPU it needs shader-f16.
     #[arg(long, value_enum, default_value = "f32")]
     precision: Precision,
+    /// Keep an exponential moving average of G's weights with this decay (e.g. 0.999) and sample
+    /// and evaluate with it; 0: off.
+    #[arg(long, default_value_t = 0.0)]
+    g_ema: f32,
     #[arg(long, default_value_t = 64)]
     latent_dim: usize,
     /// Hidden layer sizes of G, comma-separated.
@@ -270,6 +274,7 @@ fn train(args: TrainArgs) -> Result<()> {
         d_dropout: args.d_dropout,
         d_steps: args.d_steps,
         precision: args.precision,
+        g_ema: args.g_ema,
     };
     let req = TrainRequest {
         data: args.data.clone(),

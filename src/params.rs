@@ -88,6 +88,16 @@ pub struct AdamParams {
     pub _pad: [u32; 2],
 }
 
+/// `EmaParams` in ema.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable, PartialEq)]
+pub struct EmaParams {
+    pub len: u32,
+    /// ema = beta * ema + (1 - beta) * params.
+    pub beta: f32,
+    pub _pad: [u32; 2],
+}
+
 /// `TrainState` in adam.wgsl and random.wgsl: the step counter and Adam's bias-correction state,
 /// resident on the GPU and advanced by `adam_tick` and `step_tick`.
 #[repr(C)]

@@ -7,7 +7,7 @@
 //!   D step: noise -> G forward -> gather real batch -> D forward on [real; fake] -> BCE (1 / 0)
 //!           -> D backward (weights) -> Adam(D)
 //!   G step: fresh noise -> G forward -> D forward on fake -> BCE (label 1, non-saturating)
-//!           -> D backward to its input -> G backward -> Adam(G) -> step += 1
+//!           -> D backward to its input -> G backward -> Adam(G) [-> EMA of G] -> step += 1
 //!
 //! At `--precision f16` (issue 6) the same step runs with these buffers in f16 (`DType::F16`):
 //! every layer's output (activations, D's logits, G's samples), D.input, G's input noise and
@@ -135,6 +135,12 @@ pub enum Op {
         moments: BufId,
     },
     StepTick,
+    /// `ema` = beta `ema` + (1 - beta) `params` (G's weight average, `--g-ema`).
+    EmaUpdate {
+        p: EmaParams,
+        params: BufId,
+        ema: BufId,
+    },
     NoiseNormal {
         p: RandomParams,
         out: BufId,
@@ -174,6 +180,7 @@ impl Op {
             Op::AdamTick { .. } => "adam_tick".into(),
             Op::AdamStep { .. } => "adam_step".into(),
             Op::StepTick => "step_tick".into(),
+            Op::EmaUpdate { .. } => "ema_update".into(),
             Op::NoiseNormal { .. } => "noise_normal".into(),
             Op::Gather { .. } => if data_is_u8 { "gather_u8" } else { "gather_f32" }.into(),
             Op::Dropout { .. } => "dropout".into(),
@@ -206,6 +213,7 @@ impl Op {
             Op::SoftmaxXent { z, labels, dz, stats, .. } => vec![z, labels, dz, stats],
             Op::AdamTick { .. } | Op::StepTick => vec![],
             Op::AdamStep { params, grads, moments, .. } => vec![params, grads, moments],
+            Op::EmaUpdate { params, ema, .. } => vec![params, ema],
             Op::NoiseNormal { out, .. } | Op::Gather { out, .. } | Op::Dropout { out, .. } => vec![out],
         }
     }
@@ -226,6 +234,7 @@ impl Op {
             Op::BceLogits { dz, stats, .. } | Op::SoftmaxXent { dz, stats, .. } => vec![dz, stats],
             Op::AdamTick { .. } | Op::StepTick => vec![],
             Op::AdamStep { params, moments, .. } => vec![params, moments],
+            Op::EmaUpdate { ema, .. } => vec![ema],
         }
     }
 }
@@ -255,10 +264,14 @@ pub struct Plan {
     pub g: NetBufs,
     pub d: NetBufs,
     pub stats: BufId,
+    /// G's exponential moving average of weights (`--g-ema` > 0), same layout as `g.params`;
+    /// `sample` runs G with these weights.
+    pub g_ema: Option<BufId>,
     /// [real; fake] rows, the input of D: (2 batch, dim).
     pub d_input: BufId,
     pub train_step: Vec<Op>,
-    /// G forward on `sample_rows` latent rows in `sample_z`, output in `sample_out`.
+    /// G forward on `sample_rows` latent rows in `sample_z`, output in `sample_out`; with G's
+    /// weight average when `g_ema` is kept.
     pub sample: Vec<Op>,
     pub sample_rows: usize,
     pub sample_z: BufId,
@@ -532,7 +545,14 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
         .map(|(i, l)| bld.act(format!("sample.G.fc{}.out", i + 1), SAMPLE_ROWS * l.fan_out))
         .collect();
     let sample_out = *sample_act.last().expect("G has layers");
-    let gs = NetBufs { act: sample_act, ..g.clone() };
+    let g_ema = (cfg.g_ema > 0.0).then(|| bld.buf("G.params.ema", g_layout.len));
+    // Sampling reads the average when there is one; at f16 through its own f16 copy, cast at the
+    // start of each sampling call (sampling is rare, so the training step does not pay for it).
+    let g_ema16 = g_ema.and_then(|_| half.then(|| bld.buf16("G.params.ema.f16", g_layout.len)));
+    let gs = match g_ema {
+        Some(ema) => NetBufs { act: sample_act, params: ema, params16: g_ema16, ..g.clone() },
+        None => NetBufs { act: sample_act, ..g.clone() },
+    };
 
     let (seed_lo, seed_hi) = (cfg.seed as u32, (cfg.seed >> 32) as u32);
     let noise_p = |stream| RandomParams { len: (b * latent) as u32, stream, seed_lo, seed_hi, ..Default::default() };
@@ -643,12 +663,19 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
     backward(&mut ops, &g, g_input, &g_outs, b, at0(d_input_grad), true, None, None);
     adam(&mut ops, &g, cfg);
     cast_weights(&mut ops, &g);
+    if let Some(ema) = g_ema {
+        let p = EmaParams { len: g_layout.len as u32, beta: cfg.g_ema, ..Default::default() };
+        ops.push(Op::EmaUpdate { p, params: g.params, ema });
+    }
     ops.push(Op::StepTick);
 
     let mut refresh = vec![];
     cast_weights(&mut refresh, &g);
     cast_weights(&mut refresh, &d);
     let mut sample = vec![];
+    if g_ema.is_some() {
+        cast_weights(&mut sample, &gs);
+    }
     forward(&mut sample, &gs, at0(sample_z), SAMPLE_ROWS, None, None);
 
     Plan {
@@ -656,6 +683,7 @@ pub fn build(cfg: &TrainConfig, n: usize) -> Plan {
         g,
         d,
         stats,
+        g_ema,
         d_input,
         train_step: ops,
         sample,

@@ -168,6 +168,7 @@ fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
     differ("--beta2", opts.beta2.to_string(), d.beta2.to_string(), ck.beta2.to_string());
     differ("--d-steps", opts.d_steps.to_string(), d.d_steps.to_string(), ck.d_steps.to_string());
     differ("--d-dropout", opts.d_dropout.to_string(), d.d_dropout.to_string(), ck.d_dropout.to_string());
+    differ("--g-ema", opts.g_ema.to_string(), d.g_ema.to_string(), ck.g_ema.to_string());
     differ("--label-smoothing", opts.real_label.to_string(), d.real_label.to_string(), ck.real_label.to_string());
     differ("--precision", opts.precision.name().into(), d.precision.name().into(), ck.precision.name().into());
     out

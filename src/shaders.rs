@@ -15,6 +15,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("matmul_f16", include_str!("../shaders/matmul_f16.wgsl")),
     ("activation_f16", include_str!("../shaders/activation_f16.wgsl")),
     ("random_f16", include_str!("../shaders/random_f16.wgsl")),
+    ("ema", include_str!("../shaders/ema.wgsl")),
 ];
 
 /// Families with f16 storage (`--precision f16`): compiled with `enable f16;` first (it must
@@ -88,6 +89,7 @@ pub const ENTRIES: &[(&str, &str, &[Slot])] = &[
     ("sigmoid_backward_f16", "activation_f16", EW_BACKWARD_F16),
     ("tanh_backward_f16", "activation_f16", EW_BACKWARD_F16),
     ("dropout_f16", "random_f16", &[U(0), U(1), RW(3)]),
+    ("ema_update", "ema", &[U(0), R(1), RW(3)]),
 ];
 
 /// The full source of a family: common helpers, then the family's own file (f16 families:

@@ -37,6 +37,9 @@ pub struct Snapshot {
     /// Adam m then v, each the length of the parameters.
     pub g_moments: Vec<f32>,
     pub d_moments: Vec<f32>,
+    /// G's weight average (`--g-ema`); None when off, or not yet kept (restore then starts it
+    /// as a copy of `g_params`).
+    pub g_ema: Option<Vec<f32>>,
 }
 
 /// Which backend runs the math.
@@ -106,6 +109,7 @@ impl<E: Executor> PlanTrainer<E> {
             d_moments: vec![0.0; 2 * d.len()],
             g_params: g,
             d_params: d,
+            g_ema: None,
         };
         t.restore(&snapshot)?;
         Ok(t)
@@ -156,6 +160,7 @@ impl<E: Executor> Trainer for PlanTrainer<E> {
             d_params: self.exec.read(self.plan.d.params)?,
             g_moments: self.exec.read(self.plan.g.moments)?,
             d_moments: self.exec.read(self.plan.d.moments)?,
+            g_ema: self.plan.g_ema.map(|b| self.exec.read(b)).transpose()?,
         })
     }
 
@@ -167,6 +172,8 @@ impl<E: Executor> Trainer for PlanTrainer<E> {
             ("G Adam moments", s.g_moments.len(), 2 * g.layout.len),
             ("D Adam moments", s.d_moments.len(), 2 * d.layout.len),
         ];
+        let ema_len = s.g_ema.as_ref().map_or(g.layout.len, |e| e.len());
+        let checks = checks.into_iter().chain([("G weight average", ema_len, g.layout.len)]);
         for (what, got, want) in checks {
             if got != want {
                 return Err(Error::input(format!("{what}: {got} values, the model needs {want}")));
@@ -177,6 +184,10 @@ impl<E: Executor> Trainer for PlanTrainer<E> {
         self.exec.write(dp, &s.d_params)?;
         self.exec.write(gm, &s.g_moments)?;
         self.exec.write(dm, &s.d_moments)?;
+        if let Some(ema) = self.plan.g_ema {
+            // No average stored (a new run, or a checkpoint from before --g-ema): start it at G.
+            self.exec.write(ema, s.g_ema.as_ref().unwrap_or(&s.g_params))?;
+        }
         self.exec.write_state(&s.state)?;
         if !self.plan.refresh.is_empty() {
             // --precision f16: the weight copies the matmuls read follow the new weights.

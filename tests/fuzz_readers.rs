@@ -28,6 +28,7 @@ fn valid_checkpoint() -> Vec<u8> {
             d_moments: vec![0.0; 2 * d.len()],
             g_params: g,
             d_params: d,
+            g_ema: None,
         },
         config: cfg,
         epoch: 0.0,

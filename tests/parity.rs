@@ -68,6 +68,10 @@ fn assert_snapshots_close(what: &str, g: &Snapshot, c: &Snapshot) {
     ] {
         compare(name, gv, cv, t).unwrap_or_else(|e| panic!("{what}: {e}"));
     }
+    assert_eq!(g.g_ema.is_some(), c.g_ema.is_some(), "{what}: G weight average kept on one backend only");
+    if let (Some(ge), Some(ce)) = (&g.g_ema, &c.g_ema) {
+        compare("G weight average", ge, ce, t).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
 }
 
 #[test]
@@ -83,9 +87,10 @@ fn gpu_and_cpu_agree_over_ten_steps() {
         cfg.model.pack = 1 + i * 3; // 1, then PacGAN4
         cfg.d_dropout = 0.3 * i as f32; // none, then 0.3 in D
         cfg.d_steps = 1 + i; // then two D updates per step
+        cfg.g_ema = 0.9 * i as f32; // then G's weight average, which sampling then uses
         let what = format!(
-            "G {g_act:?}/{:?}, D {d_act:?}, real label {real_label}, pack {}, dropout {}, d-steps {}",
-            cfg.model.g_output, cfg.model.pack, cfg.d_dropout, cfg.d_steps
+            "G {g_act:?}/{:?}, D {d_act:?}, real label {real_label}, pack {}, dropout {}, d-steps {}, g-ema {}",
+            cfg.model.g_output, cfg.model.pack, cfg.d_dropout, cfg.d_steps, cfg.g_ema
         );
         let mut cpu = cpu_trainer(&cfg, &data);
         let Some(mut gpu) = gpu_trainer(&cfg, &data) else { return };
@@ -132,6 +137,43 @@ fn same_seed_gives_identical_bits_on_each_backend() {
     };
     if let (Some(a), Some(b)) = (run_gpu(), run_gpu()) {
         assert_eq!(a, b, "GPU runs from one seed differ");
+    }
+}
+
+#[test]
+fn g_ema_averages_g_and_sampling_uses_it() {
+    let data = image_data();
+    let mut cfg = config(&data, Activation::Relu, Activation::Relu, None);
+    cfg.g_ema = 0.5;
+    let mut plain_cfg = cfg.clone();
+    plain_cfg.g_ema = 0.0;
+    let mut t = cpu_trainer(&cfg, &data);
+    let mut plain = cpu_trainer(&plain_cfg, &data);
+    // Starts as a copy of G; the average does not change training itself.
+    let s0 = t.snapshot().unwrap();
+    assert_eq!(s0.g_ema.as_ref(), Some(&s0.g_params));
+    let w0 = s0.g_params.clone();
+    t.train(1).unwrap();
+    plain.train(1).unwrap();
+    let s1 = t.snapshot().unwrap();
+    let p1 = plain.snapshot().unwrap();
+    assert_eq!((&s1.g_params, &s1.d_params), (&p1.g_params, &p1.d_params));
+    let want: Vec<f32> = w0.iter().zip(&s1.g_params).map(|(a, b)| 0.5 * a + 0.5 * b).collect();
+    assert_eq!(s1.g_ema.as_ref(), Some(&want));
+    // Sampling runs the averaged weights: a trainer whose G is the average samples the same.
+    let z = uniform(5 * 8, 9, -2.0, 2.0);
+    let mut avg = cpu_trainer(&plain_cfg, &data);
+    avg.restore(&Snapshot { g_params: want, g_ema: None, ..p1.clone() }).unwrap();
+    assert_eq!(t.sample(&z).unwrap(), avg.sample(&z).unwrap());
+    assert_ne!(t.sample(&z).unwrap(), plain.sample(&z).unwrap());
+    // Restoring a snapshot carries the average; GPU agrees with CPU from the same snapshot.
+    let mut r = cpu_trainer(&cfg, &data);
+    r.restore(&s1).unwrap();
+    assert_eq!(r.snapshot().unwrap(), s1);
+    if let Some(mut g) = gpu_trainer(&cfg, &data) {
+        g.restore(&s1).unwrap();
+        assert_eq!(g.snapshot().unwrap(), s1);
+        compare("sample", &g.sample(&z).unwrap(), &r.sample(&z).unwrap(), tolerance("train_10_steps")).unwrap();
     }
 }
 

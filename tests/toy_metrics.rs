@@ -168,3 +168,47 @@ fn eval_of_an_image_model_is_an_input_error() {
     assert!(err.contains("2-D"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn g_ema_is_checkpointed_restored_on_resume_and_used_by_eval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_shadergan"))
+            .args(["train", "--toy", "ring8", "--backend", "cpu", "--quiet", "--g-ema", "0.99"])
+            .args(["--g-hidden", "16", "--d-hidden", "16", "--latent-dim", "2", "--checkpoint-every", "0"])
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "train failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (a, b) = (tmp.path().join("straight"), tmp.path().join("resumed"));
+    run(&a, &["--steps", "40"]);
+    run(&b, &["--steps", "20"]);
+    let latest = b.join("checkpoints").join("latest.safetensors");
+    let o = Command::new(env!("CARGO_BIN_EXE_shadergan"))
+        .args(["train", "--toy", "ring8", "--backend", "cpu", "--quiet", "--steps", "40", "--resume"])
+        .arg(&latest)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "resume failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    let load = |dir: &std::path::Path| {
+        shadergan::checkpoint::load(&dir.join("checkpoints").join("latest.safetensors")).unwrap()
+    };
+    let (straight, resumed) = (load(&a), load(&b));
+    let ema = straight.snapshot.g_ema.as_ref().expect("the checkpoint keeps G's weight average");
+    assert_ne!(ema, &straight.snapshot.g_params);
+    assert_eq!(straight.snapshot, resumed.snapshot, "resume continues the average exactly");
+    // eval samples with the average, as the run's own eval.json did.
+    let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("eval.json")).unwrap()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_shadergan"))
+        .args(["eval", "--toy", "ring8", "--backend", "cpu"])
+        .arg(a.join("checkpoints").join("latest.safetensors"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "eval failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(printed["high_quality_pct"], eval["high_quality_pct"]);
+    assert_eq!(printed["reverse_kl"], eval["reverse_kl"]);
+}

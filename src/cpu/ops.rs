@@ -2,7 +2,9 @@
 //! same parameter structs and the same flat buffers with the same offsets. They are the oracle
 //! for every GPU kernel (tests/kernels.rs) and the reference for the faster CPU trainer paths.
 
-use crate::params::{AdamParams, EwParams, LossParams, MatmulParams, RandomParams, TrainState, XentParams, NO_SLOT};
+use crate::params::{
+    AdamParams, EmaParams, EwParams, LossParams, MatmulParams, RandomParams, TrainState, XentParams, NO_SLOT,
+};
 use crate::rng;
 
 /// The largest finite f16.
@@ -281,6 +283,14 @@ pub fn adam_tick(state: &mut TrainState, net: u32, beta1: f32, beta2: f32) {
 
 pub fn step_tick(state: &mut TrainState) {
     state.step += 1;
+}
+
+/// `ema_update`: ema = beta * ema + (1 - beta) * params over the first `p.len` values.
+pub fn ema_update(p: &EmaParams, params: &[f32], ema: &mut [f32]) {
+    let len = p.len as usize;
+    for (e, &w) in ema[..len].iter_mut().zip(&params[..len]) {
+        *e = p.beta * *e + (1.0 - p.beta) * w;
+    }
 }
 
 /// One Adam update over a flat parameter buffer; `moments` holds m then v.

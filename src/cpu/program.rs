@@ -126,6 +126,7 @@ impl CpuProgram {
                 self.bufs[params] = pv;
             }
             Op::StepTick => ops::step_tick(&mut self.state),
+            Op::EmaUpdate { ref p, params, ema } => self.with_out(ema, |b, o| ops::ema_update(p, &b[params], o)),
             Op::NoiseNormal { ref p, out } => {
                 let state = self.state;
                 self.with_out(out, |_, o| ops::noise_normal(p, &state, o))

@@ -51,6 +51,7 @@ fn bindings(op: &Op) -> (Option<Vec<u8>>, Vec<(u32, Res)>) {
             (u(p), vec![(1, Buf(params)), (2, Buf(grads)), (3, Buf(moments)), (4, State)])
         }
         Op::StepTick => (None, vec![(5, State)]),
+        Op::EmaUpdate { ref p, params, ema } => (u(p), vec![(1, Buf(params)), (3, Buf(ema))]),
         Op::NoiseNormal { ref p, out } | Op::Dropout { ref p, out } => (u(p), vec![(1, State), (3, Buf(out))]),
         Op::Gather { ref p, out } => (u(p), vec![(1, State), (2, Data), (3, Buf(out))]),
     }
@@ -77,6 +78,7 @@ fn workgroups(op: &Op) -> [u32; 3] {
         Op::ActivationForward { p, .. } | Op::ActivationBackward { p, .. } => groups_1d(p.len as usize),
         Op::BceLogits { .. } | Op::SoftmaxXent { .. } | Op::AdamTick { .. } | Op::StepTick => [1, 1, 1],
         Op::AdamStep { p, .. } => groups_1d(p.len as usize),
+        Op::EmaUpdate { p, .. } => groups_1d(p.len as usize),
         Op::NoiseNormal { p, .. } => groups_1d((p.len as usize).div_ceil(4)),
         Op::Dropout { p, .. } => groups_1d(p.len as usize),
         Op::Cast { p, .. } => groups_1d(p.len as usize),
