@@ -75,6 +75,10 @@ fn bench_config(data: &Dataset, batch: usize, precision: Precision) -> Result<Tr
         g_activation: Some(Relu),
         d_activation: Some(Relu),
         g_output: Some(Sigmoid),
+        g_hidden: vec![256, 256],
+        d_hidden: vec![256, 256],
+        d_dropout: Some(0.0),
+        g_ema: Some(0.0),
         precision,
         ..Default::default()
     };

@@ -70,6 +70,7 @@ pub struct TrainConfig {
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
     pub latent_dim: usize,
+    /// Hidden layer sizes; empty: `IMAGE_HIDDEN` for data in [0, 1], `HIDDEN` otherwise.
     pub g_hidden: Vec<usize>,
     pub d_hidden: Vec<usize>,
     /// None: leaky ReLU for data in [0, 1] (images), ReLU otherwise.
@@ -86,21 +87,32 @@ pub struct TrainOptions {
     pub real_label: f32,
     /// PacGAN: samples per D decision.
     pub pack: usize,
-    /// Dropout rate on D's hidden layers.
-    pub d_dropout: f32,
+    /// Dropout rate on D's hidden layers; None: `IMAGE_D_DROPOUT` for data in [0, 1] when D's
+    /// hidden activation is ReLU or leaky ReLU, 0 otherwise.
+    pub d_dropout: Option<f32>,
     /// D updates per G update.
     pub d_steps: usize,
     pub precision: Precision,
-    /// EMA decay of G's weights for sampling and evaluation (0: off).
-    pub g_ema: f32,
+    /// EMA decay of G's weights for sampling and evaluation (0: off); None: `IMAGE_G_EMA` for
+    /// data in [0, 1], 0 otherwise.
+    pub g_ema: Option<f32>,
 }
+
+/// Hidden layer sizes of both networks, unless the data is images.
+pub const HIDDEN: [usize; 2] = [256, 256];
+/// Defaults for data in [0, 1] (images), measured on MNIST (README, "Measured on MNIST"): wider
+/// networks, dropout in D and sampling from G's weight average bring the class histogram to
+/// MNIST's (class-KL 0.035 -> 0.017) and halve the Fréchet distance against the plain settings.
+pub const IMAGE_HIDDEN: [usize; 2] = [512, 512];
+pub const IMAGE_D_DROPOUT: f32 = 0.3;
+pub const IMAGE_G_EMA: f32 = 0.999;
 
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             latent_dim: 64,
-            g_hidden: vec![256, 256],
-            d_hidden: vec![256, 256],
+            g_hidden: vec![],
+            d_hidden: vec![],
             g_activation: None,
             d_activation: None,
             g_output: None,
@@ -111,10 +123,10 @@ impl Default for TrainOptions {
             beta2: 0.999,
             real_label: 1.0,
             pack: 1,
-            d_dropout: 0.0,
+            d_dropout: None,
             d_steps: 1,
             precision: Precision::F32,
-            g_ema: 0.0,
+            g_ema: None,
         }
     }
 }
@@ -135,14 +147,22 @@ impl TrainOptions {
             (false, true) => (2.0, -1.0),
             (false, false) => (1.0, 0.0),
         };
+        let sizes = |given: &Vec<usize>| match (given.is_empty(), image) {
+            (false, _) => given.clone(),
+            (true, true) => IMAGE_HIDDEN.to_vec(),
+            (true, false) => HIDDEN.to_vec(),
+        };
+        let d_activation = self.d_activation.unwrap_or(hidden);
+        // Dropout's backward pass needs an activation whose derivative depends on the sign alone.
+        let sign_only = matches!(d_activation, Activation::Relu | Activation::LeakyRelu);
         let cfg = TrainConfig {
             model: ModelConfig {
                 data_dim: data.dim,
                 latent_dim: self.latent_dim,
-                g_hidden: self.g_hidden.clone(),
-                d_hidden: self.d_hidden.clone(),
+                g_hidden: sizes(&self.g_hidden),
+                d_hidden: sizes(&self.d_hidden),
                 g_activation: self.g_activation.unwrap_or(hidden),
-                d_activation: self.d_activation.unwrap_or(hidden),
+                d_activation,
                 g_output,
                 pack: self.pack,
             },
@@ -153,9 +173,9 @@ impl TrainOptions {
             beta2: self.beta2,
             eps: 1e-8,
             real_label: self.real_label,
-            d_dropout: self.d_dropout,
+            d_dropout: self.d_dropout.unwrap_or(if image && sign_only { IMAGE_D_DROPOUT } else { 0.0 }),
             d_steps: self.d_steps,
-            g_ema: self.g_ema,
+            g_ema: self.g_ema.unwrap_or(if image { IMAGE_G_EMA } else { 0.0 }),
             data_scale,
             data_shift,
             data_u8,

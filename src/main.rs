@@ -125,7 +125,8 @@ struct TrainArgs {
     /// auto: a real GPU if there is one, else the CPU.
     #[arg(long, value_enum, default_value = "auto")]
     backend: Backend,
-    /// Total training steps (one step = one D update + one G update) [default: 2000].
+    /// Total training steps (one step = one D update + one G update) [default: 30 epochs for
+    /// images, 2000 otherwise].
     #[arg(long, conflicts_with = "epochs")]
     steps: Option<u32>,
     /// Train this many passes over the data set instead of --steps.
@@ -148,9 +149,10 @@ struct TrainArgs {
     /// PacGAN: D judges this many samples at once (real with real, fake with fake).
     #[arg(long, default_value_t = 1)]
     pack: usize,
-    /// Dropout rate on D's hidden layers (seeded; the same masks on both backends).
-    #[arg(long, default_value_t = 0.0)]
-    d_dropout: f32,
+    /// Dropout rate on D's hidden layers (seeded; the same masks on both backends) [default: 0.3
+    /// for data in [0, 1] with a ReLU or leaky ReLU D, 0 otherwise].
+    #[arg(long)]
+    d_dropout: Option<f32>,
     /// D updates per training step (each on its own batch), then one G update.
     #[arg(long, default_value_t = 1)]
     d_steps: usize,
@@ -159,17 +161,18 @@ struct TrainArgs {
     #[arg(long, value_enum, default_value = "f32")]
     precision: Precision,
     /// Keep an exponential moving average of G's weights with this decay (e.g. 0.999) and sample
-    /// and evaluate with it; 0: off.
-    #[arg(long, default_value_t = 0.0)]
-    g_ema: f32,
+    /// and evaluate with it; 0: off [default: 0.999 for data in [0, 1], 0 otherwise].
+    #[arg(long)]
+    g_ema: Option<f32>,
     #[arg(long, default_value_t = 64)]
     latent_dim: usize,
-    /// Hidden layer sizes of G, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "256,256")]
-    g_hidden: Vec<usize>,
-    /// Hidden layer sizes of D, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "256,256")]
-    d_hidden: Vec<usize>,
+    /// Hidden layer sizes of G, comma-separated [default: 512,512 for data in [0, 1], 256,256
+    /// otherwise].
+    #[arg(long, value_delimiter = ',')]
+    g_hidden: Option<Vec<usize>>,
+    /// Hidden layer sizes of D, comma-separated [default: as --g-hidden].
+    #[arg(long, value_delimiter = ',')]
+    d_hidden: Option<Vec<usize>>,
     /// Hidden activation of G [default: leaky-relu for data in [0, 1], relu otherwise].
     #[arg(long, value_enum)]
     g_activation: Option<Activation>,
@@ -259,8 +262,8 @@ struct GenerateArgs {
 fn train(args: TrainArgs) -> Result<()> {
     let options = TrainOptions {
         latent_dim: args.latent_dim,
-        g_hidden: args.g_hidden,
-        d_hidden: args.d_hidden,
+        g_hidden: args.g_hidden.unwrap_or_default(),
+        d_hidden: args.d_hidden.unwrap_or_default(),
         g_activation: args.g_activation,
         d_activation: args.d_activation,
         g_output: args.g_output,

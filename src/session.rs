@@ -38,7 +38,7 @@ pub struct TrainRequest {
     pub toy: Option<Toy>,
     pub backend: Backend,
     pub options: TrainOptions,
-    /// Total steps; None: `epochs`, or 2,000.
+    /// Total steps; None: `epochs`, or `DEFAULT_IMAGE_EPOCHS` epochs for images, else 2,000.
     pub steps: Option<u32>,
     pub epochs: Option<f64>,
     /// Cadences; None: the resumed run's own (from its config.json), else the defaults.
@@ -58,6 +58,8 @@ pub struct TrainRequest {
 }
 
 pub const DEFAULT_STEPS: u32 = 2000;
+/// Image runs train this many epochs unless told otherwise: what the MNIST measurements used.
+pub const DEFAULT_IMAGE_EPOCHS: f64 = 30.0;
 pub const DEFAULT_LOG_EVERY: u32 = 100;
 pub const DEFAULT_SAMPLE_EVERY: u32 = 500;
 pub const DEFAULT_CHECKPOINT_EVERY: u32 = 1000;
@@ -167,8 +169,11 @@ fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
     differ("--beta1", opts.beta1.to_string(), d.beta1.to_string(), ck.beta1.to_string());
     differ("--beta2", opts.beta2.to_string(), d.beta2.to_string(), ck.beta2.to_string());
     differ("--d-steps", opts.d_steps.to_string(), d.d_steps.to_string(), ck.d_steps.to_string());
-    differ("--d-dropout", opts.d_dropout.to_string(), d.d_dropout.to_string(), ck.d_dropout.to_string());
-    differ("--g-ema", opts.g_ema.to_string(), d.g_ema.to_string(), ck.g_ema.to_string());
+    for (flag, mine, theirs) in [("--d-dropout", opts.d_dropout, ck.d_dropout), ("--g-ema", opts.g_ema, ck.g_ema)] {
+        if let Some(v) = mine {
+            differ(flag, v.to_string(), String::new(), theirs.to_string());
+        }
+    }
     differ("--label-smoothing", opts.real_label.to_string(), d.real_label.to_string(), ck.real_label.to_string());
     differ("--precision", opts.precision.name().into(), d.precision.name().into(), ck.precision.name().into());
     out
@@ -277,6 +282,9 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
         (Some(s), _) => s,
         (None, Some(e)) if e.is_finite() && e > 0.0 => (e * steps_per_epoch as f64).ceil().min(u32::MAX as f64) as u32,
         (None, Some(e)) => return Err(Error::input(format!("--epochs must be positive, not {e}"))),
+        (None, None) if data.image_hw().is_some() && req.toy.is_none() => {
+            (DEFAULT_IMAGE_EPOCHS * steps_per_epoch as f64).ceil().min(u32::MAX as f64) as u32
+        }
         (None, None) => DEFAULT_STEPS,
     };
     let mut trainer = crate::open_trainer(req.backend, cfg.clone(), data.clone())?;

@@ -61,7 +61,11 @@ fn gpu_and_cpu_agree_over_ten_f16_steps() {
         cfg.model.pack = 1 + i * 3; // 1, then PacGAN4
         cfg.d_dropout = 0.3 * i as f32; // none, then dropout_f16 on D's hidden outputs
         cfg.d_steps = 1 + i; // then two D updates per step
-        let what = format!("f16, {act:?}/{:?}, pack {}, dropout {}", cfg.model.g_output, cfg.model.pack, cfg.d_dropout);
+        cfg.g_ema = 0.9 * i as f32; // then sampling from G's average, through its own f16 copy
+        let what = format!(
+            "f16, {act:?}/{:?}, pack {}, dropout {}, ema {}",
+            cfg.model.g_output, cfg.model.pack, cfg.d_dropout, cfg.g_ema
+        );
         let Some(ctx) = gpu() else { return };
         if !ctx.supports_f16() {
             eprintln!("SKIPPED: {} has no shader-f16", ctx.summary.describe());
@@ -91,11 +95,25 @@ fn gpu_and_cpu_agree_over_ten_f16_steps() {
         ] {
             compare(name, gv, cv, t).unwrap_or_else(|e| panic!("{what}: {e}"));
         }
+        if let (Some(ge), Some(ce)) = (&g.g_ema, &c.g_ema) {
+            compare("G average", ge, ce, t).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_ne!(ce, &c.g_params, "{what}: the average is not G itself");
+        }
+        assert_eq!(g.g_ema.is_some(), cfg.g_ema > 0.0, "{what}");
         // Sampling G at f16 agrees, and its output is f16 values.
         let z = uniform(5 * 8, 9, -2.0, 2.0);
         let (gy, cy) = (gpu.sample(&z).unwrap(), cpu.sample(&z).unwrap());
         compare("sample", &gy, &cy, t).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(cy.iter().all(|&v| shadergan::cpu::ops::round_f16(v) == v), "{what}: samples are f16 values");
+        if let Some(avg) = &c.g_ema {
+            // The samples are the average's: a trainer whose G *is* the average samples the same,
+            // one whose G is the raw G does not.
+            let mut other = cpu_trainer(&cfg, &data);
+            other.restore(&shadergan::Snapshot { g_params: avg.clone(), g_ema: None, ..c.clone() }).unwrap();
+            assert_eq!(other.sample(&z).unwrap(), cy, "{what}: samples come from the average");
+            other.restore(&shadergan::Snapshot { g_ema: None, ..c.clone() }).unwrap();
+            assert_ne!(other.sample(&z).unwrap(), cy, "{what}: samples come from raw G");
+        }
     }
 }
 
