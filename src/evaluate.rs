@@ -168,9 +168,8 @@ pub fn eval(req: &EvalRequest) -> Result<Value> {
     let ckpt = checkpoint::load(&ckpt_path)?;
     let cfg = ckpt.config.clone();
     // The run's config.json says what it trained on.
-    let run_root = ckpt_path.parent().and_then(|p| if p.ends_with("checkpoints") { p.parent() } else { Some(p) });
-    let run_cfg: Value = run_root
-        .and_then(|r| std::fs::read_to_string(r.join("config.json")).ok())
+    let run_cfg: Value = std::fs::read_to_string(crate::rundir::RunDir::root_of(&ckpt_path).join("config.json"))
+        .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     let toy = req

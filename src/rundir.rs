@@ -52,15 +52,19 @@ impl RunDir {
 
     /// The run folder a checkpoint belongs to (`.../NAME/checkpoints/x.safetensors` -> NAME).
     pub fn of_checkpoint(ckpt: &Path) -> Result<Self> {
+        let dir = RunDir { root: Self::root_of(ckpt) };
+        dir.make_dirs()?;
+        Ok(dir)
+    }
+
+    /// The run folder of a checkpoint path, without touching the disk.
+    pub fn root_of(ckpt: &Path) -> PathBuf {
         let parent = ckpt.parent().unwrap_or(Path::new("."));
-        let root = if parent.file_name().is_some_and(|n| n == "checkpoints") {
+        if parent.file_name().is_some_and(|n| n == "checkpoints") {
             parent.parent().unwrap_or(Path::new(".")).to_path_buf()
         } else {
             parent.to_path_buf()
-        };
-        let dir = RunDir { root };
-        dir.make_dirs()?;
-        Ok(dir)
+        }
     }
 
     fn make_dirs(&self) -> Result<()> {
@@ -116,7 +120,11 @@ impl RunDir {
         let columns = if new {
             METRICS_HEADER.split(',').count() + eval_columns.len()
         } else {
-            fs::read_to_string(&path).ok().and_then(|t| t.lines().next().map(|h| h.split(',').count())).unwrap_or(0)
+            // The header line only: the file grows with the run, and this runs on every log row.
+            let mut header = String::new();
+            let _ = fs::File::open(&path)
+                .map(|f| std::io::BufRead::read_line(&mut std::io::BufReader::new(f), &mut header));
+            header.trim_end().split(',').count()
         };
         let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         let s = &row.stats;

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{gpu, uniform};
+use common::{gpu, image_data, uniform};
 use shadergan::check::{compare, tolerance};
 use shadergan::config::TrainConfig;
 use shadergan::cpu::{CpuProgram, CpuTrainer};
@@ -13,20 +13,6 @@ use shadergan::data::Dataset;
 use shadergan::gpu::{GpuProgram, GpuTrainer};
 use shadergan::model::Activation;
 use shadergan::{plan, Snapshot, TrainOptions, Trainer};
-
-fn image_data() -> Arc<Dataset> {
-    // 200 "images" of 7x7 bytes with some structure.
-    let (n, dim) = (200usize, 49usize);
-    let noise = uniform(n * dim, 5, 0.0, 1.0);
-    let bytes = (0..n * dim)
-        .map(|i| {
-            let (s, p) = (i / dim, i % dim);
-            let ink = ((p % 7) as f32 - 3.0).abs() < 1.5 + (s % 3) as f32 * 0.5;
-            (if ink { 200.0 + 55.0 * noise[i] } else { 30.0 * noise[i] }) as u8
-        })
-        .collect();
-    Arc::new(Dataset::from_u8(n, dim, bytes).unwrap())
-}
 
 fn config(data: &Dataset, g_act: Activation, d_act: Activation, g_out: Option<Activation>) -> TrainConfig {
     TrainOptions {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use shadergan::data::Dataset;
 use shadergan::gpu::GpuContext;
 
 /// A GPU context for a test, or None (the test then returns early) when no adapter exists.
@@ -41,4 +42,18 @@ pub fn uniform(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
         }
     }
     out
+}
+
+/// 200 "images" of 7x7 bytes with some structure, for the training parity tests.
+pub fn image_data() -> Arc<Dataset> {
+    let (n, dim) = (200usize, 49usize);
+    let noise = uniform(n * dim, 5, 0.0, 1.0);
+    let bytes = (0..n * dim)
+        .map(|i| {
+            let (s, p) = (i / dim, i % dim);
+            let ink = ((p % 7) as f32 - 3.0).abs() < 1.5 + (s % 3) as f32 * 0.5;
+            (if ink { 200.0 + 55.0 * noise[i] } else { 30.0 * noise[i] }) as u8
+        })
+        .collect();
+    Arc::new(Dataset::from_u8(n, dim, bytes).unwrap())
 }
