@@ -5,7 +5,9 @@
 //   adam_step  for every parameter i (the update of torch.optim.Adam, same operation order):
 //                m = beta1 m + (1 - beta1) g
 //                v = beta2 v + (1 - beta2) g^2
-//                p -= (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+//                p -= (lr_t / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+//              lr_t = lr, or with a linear decay (decay_inv > 0), for the step whose counter
+//              (steps completed before it) is s: lr * min(1, (decay_end - min(s, decay_end)) * decay_inv)
 //
 //   step_tick  (1 invocation) step += 1: the last dispatch of a training step. Noise and batch
 //              gather key on `step`, so the host never writes it during training.
@@ -27,8 +29,8 @@ struct AdamParams {
     beta1: f32,
     beta2: f32,
     eps: f32,
-    _pad0: u32,
-    _pad1: u32,
+    decay_end: u32,
+    decay_inv: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: AdamParams;
@@ -71,7 +73,11 @@ fn adam_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     let v = p.beta2 * moments[p.len + i] + (1.0 - p.beta2) * g * g;
     moments[i] = m;
     moments[p.len + i] = v;
-    let step_size = p.lr / bias1;
+    var lr = p.lr;
+    if (p.decay_inv > 0.0) {
+        lr = p.lr * min(1.0, f32(p.decay_end - min(state.step, p.decay_end)) * p.decay_inv);
+    }
+    let step_size = lr / bias1;
     let denom = sqrt(v) / sqrt(bias2) + p.eps;
     params[i] -= step_size * (m / denom);
 }

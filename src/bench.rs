@@ -79,6 +79,7 @@ fn bench_config(data: &Dataset, batch: usize, precision: Precision) -> Result<Tr
         d_hidden: vec![256, 256],
         d_dropout: Some(0.0),
         g_ema: Some(0.0),
+        lr_decay: Some(0.0),
         precision,
         ..Default::default()
     };

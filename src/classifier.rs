@@ -330,8 +330,15 @@ fn build_plan(spec: &ClassifierSpec, req: &ClassifierRequest, n: usize, u8_data:
     });
     let outs: Vec<At> = net.act.iter().map(|&x| at0(x)).collect();
     plan::backward(&mut ops, &net, at0(input), &outs, b, at0(logits_grad), true, None, dropout);
-    let adam =
-        AdamParams { len: layout.len as u32, net: 0, lr: req.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, _pad: [0; 2] };
+    let adam = AdamParams {
+        len: layout.len as u32,
+        net: 0,
+        lr: req.lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        ..Default::default()
+    };
     ops.push(Op::AdamTick { p: adam });
     ops.push(Op::AdamStep { p: adam, params: net.params, grads: net.grads, moments: net.moments });
     ops.push(Op::StepTick);

@@ -64,6 +64,13 @@ pub struct TrainConfig {
     /// existed are f32.
     #[serde(default)]
     pub precision: Precision,
+    /// Linear learning-rate decay: over the last `lr_decay` of the run's `lr_decay_end` steps
+    /// the rate falls linearly to 0 (0: constant). Fixed when the run starts, so a resumed run
+    /// follows the same schedule.
+    #[serde(default)]
+    pub lr_decay: f32,
+    #[serde(default)]
+    pub lr_decay_end: u32,
 }
 
 /// The model and optimizer choices a user makes; `resolve` completes them from the data.
@@ -96,6 +103,9 @@ pub struct TrainOptions {
     /// EMA decay of G's weights for sampling and evaluation (0: off); None: `IMAGE_G_EMA` for
     /// data in [0, 1], 0 otherwise.
     pub g_ema: Option<f32>,
+    /// Fraction of the run over which the learning rate decays linearly to 0 at its end (0:
+    /// constant); None: `IMAGE_LR_DECAY` for data in [0, 1], 0 otherwise.
+    pub lr_decay: Option<f32>,
 }
 
 /// Hidden layer sizes of both networks, unless the data is images.
@@ -106,6 +116,7 @@ pub const HIDDEN: [usize; 2] = [256, 256];
 pub const IMAGE_HIDDEN: [usize; 2] = [512, 512];
 pub const IMAGE_D_DROPOUT: f32 = 0.3;
 pub const IMAGE_G_EMA: f32 = 0.999;
+pub const IMAGE_LR_DECAY: f32 = 0.0;
 
 impl Default for TrainOptions {
     fn default() -> Self {
@@ -127,6 +138,7 @@ impl Default for TrainOptions {
             d_steps: 1,
             precision: Precision::F32,
             g_ema: None,
+            lr_decay: None,
         }
     }
 }
@@ -180,6 +192,9 @@ impl TrainOptions {
             data_shift,
             data_u8,
             precision: self.precision,
+            lr_decay: self.lr_decay.unwrap_or(if image { IMAGE_LR_DECAY } else { 0.0 }),
+            // Set by `with_run_length` once the run's length is known.
+            lr_decay_end: 0,
         };
         cfg.validate(data.n)?;
         Ok(cfg)
@@ -187,6 +202,21 @@ impl TrainOptions {
 }
 
 impl TrainConfig {
+    /// Fixes the learning-rate schedule to a run that ends at step `total`.
+    pub fn with_run_length(mut self, total: u32) -> Self {
+        self.lr_decay_end = if self.lr_decay > 0.0 { total } else { 0 };
+        self
+    }
+
+    /// Steps over which the learning rate decays (0: constant).
+    pub fn lr_decay_steps(&self) -> u32 {
+        if self.lr_decay > 0.0 && self.lr_decay_end > 0 {
+            ((self.lr_decay as f64 * self.lr_decay_end as f64).ceil() as u32).clamp(1, self.lr_decay_end)
+        } else {
+            0
+        }
+    }
+
     /// Checks everything a trainer relies on, against a data set of `n` samples.
     pub fn validate(&self, n: usize) -> Result<()> {
         self.model.validate()?;
@@ -232,6 +262,9 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.g_ema) {
             return Err(Error::input(format!("--g-ema must be in [0, 1), not {}", self.g_ema)));
+        }
+        if !(0.0..=1.0).contains(&self.lr_decay) {
+            return Err(Error::input(format!("--lr-decay must be in [0, 1], not {}", self.lr_decay)));
         }
         for (name, b) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
             if !(0.0..1.0).contains(&b) {

@@ -164,6 +164,10 @@ struct TrainArgs {
     /// and evaluate with it; 0: off [default: 0.999 for data in [0, 1], 0 otherwise].
     #[arg(long)]
     g_ema: Option<f32>,
+    /// Decay the learning rate linearly to 0 over this last fraction of the run (0: constant;
+    /// 0.5: full rate for the first half, then down to 0 at the last step).
+    #[arg(long)]
+    lr_decay: Option<f32>,
     #[arg(long, default_value_t = 64)]
     latent_dim: usize,
     /// Hidden layer sizes of G, comma-separated [default: 512,512 for data in [0, 1], 256,256
@@ -278,6 +282,7 @@ fn train(args: TrainArgs) -> Result<()> {
         d_steps: args.d_steps,
         precision: args.precision,
         g_ema: args.g_ema,
+        lr_decay: args.lr_decay,
     };
     let req = TrainRequest {
         data: args.data.clone(),

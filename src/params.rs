@@ -85,7 +85,23 @@ pub struct AdamParams {
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
-    pub _pad: [u32; 2],
+    /// Linear learning-rate decay (`--lr-decay`): while `decay_inv > 0`, the step with counter
+    /// `step` trains at lr * min(1, (decay_end - min(step, decay_end)) * decay_inv), reaching 0
+    /// at step `decay_end`. `decay_inv` is 1 / the decay's length, so the factor is one
+    /// correctly rounded multiplication on every backend (WGSL's division is not exact).
+    pub decay_end: u32,
+    pub decay_inv: f32,
+}
+
+impl AdamParams {
+    /// The learning rate of the step whose counter (steps completed before it) is `step`.
+    pub fn lr_at(&self, step: u32) -> f32 {
+        if self.decay_inv > 0.0 {
+            self.lr * (((self.decay_end - step.min(self.decay_end)) as f32) * self.decay_inv).min(1.0)
+        } else {
+            self.lr
+        }
+    }
 }
 
 /// `EmaParams` in ema.wgsl.
@@ -180,5 +196,23 @@ impl RandomParams {
 
     pub fn seed(&self) -> u64 {
         self.seed_lo as u64 | (self.seed_hi as u64) << 32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdamParams;
+
+    #[test]
+    fn lr_at_decays_linearly_to_zero() {
+        let p = AdamParams { lr: 2e-4, decay_end: 100, decay_inv: 1.0 / 40.0, ..Default::default() };
+        assert_eq!(p.lr_at(0), 2e-4);
+        assert_eq!(p.lr_at(60), 2e-4);
+        assert_eq!(p.lr_at(80), 1e-4);
+        assert!((p.lr_at(99) - 2e-4 / 40.0).abs() < 1e-12);
+        assert_eq!(p.lr_at(100), 0.0);
+        assert_eq!(p.lr_at(u32::MAX), 0.0);
+        let constant = AdamParams { lr: 2e-4, ..Default::default() };
+        assert_eq!(constant.lr_at(1_000_000), 2e-4);
     }
 }

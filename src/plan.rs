@@ -509,7 +509,11 @@ fn adam(ops: &mut Vec<Op>, net: &NetBufs, cfg: &TrainConfig) {
         beta1: cfg.beta1,
         beta2: cfg.beta2,
         eps: cfg.eps,
-        ..Default::default()
+        decay_end: cfg.lr_decay_end,
+        decay_inv: match cfg.lr_decay_steps() {
+            0 => 0.0,
+            n => 1.0 / n as f32,
+        },
     };
     ops.push(Op::AdamTick { p });
     ops.push(Op::AdamStep { p, params: net.params, grads: net.grads, moments: net.moments });

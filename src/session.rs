@@ -169,7 +169,11 @@ fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
     differ("--beta1", opts.beta1.to_string(), d.beta1.to_string(), ck.beta1.to_string());
     differ("--beta2", opts.beta2.to_string(), d.beta2.to_string(), ck.beta2.to_string());
     differ("--d-steps", opts.d_steps.to_string(), d.d_steps.to_string(), ck.d_steps.to_string());
-    for (flag, mine, theirs) in [("--d-dropout", opts.d_dropout, ck.d_dropout), ("--g-ema", opts.g_ema, ck.g_ema)] {
+    for (flag, mine, theirs) in [
+        ("--d-dropout", opts.d_dropout, ck.d_dropout),
+        ("--g-ema", opts.g_ema, ck.g_ema),
+        ("--lr-decay", opts.lr_decay, ck.lr_decay),
+    ] {
         if let Some(v) = mine {
             differ(flag, v.to_string(), String::new(), theirs.to_string());
         }
@@ -282,10 +286,26 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
         (Some(s), _) => s,
         (None, Some(e)) if e.is_finite() && e > 0.0 => (e * steps_per_epoch as f64).ceil().min(u32::MAX as f64) as u32,
         (None, Some(e)) => return Err(Error::input(format!("--epochs must be positive, not {e}"))),
+        // A resumed run without a length goes on to the length it was started with.
+        (None, None) if previous["steps"].as_u64().is_some() => {
+            previous["steps"].as_u64().unwrap().min(u32::MAX as u64) as u32
+        }
         (None, None) if data.image_hw().is_some() && req.toy.is_none() => {
             (DEFAULT_IMAGE_EPOCHS * steps_per_epoch as f64).ceil().min(u32::MAX as f64) as u32
         }
         (None, None) => DEFAULT_STEPS,
+    };
+    let cfg = match &resume_from {
+        None => cfg.with_run_length(total),
+        // The schedule was fixed when the run started; past its end the rate is 0.
+        Some(_) if cfg.lr_decay_steps() > 0 && total > cfg.lr_decay_end => {
+            return Err(Error::input(format!(
+                "this run's learning rate decays to 0 at step {} (--lr-decay {}), so it cannot \
+                 train to step {total}; start a new run for a longer one",
+                cfg.lr_decay_end, cfg.lr_decay
+            )));
+        }
+        Some(_) => cfg,
     };
     let mut trainer = crate::open_trainer(req.backend, cfg.clone(), data.clone())?;
     if let Some(ckpt) = &resume_from {

@@ -225,6 +225,7 @@ fn bad_flags_exit_2() {
         (&["--pack", "0"], "--pack"),
         (&["--d-dropout", "1"], "--d-dropout"),
         (&["--d-steps", "0"], "--d-steps"),
+        (&["--lr-decay", "1.5"], "--lr-decay"),
         (&["--d-dropout", "0.3", "--d-activation", "tanh"], "--d-activation relu or leaky-relu"),
         (&["--g-activation", "swish"], "invalid value"),
     ];

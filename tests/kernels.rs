@@ -304,9 +304,12 @@ fn bce_logits_is_exact_at_extremes() {
 #[test]
 fn adam_step_matches_cpu() {
     for &len in LENS {
-        for (net, t) in [(0u32, 1u32), (1, 1), (0, 10), (1, 1000)] {
+        // The last two: at half the rate 2 steps before a 4-step linear decay ends, and past its end.
+        for (net, t, step, decay_end) in
+            [(0u32, 1u32, 0, 0), (1, 1, 0, 0), (0, 10, 0, 0), (1, 1000, 0, 0), (0, 10, 18, 20), (1, 10, 25, 20)]
+        {
             let mut c = Case::new();
-            c.state = TrainState::at(0, t, t, 0.5, 0.999);
+            c.state = TrainState::at(step, t, t, 0.5, 0.999);
             let params = c.input("params", uniform(len, 1, -1.0, 1.0));
             let grads = c.input("grads", ew_inputs(len, 2).iter().map(|v| v * 1e-2).collect());
             let mut mv = uniform(len, 3, -1e-2, 1e-2);
@@ -319,12 +322,13 @@ fn adam_step_matches_cpu() {
                 beta1: 0.5,
                 beta2: 0.999,
                 eps: 1e-8,
-                ..Default::default()
+                decay_end,
+                decay_inv: if decay_end > 0 { 0.25 } else { 0.0 },
             };
             c.check(
                 Op::AdamStep { p, params, grads, moments },
                 &[params, moments],
-                &format!("len {len} net {net} t {t}"),
+                &format!("len {len} net {net} t {t} step {step} decay_end {decay_end}"),
             );
         }
     }

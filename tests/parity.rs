@@ -74,9 +74,12 @@ fn gpu_and_cpu_agree_over_ten_steps() {
         cfg.d_dropout = 0.3 * i as f32; // none, then 0.3 in D
         cfg.d_steps = 1 + i; // then two D updates per step
         cfg.g_ema = 0.9 * i as f32; // then G's weight average, which sampling then uses
+        cfg.lr_decay = 0.8 * i as f32; // then the learning rate decays over steps 2..12
+        let cfg = cfg.with_run_length(12);
         let what = format!(
-            "G {g_act:?}/{:?}, D {d_act:?}, real label {real_label}, pack {}, dropout {}, d-steps {}, g-ema {}",
-            cfg.model.g_output, cfg.model.pack, cfg.d_dropout, cfg.d_steps, cfg.g_ema
+            "G {g_act:?}/{:?}, D {d_act:?}, real label {real_label}, pack {}, dropout {}, d-steps {}, g-ema {}, \
+             lr-decay {}",
+            cfg.model.g_output, cfg.model.pack, cfg.d_dropout, cfg.d_steps, cfg.g_ema, cfg.lr_decay
         );
         let mut cpu = cpu_trainer(&cfg, &data);
         let Some(mut gpu) = gpu_trainer(&cfg, &data) else { return };
@@ -97,6 +100,36 @@ fn gpu_and_cpu_agree_over_ten_steps() {
         let z = uniform(5 * 8, 9, -2.0, 2.0);
         compare("sample", &gpu.sample(&z).unwrap(), &cpu.sample(&z).unwrap(), t)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+}
+
+#[test]
+fn lr_decay_reaches_zero_at_the_end_on_both_backends() {
+    let data = image_data();
+    let mut cfg = config(&data, Activation::LeakyRelu, Activation::LeakyRelu, Some(Activation::Tanh));
+    cfg.lr_decay = 0.5;
+    let cfg = cfg.with_run_length(6);
+    assert_eq!(cfg.lr_decay_steps(), 3);
+    let mut trainers: Vec<Box<dyn Trainer>> = vec![Box::new(cpu_trainer(&cfg, &data))];
+    if let Some(g) = gpu_trainer(&cfg, &data) {
+        trainers.push(Box::new(g));
+    }
+    for t in &mut trainers {
+        let name = format!("{:?}", t.backend());
+        // Steps 0..3 train at the full rate, 3, 4, 5 at 1, 2/3 and 1/3 of it, then nothing moves.
+        let mut seen = vec![t.snapshot().unwrap()];
+        for _ in 0..8 {
+            t.train(1).unwrap();
+            seen.push(t.snapshot().unwrap());
+        }
+        for s in 0..6 {
+            assert_ne!(seen[s].g_params, seen[s + 1].g_params, "{name}: step {s} must move G");
+            assert_ne!(seen[s].d_params, seen[s + 1].d_params, "{name}: step {s} must move D");
+        }
+        for s in 6..8 {
+            assert_eq!(seen[s].g_params, seen[s + 1].g_params, "{name}: step {s} is past the decay's end");
+            assert_eq!(seen[s].d_params, seen[s + 1].d_params, "{name}: step {s} is past the decay's end");
+        }
     }
 }
 

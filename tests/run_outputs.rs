@@ -165,6 +165,35 @@ fn resume_on_gpu_matches_within_parity_tolerance() {
 }
 
 #[test]
+fn resume_keeps_the_lr_decay_schedule_and_stops_at_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = images(dir.path());
+    let p = npy.to_str().unwrap();
+    let (a, b) = (dir.path().join("straight"), dir.path().join("resumed"));
+    for out in [&a, &b] {
+        let mut args = train_args(p, out.to_str().unwrap(), "cpu", "30");
+        args.extend(["--lr-decay", "0.5"]);
+        ok(&args);
+    }
+    // Resume b from step 10 without a length: it goes on to the 30 steps it was started with,
+    // on the schedule in the checkpoint.
+    let at10 = b.join("checkpoints/step_000010.safetensors");
+    ok(&["train", p, "--backend", "cpu", "--resume", at10.to_str().unwrap(), "--quiet"]);
+    let straight = checkpoint::load(&a.join("checkpoints/latest.safetensors")).unwrap();
+    let latest = b.join("checkpoints/latest.safetensors");
+    let resumed = checkpoint::load(&latest).unwrap();
+    assert_eq!((resumed.config.lr_decay, resumed.config.lr_decay_end), (0.5, 30));
+    assert_eq!(straight.snapshot, resumed.snapshot);
+    // Past the schedule's end the rate is 0: training on is refused, and nothing changes.
+    let before = std::fs::read(&latest).unwrap();
+    let o = run(&["train", p, "--backend", "cpu", "--resume", latest.to_str().unwrap(), "--steps", "40"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("decays to 0 at step 30"), "{err}");
+    assert_eq!(std::fs::read(&latest).unwrap(), before);
+}
+
+#[test]
 fn mismatched_resume_fails_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let img = images(dir.path());

@@ -312,7 +312,7 @@ pub fn adam_update(
     let (b1pow, b2pow) = if p.net == 0 { (state.pows[0], state.pows[1]) } else { (state.pows[2], state.pows[3]) };
     let bias1 = 1.0 - b1pow;
     let bias2 = 1.0 - b2pow;
-    let step_size = p.lr / bias1;
+    let step_size = p.lr_at(state.step) / bias1;
     let sqrt_bias2 = bias2.sqrt();
     for i in 0..len {
         let g = grads[i];
