@@ -158,8 +158,58 @@ pub struct EvalRequest {
     pub backend: Backend,
 }
 
-/// Evaluates a checkpoint's generator; returns the JSON `train` would write to eval.json.
+/// Scores generated images saved as .npy (another trainer's, or `generate --out`) against real
+/// images, with the same classifier and metrics as a run's eval.json: the first `EVAL_SAMPLES`
+/// rows (the Fréchet distance depends on the count, so compare like with like).
+fn eval_samples_file(req: &EvalRequest) -> Result<Value> {
+    let name = req.target.display().to_string();
+    if req.toy.is_some() {
+        return Err(Error::input(format!("{name}: --toy scores a checkpoint's generator, not a .npy of samples")));
+    }
+    let Some(real_path) = &req.data else {
+        return Err(Error::input(format!(
+            "{name}: scoring a .npy of generated images needs --data REAL.npy, the real images to compare with"
+        )));
+    };
+    let samples = crate::data::load_npy(&req.target)?;
+    let real = Arc::new(crate::data::load_npy(real_path)?);
+    if samples.dim != real.dim {
+        return Err(Error::input(format!(
+            "{name}: samples of {} values cannot be compared with {} of {} values",
+            samples.dim,
+            real_path.display(),
+            real.dim
+        )));
+    }
+    if !samples.is_unit_range() {
+        let (lo, hi) = samples.value_range();
+        return Err(Error::input(format!(
+            "{name}: generated images must be uint8 or floats in [0, 1], like the real data; these \
+             range over [{lo}, {hi}] (map a tanh output with (x + 1) / 2)"
+        )));
+    }
+    let Some((clf, clf_name)) = classifier_for(&req.classifier, &real)? else {
+        return Err(Error::input(format!(
+            "{name}: nothing to score these images with: they are not 28x28; pass --classifier FILE"
+        )));
+    };
+    let rows = samples.n.min(image_metrics::EVAL_SAMPLES);
+    let images = crate::classifier::rows_f32(&samples, 0..rows);
+    let reference = image_metrics::real_reference(&clf, &real, 0);
+    let m = image_metrics::score_images(&clf, &images, rows, &reference);
+    let mut v = serde_json::to_value(&m).map_err(|e| Error::Io(e.to_string()))?;
+    v["samples_file"] = json!(name);
+    v["classifier"] = json!(clf_name);
+    v["classifier_test_accuracy"] = json!(clf.spec.test_accuracy);
+    Ok(v)
+}
+
+/// Evaluates a checkpoint's generator (or a .npy of generated images); returns the JSON `train`
+/// would write to eval.json.
 pub fn eval(req: &EvalRequest) -> Result<Value> {
+    if req.target.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+        return eval_samples_file(req);
+    }
     let ckpt_path = if req.target.is_dir() {
         crate::rundir::RunDir { root: req.target.clone() }.latest()
     } else {

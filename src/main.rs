@@ -226,7 +226,8 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// A run folder (its latest checkpoint) or a checkpoint file.
+    /// A run folder (its latest checkpoint), a checkpoint file, or a .npy of generated images
+    /// (uint8 or floats in [0, 1], e.g. from another trainer; scored against --data).
     target: PathBuf,
     /// Measure against this toy benchmark [default: the run's own --toy].
     #[arg(long, value_enum)]

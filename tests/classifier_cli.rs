@@ -182,3 +182,44 @@ fn image_runs_are_evaluated_at_the_end_and_every_eval_every_steps() {
     assert_input_error(&run(&args), "nope.safetensors");
     assert!(!out3.join("checkpoints").join("latest.safetensors").exists());
 }
+
+#[test]
+fn eval_scores_a_npy_of_generated_images_against_real_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = mnist_like(dir.path());
+    let r = real.to_str().unwrap();
+    // The real images scored as if generated: the same set, so a Fréchet distance of ~0.
+    let o = run(&["eval", r, "--data", r]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["samples"], 300);
+    assert_eq!(v["samples_file"], r);
+    assert!(v["frechet_distance"].as_f64().unwrap().abs() < 1e-3, "{v}");
+    assert!(v["classifier"].as_str().unwrap().contains("built in"));
+    // The same images as float32 in [0, 1] score the same.
+    let d = data::load_npy(&real).unwrap();
+    let floats: Vec<f32> = match &d.values {
+        data::DataValues::U8(b) => b.iter().map(|&x| x as f32 / 255.0).collect(),
+        data::DataValues::F32(_) => unreachable!(),
+    };
+    let f = dir.path().join("floats.npy");
+    data::save_npy_f32(&f, 300, 784, &floats).unwrap();
+    let o = run(&["eval", f.to_str().unwrap(), "--data", r]);
+    ok(&o);
+    let w: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in ["classes_hit", "class_kl", "classifier_score"] {
+        let (a, b) = (v[key].as_f64().unwrap(), w[key].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{key}: {a} vs {b}");
+    }
+
+    // Bad input: one line, exit 2.
+    assert_input_error(&run(&["eval", r]), "needs --data");
+    let tanh: Vec<f32> = floats.iter().map(|x| 2.0 * x - 1.0).collect();
+    let t = dir.path().join("tanh.npy");
+    data::save_npy_f32(&t, 300, 784, &tanh).unwrap();
+    assert_input_error(&run(&["eval", t.to_str().unwrap(), "--data", r]), "(x + 1) / 2");
+    let small = dir.path().join("small.npy");
+    data::save_npy_u8(&small, 4, 16, &[0; 64]).unwrap();
+    assert_input_error(&run(&["eval", small.to_str().unwrap(), "--data", r]), "16 values");
+    assert_input_error(&run(&["eval", r, "--data", r, "--toy", "ring8"]), "--toy");
+}
