@@ -103,8 +103,9 @@ pub struct TrainOptions {
     /// EMA decay of G's weights for sampling and evaluation (0: off); None: `IMAGE_G_EMA` for
     /// data in [0, 1], 0 otherwise.
     pub g_ema: Option<f32>,
-    /// Fraction of the run over which the learning rate decays linearly to 0 at its end (0:
-    /// constant); None: `IMAGE_LR_DECAY` for data in [0, 1], 0 otherwise.
+    /// Fraction of the run over which the learning rate decays linearly to 0 at its end; None
+    /// or 0: constant (measured on MNIST, decay over the last half raised the Fréchet distance
+    /// from 10.9 to 16.7: the samples were still improving at the full rate).
     pub lr_decay: Option<f32>,
 }
 
@@ -116,7 +117,6 @@ pub const HIDDEN: [usize; 2] = [256, 256];
 pub const IMAGE_HIDDEN: [usize; 2] = [512, 512];
 pub const IMAGE_D_DROPOUT: f32 = 0.3;
 pub const IMAGE_G_EMA: f32 = 0.999;
-pub const IMAGE_LR_DECAY: f32 = 0.0;
 
 impl Default for TrainOptions {
     fn default() -> Self {
@@ -192,7 +192,7 @@ impl TrainOptions {
             data_shift,
             data_u8,
             precision: self.precision,
-            lr_decay: self.lr_decay.unwrap_or(if image { IMAGE_LR_DECAY } else { 0.0 }),
+            lr_decay: self.lr_decay.unwrap_or(0.0),
             // Set by `with_run_length` once the run's length is known.
             lr_decay_end: 0,
         };
