@@ -67,7 +67,7 @@ pub struct BenchReport {
 }
 
 /// The benchmark model on the built-in MNIST digits: G 64-256-256-784 (ReLU, ReLU, sigmoid),
-/// D 784-256-256-1 (ReLU, ReLU, logit), Adam.
+/// D 784-256-256-1 (ReLU, ReLU, logit), Adam 2e-4.
 fn bench_config(data: &Dataset, batch: usize, precision: Precision) -> Result<TrainConfig> {
     use crate::model::Activation::{Relu, Sigmoid};
     let opts = TrainOptions {
@@ -80,6 +80,7 @@ fn bench_config(data: &Dataset, batch: usize, precision: Precision) -> Result<Tr
         d_dropout: Some(0.0),
         g_ema: Some(0.0),
         lr_decay: Some(0.0),
+        lr: Some(crate::config::LR),
         precision,
         ..Default::default()
     };

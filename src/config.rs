@@ -87,7 +87,8 @@ pub struct TrainOptions {
     pub g_output: Option<Activation>,
     pub batch_size: usize,
     pub seed: u64,
-    pub lr: f32,
+    /// Adam's learning rate; None: `IMAGE_LR` for data in [0, 1], `LR` otherwise.
+    pub lr: Option<f32>,
     pub beta1: f32,
     pub beta2: f32,
     /// One-sided label smoothing: the label of real samples in D's loss (fakes stay 0).
@@ -116,6 +117,10 @@ pub const HIDDEN: [usize; 2] = [256, 256];
 /// MNIST's (class-KL 0.035 -> 0.017) and halve the Fréchet distance against the plain settings.
 pub const IMAGE_HIDDEN: [usize; 2] = [512, 512];
 pub const IMAGE_D_DROPOUT: f32 = 0.3;
+/// Adam's learning rate, unless the data is images (the DCGAN rate).
+pub const LR: f32 = 2e-4;
+/// Twice the DCGAN rate: on MNIST it brought the Fréchet distance from 10.9 to 4.3 in 30 epochs.
+pub const IMAGE_LR: f32 = 4e-4;
 pub const IMAGE_G_EMA: f32 = 0.999;
 
 impl Default for TrainOptions {
@@ -129,7 +134,7 @@ impl Default for TrainOptions {
             g_output: None,
             batch_size: 64,
             seed: 0,
-            lr: 2e-4,
+            lr: None,
             beta1: 0.5,
             beta2: 0.999,
             real_label: 1.0,
@@ -180,7 +185,7 @@ impl TrainOptions {
             },
             batch_size: self.batch_size,
             seed: self.seed,
-            lr: self.lr,
+            lr: self.lr.unwrap_or(if image { IMAGE_LR } else { LR }),
             beta1: self.beta1,
             beta2: self.beta2,
             eps: 1e-8,
@@ -272,5 +277,44 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Activation;
+
+    /// The defaults measured on MNIST apply to data in [0, 1]; other data gets the plain ones;
+    /// flags win over both.
+    #[test]
+    fn defaults_follow_the_data() {
+        let images = Dataset::from_u8(4, 4, vec![0, 255, 7, 9].repeat(4)).unwrap();
+        let small = TrainOptions { batch_size: 2, ..Default::default() };
+        let c = small.resolve(&images).unwrap();
+        assert_eq!((c.model.g_hidden.clone(), c.model.d_hidden.clone()), (vec![512, 512], vec![512, 512]));
+        assert_eq!((c.model.g_activation, c.model.d_activation), (Activation::LeakyRelu, Activation::LeakyRelu));
+        assert_eq!(c.model.g_output, Activation::Tanh);
+        assert_eq!((c.data_scale, c.data_shift), (2.0 / 255.0, -1.0));
+        assert_eq!((c.lr, c.d_dropout, c.g_ema, c.lr_decay), (IMAGE_LR, IMAGE_D_DROPOUT, IMAGE_G_EMA, 0.0));
+
+        let points = Dataset::from_f32(4, 2, vec![-3.0, 2.0, 0.5, 1.0, 4.0, -1.0, 0.0, 0.0]).unwrap();
+        let c = small.resolve(&points).unwrap();
+        assert_eq!((c.model.g_hidden.clone(), c.model.g_activation), (HIDDEN.to_vec(), Activation::Relu));
+        assert_eq!(c.model.g_output, Activation::Identity);
+        assert_eq!((c.lr, c.d_dropout, c.g_ema, c.lr_decay), (LR, 0.0, 0.0, 0.0));
+
+        let given = TrainOptions {
+            lr: Some(1e-3),
+            g_ema: Some(0.0),
+            d_dropout: Some(0.1),
+            lr_decay: Some(0.5),
+            ..small.clone()
+        };
+        let c = given.resolve(&images).unwrap();
+        assert_eq!((c.lr, c.d_dropout, c.g_ema, c.lr_decay), (1e-3, 0.1, 0.0, 0.5));
+        // The decay is fixed to a run's length when it starts.
+        let c = c.with_run_length(1000);
+        assert_eq!((c.lr_decay_end, c.lr_decay_steps()), (1000, 500));
     }
 }

@@ -165,7 +165,6 @@ fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
     differ("--pack", opts.pack.to_string(), d.pack.to_string(), m.pack.to_string());
     differ("--batch-size", opts.batch_size.to_string(), d.batch_size.to_string(), ck.batch_size.to_string());
     differ("--seed", opts.seed.to_string(), d.seed.to_string(), ck.seed.to_string());
-    differ("--lr", opts.lr.to_string(), d.lr.to_string(), ck.lr.to_string());
     differ("--beta1", opts.beta1.to_string(), d.beta1.to_string(), ck.beta1.to_string());
     differ("--beta2", opts.beta2.to_string(), d.beta2.to_string(), ck.beta2.to_string());
     differ("--d-steps", opts.d_steps.to_string(), d.d_steps.to_string(), ck.d_steps.to_string());
@@ -173,6 +172,7 @@ fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
         ("--d-dropout", opts.d_dropout, ck.d_dropout),
         ("--g-ema", opts.g_ema, ck.g_ema),
         ("--lr-decay", opts.lr_decay, ck.lr_decay),
+        ("--lr", opts.lr, ck.lr),
     ] {
         if let Some(v) = mine {
             differ(flag, v.to_string(), String::new(), theirs.to_string());
