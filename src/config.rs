@@ -289,7 +289,7 @@ mod tests {
     /// flags win over both.
     #[test]
     fn defaults_follow_the_data() {
-        let images = Dataset::from_u8(4, 4, vec![0, 255, 7, 9].repeat(4)).unwrap();
+        let images = Dataset::from_u8(4, 4, [0, 255, 7, 9].repeat(4)).unwrap();
         let small = TrainOptions { batch_size: 2, ..Default::default() };
         let c = small.resolve(&images).unwrap();
         assert_eq!((c.model.g_hidden.clone(), c.model.d_hidden.clone()), (vec![512, 512], vec![512, 512]));
