@@ -18,7 +18,7 @@ use crate::cpu::{fast, CpuProgram};
 use crate::data::{DataValues, Dataset};
 use crate::error::{Error, Result};
 use crate::model::{Activation, Net, NetLayout};
-use crate::params::{AdamParams, MatmulParams, RandomParams, TrainState, XentParams};
+use crate::params::{AdamParams, RandomParams, TrainState, XentParams};
 use crate::plan::{self, At, Builder, Op};
 use crate::trainer::{Backend, Executor};
 use crate::{gpu, rng};
@@ -93,15 +93,7 @@ impl Classifier {
                 .collect();
             for (i, l) in layout.layers.iter().enumerate() {
                 let mut y = vec![0f32; m * l.fan_out];
-                let p = MatmulParams {
-                    m: m as u32,
-                    n: l.fan_out as u32,
-                    k: l.fan_in as u32,
-                    act: l.activation.code(),
-                    c_off: l.w_off as u32,
-                    bias_off: l.b_off as u32,
-                    ..Default::default()
-                };
+                let p = plan::layer_forward(l, m);
                 fast::matmul_forward(&p, &x, &self.params, &mut y);
                 if i + 2 == layout.layers.len() {
                     features.extend_from_slice(&y);

@@ -23,7 +23,7 @@
 //! buffer are the `_f16` entry points, picked from the buffers' dtypes (`Op::entry_for`).
 
 use crate::config::{Precision, TrainConfig};
-use crate::model::{Activation, Net, NetLayout, LEAKY_SLOPE};
+use crate::model::{Activation, Layer, Net, NetLayout, LEAKY_SLOPE};
 use crate::params::*;
 use crate::rng;
 
@@ -343,6 +343,21 @@ pub(crate) fn slope_for(act: Activation) -> f32 {
     }
 }
 
+/// `matmul_forward` of layer `l` on `rows` rows, offsets of input and output at 0: weights, bias,
+/// activation and its slope from the layout.
+pub(crate) fn layer_forward(l: &Layer, rows: usize) -> MatmulParams {
+    MatmulParams {
+        m: rows as u32,
+        n: l.fan_out as u32,
+        k: l.fan_in as u32,
+        act: l.activation.code(),
+        c_off: l.w_off as u32,
+        bias_off: l.b_off as u32,
+        slope: slope_for(l.activation),
+        ..Default::default()
+    }
+}
+
 /// Dropout on a network's hidden layer outputs during one pass. The mask is keyed by (seed, step,
 /// pass, layer), so the backward pass recomputes it instead of storing it.
 #[derive(Clone, Copy, Debug)]
@@ -388,18 +403,7 @@ pub(crate) fn forward(
             _ => At { buf: net.act[i], off: 0 },
         };
         ops.push(Op::MatmulForward {
-            p: MatmulParams {
-                m: rows as u32,
-                n: l.fan_out as u32,
-                k: l.fan_in as u32,
-                act: l.activation.code(),
-                a_off: x.off as u32,
-                c_off: l.w_off as u32,
-                out_off: out.off as u32,
-                bias_off: l.b_off as u32,
-                slope: slope_for(l.activation),
-                ..Default::default()
-            },
+            p: MatmulParams { a_off: x.off as u32, out_off: out.off as u32, ..layer_forward(l, rows) },
             a: x.buf,
             c: net.weights(),
             out: out.buf,

@@ -282,14 +282,13 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     };
     let eval_columns = scorer.as_ref().map_or(&[][..], |s| s.columns());
     let steps_per_epoch = steps_per_epoch(&data, &cfg);
+    let planned = previous["steps"].as_u64().map(|s| s.min(u32::MAX as u64) as u32);
     let total = match (req.steps, req.epochs) {
         (Some(s), _) => s,
         (None, Some(e)) if e.is_finite() && e > 0.0 => (e * steps_per_epoch as f64).ceil().min(u32::MAX as f64) as u32,
         (None, Some(e)) => return Err(Error::input(format!("--epochs must be positive, not {e}"))),
         // A resumed run without a length goes on to the length it was started with.
-        (None, None) if previous["steps"].as_u64().is_some() => {
-            previous["steps"].as_u64().unwrap().min(u32::MAX as u64) as u32
-        }
+        (None, None) if planned.is_some() => planned.unwrap_or_default(),
         (None, None) if data.image_hw().is_some() && req.toy.is_none() => {
             (DEFAULT_IMAGE_EPOCHS * steps_per_epoch as f64).ceil().min(u32::MAX as f64) as u32
         }
