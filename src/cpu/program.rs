@@ -19,7 +19,9 @@ pub struct CpuProgram {
     pub state: TrainState,
     data: Option<Arc<Dataset>>,
     sections: Vec<Vec<Op>>,
-    /// Use the blocked sgemm for matmuls (training); false runs the reference ops only (tests).
+    /// Use the blocked sgemm for matmuls (training); false runs the reference ops only (tests,
+    /// and `SHADERGAN_CPU_REFERENCE=1`, which makes every CPU run use the plain reference loops:
+    /// bit-reproducible on any x86-64 or ARM CPU, whatever sgemm kernel it would pick).
     pub fast: bool,
 }
 
@@ -38,7 +40,7 @@ impl CpuProgram {
             state: TrainState::new(),
             data,
             sections: vec![],
-            fast: true,
+            fast: !std::env::var("SHADERGAN_CPU_REFERENCE").is_ok_and(|v| v == "1"),
         }
     }
 
