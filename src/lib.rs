@@ -1,69 +1,41 @@
 //! shadergan: a GAN trainer whose math runs in hand-written WGSL compute shaders through wgpu,
 //! with a CPU reference trainer that computes the same math in plain Rust.
 //!
-//! Map of the crate:
-//! - [`data`]: `.npy` loading and validation.
-//! - [`model`]: layer shapes, the flat parameter layout, seeded initialisation.
-//! - [`rng`]: Philox and the batch-order permutation, shared bit for bit by both backends.
-//! - [`plan`]: one training step as a list of kernel calls; [`params`]: their uniform structs.
-//! - [`shaders`]: the WGSL registry. [`cpu`] and [`gpu`]: the two executors of a plan.
-//! - [`trainer`]: the `Trainer` interface; [`run`]: the training loop the CLI drives.
-//! - [`toy`]: the 2-D toy benchmarks (ring8, grid25) and their mode-collapse metrics.
+//! Map of the crate, bottom up (each module uses only those above it):
+//! - [`error`], [`rng`]: typed errors; Philox and the batch permutation, shared bit for bit by
+//!   both backends.
+//! - [`ir`]: the kernel-call IR: buffers, the [`ir::Kernel`] interface of every op, uniform
+//!   structs' layout tables, the training state.
+//! - [`kernels`]: one module per WGSL kernel family: its uniforms, one launcher per entry point,
+//!   its CPU twins; the registry of families; the tolerance table.
+//! - [`nn`]: layers (linear, dropout, casts) and networks: tensors, names, initialisation, and
+//!   forward/backward passes as kernel calls.
+//! - [`io`]: the one atomic file writer, PNG output. [`data`]: `.npy` files, the built-in digits,
+//!   toy data sets.
+//! - [`backend`]: the CPU and GPU executors of a list of kernel calls.
+//! - [`config`]: the model (its networks), the training configuration with its defaults.
+//! - [`programs`]: whole programs built from networks: the GAN step and its [`programs::trainer`],
+//!   the digit classifier.
+//! - [`eval`]: toy and image metrics, and the scorer runs use.
+//! - [`train`]: a training run: checkpoints, run folder, logging, the loop with resume.
+//! - [`commands`]: `generate`, `eval`, `bench`. The binary (main.rs) is only the CLI.
 
-pub mod assets;
-pub mod bench;
-pub mod check;
-pub mod checkpoint;
-pub mod classifier;
+pub mod backend;
+pub mod commands;
 pub mod config;
-pub mod cpu;
 pub mod data;
 pub mod error;
-pub mod evaluate;
-pub mod generate;
-pub mod gpu;
-pub mod image_metrics;
-pub mod images;
-pub mod model;
-pub mod params;
-pub mod plan;
+pub mod eval;
+pub mod io;
+pub mod ir;
+pub mod kernels;
+pub mod nn;
+pub mod programs;
 pub mod rng;
-pub mod run;
-pub mod rundir;
-pub mod session;
-pub mod shaders;
-pub mod toy;
-pub mod trainer;
+pub mod train;
 
-use std::sync::Arc;
-
+pub use backend::Backend;
 pub use config::{TrainConfig, TrainOptions};
 pub use data::Dataset;
 pub use error::{Error, Result};
-pub use trainer::{Backend, Snapshot, StepStats, Trainer};
-
-/// Creates a trainer on the requested backend. `auto` takes a real GPU when wgpu sees one and
-/// otherwise the CPU, saying so on stderr.
-pub fn open_trainer(backend: Backend, cfg: TrainConfig, data: Arc<Dataset>) -> Result<Box<dyn Trainer>> {
-    cfg.validate(data.n)?;
-    let plan = plan::build(&cfg, data.n);
-    let use_gpu = match backend {
-        Backend::Gpu => true,
-        Backend::Cpu => false,
-        Backend::Auto => {
-            let real = gpu::context::real_gpu_available();
-            if !real {
-                eprintln!("note: no GPU found, training on the CPU backend (--backend gpu forces a GPU, software ones included)");
-            }
-            real
-        }
-    };
-    if use_gpu {
-        let ctx = gpu::GpuContext::new()?;
-        let exec = gpu::GpuProgram::new(ctx, &plan, Some(&data))?;
-        Ok(Box::new(trainer::PlanTrainer::new(cfg, plan, exec)?))
-    } else {
-        let exec = cpu::CpuProgram::new(&plan, Some(data));
-        Ok(Box::new(trainer::PlanTrainer::new(cfg, plan, exec)?))
-    }
-}
+pub use programs::trainer::{open as open_trainer, GanTrainer, Snapshot, StepStats, Trainer};

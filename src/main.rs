@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use shadergan::commands::generate::GenerateRequest;
 use shadergan::config::Precision;
-use shadergan::evaluate::ClassifierChoice;
-use shadergan::generate::GenerateRequest;
-use shadergan::model::Activation;
-use shadergan::session::{self, TrainRequest, Verbosity};
-use shadergan::toy::Toy;
+use shadergan::data::toy::Toy;
+use shadergan::eval::ClassifierChoice;
+use shadergan::kernels::activation::Activation;
+use shadergan::train::session::{self, TrainRequest, Verbosity};
 use shadergan::{Backend, Error, Result, TrainOptions};
 
 #[derive(Parser)]
@@ -343,26 +343,26 @@ fn generate(args: GenerateArgs) -> Result<()> {
     if req.out.is_none() && req.grid.is_none() {
         return Err(Error::input("nothing to write: pass --out samples.npy and/or --grid grid.png"));
     }
-    let g = shadergan::generate::generate(&req)?;
+    let g = shadergan::commands::generate::generate(&req)?;
     eprintln!("generated {} samples of {} values", g.n, g.dim);
     Ok(())
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    let req = shadergan::evaluate::EvalRequest {
+    let req = shadergan::commands::eval::EvalRequest {
         target: args.target,
         toy: args.toy,
         data: args.data,
         classifier: args.classifier,
         backend: args.backend,
     };
-    let v = shadergan::evaluate::eval(&req)?;
+    let v = shadergan::commands::eval::eval(&req)?;
     println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::Io(e.to_string()))?);
     Ok(())
 }
 
 fn classifier_train(args: ClassifierTrainArgs) -> Result<()> {
-    use shadergan::classifier::{self, ClassifierRequest, Labelled};
+    use shadergan::programs::classifier::{self, ClassifierRequest, Labelled};
     if args.out.exists() && !args.overwrite {
         return Err(Error::input(format!("{} exists; pass --overwrite to replace it", args.out.display())));
     }
@@ -396,7 +396,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     if args.batch_sizes.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
         return Err(Error::input("--batch-sizes and --seconds must be positive"));
     }
-    let opts = shadergan::bench::BenchOptions {
+    let opts = shadergan::commands::bench::BenchOptions {
         batch_sizes: args.batch_sizes,
         seconds: args.seconds,
         gpu: args.backends != "cpu",
@@ -405,17 +405,17 @@ fn bench(args: BenchArgs) -> Result<()> {
         large: args.large,
         precisions: args.precision,
     };
-    let report = shadergan::bench::run(&opts, |what| eprintln!("measuring {what} ..."))?;
+    let report = shadergan::commands::bench::run(&opts, |what| eprintln!("measuring {what} ..."))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Io(e.to_string()))?);
     } else {
-        print!("{}", shadergan::bench::table(&report, args.kernels));
+        print!("{}", shadergan::commands::bench::table(&report, args.kernels));
     }
     Ok(())
 }
 
 fn info() -> Result<()> {
-    let adapters = shadergan::gpu::context::list_adapters();
+    let adapters = shadergan::backend::gpu::context::list_adapters();
     if adapters.is_empty() {
         println!("no GPU adapters found");
     }

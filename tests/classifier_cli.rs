@@ -77,7 +77,7 @@ fn classifier_train_writes_a_classifier_and_refuses_bad_input() {
     ok(&o);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("test accuracy"), "{err}");
-    let clf = shadergan::classifier::Classifier::load(&out).unwrap();
+    let clf = shadergan::programs::classifier::Classifier::load(&out).unwrap();
     assert!(clf.spec.test_accuracy.unwrap() > 0.9, "{:?}", clf.spec.test_accuracy);
 
     // An existing --out is kept unless --overwrite.

@@ -349,8 +349,8 @@ fn divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
     assert!(!err.contains("panicked"), "{err}");
     let latest = out.join("checkpoints/latest.safetensors");
     if latest.exists() {
-        let ck = shadergan::checkpoint::load(&latest).expect("the last good checkpoint loads");
-        assert!(ck.snapshot.g_params.iter().all(|v| v.is_finite()));
+        let ck = shadergan::train::checkpoint::load(&latest).expect("the last good checkpoint loads");
+        assert!(ck.snapshot.g.params.iter().all(|v| v.is_finite()));
     }
 }
 

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use shadergan::config::Precision;
-use shadergan::{checkpoint, data};
+use shadergan::data;
+use shadergan::train::checkpoint;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_shadergan"));

@@ -1,11 +1,12 @@
-//! The CPU trainer's fast paths against the reference ops they stand in for. No GPU needed.
+//! The CPU backend's fast paths against the reference twins they stand in for. No GPU needed.
 
 mod common;
 
 use common::uniform;
-use shadergan::check::{compare, tolerance};
-use shadergan::cpu::{fast, ops};
-use shadergan::params::{AdamParams, MatmulParams, TrainState};
+use shadergan::ir::TrainState;
+use shadergan::kernels::adam::{adam_step, adam_step_threaded, AdamParams};
+use shadergan::kernels::matmul::{fast, twin as ops, MatmulParams};
+use shadergan::kernels::tolerance::{compare, tolerance};
 
 #[test]
 fn fast_matmuls_match_the_reference() {
@@ -60,8 +61,8 @@ fn threaded_adam_is_bit_identical_to_the_reference() {
         mv.extend(uniform(len, 4, 0.0, 1e-4));
         let (mut pa, mut ma) = (params.clone(), mv.clone());
         let (mut pb, mut mb) = (params, mv);
-        fast::adam_step(&p, &state, &mut pa, &grads, &mut ma);
-        ops::adam_step(&p, &state, &mut pb, &grads, &mut mb);
+        adam_step_threaded(&p, &state, &mut pa, &grads, &mut ma);
+        adam_step(&p, &state, &mut pb, &grads, &mut mb);
         assert_eq!(pa, pb);
         assert_eq!(ma, mb);
     }

@@ -1,14 +1,42 @@
 //! The CPU reference's gradients against central finite differences of the losses computed in
-//! f64 by an independent forward pass. No GPU needed.
+//! f64 by an independent forward pass (written here from the formulas, on purpose: it is the
+//! oracle, so it shares nothing with the kernels but the networks' tensor table). No GPU needed.
+
+mod common;
 
 use std::sync::Arc;
 
 use shadergan::config::TrainConfig;
-use shadergan::cpu::{CpuProgram, CpuTrainer};
 use shadergan::data::Dataset;
-use shadergan::model::{Activation, NetLayout, LEAKY_SLOPE};
+use shadergan::kernels::activation::{Activation, LEAKY_SLOPE};
+use shadergan::nn::Net;
 use shadergan::rng;
-use shadergan::{plan, TrainOptions, Trainer};
+use shadergan::{TrainOptions, Trainer};
+
+/// A linear layer of a network as the f64 forward reads it.
+#[derive(Clone, Copy)]
+struct Layer {
+    fan_in: usize,
+    fan_out: usize,
+    activation: Activation,
+    w_off: usize,
+    b_off: usize,
+}
+
+/// The linear layers of an MLP, from its tensor table: `hidden` after each but the last.
+fn layers(net: &Net, hidden: Activation, output: Activation) -> Vec<Layer> {
+    let t = net.tensors();
+    let n = t.len() / 2;
+    (0..n)
+        .map(|i| Layer {
+            fan_in: t[2 * i].shape[1],
+            fan_out: t[2 * i].shape[0],
+            activation: if i + 1 == n { output } else { hidden },
+            w_off: t[2 * i].off,
+            b_off: t[2 * i + 1].off,
+        })
+        .collect()
+}
 
 fn act64(z: f64, a: Activation) -> f64 {
     match a {
@@ -30,14 +58,14 @@ fn act64(z: f64, a: Activation) -> f64 {
 type Drop = Option<(u64, u32, f32, usize)>;
 
 /// Forward pass of an MLP in f64: input (rows, in) -> output (rows, out).
-fn mlp(layout: &NetLayout, p: &[f64], x: &[f64], rows: usize) -> Vec<f64> {
+fn mlp(layout: &[Layer], p: &[f64], x: &[f64], rows: usize) -> Vec<f64> {
     mlp_drop(layout, p, x, rows, None)
 }
 
-fn mlp_drop(layout: &NetLayout, p: &[f64], x: &[f64], rows: usize, drop: Drop) -> Vec<f64> {
+fn mlp_drop(layout: &[Layer], p: &[f64], x: &[f64], rows: usize, drop: Drop) -> Vec<f64> {
     let mut h = x.to_vec();
-    let n_layers = layout.layers.len();
-    for (li, l) in layout.layers.iter().enumerate() {
+    let n_layers = layout.len();
+    for (li, l) in layout.iter().enumerate() {
         let mut y = vec![0.0; rows * l.fan_out];
         for r in 0..rows {
             for o in 0..l.fan_out {
@@ -73,15 +101,12 @@ fn check(cfg: TrainConfig, data: Arc<Dataset>) {
     let b = cfg.batch_size;
     let mut zero_lr = cfg.clone();
     zero_lr.lr = 0.0; // Adam then leaves the weights alone, and the gradients stay readable.
-    let plan = plan::build(&zero_lr, data.n);
-    let exec = CpuProgram::new(&plan, Some(data.clone()));
-    let mut t = CpuTrainer::new(zero_lr.clone(), plan, exec).unwrap();
-    t.exec.fast = false;
+    let mut t = common::cpu_trainer(&zero_lr, &data, true);
     let start = t.snapshot().unwrap();
     t.train(1).unwrap();
-    assert_eq!(t.snapshot().unwrap().g_params, start.g_params);
-    let d_grad = t.exec.bufs[t.plan.d.grads].clone();
-    let g_grad = t.exec.bufs[t.plan.g.grads].clone();
+    assert_eq!(t.snapshot().unwrap().g.params, start.g.params);
+    let d_grad = t.exec.read(t.program.d.grads).unwrap();
+    let g_grad = t.exec.read(t.program.g.grads).unwrap();
 
     // The step's inputs, from the same seeded sources.
     let key = rng::seed_words(cfg.seed);
@@ -98,10 +123,11 @@ fn check(cfg: TrainConfig, data: Arc<Dataset>) {
         .map(|(row, c)| (data.get(row, c) * cfg.data_scale + cfg.data_shift) as f64)
         .collect();
     let (zd, zg) = (to64(&zd), to64(&zg));
-    let gl = t.plan.g.layout.clone();
-    let dl = t.plan.d.layout.clone();
-    let gp = to64(&start.g_params);
-    let dp = to64(&start.d_params);
+    let m = &cfg.model;
+    let gl = layers(&t.program.g_net, m.g_activation, m.g_output);
+    let dl = layers(&t.program.d_net, m.d_activation, Activation::Identity);
+    let gp = to64(&start.g.params);
+    let dp = to64(&start.d.params);
 
     // PacGAN: D reads `pack` consecutive samples as one row.
     let db = b / cfg.model.pack;

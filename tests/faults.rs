@@ -5,10 +5,11 @@ mod common;
 use std::process::Command;
 use std::sync::Arc;
 
+use shadergan::backend::gpu::GpuExecutor;
+use shadergan::backend::Executor;
 use shadergan::data::Dataset;
-use shadergan::gpu::GpuProgram;
-use shadergan::trainer::Executor;
-use shadergan::{plan, TrainOptions};
+use shadergan::programs::gan::GanProgram;
+use shadergan::TrainOptions;
 
 fn small() -> Arc<Dataset> {
     Arc::new(Dataset::from_u8(32, 16, (0..512).map(|i| (i % 256) as u8).collect()).unwrap())
@@ -38,7 +39,7 @@ fn no_adapter_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
     let o = run("auto", "a");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("training on the CPU backend"), "{err}");
+    assert!(err.contains("running on the CPU backend"), "{err}");
 }
 
 #[test]
@@ -65,12 +66,13 @@ fn a_lost_device_is_an_error_not_a_panic() {
     let cfg = TrainOptions { latent_dim: 4, g_hidden: vec![8], d_hidden: vec![8], batch_size: 8, ..Default::default() }
         .resolve(&data)
         .unwrap();
-    let p = plan::build(&cfg, data.n);
-    let mut exec = GpuProgram::new(ctx.clone(), &p, Some(&data)).unwrap();
-    exec.run(0, 2).unwrap();
+    let p = GanProgram::build(&cfg, data.n, true);
+    let mut exec = GpuExecutor::new(ctx.clone(), &p.bufs, Some(&data)).unwrap();
+    let step = exec.add_section(&p.train_step).unwrap();
+    exec.run(step, 2).unwrap();
     ctx.device.destroy();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let r = exec.run(0, 2).and_then(|_| exec.read(p.stats).map(|_| ()));
+        let r = exec.run(step, 2).and_then(|_| exec.read(p.stats).map(|_| ()));
         r.map_err(|e| e.to_string())
     }));
     let r = result.expect("no panic after the device is lost");

@@ -3,8 +3,9 @@
 //! they never panic. Runs briefly in every `cargo test`.
 
 use proptest::prelude::*;
-use shadergan::checkpoint::{self, Checkpoint};
 use shadergan::data::{self, Dataset};
+use shadergan::programs::trainer::NetSnapshot;
+use shadergan::train::checkpoint::{self, Checkpoint};
 use shadergan::{Error, Snapshot, TrainOptions};
 
 fn valid_npy() -> Vec<u8> {
@@ -19,15 +20,12 @@ fn valid_checkpoint() -> Vec<u8> {
     let cfg = TrainOptions { latent_dim: 2, g_hidden: vec![3], d_hidden: vec![2], batch_size: 4, ..Default::default() }
         .resolve(&ds)
         .unwrap();
-    let g = cfg.model.layout(shadergan::model::Net::G).init(1);
-    let d = cfg.model.layout(shadergan::model::Net::D).init(1);
+    let net = |p: Vec<f32>| NetSnapshot { moments: vec![0.0; 2 * p.len()], params: p, state: vec![] };
     let ck = Checkpoint {
         snapshot: Snapshot {
-            state: shadergan::params::TrainState::new(),
-            g_moments: vec![0.0; 2 * g.len()],
-            d_moments: vec![0.0; 2 * d.len()],
-            g_params: g,
-            d_params: d,
+            state: shadergan::ir::TrainState::new(),
+            g: net(cfg.model.generator(false).init(1)),
+            d: net(cfg.model.discriminator(0.0, false).init(1)),
             g_ema: None,
         },
         config: cfg,

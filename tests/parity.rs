@@ -5,14 +5,13 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{gpu, image_data, uniform};
-use shadergan::check::{compare, tolerance};
+use common::{gpu_trainer, image_data, uniform};
 use shadergan::config::TrainConfig;
-use shadergan::cpu::{CpuProgram, CpuTrainer};
 use shadergan::data::Dataset;
-use shadergan::gpu::{GpuProgram, GpuTrainer};
-use shadergan::model::Activation;
-use shadergan::{plan, Snapshot, TrainOptions, Trainer};
+use shadergan::kernels::activation::Activation;
+use shadergan::kernels::tolerance::{compare, tolerance};
+use shadergan::programs::trainer::NetSnapshot;
+use shadergan::{GanTrainer, Snapshot, TrainOptions, Trainer};
 
 fn config(data: &Dataset, g_act: Activation, d_act: Activation, g_out: Option<Activation>) -> TrainConfig {
     TrainOptions {
@@ -30,27 +29,18 @@ fn config(data: &Dataset, g_act: Activation, d_act: Activation, g_out: Option<Ac
     .unwrap()
 }
 
-fn cpu_trainer(cfg: &TrainConfig, data: &Arc<Dataset>) -> CpuTrainer {
-    let plan = plan::build(cfg, data.n);
-    let exec = CpuProgram::new(&plan, Some(data.clone()));
-    CpuTrainer::new(cfg.clone(), plan, exec).unwrap()
-}
-
-fn gpu_trainer(cfg: &TrainConfig, data: &Arc<Dataset>) -> Option<GpuTrainer> {
-    let ctx = gpu()?;
-    let plan = plan::build(cfg, data.n);
-    let exec = GpuProgram::new(ctx, &plan, Some(data)).unwrap();
-    Some(GpuTrainer::new(cfg.clone(), plan, exec).unwrap())
+fn cpu_trainer(cfg: &TrainConfig, data: &Arc<Dataset>) -> GanTrainer {
+    common::cpu_trainer(cfg, data, false)
 }
 
 fn assert_snapshots_close(what: &str, g: &Snapshot, c: &Snapshot) {
     let t = tolerance("train_10_steps");
     assert_eq!(g.state, c.state, "{what}: step state");
     for (name, gv, cv) in [
-        ("G params", &g.g_params, &c.g_params),
-        ("D params", &g.d_params, &c.d_params),
-        ("G moments", &g.g_moments, &c.g_moments),
-        ("D moments", &g.d_moments, &c.d_moments),
+        ("G params", &g.g.params, &c.g.params),
+        ("D params", &g.d.params, &c.d.params),
+        ("G moments", &g.g.moments, &c.g.moments),
+        ("D moments", &g.d.moments, &c.d.moments),
     ] {
         compare(name, gv, cv, t).unwrap_or_else(|e| panic!("{what}: {e}"));
     }
@@ -123,12 +113,12 @@ fn lr_decay_reaches_zero_at_the_end_on_both_backends() {
             seen.push(t.snapshot().unwrap());
         }
         for s in 0..6 {
-            assert_ne!(seen[s].g_params, seen[s + 1].g_params, "{name}: step {s} must move G");
-            assert_ne!(seen[s].d_params, seen[s + 1].d_params, "{name}: step {s} must move D");
+            assert_ne!(seen[s].g.params, seen[s + 1].g.params, "{name}: step {s} must move G");
+            assert_ne!(seen[s].d.params, seen[s + 1].d.params, "{name}: step {s} must move D");
         }
         for s in 6..8 {
-            assert_eq!(seen[s].g_params, seen[s + 1].g_params, "{name}: step {s} is past the decay's end");
-            assert_eq!(seen[s].d_params, seen[s + 1].d_params, "{name}: step {s} is past the decay's end");
+            assert_eq!(seen[s].g.params, seen[s + 1].g.params, "{name}: step {s} is past the decay's end");
+            assert_eq!(seen[s].d.params, seen[s + 1].d.params, "{name}: step {s} is past the decay's end");
         }
     }
 }
@@ -147,7 +137,7 @@ fn same_seed_gives_identical_bits_on_each_backend() {
     other.seed += 1;
     let mut t = cpu_trainer(&other, &data);
     t.train(5).unwrap();
-    assert_ne!(t.snapshot().unwrap().g_params, run_cpu().g_params, "the seed must matter");
+    assert_ne!(t.snapshot().unwrap().g.params, run_cpu().g.params, "the seed must matter");
 
     let run_gpu = || {
         let mut t = gpu_trainer(&cfg, &data)?;
@@ -170,19 +160,20 @@ fn g_ema_averages_g_and_sampling_uses_it() {
     let mut plain = cpu_trainer(&plain_cfg, &data);
     // Starts as a copy of G; the average does not change training itself.
     let s0 = t.snapshot().unwrap();
-    assert_eq!(s0.g_ema.as_ref(), Some(&s0.g_params));
-    let w0 = s0.g_params.clone();
+    assert_eq!(s0.g_ema.as_ref(), Some(&s0.g.params));
+    let w0 = s0.g.params.clone();
     t.train(1).unwrap();
     plain.train(1).unwrap();
     let s1 = t.snapshot().unwrap();
     let p1 = plain.snapshot().unwrap();
-    assert_eq!((&s1.g_params, &s1.d_params), (&p1.g_params, &p1.d_params));
-    let want: Vec<f32> = w0.iter().zip(&s1.g_params).map(|(a, b)| 0.5 * a + 0.5 * b).collect();
+    assert_eq!((&s1.g.params, &s1.d.params), (&p1.g.params, &p1.d.params));
+    let want: Vec<f32> = w0.iter().zip(&s1.g.params).map(|(a, b)| 0.5 * a + 0.5 * b).collect();
     assert_eq!(s1.g_ema.as_ref(), Some(&want));
     // Sampling runs the averaged weights: a trainer whose G is the average samples the same.
     let z = uniform(5 * 8, 9, -2.0, 2.0);
     let mut avg = cpu_trainer(&plain_cfg, &data);
-    avg.restore(&Snapshot { g_params: want, g_ema: None, ..p1.clone() }).unwrap();
+    let g = NetSnapshot { params: want, ..p1.g.clone() };
+    avg.restore(&Snapshot { g, g_ema: None, ..p1.clone() }).unwrap();
     assert_eq!(t.sample(&z).unwrap(), avg.sample(&z).unwrap());
     assert_ne!(t.sample(&z).unwrap(), plain.sample(&z).unwrap());
     // Restoring a snapshot carries the average; GPU agrees with CPU from the same snapshot.

@@ -5,15 +5,15 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{gpu, image_data, uniform};
-use shadergan::check::{compare, tolerance};
+use common::harness::gpu16;
+use common::{gpu_trainer, image_data, uniform};
 use shadergan::config::{Precision, TrainConfig};
-use shadergan::cpu::{CpuProgram, CpuTrainer};
 use shadergan::data::Dataset;
-use shadergan::gpu::{GpuProgram, GpuTrainer};
-use shadergan::model::Activation;
-use shadergan::plan::{self, DType, Op};
-use shadergan::{TrainOptions, Trainer};
+use shadergan::ir::{DType, Op};
+use shadergan::kernels::activation::Activation;
+use shadergan::kernels::tolerance::{compare, tolerance};
+use shadergan::programs::gan::GanProgram;
+use shadergan::{GanTrainer, TrainOptions, Trainer};
 
 fn config(data: &Dataset, act: Activation, g_out: Option<Activation>, precision: Precision) -> TrainConfig {
     TrainOptions {
@@ -32,10 +32,12 @@ fn config(data: &Dataset, act: Activation, g_out: Option<Activation>, precision:
     .unwrap()
 }
 
-fn cpu_trainer(cfg: &TrainConfig, data: &Arc<Dataset>) -> CpuTrainer {
-    let plan = plan::build(cfg, data.n);
-    let exec = CpuProgram::new(&plan, Some(data.clone()));
-    CpuTrainer::new(cfg.clone(), plan, exec).unwrap()
+fn cpu_trainer(cfg: &TrainConfig, data: &Arc<Dataset>) -> GanTrainer {
+    common::cpu_trainer(cfg, data, false)
+}
+
+fn build(cfg: &TrainConfig, data: &Dataset) -> GanProgram {
+    GanProgram::build(cfg, data.n, true)
 }
 
 #[test]
@@ -52,14 +54,10 @@ fn gpu_and_cpu_agree_over_ten_f16_steps() {
             "f16, {act:?}/{:?}, pack {}, dropout {}, ema {}",
             cfg.model.g_output, cfg.model.pack, cfg.d_dropout, cfg.g_ema
         );
-        let Some(ctx) = gpu() else { return };
-        if !ctx.supports_f16() {
-            eprintln!("SKIPPED: {} has no shader-f16", ctx.summary.describe());
+        if gpu16().is_none() {
             return;
         }
-        let plan = plan::build(&cfg, data.n);
-        let exec = GpuProgram::new(ctx, &plan, Some(&data)).unwrap();
-        let mut gpu = GpuTrainer::new(cfg.clone(), plan, exec).unwrap();
+        let Some(mut gpu) = gpu_trainer(&cfg, &data) else { return };
         let mut cpu = cpu_trainer(&cfg, &data);
         assert_eq!(gpu.snapshot().unwrap(), cpu.snapshot().unwrap(), "{what}: initial state");
         let t = tolerance("train_10_steps_f16");
@@ -74,28 +72,32 @@ fn gpu_and_cpu_agree_over_ten_f16_steps() {
         let (g, c) = (gpu.snapshot().unwrap(), cpu.snapshot().unwrap());
         assert_eq!(g.state, c.state, "{what}: step state");
         for (name, gv, cv) in [
-            ("G params", &g.g_params, &c.g_params),
-            ("D params", &g.d_params, &c.d_params),
-            ("G moments", &g.g_moments, &c.g_moments),
-            ("D moments", &g.d_moments, &c.d_moments),
+            ("G params", &g.g.params, &c.g.params),
+            ("D params", &g.d.params, &c.d.params),
+            ("G moments", &g.g.moments, &c.g.moments),
+            ("D moments", &g.d.moments, &c.d.moments),
         ] {
             compare(name, gv, cv, t).unwrap_or_else(|e| panic!("{what}: {e}"));
         }
         if let (Some(ge), Some(ce)) = (&g.g_ema, &c.g_ema) {
             compare("G average", ge, ce, t).unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert_ne!(ce, &c.g_params, "{what}: the average is not G itself");
+            assert_ne!(ce, &c.g.params, "{what}: the average is not G itself");
         }
         assert_eq!(g.g_ema.is_some(), cfg.g_ema > 0.0, "{what}");
         // Sampling G at f16 agrees, and its output is f16 values.
         let z = uniform(5 * 8, 9, -2.0, 2.0);
         let (gy, cy) = (gpu.sample(&z).unwrap(), cpu.sample(&z).unwrap());
         compare("sample", &gy, &cy, t).unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert!(cy.iter().all(|&v| shadergan::cpu::ops::round_f16(v) == v), "{what}: samples are f16 values");
+        assert!(
+            cy.iter().all(|&v| shadergan::kernels::activation::round_f16(v) == v),
+            "{what}: samples are f16 values"
+        );
         if let Some(avg) = &c.g_ema {
             // The samples are the average's: a trainer whose G *is* the average samples the same,
             // one whose G is the raw G does not.
             let mut other = cpu_trainer(&cfg, &data);
-            other.restore(&shadergan::Snapshot { g_params: avg.clone(), g_ema: None, ..c.clone() }).unwrap();
+            let g = shadergan::programs::trainer::NetSnapshot { params: avg.clone(), ..c.g.clone() };
+            other.restore(&shadergan::Snapshot { g, g_ema: None, ..c.clone() }).unwrap();
             assert_eq!(other.sample(&z).unwrap(), cy, "{what}: samples come from the average");
             other.restore(&shadergan::Snapshot { g_ema: None, ..c.clone() }).unwrap();
             assert_ne!(other.sample(&z).unwrap(), cy, "{what}: samples come from raw G");
@@ -135,33 +137,37 @@ fn f16_losses_track_the_f32_run() {
 }
 
 #[test]
-fn the_f32_plan_has_no_f16_buffer_and_no_cast() {
+fn the_f32_program_has_no_f16_buffer_and_no_cast() {
     let data = image_data();
+    let is_cast = |op: &Op| op.entry().starts_with("cast_");
     let cfg = config(&data, Activation::Relu, None, Precision::F32);
-    let p = plan::build(&cfg, data.n);
+    let p = build(&cfg, &data);
     assert!(p.bufs.iter().all(|b| b.dtype == DType::F32));
-    assert!(p.train_step.iter().chain(&p.sample).all(|op| !matches!(op, Op::Cast { .. })));
+    assert!(p.train_step.iter().chain(&p.sample).all(|op| !is_cast(op)));
     assert!(p.g.params16.is_none() && p.d.params16.is_none() && p.refresh.is_empty());
-    // At f16 every layer output is f16 and the weight copies exist; gradients and Adam are f32.
+    // At f16 every layer output is f16 but D's logits, cast back to f32 for the loss; the
+    // weight copies exist; gradients and Adam are f32.
     let cfg16 = config(&data, Activation::Relu, None, Precision::F16);
-    let p16 = plan::build(&cfg16, data.n);
+    let p16 = build(&cfg16, &data);
+    for b in &p16.bufs {
+        let want = if b.label.ends_with(".out") && b.label != "D.logits.out" || b.label.ends_with(".f16") {
+            DType::F16
+        } else {
+            DType::F32
+        };
+        let want = if b.label == "D.input" { DType::F16 } else { want };
+        assert_eq!(b.dtype, want, "{}", b.label);
+    }
     for net in [&p16.g, &p16.d] {
-        assert!(net.act.iter().all(|&b| p16.bufs[b].dtype == DType::F16));
-        assert!(net.dact.iter().chain(&net.dz).all(|&b| p16.bufs[b].dtype == DType::F32));
-        for b in [net.params, net.grads, net.moments] {
-            assert_eq!(p16.bufs[b].dtype, DType::F32, "{}", p16.bufs[b].label);
-        }
         assert_eq!(p16.bufs[net.params16.unwrap()].dtype, DType::F16);
     }
-    assert_eq!(p16.bufs[p16.d_input].dtype, DType::F16);
     // Each weight copy is cast once per optimizer step of its network (and by `refresh`).
     let mut cfg3 = cfg16.clone();
     cfg3.d_steps = 3;
-    let p3 = plan::build(&cfg3, data.n);
-    let casts_into =
-        |ops: &[Op], buf| ops.iter().filter(|op| matches!(op, Op::Cast { out, .. } if *out == buf)).count();
-    let adams =
-        |net| p3.train_step.iter().filter(|op| matches!(op, Op::AdamStep { params, .. } if *params == net)).count();
+    let p3 = build(&cfg3, &data);
+    let writes = |op: &Op, buf| op.spans().iter().any(|s| s.write && s.buf == buf);
+    let casts_into = |ops: &[Op], buf| ops.iter().filter(|op| is_cast(op) && writes(op, buf)).count();
+    let adams = |net| p3.train_step.iter().filter(|op| op.entry() == "adam_step" && writes(op, net)).count();
     for net in [&p3.g, &p3.d] {
         let copy = net.params16.unwrap();
         assert_eq!(casts_into(&p3.train_step, copy), adams(net.params));

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use shadergan::checkpoint;
 use shadergan::data::{self, Dataset};
 use shadergan::rng;
+use shadergan::train::checkpoint;
+use shadergan::Trainer;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shadergan"))
@@ -158,10 +159,10 @@ fn resume_on_cpu_is_bit_exact() {
 #[test]
 fn resume_on_gpu_matches_within_parity_tolerance() {
     let Some((straight, resumed)) = resume_is_exact("gpu") else { return };
-    let t = shadergan::check::tolerance("train_10_steps");
+    let t = shadergan::kernels::tolerance::tolerance("train_10_steps");
     assert_eq!(straight.snapshot.state, resumed.snapshot.state);
-    shadergan::check::compare("G", &resumed.snapshot.g_params, &straight.snapshot.g_params, t).unwrap();
-    shadergan::check::compare("D", &resumed.snapshot.d_params, &straight.snapshot.d_params, t).unwrap();
+    shadergan::kernels::tolerance::compare("G", &resumed.snapshot.g.params, &straight.snapshot.g.params, t).unwrap();
+    shadergan::kernels::tolerance::compare("D", &resumed.snapshot.d.params, &straight.snapshot.d.params, t).unwrap();
 }
 
 #[test]

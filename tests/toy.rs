@@ -5,11 +5,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::gpu;
-use shadergan::cpu::{CpuProgram, CpuTrainer};
+use common::{cpu_trainer, gpu_trainer};
 use shadergan::data::Dataset;
-use shadergan::gpu::{GpuProgram, GpuTrainer};
-use shadergan::{plan, rng, TrainConfig, TrainOptions, Trainer};
+use shadergan::{rng, TrainConfig, TrainOptions, Trainer};
 
 const MODES: usize = 8;
 const RADIUS: f32 = 2.0;
@@ -78,10 +76,8 @@ fn check(t: &mut dyn Trainer, steps: u32) {
 fn cpu_generator_moves_toward_the_ring() {
     let data = ring(2048);
     let cfg = config(&data);
-    assert_eq!(cfg.model.g_output, shadergan::model::Activation::Identity, "unbounded data");
-    let plan = plan::build(&cfg, data.n);
-    let exec = CpuProgram::new(&plan, Some(data.clone()));
-    let mut t = CpuTrainer::new(cfg, plan, exec).unwrap();
+    assert_eq!(cfg.model.g_output, shadergan::kernels::activation::Activation::Identity, "unbounded data");
+    let mut t = cpu_trainer(&cfg, &data, false);
     check(&mut t, 1000);
 }
 
@@ -89,9 +85,6 @@ fn cpu_generator_moves_toward_the_ring() {
 fn gpu_generator_moves_toward_the_ring() {
     let data = ring(2048);
     let cfg = config(&data);
-    let Some(ctx) = gpu() else { return };
-    let plan = plan::build(&cfg, data.n);
-    let exec = GpuProgram::new(ctx, &plan, Some(&data)).unwrap();
-    let mut t = GpuTrainer::new(cfg, plan, exec).unwrap();
+    let Some(mut t) = gpu_trainer(&cfg, &data) else { return };
     check(&mut t, 1000);
 }

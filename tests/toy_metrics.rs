@@ -3,8 +3,9 @@
 
 use std::process::Command;
 
+use shadergan::data::toy::Toy;
 use shadergan::data::DataValues;
-use shadergan::toy::{toy_metrics, Toy};
+use shadergan::eval::toy::toy_metrics;
 
 fn flat(points: &[(f32, f32)]) -> Vec<f32> {
     points.iter().flat_map(|&(x, y)| [x, y]).collect()
@@ -194,11 +195,11 @@ fn g_ema_is_checkpointed_restored_on_resume_and_used_by_eval() {
         .unwrap();
     assert!(o.status.success(), "resume failed:\n{}", String::from_utf8_lossy(&o.stderr));
     let load = |dir: &std::path::Path| {
-        shadergan::checkpoint::load(&dir.join("checkpoints").join("latest.safetensors")).unwrap()
+        shadergan::train::checkpoint::load(&dir.join("checkpoints").join("latest.safetensors")).unwrap()
     };
     let (straight, resumed) = (load(&a), load(&b));
     let ema = straight.snapshot.g_ema.as_ref().expect("the checkpoint keeps G's weight average");
-    assert_ne!(ema, &straight.snapshot.g_params);
+    assert_ne!(ema, &straight.snapshot.g.params);
     assert_eq!(straight.snapshot, resumed.snapshot, "resume continues the average exactly");
     // eval samples with the average, as the run's own eval.json did.
     let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("eval.json")).unwrap()).unwrap();

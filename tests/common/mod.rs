@@ -1,10 +1,13 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: the GPU context (never skipping silently in CI),
+//! seeded test values, a small image set, and the op harness.
 #![allow(dead_code)]
+
+pub mod harness;
 
 use std::sync::Arc;
 
+use shadergan::backend::gpu::GpuContext;
 use shadergan::data::Dataset;
-use shadergan::gpu::GpuContext;
 
 /// A GPU context for a test, or None (the test then returns early) when no adapter exists.
 ///
@@ -56,4 +59,33 @@ pub fn image_data() -> Arc<Dataset> {
         })
         .collect();
     Arc::new(Dataset::from_u8(n, dim, bytes).unwrap())
+}
+
+use shadergan::backend::cpu::CpuExecutor;
+use shadergan::backend::gpu::GpuExecutor;
+use shadergan::config::TrainConfig;
+use shadergan::data::DataValues;
+use shadergan::programs::gan::GanProgram;
+use shadergan::GanTrainer;
+
+fn program(cfg: &TrainConfig, data: &Dataset) -> GanProgram {
+    GanProgram::build(cfg, data.n, matches!(data.values, DataValues::U8(_)))
+}
+
+/// A trainer on the CPU backend; `reference`: the plain twins only (no sgemm, no threads).
+pub fn cpu_trainer(cfg: &TrainConfig, data: &Arc<Dataset>, reference: bool) -> GanTrainer {
+    let p = program(cfg, data);
+    let mut exec = CpuExecutor::new(&p.bufs, Some(data.clone()));
+    if reference {
+        exec = exec.reference();
+    }
+    GanTrainer::new(cfg.clone(), p, Box::new(exec)).unwrap()
+}
+
+/// A trainer on the GPU backend, or None (see [`gpu`]).
+pub fn gpu_trainer(cfg: &TrainConfig, data: &Arc<Dataset>) -> Option<GanTrainer> {
+    let ctx = gpu()?;
+    let p = program(cfg, data);
+    let exec = GpuExecutor::new(ctx, &p.bufs, Some(data)).unwrap();
+    Some(GanTrainer::new(cfg.clone(), p, Box::new(exec)).unwrap())
 }

@@ -1,0 +1,133 @@
+//! The CPU executor: runs a program's ops in order with the CPU twins, on plain `Vec<f32>`
+//! buffers. An f16 buffer (`--precision f16`) is a `Vec<f32>` whose values are all f16 values:
+//! whatever writes to it (an op, a host upload) is rounded with `round_f16`, the same store the
+//! f16 kernels make, and the twins compute in f32 as those kernels do.
+
+use std::sync::Arc;
+
+use super::{Backend, Executor, Section};
+use crate::data::{DataValues, Dataset};
+use crate::error::{Error, Result};
+use crate::ir::{BufId, BufSpec, DType, DataView, Host, Op, TrainState};
+use crate::kernels::activation::round_f16_slice;
+
+pub struct CpuExecutor {
+    bufs: Vec<Vec<f32>>,
+    specs: Vec<BufSpec>,
+    state: TrainState,
+    data: Option<Arc<Dataset>>,
+    sections: Vec<Vec<Op>>,
+    /// Run the fast paths (blocked sgemm, threaded Adam); false runs the reference twins only
+    /// (tests, and `SHADERGAN_CPU_REFERENCE=1`, which makes every CPU run use the plain loops:
+    /// bit-reproducible on any CPU, whatever sgemm kernel it would pick).
+    fast: bool,
+}
+
+impl CpuExecutor {
+    /// Zero-filled buffers and no sections yet.
+    pub fn new(specs: &[BufSpec], data: Option<Arc<Dataset>>) -> Self {
+        CpuExecutor {
+            bufs: specs.iter().map(|b| vec![0.0; b.len]).collect(),
+            specs: specs.to_vec(),
+            state: TrainState::new(),
+            data,
+            sections: vec![],
+            fast: !std::env::var("SHADERGAN_CPU_REFERENCE").is_ok_and(|v| v == "1"),
+        }
+    }
+
+    /// Runs the reference twins only.
+    pub fn reference(mut self) -> Self {
+        self.fast = false;
+        self
+    }
+
+    /// Runs a list of ops once.
+    pub fn run_ops(&mut self, list: &[Op]) {
+        let data = self.data.clone();
+        let view = data.as_deref().map(|d| match &d.values {
+            DataValues::U8(v) => DataView::U8(v),
+            DataValues::F32(v) => DataView::F32(v),
+        });
+        for op in list {
+            let mut host = Host { bufs: &mut self.bufs, state: &mut self.state, data: view, fast: self.fast };
+            op.run_cpu(&mut host);
+            // An f16 output: round what the twin wrote (values already f16 stay as they are).
+            for s in op.spans().into_iter().filter(|s| s.write && self.specs[s.buf].dtype == DType::F16) {
+                round_f16_slice(&mut self.bufs[s.buf][s.off..s.off + s.len]);
+            }
+        }
+    }
+
+    /// The spans of every op must lie inside their buffers (as the GPU executor checks).
+    fn check(&self, ops: &[Op]) -> Result<()> {
+        for op in ops {
+            for s in op.spans() {
+                if s.off + s.len > self.specs[s.buf].len {
+                    return Err(Error::gpu(format!(
+                        "internal error: {} reaches element {} of {} ({} elements)",
+                        op.entry(),
+                        s.off + s.len,
+                        self.specs[s.buf].label,
+                        self.specs[s.buf].len
+                    )));
+                }
+            }
+            if op.reads_data() && self.data.is_none() {
+                return Err(Error::gpu(format!("internal error: {} needs a data set", op.entry())));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Executor for CpuExecutor {
+    fn backend(&self) -> Backend {
+        Backend::Cpu
+    }
+
+    fn device_name(&self) -> String {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        format!("CPU ({threads} threads)")
+    }
+
+    fn add_section(&mut self, ops: &[Op]) -> Result<Section> {
+        self.check(ops)?;
+        self.sections.push(ops.to_vec());
+        Ok(Section(self.sections.len() - 1))
+    }
+
+    fn run(&mut self, section: Section, times: u32) -> Result<()> {
+        let list = std::mem::take(&mut self.sections[section.0]);
+        for _ in 0..times {
+            self.run_ops(&list);
+        }
+        self.sections[section.0] = list;
+        Ok(())
+    }
+
+    fn read(&mut self, buf: BufId) -> Result<Vec<f32>> {
+        Ok(self.bufs[buf].clone())
+    }
+
+    fn write(&mut self, buf: BufId, values: &[f32]) -> Result<()> {
+        let spec = &self.specs[buf];
+        if spec.len != values.len() {
+            return Err(Error::input(format!("{}: {} values given, {} expected", spec.label, values.len(), spec.len)));
+        }
+        self.bufs[buf].copy_from_slice(values);
+        if spec.dtype == DType::F16 {
+            round_f16_slice(&mut self.bufs[buf]);
+        }
+        Ok(())
+    }
+
+    fn read_state(&mut self) -> Result<TrainState> {
+        Ok(self.state)
+    }
+
+    fn write_state(&mut self, state: &TrainState) -> Result<()> {
+        self.state = *state;
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! The `eval` command: a run's generator (or a .npy of generated images) scored as `train`
+//! scores it in eval.json.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::backend::Backend;
+use crate::data::toy::{self, Toy};
+use crate::error::{Error, Result};
+use crate::eval::{classifier_for, image, ClassifierChoice, Scorer};
+use crate::programs::trainer::Trainer;
+use crate::train::checkpoint;
+
+/// The `eval` command's request.
+pub struct EvalRequest {
+    /// A run folder (its latest checkpoint) or a checkpoint file.
+    pub target: PathBuf,
+    /// The toy benchmark (default: the run's own, from its config.json).
+    pub toy: Option<Toy>,
+    /// The real images (default: the run's own data file, from its config.json).
+    pub data: Option<PathBuf>,
+    pub classifier: ClassifierChoice,
+    pub backend: Backend,
+}
+
+/// Scores generated images saved as .npy (another trainer's, or `generate --out`) against real
+/// images, with the same classifier and metrics as a run's eval.json: the first `EVAL_SAMPLES`
+/// rows (the Fréchet distance depends on the count, so compare like with like).
+fn eval_samples_file(req: &EvalRequest) -> Result<Value> {
+    let name = req.target.display().to_string();
+    if req.toy.is_some() {
+        return Err(Error::input(format!("{name}: --toy scores a checkpoint's generator, not a .npy of samples")));
+    }
+    let Some(real_path) = &req.data else {
+        return Err(Error::input(format!(
+            "{name}: scoring a .npy of generated images needs --data REAL.npy, the real images to compare with"
+        )));
+    };
+    let samples = crate::data::load_npy(&req.target)?;
+    let real = Arc::new(crate::data::load_npy(real_path)?);
+    if samples.dim != real.dim {
+        return Err(Error::input(format!(
+            "{name}: samples of {} values cannot be compared with {} of {} values",
+            samples.dim,
+            real_path.display(),
+            real.dim
+        )));
+    }
+    if !samples.is_unit_range() {
+        let (lo, hi) = samples.value_range();
+        return Err(Error::input(format!(
+            "{name}: generated images must be uint8 or floats in [0, 1], like the real data; these \
+             range over [{lo}, {hi}] (map a tanh output with (x + 1) / 2)"
+        )));
+    }
+    let Some((clf, clf_name)) = classifier_for(&req.classifier, &real)? else {
+        return Err(Error::input(format!(
+            "{name}: nothing to score these images with: they are not 28x28; pass --classifier FILE"
+        )));
+    };
+    let rows = samples.n.min(image::EVAL_SAMPLES);
+    let images = crate::programs::classifier::rows_f32(&samples, 0..rows);
+    let reference = image::real_reference(&clf, &real, 0);
+    let m = image::score_images(&clf, &images, rows, &reference);
+    let mut v = serde_json::to_value(&m).map_err(|e| Error::Io(e.to_string()))?;
+    v["samples_file"] = json!(name);
+    v["classifier"] = json!(clf_name);
+    v["classifier_test_accuracy"] = json!(clf.spec.test_accuracy);
+    Ok(v)
+}
+
+/// Evaluates a checkpoint's generator (or a .npy of generated images); returns the JSON `train`
+/// would write to eval.json.
+pub fn eval(req: &EvalRequest) -> Result<Value> {
+    if req.target.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+        return eval_samples_file(req);
+    }
+    let ckpt_path = if req.target.is_dir() {
+        crate::train::run_dir::RunDir { root: req.target.clone() }.latest()
+    } else {
+        req.target.clone()
+    };
+    let ckpt = checkpoint::load(&ckpt_path)?;
+    let cfg = ckpt.config.clone();
+    // The run's config.json says what it trained on.
+    let run_cfg: Value =
+        std::fs::read_to_string(crate::train::run_dir::RunDir::root_of(&ckpt_path).join("config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+    let toy = req
+        .toy
+        .or_else(|| run_cfg["data"]["toy"].as_str().and_then(|t| <Toy as clap::ValueEnum>::from_str(t, true).ok()));
+    let data = match (toy, &req.data) {
+        (Some(t), _) => t.dataset(cfg.seed, toy::TOY_SAMPLES)?,
+        (None, Some(p)) => crate::data::load_npy(p)?,
+        (None, None) => match run_cfg["data"]["path"].as_str() {
+            Some(p) if p == crate::data::assets::DEFAULT_DATA_NAME => crate::data::assets::default_dataset()?,
+            Some(p) => crate::data::load_npy(Path::new(p))?,
+            None => {
+                return Err(Error::input(format!(
+                    "{}: no config.json beside it names the training data; pass --data FILE (or --toy)",
+                    ckpt_path.display()
+                )))
+            }
+        },
+    };
+    if data.dim != cfg.model.data_dim {
+        let what = if toy.is_some() { "eval --toy needs a model of 2-D samples" } else { "the data does not fit" };
+        return Err(Error::input(format!(
+            "{}: {what}: the checkpoint makes samples of {} values, the data has {}",
+            ckpt_path.display(),
+            cfg.model.data_dim,
+            data.dim
+        )));
+    }
+    let data = Arc::new(data);
+    let Some(mut scorer) = Scorer::new(toy, &req.classifier, &data)? else {
+        return Err(Error::input(
+            "nothing to evaluate this run with: it is neither a --toy run nor 28x28 images; pass \
+             --classifier FILE (from `shadergan classifier train`) or --toy",
+        ));
+    };
+    let mut trainer = crate::open_trainer(req.backend, cfg, data)?;
+    trainer.restore(&ckpt.snapshot)?;
+    Ok(scorer.evaluate(&mut trainer)?.json)
+}

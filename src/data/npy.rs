@@ -1,0 +1,534 @@
+//! Loading and validating `.npy` files; saving them.
+//!
+//! A data file comes from the internet, so loading it must never panic or exhaust memory. The
+//! whole file is read (an allocation bounded by its real size), the header is checked against
+//! the byte count *before* anything sized by the header is allocated, and every problem is an
+//! [`Error::Input`] on one line that starts with the file name.
+//!
+//! Accepted: dtypes uint8 (`|u1`, `<u1`), float32 and float64 (`<f4`, `>f4`, `<f8`, `>f8`);
+//! shapes (N, D), (N, H, W) and (N, 1, H, W) with no zero axis; C or Fortran order. Values are
+//! kept row-major as (N, dim): u8 stays u8 (scaled by 1/255 when read), floats become finite f32.
+//!
+//! Header parsing is ndarray-npy's ([`Header::from_reader`]), data decoding too
+//! ([`ReadableElement`]); this module only checks the fixed-size prefix first so that the
+//! header length cannot cause a large allocation.
+
+use std::fmt::Display;
+use std::path::Path;
+
+use ndarray::{ArrayD, ArrayView2, IxDyn, ShapeBuilder};
+use ndarray_npy::npy::header::{Header, ParseHeaderError, ReadHeaderError};
+use ndarray_npy::{ReadableElement, WriteNpyExt};
+
+use super::{bad_value, check_finite, DataValues, Dataset};
+use crate::error::{Error, Result};
+use crate::io::write_atomic;
+
+/// Headers longer than this are not plain arrays (NumPy's own limit when loading).
+const MAX_HEADER_LEN: usize = 10000;
+/// A plain array header nests brackets 2 deep; the dict parser takes time exponential in depth.
+const MAX_NESTING: usize = 4;
+const MAGIC: &[u8] = b"\x93NUMPY";
+const SUPPORTED: &str = "supported: uint8 ('|u1'), float32 ('<f4', '>f4'), float64 ('<f8', '>f8')";
+const SHAPES: &str = "expected (N, D), (N, H, W) or (N, 1, H, W)";
+
+/// Load and validate a .npy file.
+pub fn load_npy(path: &Path) -> Result<Dataset> {
+    let name = path.display().to_string();
+    let user_error = |e: std::io::Error| {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            NotFound | PermissionDenied | IsADirectory => Error::input(format!("{name}: cannot read: {e}")),
+            _ => Error::io(path, e),
+        }
+    };
+    let meta = std::fs::metadata(path).map_err(user_error)?;
+    if !meta.is_file() {
+        crate::bail_input!("{name}: not a regular file");
+    }
+    let bytes = std::fs::read(path).map_err(user_error)?;
+    load_npy_bytes(&bytes, &name)
+}
+
+/// Same, from bytes in memory (`name` appears in error messages).
+pub fn load_npy_bytes(bytes: &[u8], name: &str) -> Result<Dataset> {
+    parse_npy(bytes, name, false)
+}
+
+/// Most classes a label file may name (labels are stored as bytes).
+pub const MAX_CLASSES: usize = 256;
+
+/// Loads class labels: a .npy of shape (N,) or (N, 1), uint8 or integral floats in [0, 255].
+pub fn load_labels(path: &Path) -> Result<Vec<u8>> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Error::input(format!("{name}: cannot read: {e}")))?;
+    let d = parse_npy(&bytes, &name, true)?;
+    match d.values {
+        DataValues::U8(v) => Ok(v),
+        DataValues::F32(v) => v
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                if x.fract() == 0.0 && (0.0..MAX_CLASSES as f32).contains(&x) {
+                    Ok(x as u8)
+                } else {
+                    Err(Error::input(format!("{name}: label {i} is {x}; labels must be integers from 0 to 255")))
+                }
+            })
+            .collect(),
+    }
+}
+
+fn parse_npy(bytes: &[u8], name: &str, labels: bool) -> Result<Dataset> {
+    let fail = |msg: String| Error::input(format!("{name}: {msg}"));
+    let header_end = check_prefix(bytes).map_err(fail)?;
+    let header =
+        Header::from_reader(&mut bytes.get(..header_end).unwrap_or_default()).map_err(|e| fail(header_message(e)))?;
+
+    let descr = header.type_descriptor.as_string().map(String::as_str);
+    let (dtype, size) = match descr {
+        Some("|u1" | "<u1" | ">u1" | "u1" | "B") => ("uint8", 1),
+        Some("<f4" | ">f4") => ("float32", 4),
+        Some("<f8" | ">f8") => ("float64", 8),
+        _ => return Err(fail(format!("unsupported dtype {}; {SUPPORTED}", short(&header.type_descriptor)))),
+    };
+
+    let shape = header.shape;
+    let shape_str = python_tuple(&shape);
+    let accepted = if labels {
+        matches!(shape.as_slice(), [_] | [_, 1])
+    } else {
+        matches!(shape.as_slice(), [_, _] | [_, _, _] | [_, 1, _, _])
+    };
+    let (Some((&n, rest)), true) = (shape.split_first(), accepted) else {
+        let expected = if labels { "labels must have shape (N,) or (N, 1)" } else { SHAPES };
+        return Err(fail(format!("unsupported {}-D shape {shape_str}; {expected}", shape.len())));
+    };
+    let sample_shape = rest.to_vec();
+    if n == 0 {
+        return Err(fail(format!("shape {shape_str} has no samples (N = 0)")));
+    }
+    if sample_shape.contains(&0) {
+        return Err(fail(format!("shape {shape_str} has an axis of length 0: samples have no features")));
+    }
+    let dim = sample_shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
+    let len = dim.and_then(|d| d.checked_mul(n));
+    let (Some(dim), Some(len), Some(expected)) = (dim, len, len.and_then(|l| l.checked_mul(size))) else {
+        return Err(fail(format!("shape {shape_str} is too large: its byte count overflows")));
+    };
+    let data = bytes.get(header_end..).unwrap_or_default();
+    if data.len() != expected {
+        let what = if data.len() < expected { "truncated data" } else { "trailing bytes after the data" };
+        return Err(fail(format!(
+            "{what}: shape {shape_str} of {dtype} needs {expected} bytes after the header, {} are present",
+            data.len()
+        )));
+    }
+
+    // Sizes are now known to match real bytes, so allocating `len` elements is safe.
+    let fortran = header.layout.is_fortran();
+    let read_err = |e: ndarray_npy::ReadDataError| fail(format!("cannot decode the data: {e}"));
+    let values = match dtype {
+        "uint8" => DataValues::U8(to_c_order(data.to_vec(), &shape, fortran).map_err(fail)?),
+        "float32" => {
+            let v = f32::read_to_end_exact_vec(data, &header.type_descriptor, len).map_err(read_err)?;
+            let v = to_c_order(v, &shape, fortran).map_err(fail)?;
+            check_finite(&v, dim, name)?;
+            DataValues::F32(v)
+        }
+        _ => {
+            let v = f64::read_to_end_exact_vec(data, &header.type_descriptor, len).map_err(read_err)?;
+            let v = to_c_order(v, &shape, fortran).map_err(fail)?;
+            let mut out = Vec::with_capacity(v.len());
+            for (i, &x) in v.iter().enumerate() {
+                if !x.is_finite() {
+                    return Err(bad_value(name, i, dim, x, ""));
+                }
+                let y = x as f32;
+                if !y.is_finite() {
+                    return Err(bad_value(name, i, dim, x, ", outside float32's finite range"));
+                }
+                out.push(y);
+            }
+            DataValues::F32(out)
+        }
+    };
+    Ok(Dataset { n, dim, sample_shape, values, dtype: dtype.to_string() })
+}
+
+/// Checks magic, version and header length against the byte count; returns where the data starts.
+fn check_prefix(bytes: &[u8]) -> std::result::Result<usize, String> {
+    if bytes.is_empty() {
+        return Err("not a .npy file (the file is empty)".into());
+    }
+    if !bytes.starts_with(MAGIC) {
+        return Err("not a .npy file (bad magic)".into());
+    }
+    let truncated = || format!("truncated header (the file has only {} bytes)", bytes.len());
+    let (major, minor) = match bytes.get(6..8) {
+        Some(&[major, minor]) => (major, minor),
+        _ => return Err(truncated()),
+    };
+    let field = match (major, minor) {
+        (1, 0) => 2,
+        (2, 0) | (3, 0) => 4,
+        _ => return Err(format!("unsupported .npy format version {major}.{minor} (only 1.0, 2.0 and 3.0 exist)")),
+    };
+    let header_len = match bytes.get(8..8 + field) {
+        Some(&[a, b]) => usize::from(u16::from_le_bytes([a, b])),
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
+        _ => return Err(truncated()),
+    };
+    if header_len > MAX_HEADER_LEN {
+        return Err(format!(
+            "header claims {header_len} bytes; more than {MAX_HEADER_LEN} is not a plain array header"
+        ));
+    }
+    let end = 8 + field + header_len;
+    if end > bytes.len() {
+        return Err(format!(
+            "truncated header: it claims {header_len} bytes, only {} are present",
+            bytes.len() - 8 - field
+        ));
+    }
+    let mut depth = 0usize;
+    for b in bytes.get(8 + field..end).unwrap_or_default() {
+        match b {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_NESTING {
+            return Err(format!("header nests brackets more than {MAX_NESTING} deep; not a plain array header"));
+        }
+    }
+    Ok(end)
+}
+
+fn header_message(e: ReadHeaderError) -> String {
+    use ParseHeaderError as P;
+    match e {
+        ReadHeaderError::Io(e) => format!("truncated header ({e})"),
+        ReadHeaderError::Parse(p) => match p {
+            P::MagicString => "not a .npy file (bad magic)".into(),
+            P::Version { major, minor } => format!("unsupported .npy format version {major}.{minor}"),
+            P::HeaderLengthOverflow(n) => format!("header length {n} is too large"),
+            P::NonAscii | P::Utf8Parse(_) => "header is not ASCII text".into(),
+            P::MissingNewline => "header does not end with a newline".into(),
+            P::DictParse(_) | P::MetaNotDict(_) => "header is not a Python dict literal".into(),
+            // ndarray-npy 0.10 misspells "shape" in this message.
+            P::MissingKey(k) => format!("header dict lacks the key '{}'", if k == "shaper" { "shape" } else { &k }),
+            P::UnknownKey(k) => format!("header dict has an unexpected key {}", short(&k)),
+            P::IllegalValue { key, value } => format!("header dict has a bad value for '{key}': {}", short(&value)),
+        },
+    }
+}
+
+/// A value from the file, shown on one line and cut to a readable length.
+fn short(v: &impl Display) -> String {
+    let s: String = v.to_string().chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    match s.char_indices().nth(60) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s,
+    }
+}
+
+fn python_tuple(shape: &[usize]) -> String {
+    match shape {
+        [one] => format!("({one},)"),
+        _ => format!("({})", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// Reorders Fortran-order values to C order (the logical order of the array).
+fn to_c_order<T: Clone>(v: Vec<T>, shape: &[usize], fortran: bool) -> std::result::Result<Vec<T>, String> {
+    if !fortran {
+        return Ok(v);
+    }
+    let a = ArrayD::from_shape_vec(IxDyn(shape).f(), v).map_err(|e| format!("bad Fortran-order data: {e}"))?;
+    Ok(a.iter().cloned().collect())
+}
+
+/// Write a 2-D f32 array (n, dim) as .npy, atomically.
+pub fn save_npy_f32(path: &Path, n: usize, dim: usize, values: &[f32]) -> Result<()> {
+    let a = ArrayView2::from_shape((n, dim), values).map_err(|e| shape_error(path, n, dim, e))?;
+    let mut buf = Vec::new();
+    a.write_npy(&mut buf).map_err(|e| Error::io(path, e))?;
+    write_atomic(path, &buf)
+}
+
+/// Write a 2-D u8 array (n, dim) as .npy, atomically.
+pub fn save_npy_u8(path: &Path, n: usize, dim: usize, values: &[u8]) -> Result<()> {
+    let a = ArrayView2::from_shape((n, dim), values).map_err(|e| shape_error(path, n, dim, e))?;
+    let mut buf = Vec::new();
+    a.write_npy(&mut buf).map_err(|e| Error::io(path, e))?;
+    write_atomic(path, &buf)
+}
+
+fn shape_error(path: &Path, n: usize, dim: usize, e: impl Display) -> Error {
+    Error::input(format!("{}: cannot save as shape ({n}, {dim}): {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A v1.0 .npy file as NumPy writes it, from a raw header dict literal.
+    fn npy_raw(dict: &str, data: &[u8]) -> Vec<u8> {
+        let mut header = dict.as_bytes().to_vec();
+        let pad = (64 - (10 + header.len() + 1) % 64) % 64;
+        header.extend(std::iter::repeat_n(b' ', pad));
+        header.push(b'\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn npy(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
+        let f = if fortran { "True" } else { "False" };
+        npy_raw(&format!("{{'descr': '{descr}', 'fortran_order': {f}, 'shape': {}, }}", python_tuple(shape)), data)
+    }
+
+    fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    fn f64_bytes(v: &[f64]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    fn err(bytes: &[u8]) -> String {
+        match load_npy_bytes(bytes, "data.npy") {
+            Err(Error::Input(m)) => {
+                assert!(m.starts_with("data.npy: ") && !m.contains('\n'), "{m}");
+                m
+            }
+            other => panic!("expected an input error, got {other:?}"),
+        }
+    }
+
+    fn assert_err(bytes: &[u8], words: &[&str]) {
+        let m = err(bytes);
+        for w in words {
+            assert!(m.contains(w), "{m:?} lacks {w:?}");
+        }
+    }
+
+    #[test]
+    fn round_trip_u8_and_f32() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("u.npy");
+        let bytes: Vec<u8> = (0..12).map(|i| i * 20).collect();
+        save_npy_u8(&p, 3, 4, &bytes).unwrap();
+        let d = load_npy(&p).unwrap();
+        assert_eq!((d.n, d.dim, d.sample_shape.as_slice(), d.dtype.as_str()), (3, 4, &[4][..], "uint8"));
+        assert_eq!(d.values, DataValues::U8(bytes));
+        assert_eq!(d.get(1, 2), 120.0 / 255.0);
+        assert_eq!(d.byte_len(), 12);
+
+        let p = dir.path().join("f.npy");
+        let v: Vec<f32> = (0..6).map(|i| i as f32 * -1.5).collect();
+        save_npy_f32(&p, 2, 3, &v).unwrap();
+        let d = load_npy(&p).unwrap();
+        assert_eq!((d.n, d.dim, d.dtype.as_str(), d.byte_len()), (2, 3, "float32", 24));
+        assert_eq!(d.values, DataValues::F32(v));
+        assert_eq!(d.value_range(), (-7.5, 0.0));
+        assert!(!d.is_unit_range() && d.image_hw().is_none());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temp files left");
+        assert!(save_npy_f32(&p, 2, 4, &[0.0; 6]).is_err());
+        assert!(matches!(load_npy(&dir.path().join("missing.npy")), Err(Error::Input(_))));
+        assert!(matches!(load_npy(dir.path()), Err(Error::Input(_))));
+    }
+
+    #[test]
+    fn constructors_validate() {
+        assert!(Dataset::from_f32(2, 2, vec![0.0; 3]).is_err());
+        assert!(Dataset::from_f32(0, 2, vec![]).is_err());
+        assert!(Dataset::from_f32(1, 2, vec![0.0, f32::NAN]).is_err());
+        assert!(Dataset::from_u8(usize::MAX, 2, vec![]).is_err());
+        let d = Dataset::from_u8(2, 4, vec![0, 255, 3, 4, 5, 6, 7, 8]).unwrap();
+        assert_eq!((d.value_range(), d.image_hw()), ((0.0, 1.0), Some((2, 2))));
+        let d = Dataset::from_f32(1, 4, vec![0.0, 0.5, 1.0, 2.0]).unwrap();
+        assert_eq!(d.image_hw(), None, "not unit range");
+    }
+
+    #[test]
+    fn accepted_shapes_and_dtypes() {
+        let d = load_npy_bytes(&npy("<f4", false, &[2, 3], &f32_bytes(&[1., 2., 3., 4., 5., 6.])), "x").unwrap();
+        assert_eq!((d.n, d.dim, d.sample_shape.clone()), (2, 3, vec![3]));
+        let d = load_npy_bytes(&npy("|u1", false, &[2, 3, 4], &[7; 24]), "x").unwrap();
+        assert_eq!((d.n, d.dim, d.image_hw()), (2, 12, Some((3, 4))));
+        let d = load_npy_bytes(&npy("<u1", false, &[3, 1, 2, 2], &[9; 12]), "x").unwrap();
+        assert_eq!((d.n, d.dim, d.sample_shape.clone(), d.image_hw()), (3, 4, vec![1, 2, 2], Some((2, 2))));
+        let d = load_npy_bytes(&npy("<f8", false, &[1, 2], &f64_bytes(&[0.25, -3.0])), "x").unwrap();
+        assert_eq!((d.values, d.dtype.as_str()), (DataValues::F32(vec![0.25, -3.0]), "float64"));
+    }
+
+    #[test]
+    fn fortran_order_is_transposed() {
+        // Logical [[0, 1, 2], [3, 4, 5]] stored column by column.
+        let d = load_npy_bytes(&npy("<f4", true, &[2, 3], &f32_bytes(&[0., 3., 1., 4., 2., 5.])), "x").unwrap();
+        assert_eq!(d.values, DataValues::F32(vec![0., 1., 2., 3., 4., 5.]));
+        // 3-D: element (i, j, k) = 100i + 10j + k, stored with i fastest.
+        let mut stored = vec![];
+        for k in 0..4 {
+            for j in 0..3 {
+                for i in 0..2 {
+                    stored.push((100 * i + 10 * j + k) as u8);
+                }
+            }
+        }
+        let d = load_npy_bytes(&npy("|u1", true, &[2, 3, 4], &stored), "x").unwrap();
+        let expect: Vec<u8> =
+            (0..2).flat_map(|i| (0..3).flat_map(move |j| (0..4).map(move |k| 100 * i + 10 * j + k))).collect();
+        assert_eq!(d.values, DataValues::U8(expect));
+    }
+
+    #[test]
+    fn big_endian_is_read_correctly() {
+        let be: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|x| x.to_be_bytes()).collect();
+        let d = load_npy_bytes(&npy(">f4", false, &[1, 2], &be), "x").unwrap();
+        assert_eq!(d.values, DataValues::F32(vec![1.5, -2.0]));
+        let be: Vec<u8> = [0.5f64, 8.0].iter().flat_map(|x| x.to_be_bytes()).collect();
+        let d = load_npy_bytes(&npy(">f8", false, &[2, 1], &be), "x").unwrap();
+        assert_eq!(d.values, DataValues::F32(vec![0.5, 8.0]));
+    }
+
+    #[test]
+    fn bad_files_are_input_errors() {
+        let good = npy("|u1", false, &[2, 2], &[1, 2, 3, 4]);
+        assert_err(b"", &["not a .npy file", "empty"]);
+        assert_err(b"PK\x03\x04 a zip file", &["not a .npy file (bad magic)"]);
+        for (maj, min) in [(4, 0), (2, 1), (0, 0)] {
+            let mut b = good.clone();
+            b[6..8].copy_from_slice(&[maj, min]);
+            assert_err(&b, &["unsupported .npy format version", &format!("{maj}.{min}"), "1.0, 2.0 and 3.0"]);
+        }
+        for cut in [7, 9, 30, 63] {
+            assert_err(&good[..cut], &["truncated header"]);
+        }
+        assert_err(&npy_raw("[1, 2, 3]", &[]), &["not a Python dict literal"]);
+        assert_err(&npy_raw("{'descr': '|u1', 'shape': (1, 2", &[1, 2]), &["not a Python dict literal"]);
+        assert_err(&npy_raw("{'descr': '|u1', 'fortran_order': False}", &[]), &["lacks the key 'shape'"]);
+        assert_err(&npy_raw("{'fortran_order': False, 'shape': (1, 1)}", &[0]), &["lacks the key 'descr'"]);
+        assert_err(
+            &npy_raw("{'descr': '|u1', 'fortran_order': 0, 'shape': (1, 1)}", &[0]),
+            &["bad value", "fortran_order"],
+        );
+        assert_err(
+            &npy_raw("{'descr': '|u1', 'fortran_order': False, 'shape': (-1, 1)}", &[0]),
+            &["bad value", "shape"],
+        );
+        for descr in ["<i4", "<c8", "|O", "<U8", "|S3", "|b1"] {
+            assert_err(&npy(descr, false, &[1, 1], &[0; 16]), &["unsupported dtype '", descr, "'<f4'", "'|u1'"]);
+        }
+        let structured = "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1, 1)}";
+        assert_err(&npy_raw(structured, &[0; 4]), &["unsupported dtype", "supported:"]);
+        assert_err(&npy("<f4", false, &[], &[0; 4]), &["0-D shape ()", "(N, D)"]);
+        assert_err(&npy("<f4", false, &[5], &[0; 20]), &["1-D shape (5,)", "(N, 1, H, W)"]);
+        assert_err(&npy("|u1", false, &[2, 3, 2, 2], &[0; 24]), &["4-D shape (2, 3, 2, 2)", "(N, 1, H, W)"]);
+        assert_err(&npy("|u1", false, &[1, 1, 1, 1, 1], &[0]), &["5-D shape"]);
+        assert_err(&npy("|u1", false, &[0, 784], &[]), &["no samples", "N = 0"]);
+        assert_err(&npy("|u1", false, &[3, 0], &[]), &["axis of length 0"]);
+        assert_err(&npy("|u1", false, &[3, 4, 0], &[]), &["axis of length 0"]);
+        assert_err(&npy("<f4", false, &[2, 2], &[0; 15]), &["truncated data", "16 bytes", "15 are present"]);
+        assert_err(&npy("<f4", false, &[2, 2], &[0; 17]), &["trailing bytes", "16 bytes", "17 are present"]);
+    }
+
+    #[test]
+    fn bad_values_name_sample_and_feature() {
+        assert_err(
+            &npy("<f4", false, &[2, 3], &f32_bytes(&[0., 1., 2., 3., f32::NAN, 5.])),
+            &["sample 1, feature 1", "NaN"],
+        );
+        assert_err(&npy("<f4", false, &[1, 2], &f32_bytes(&[0., f32::NEG_INFINITY])), &["sample 0, feature 1", "inf"]);
+        assert_err(&npy("<f8", false, &[2, 1], &f64_bytes(&[0., f64::INFINITY])), &["sample 1, feature 0", "inf"]);
+        assert_err(
+            &npy("<f8", false, &[1, 2], &f64_bytes(&[1e300, 0.])),
+            &["sample 0, feature 0 is 1e300, outside float32"],
+        );
+        // Fortran order: the index is the logical one.
+        assert_err(&npy("<f4", true, &[2, 2], &f32_bytes(&[0., f32::NAN, 0., 0.])), &["sample 1, feature 0"]);
+    }
+
+    #[test]
+    fn huge_claimed_shapes_fail_fast() {
+        let t = std::time::Instant::now();
+        assert_err(&npy("<f4", false, &[1_000_000_000_000, 1_000_000_000_000], &[0; 64]), &["too large", "overflows"]);
+        assert_err(
+            &npy("|u1", false, &[1_000_000_000, 1_000_000_000], &[0; 64]),
+            &["truncated data", "1000000000000000000 bytes"],
+        );
+        // A v2.0 header claiming a 4 GiB header length.
+        let mut b = b"\x93NUMPY\x02\x00\xff\xff\xff\xff".to_vec();
+        b.extend_from_slice(&[b' '; 100]);
+        assert_err(&b, &["header claims 4294967295 bytes"]);
+        let mut b = b"\x93NUMPY\x03\x00\x00\x01\x00\x00".to_vec();
+        b.extend_from_slice(&[b' '; 100]);
+        assert_err(&b, &["truncated header", "256 bytes", "100 are present"]);
+        // Deep nesting would take the dict parser exponential time.
+        let deep =
+            format!("{{'descr': {}{}, 'fortran_order': False, 'shape': (1, 1)}}", "[".repeat(40), "]".repeat(40));
+        assert_err(&npy_raw(&deep, &[0]), &["nests brackets"]);
+        assert_err(&npy_raw(&"{1: ".repeat(2000), &[0]), &["nests brackets"]);
+        let wide = format!("{{'descr': [{}], 'fortran_order': False, 'shape': (1, 1)}}", "[[1]], ".repeat(1400));
+        assert_err(&npy_raw(&wide, &[0]), &["unsupported dtype"]);
+        assert!(t.elapsed().as_secs_f32() < 1.0);
+    }
+
+    #[test]
+    fn real_mnist_file_loads() {
+        let path = Path::new("/work/shared/data/mnist_test_images.npy");
+        if !path.exists() {
+            println!("skipped: {} is absent", path.display());
+            return;
+        }
+        let d = load_npy(path).unwrap();
+        assert_eq!((d.n, d.dim, d.dtype.as_str()), (10000, 784, "uint8"));
+        assert!(matches!(d.values, DataValues::U8(ref v) if v.len() == 10000 * 784));
+        assert_eq!(d.image_hw(), Some((28, 28)));
+    }
+
+    #[test]
+    fn mutated_files_never_panic() {
+        let mut files =
+            vec![npy("<f4", false, &[3, 4], &f32_bytes(&[0.5; 12])), npy("|u1", true, &[2, 1, 2, 2], &[3; 8])];
+        let mut v2 = b"\x93NUMPY\x02\x00".to_vec();
+        let body = &files[1][10..];
+        v2.extend_from_slice(&(body.len() as u32 - 8).to_le_bytes());
+        v2.extend_from_slice(body);
+        files.push(v2);
+        let check = |b: &[u8]| match load_npy_bytes(b, "fuzz.npy") {
+            Ok(d) => assert_eq!(d.n * d.dim * if d.dtype == "uint8" { 1 } else { 4 }, d.byte_len()),
+            Err(Error::Input(m)) => assert!(m.starts_with("fuzz.npy: ") && !m.contains('\n'), "{m}"),
+            Err(e) => panic!("not an input error: {e}"),
+        };
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for good in &files {
+            for cut in 0..good.len() {
+                check(&good[..cut]);
+            }
+            for _ in 0..2000 {
+                let mut b = good.clone();
+                for _ in 0..1 + next() % 3 {
+                    let i = (next() % b.len() as u64) as usize;
+                    let bytes = b"0123456789(),: '\"{}[]TrueFals<>|fiu\n\x00\xff";
+                    b[i] = if next() % 2 == 0 {
+                        (next() & 0xff) as u8
+                    } else {
+                        bytes[(next() % bytes.len() as u64) as usize]
+                    };
+                }
+                check(&b);
+            }
+        }
+    }
+}

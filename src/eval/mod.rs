@@ -1,0 +1,149 @@
+//! Judging a generator: the toy mode-collapse metrics ([`toy`]) for `--toy` runs, the
+//! classifier-based image metrics ([`image`]) for image runs. Used at the end of `train`
+//! (eval.json), every `--eval-every` steps (columns of metrics.csv), and by the `eval` command.
+
+pub mod image;
+pub mod toy;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use self::image::RealReference;
+use crate::data::toy::Toy;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::programs::classifier::Classifier;
+use crate::programs::trainer::Trainer;
+
+/// The classifier file built into shadergan: trained by shadergan itself on MNIST's 60,000
+/// training digits (assets/README.md has the command and its test accuracy).
+const BUILTIN_CLASSIFIER: &[u8] = include_bytes!("../../assets/classifier-mnist.safetensors");
+pub const BUILTIN_CLASSIFIER_NAME: &str = "assets/classifier-mnist.safetensors (built in)";
+
+pub fn builtin_classifier() -> Result<Classifier> {
+    Classifier::from_bytes(BUILTIN_CLASSIFIER, BUILTIN_CLASSIFIER_NAME)
+}
+
+/// Which classifier scores an image run (`--classifier`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClassifierChoice {
+    /// The built-in MNIST digit classifier for 28x28 images; no image metrics otherwise.
+    Auto,
+    None,
+    Builtin,
+    Path(PathBuf),
+}
+
+impl std::str::FromStr for ClassifierChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "auto" => ClassifierChoice::Auto,
+            "none" => ClassifierChoice::None,
+            "builtin" => ClassifierChoice::Builtin,
+            path => ClassifierChoice::Path(PathBuf::from(path)),
+        })
+    }
+}
+
+/// The classifier (and its name) for image data, or None when there is none to use.
+pub fn classifier_for(choice: &ClassifierChoice, data: &Dataset) -> Result<Option<(Classifier, String)>> {
+    let clf = match choice {
+        ClassifierChoice::None => return Ok(None),
+        ClassifierChoice::Auto if data.image_hw() != Some((28, 28)) => return Ok(None),
+        ClassifierChoice::Auto | ClassifierChoice::Builtin => (builtin_classifier()?, BUILTIN_CLASSIFIER_NAME.into()),
+        ClassifierChoice::Path(p) => (Classifier::load(p)?, p.display().to_string()),
+    };
+    if clf.0.spec.input_dim != data.dim {
+        return Err(Error::input(format!(
+            "{}: the classifier takes images of {} values; the data has {}",
+            clf.1, clf.0.spec.input_dim, data.dim
+        )));
+    }
+    Ok(Some(clf))
+}
+
+/// What a run is judged by.
+pub enum Scorer {
+    Toy(Toy),
+    Image {
+        clf: Box<Classifier>,
+        name: String,
+        data: Arc<Dataset>,
+        /// Fitted on first use (a second or two of host work).
+        reference: Option<RealReference>,
+    },
+}
+
+/// One evaluation: its JSON (eval.json), its metrics.csv cells and a log line.
+pub struct Evaluation {
+    pub json: Value,
+    pub cells: Vec<String>,
+    pub line: String,
+}
+
+impl Scorer {
+    /// The scorer of a run on `data` (None: nothing to judge it by).
+    pub fn new(toy: Option<Toy>, choice: &ClassifierChoice, data: &Arc<Dataset>) -> Result<Option<Self>> {
+        if let Some(t) = toy {
+            return Ok(Some(Scorer::Toy(t)));
+        }
+        Ok(classifier_for(choice, data)?.map(|(clf, name)| Scorer::Image {
+            clf: Box::new(clf),
+            name,
+            data: data.clone(),
+            reference: None,
+        }))
+    }
+
+    /// metrics.csv columns of this kind of evaluation.
+    pub fn columns(&self) -> &'static [&'static str] {
+        match self {
+            Scorer::Toy(_) => &["modes", "high_quality_pct", "reverse_kl"],
+            Scorer::Image { .. } => &["classes", "class_kl", "classifier_score", "frechet_distance"],
+        }
+    }
+
+    pub fn evaluate(&mut self, trainer: &mut dyn Trainer) -> Result<Evaluation> {
+        let step = trainer.step();
+        match self {
+            Scorer::Toy(t) => {
+                let m = toy::evaluate(trainer, *t)?;
+                let mut v = serde_json::to_value(&m).map_err(|e| Error::Io(e.to_string()))?;
+                v["toy"] = json!(t.name());
+                v["step"] = json!(step);
+                let cells = vec![
+                    m.modes_captured.to_string(),
+                    format!("{:.2}", m.high_quality_pct),
+                    format!("{:.5}", m.reverse_kl),
+                ];
+                Ok(Evaluation { json: v, cells, line: format!("{} at step {step}: {}", t.name(), m.line()) })
+            }
+            Scorer::Image { clf, name, data, reference } => {
+                let seed = trainer.config().seed;
+                let reference = reference.get_or_insert_with(|| image::real_reference(clf, data, seed));
+                let m = image::evaluate(trainer, clf, reference)?;
+                let mut v = serde_json::to_value(&m).map_err(|e| Error::Io(e.to_string()))?;
+                v["step"] = json!(step);
+                v["classifier"] = json!(name);
+                v["classifier_test_accuracy"] = json!(clf.spec.test_accuracy);
+                let cells = vec![
+                    m.classes_hit.to_string(),
+                    format!("{:.5}", m.class_kl),
+                    format!("{:.4}", m.classifier_score),
+                    format!("{:.4}", m.frechet_distance),
+                ];
+                Ok(Evaluation { json: v, cells, line: format!("step {step}: {}", m.line()) })
+            }
+        }
+    }
+}
+
+/// Writes eval.json in a run folder, atomically.
+pub fn write_eval_json(dir: &Path, json: &Value) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(json).map_err(|e| Error::Io(e.to_string()))?;
+    text.push('\n');
+    crate::io::write_atomic(&dir.join("eval.json"), text.as_bytes())
+}

@@ -1,0 +1,325 @@
+//! Activations (activation.wgsl) and, at f16 storage, their backward passes and the casts
+//! between f32 and f16 buffers (activation_f16.wgsl). Also the f16 store both backends share:
+//! saturate to f16's finite range, then round to nearest even.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Entry, Family, Slot};
+use crate::ir::kernel::groups_1d;
+use crate::ir::{BufId, Host, Kernel, Res, Span, UniformLayout};
+
+/// Activation after a layer. The numeric codes are shared with the WGSL (`common.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    Identity,
+    Relu,
+    LeakyRelu,
+    Sigmoid,
+    Tanh,
+}
+
+/// Slope of leaky ReLU for negative inputs.
+pub const LEAKY_SLOPE: f32 = 0.2;
+
+impl Activation {
+    /// The code `activate` in common.wgsl switches on.
+    pub fn code(self) -> u32 {
+        match self {
+            Activation::Identity => 0,
+            Activation::Relu => 1,
+            Activation::LeakyRelu => 2,
+            Activation::Sigmoid => 3,
+            Activation::Tanh => 4,
+        }
+    }
+
+    /// The negative-side slope the kernels take (leaky ReLU's; 0 for the others).
+    pub fn slope(self) -> f32 {
+        if self == Activation::LeakyRelu {
+            LEAKY_SLOPE
+        } else {
+            0.0
+        }
+    }
+
+    /// The flag's spelling (`leaky-relu`).
+    pub fn flag_name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).map_or(format!("{self:?}"), |p| p.get_name().to_string())
+    }
+
+    fn entries(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Activation::Identity => ("identity_forward", "identity_backward", "identity_backward_f16"),
+            Activation::Relu => ("relu_forward", "relu_backward", "relu_backward_f16"),
+            Activation::LeakyRelu => ("leaky_relu_forward", "leaky_relu_backward", "leaky_relu_backward_f16"),
+            Activation::Sigmoid => ("sigmoid_forward", "sigmoid_backward", "sigmoid_backward_f16"),
+            Activation::Tanh => ("tanh_forward", "tanh_backward", "tanh_backward_f16"),
+        }
+    }
+}
+
+crate::uniform! {
+    /// `EwParams` in activation.wgsl and activation_f16.wgsl.
+    pub struct EwParams {
+        pub len: u32,
+        pub slope: f32,
+        pub in_off: u32,
+        pub dy_off: u32,
+        pub out_off: u32,
+        pub _pad0: u32,
+        pub _pad1: u32,
+        pub _pad2: u32,
+    }
+}
+
+use Slot::{Read as R, ReadWrite as RW, Uniform as U};
+
+const FORWARD: &[Slot] = &[U(0), R(1), RW(3)];
+const BACKWARD: &[Slot] = &[U(0), R(1), R(2), RW(3)];
+/// y (f16) at 1, dy (f32) at 6, dz (f32) at 7.
+const BACKWARD_F16: &[Slot] = &[U(0), R(1), R(6), RW(7)];
+
+pub const FAMILY: Family = Family {
+    name: "activation",
+    wgsl: include_str!("../../shaders/activation.wgsl"),
+    f16: false,
+    unchecked: false,
+    entries: &[
+        Entry { name: "relu_forward", slots: FORWARD },
+        Entry { name: "leaky_relu_forward", slots: FORWARD },
+        Entry { name: "sigmoid_forward", slots: FORWARD },
+        Entry { name: "tanh_forward", slots: FORWARD },
+        Entry { name: "relu_backward", slots: BACKWARD },
+        Entry { name: "leaky_relu_backward", slots: BACKWARD },
+        Entry { name: "sigmoid_backward", slots: BACKWARD },
+        Entry { name: "tanh_backward", slots: BACKWARD },
+    ],
+    uniforms: &[EwParams::INFO],
+};
+
+pub const FAMILY_F16: Family = Family {
+    name: "activation_f16",
+    wgsl: include_str!("../../shaders/activation_f16.wgsl"),
+    f16: true,
+    unchecked: false,
+    entries: &[
+        Entry { name: "cast_to_f16", slots: &[U(0), R(5), RW(3)] },
+        Entry { name: "cast_to_f32", slots: &[U(0), R(1), RW(7)] },
+        Entry { name: "relu_backward_f16", slots: BACKWARD_F16 },
+        Entry { name: "leaky_relu_backward_f16", slots: BACKWARD_F16 },
+        Entry { name: "sigmoid_backward_f16", slots: BACKWARD_F16 },
+        Entry { name: "tanh_backward_f16", slots: BACKWARD_F16 },
+    ],
+    uniforms: &[EwParams::INFO],
+};
+
+fn bytes(p: &EwParams) -> Option<Vec<u8>> {
+    Some(bytemuck::bytes_of(p).to_vec())
+}
+
+/// y = act(x) element-wise.
+#[derive(Clone, Debug)]
+pub struct ActivationForward {
+    pub act: Activation,
+    pub p: EwParams,
+    pub x: BufId,
+    pub out: BufId,
+}
+
+impl Kernel for ActivationForward {
+    fn entry(&self) -> &'static str {
+        self.act.entries().0
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        bytes(&self.p)
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        vec![(1, Res::Buf(self.x)), (3, Res::Buf(self.out))]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        groups_1d(self.p.len as usize)
+    }
+    fn spans(&self) -> Vec<Span> {
+        let n = self.p.len as usize;
+        vec![Span::read(self.x, self.p.in_off, n), Span::write(self.out, self.p.out_off, n)]
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        let (act, p, x) = (self.act, &self.p, self.x);
+        host.with_out(self.out, |b, o| activation_forward(act.code(), p, &b[x], o))
+    }
+}
+
+/// dz = dy * f'(y) element-wise, the derivative read from the activation's output y.
+#[derive(Clone, Debug)]
+pub struct ActivationBackward {
+    pub act: Activation,
+    pub p: EwParams,
+    pub y: BufId,
+    pub dy: BufId,
+    pub out: BufId,
+}
+
+impl Kernel for ActivationBackward {
+    fn entry(&self) -> &'static str {
+        self.act.entries().1
+    }
+    fn entry_f16(&self) -> Option<&'static str> {
+        Some(self.act.entries().2)
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        bytes(&self.p)
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        vec![(1, Res::Buf(self.y)), (2, Res::Buf(self.dy)), (3, Res::Buf(self.out))]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        groups_1d(self.p.len as usize)
+    }
+    fn spans(&self) -> Vec<Span> {
+        let (p, n) = (&self.p, self.p.len as usize);
+        vec![Span::read(self.y, p.in_off, n), Span::read(self.dy, p.dy_off, n), Span::write(self.out, p.out_off, n)]
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        let (act, p, y, dy) = (self.act, &self.p, self.y, self.dy);
+        host.with_out(self.out, |b, o| activation_backward(act.code(), p, &b[y], &b[dy], o))
+    }
+}
+
+/// out[out_off + i] = x[in_off + i] for i < len, from an f32 buffer to an f16 one (`to_f16`) or
+/// back (`cast_to_f16` / `cast_to_f32`).
+#[derive(Clone, Debug)]
+pub struct Cast {
+    pub p: EwParams,
+    pub x: BufId,
+    pub out: BufId,
+    pub to_f16: bool,
+}
+
+impl Kernel for Cast {
+    fn entry(&self) -> &'static str {
+        if self.to_f16 {
+            "cast_to_f16"
+        } else {
+            "cast_to_f32"
+        }
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        bytes(&self.p)
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        vec![(1, Res::Buf(self.x)), (3, Res::Buf(self.out))]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        groups_1d(self.p.len as usize)
+    }
+    fn spans(&self) -> Vec<Span> {
+        let n = self.p.len as usize;
+        vec![Span::read(self.x, self.p.in_off, n), Span::write(self.out, self.p.out_off, n)]
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        let (p, x) = (&self.p, self.x);
+        host.with_out(self.out, |b, o| cast(p, &b[x], o))
+    }
+}
+
+// The CPU twins.
+
+/// 1 / (1 + e^-z) without overflow: exp() only ever sees -|z|.
+pub fn sigmoid(z: f32) -> f32 {
+    let e = (-z.abs()).exp();
+    let s = 1.0 / (1.0 + e);
+    if z >= 0.0 {
+        s
+    } else {
+        e * s
+    }
+}
+
+pub fn tanh_safe(z: f32) -> f32 {
+    z.clamp(-15.0, 15.0).tanh()
+}
+
+/// `activate` in common.wgsl; `act` is an [`Activation`] code.
+pub fn activate(z: f32, act: u32, slope: f32) -> f32 {
+    match act {
+        1 => z.max(0.0),
+        2 => {
+            if z > 0.0 {
+                z
+            } else {
+                z * slope
+            }
+        }
+        3 => sigmoid(z),
+        4 => tanh_safe(z),
+        _ => z,
+    }
+}
+
+/// `activation_grad` in common.wgsl: the derivative in terms of the output y.
+pub fn activation_grad(y: f32, act: u32, slope: f32) -> f32 {
+    match act {
+        1 => (y > 0.0) as u8 as f32,
+        2 => {
+            if y > 0.0 {
+                1.0
+            } else {
+                slope
+            }
+        }
+        3 => y * (1.0 - y),
+        4 => 1.0 - y * y,
+        _ => 1.0,
+    }
+}
+
+/// y = act(x) element-wise (`relu_forward`, `sigmoid_forward`, ... by `act`).
+pub fn activation_forward(act: u32, p: &EwParams, x: &[f32], y: &mut [f32]) {
+    for i in 0..p.len as usize {
+        y[p.out_off as usize + i] = activate(x[p.in_off as usize + i], act, p.slope);
+    }
+}
+
+/// dz = dy * f'(y) element-wise (`relu_backward`, ... by `act`).
+pub fn activation_backward(act: u32, p: &EwParams, y: &[f32], dy: &[f32], dz: &mut [f32]) {
+    for i in 0..p.len as usize {
+        let g = activation_grad(y[p.in_off as usize + i], act, p.slope);
+        dz[p.out_off as usize + i] = dy[p.dy_off as usize + i] * g;
+    }
+}
+
+/// `cast_to_f16` / `cast_to_f32`: a copy between offsets; the executor rounds the output when
+/// it is an f16 buffer.
+pub fn cast(p: &EwParams, x: &[f32], out: &mut [f32]) {
+    let (i, o, n) = (p.in_off as usize, p.out_off as usize, p.len as usize);
+    out[o..o + n].copy_from_slice(&x[i..i + n]);
+}
+
+/// The largest finite f16.
+pub const F16_MAX: f32 = 65504.0;
+
+/// Clamps to f16's finite range: the f16 kernels saturate before they convert, so that no
+/// out-of-range conversion (implementation-defined on GPUs) happens.
+pub fn saturate_f16(v: f32) -> f32 {
+    v.clamp(-F16_MAX, F16_MAX)
+}
+
+/// An f16 store as the f16 kernels do it: saturate, then round to nearest even. Every value of an
+/// f16 buffer on the CPU backend went through this.
+pub fn round_f16(v: f32) -> f32 {
+    half::f16::from_f32(saturate_f16(v)).to_f32()
+}
+
+/// `round_f16` on every value of a slice, through half's vectorised slice conversions (F16C
+/// where the CPU has it): the same rounding, many times faster than one value at a time.
+pub fn round_f16_slice(values: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    let mut tmp = [half::f16::ZERO; 1024];
+    for chunk in values.chunks_mut(1024) {
+        chunk.iter_mut().for_each(|v| *v = saturate_f16(*v));
+        let t = &mut tmp[..chunk.len()];
+        t.convert_from_f32_slice(chunk);
+        t.convert_to_f32_slice(chunk);
+    }
+}

@@ -1,0 +1,209 @@
+//! Adam (adam.wgsl): the update over a whole flat parameter buffer in one dispatch, the tick that
+//! advances an optimizer's step count and bias-correction powers in the GPU-resident
+//! [`TrainState`], and the tick of the training step counter.
+
+use super::{Entry, Family, Slot};
+use crate::ir::kernel::groups_1d;
+use crate::ir::{BufId, Host, Kernel, Res, Span, TrainState, UniformLayout};
+
+crate::uniform! {
+    /// `AdamParams` in adam.wgsl.
+    pub struct AdamParams {
+        pub len: u32,
+        /// `OPTIMIZER_D` or `OPTIMIZER_G`: which counters of [`TrainState`] this optimizer uses.
+        pub net: u32,
+        pub lr: f32,
+        pub beta1: f32,
+        pub beta2: f32,
+        pub eps: f32,
+        /// Linear learning-rate decay (`--lr-decay`): while `decay_inv > 0`, the step with counter
+        /// `step` trains at lr * min(1, (decay_end - min(step, decay_end)) * decay_inv), reaching 0
+        /// at step `decay_end`. `decay_inv` is 1 / the decay's length, so the factor is one
+        /// correctly rounded multiplication on every backend (WGSL's division is not exact).
+        pub decay_end: u32,
+        pub decay_inv: f32,
+    }
+}
+
+impl AdamParams {
+    /// The learning rate of the step whose counter (steps completed before it) is `step`.
+    pub fn lr_at(&self, step: u32) -> f32 {
+        if self.decay_inv > 0.0 {
+            self.lr * (((self.decay_end - step.min(self.decay_end)) as f32) * self.decay_inv).min(1.0)
+        } else {
+            self.lr
+        }
+    }
+}
+
+use Slot::{Read as R, ReadWrite as RW, Uniform as U};
+
+pub const FAMILY: Family = Family {
+    name: "adam",
+    wgsl: include_str!("../../shaders/adam.wgsl"),
+    f16: false,
+    unchecked: false,
+    entries: &[
+        Entry { name: "adam_step", slots: &[U(0), RW(1), R(2), RW(3), U(4)] },
+        Entry { name: "adam_tick", slots: &[U(0), RW(5)] },
+        Entry { name: "step_tick", slots: &[RW(5)] },
+    ],
+    uniforms: &[AdamParams::INFO],
+};
+
+/// One optimizer step of the counters `p.net` names.
+#[derive(Clone, Debug)]
+pub struct AdamTick {
+    pub p: AdamParams,
+}
+
+impl Kernel for AdamTick {
+    fn entry(&self) -> &'static str {
+        "adam_tick"
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        Some(bytemuck::bytes_of(&self.p).to_vec())
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        vec![(5, Res::State)]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        [1, 1, 1]
+    }
+    fn spans(&self) -> Vec<Span> {
+        vec![]
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        adam_tick(host.state, self.p.net, self.p.beta1, self.p.beta2)
+    }
+}
+
+/// The Adam update of `params` from `grads`; `moments` holds m (first `len` values) then v.
+#[derive(Clone, Debug)]
+pub struct AdamStep {
+    pub p: AdamParams,
+    pub params: BufId,
+    pub grads: BufId,
+    pub moments: BufId,
+}
+
+impl Kernel for AdamStep {
+    fn entry(&self) -> &'static str {
+        "adam_step"
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        Some(bytemuck::bytes_of(&self.p).to_vec())
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        vec![(1, Res::Buf(self.params)), (2, Res::Buf(self.grads)), (3, Res::Buf(self.moments)), (4, Res::State)]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        groups_1d(self.p.len as usize)
+    }
+    fn spans(&self) -> Vec<Span> {
+        let n = self.p.len as usize;
+        vec![Span::write(self.params, 0, n), Span::read(self.grads, 0, n), Span::write(self.moments, 0, 2 * n)]
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        let (p, grads, state, fast) = (&self.p, self.grads, *host.state, host.fast);
+        host.with_outs(self.params, self.moments, |b, params, m| {
+            if fast {
+                adam_step_threaded(p, &state, params, &b[grads], m)
+            } else {
+                adam_step(p, &state, params, &b[grads], m)
+            }
+        })
+    }
+}
+
+/// The training step counter, advanced once at the end of every training step.
+#[derive(Clone, Debug)]
+pub struct StepTick;
+
+impl Kernel for StepTick {
+    fn entry(&self) -> &'static str {
+        "step_tick"
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        None
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        vec![(5, Res::State)]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        [1, 1, 1]
+    }
+    fn spans(&self) -> Vec<Span> {
+        vec![]
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        step_tick(host.state)
+    }
+}
+
+/// t += 1 and the running powers beta^t of one optimizer.
+pub fn adam_tick(state: &mut TrainState, net: u32, beta1: f32, beta2: f32) {
+    state.tick_adam(net, beta1, beta2)
+}
+
+pub fn step_tick(state: &mut TrainState) {
+    state.step += 1;
+}
+
+/// One Adam update over a flat parameter buffer; `moments` holds m then v.
+pub fn adam_step(p: &AdamParams, state: &TrainState, params: &mut [f32], grads: &[f32], moments: &mut [f32]) {
+    let (m, v) = moments.split_at_mut(p.len as usize);
+    adam_update(p, state, params, grads, m, v);
+}
+
+/// The update of `adam_step` on the first `p.len` elements of separate m and v slices.
+pub fn adam_update(
+    p: &AdamParams,
+    state: &TrainState,
+    params: &mut [f32],
+    grads: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    let len = p.len as usize;
+    let (b1pow, b2pow) = if p.net == 0 { (state.pows[0], state.pows[1]) } else { (state.pows[2], state.pows[3]) };
+    let bias1 = 1.0 - b1pow;
+    let bias2 = 1.0 - b2pow;
+    let step_size = p.lr_at(state.step) / bias1;
+    let sqrt_bias2 = bias2.sqrt();
+    for i in 0..len {
+        let g = grads[i];
+        let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
+        let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        let denom = vi.sqrt() / sqrt_bias2 + p.eps;
+        params[i] -= step_size * (mi / denom);
+    }
+}
+
+/// Parameters per thread below which threads cost more than they save.
+const ADAM_CHUNK_MIN: usize = 1 << 15;
+
+/// `adam_step` on one chunk of the parameters per core (element-wise, so bit-identical).
+pub fn adam_step_threaded(p: &AdamParams, state: &TrainState, params: &mut [f32], grads: &[f32], moments: &mut [f32]) {
+    let len = p.len as usize;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = len.div_ceil(threads).max(ADAM_CHUNK_MIN);
+    if chunk >= len {
+        return adam_step(p, state, params, grads, moments);
+    }
+    let (m, v) = moments.split_at_mut(len);
+    std::thread::scope(|s| {
+        let parts = params[..len]
+            .chunks_mut(chunk)
+            .zip(grads[..len].chunks(chunk))
+            .zip(m.chunks_mut(chunk).zip(v[..len].chunks_mut(chunk)));
+        for ((pc, gc), (mc, vc)) in parts {
+            s.spawn(move || {
+                let sub = AdamParams { len: pc.len() as u32, ..*p };
+                adam_update(&sub, state, pc, gc, mc, vc);
+            });
+        }
+    });
+}

@@ -1,0 +1,268 @@
+//! Counter-based randomness keyed by (seed, step) (random.wgsl, random_f16.wgsl): the noise G
+//! draws, the batch gather in each step's epoch order, and dropout masks. No host work and no
+//! stored RNG state per step; `crate::rng` computes the same bits on the CPU.
+
+use super::{Entry, Family, Slot};
+use crate::ir::kernel::groups_1d;
+use crate::ir::{BufId, DataView, Host, Kernel, Res, Span, UniformLayout};
+use crate::rng;
+
+crate::uniform! {
+    /// `RandomParams` in random.wgsl.
+    pub struct RandomParams {
+        pub len: u32,
+        pub stream: u32,
+        pub seed_lo: u32,
+        pub seed_hi: u32,
+        pub out_off: u32,
+        pub rows: u32,
+        pub dim: u32,
+        pub n: u32,
+        pub steps_per_epoch: u32,
+        pub half_bits: u32,
+        pub scale: f32,
+        pub shift: f32,
+        /// gather: D updates per training step (0 is read as 1) and which of them this batch feeds;
+        /// the batch counter is step * sub_steps + sub_index.
+        pub sub_steps: u32,
+        pub sub_index: u32,
+        /// gather: values per data set row (0 is read as `dim`) and the first column read, so that
+        /// one resident table can hold several fields (the classifier's pixels, then its label).
+        pub src_stride: u32,
+        pub src_col: u32,
+    }
+}
+
+impl RandomParams {
+    /// The gather's batch counter (wrapping like the GPU's u32 arithmetic).
+    pub fn batch_counter(&self, step: u32) -> u32 {
+        step.wrapping_mul(self.sub_steps.max(1)).wrapping_add(self.sub_index)
+    }
+
+    /// Values per row of the resident data set.
+    pub fn row_stride(&self) -> u32 {
+        if self.src_stride == 0 {
+            self.dim
+        } else {
+            self.src_stride
+        }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed_lo as u64 | (self.seed_hi as u64) << 32
+    }
+}
+
+use Slot::{Read as R, ReadWrite as RW, Uniform as U};
+
+pub const FAMILY: Family = Family {
+    name: "random",
+    wgsl: include_str!("../../shaders/random.wgsl"),
+    f16: false,
+    unchecked: false,
+    entries: &[
+        Entry { name: "noise_normal", slots: &[U(0), U(1), RW(3)] },
+        Entry { name: "gather_u8", slots: &[U(0), U(1), R(2), RW(3)] },
+        Entry { name: "gather_f32", slots: &[U(0), U(1), R(2), RW(3)] },
+        Entry { name: "dropout", slots: &[U(0), U(1), RW(3)] },
+    ],
+    uniforms: &[RandomParams::INFO],
+};
+
+pub const FAMILY_F16: Family = Family {
+    name: "random_f16",
+    wgsl: include_str!("../../shaders/random_f16.wgsl"),
+    f16: true,
+    unchecked: false,
+    entries: &[Entry { name: "dropout_f16", slots: &[U(0), U(1), RW(3)] }],
+    uniforms: &[RandomParams::INFO],
+};
+
+fn bytes(p: &RandomParams) -> Option<Vec<u8>> {
+    Some(bytemuck::bytes_of(p).to_vec())
+}
+
+/// `p.len` standard normals keyed by (seed, step, `p.stream`) at `p.out_off` of `out`.
+#[derive(Clone, Debug)]
+pub struct NoiseNormal {
+    pub p: RandomParams,
+    pub out: BufId,
+}
+
+impl Kernel for NoiseNormal {
+    fn entry(&self) -> &'static str {
+        "noise_normal"
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        bytes(&self.p)
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        vec![(1, Res::State), (3, Res::Buf(self.out))]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        // One invocation per four values (one Philox block).
+        groups_1d((self.p.len as usize).div_ceil(4))
+    }
+    fn spans(&self) -> Vec<Span> {
+        vec![Span::write(self.out, self.p.out_off, self.p.len as usize)]
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        let (p, state) = (&self.p, *host.state);
+        host.with_out(self.out, |_, o| noise_normal(p, &state, o))
+    }
+}
+
+/// A batch of `p.rows` data rows in this step's order, scaled, from a data set of bytes.
+#[derive(Clone, Debug)]
+pub struct GatherU8 {
+    pub p: RandomParams,
+    pub out: BufId,
+}
+
+/// The same from a data set of f32 values.
+#[derive(Clone, Debug)]
+pub struct GatherF32 {
+    pub p: RandomParams,
+    pub out: BufId,
+}
+
+/// The gather launcher for the data set's storage.
+pub fn gather(data_u8: bool, p: RandomParams, out: BufId) -> crate::ir::Op {
+    if data_u8 {
+        GatherU8 { p, out }.into()
+    } else {
+        GatherF32 { p, out }.into()
+    }
+}
+
+fn gather_spans(p: &RandomParams, out: BufId) -> Vec<Span> {
+    vec![Span::write(out, p.out_off, p.rows as usize * p.dim as usize)]
+}
+
+fn gather_groups(p: &RandomParams) -> [u32; 3] {
+    [p.dim.div_ceil(64).max(1), p.rows.max(1), 1]
+}
+
+impl Kernel for GatherU8 {
+    fn entry(&self) -> &'static str {
+        "gather_u8"
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        bytes(&self.p)
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        vec![(1, Res::State), (2, Res::Data), (3, Res::Buf(self.out))]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        gather_groups(&self.p)
+    }
+    fn spans(&self) -> Vec<Span> {
+        gather_spans(&self.p, self.out)
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        let (p, state) = (&self.p, *host.state);
+        let DataView::U8(data) = host.data() else { panic!("gather_u8 on a data set of f32") };
+        host.with_out(self.out, |_, o| gather_u8(p, &state, data, o))
+    }
+}
+
+impl Kernel for GatherF32 {
+    fn entry(&self) -> &'static str {
+        "gather_f32"
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        bytes(&self.p)
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        vec![(1, Res::State), (2, Res::Data), (3, Res::Buf(self.out))]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        gather_groups(&self.p)
+    }
+    fn spans(&self) -> Vec<Span> {
+        gather_spans(&self.p, self.out)
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        let (p, state) = (&self.p, *host.state);
+        let DataView::F32(data) = host.data() else { panic!("gather_f32 on a data set of bytes") };
+        host.with_out(self.out, |_, o| gather_f32(p, &state, data, o))
+    }
+}
+
+/// In place; `p.stream` is the mask's salt, `p.shift` the rate, `p.scale` 1 / (1 - rate). The
+/// same call on the gradient is the backward pass.
+#[derive(Clone, Debug)]
+pub struct Dropout {
+    pub p: RandomParams,
+    pub out: BufId,
+}
+
+impl Kernel for Dropout {
+    fn entry(&self) -> &'static str {
+        "dropout"
+    }
+    fn entry_f16(&self) -> Option<&'static str> {
+        Some("dropout_f16")
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        bytes(&self.p)
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        vec![(1, Res::State), (3, Res::Buf(self.out))]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        groups_1d(self.p.len as usize)
+    }
+    fn spans(&self) -> Vec<Span> {
+        vec![Span::write(self.out, self.p.out_off, self.p.len as usize)]
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        let (p, state) = (&self.p, *host.state);
+        host.with_out(self.out, |_, o| dropout(p, &state, o))
+    }
+}
+
+/// Standard normal noise keyed by (seed, step, stream): `noise_normal` in random.wgsl.
+pub fn noise_normal(p: &RandomParams, state: &crate::ir::TrainState, out: &mut [f32]) {
+    let off = p.out_off as usize;
+    let key = [p.seed_lo, p.seed_hi];
+    rng::normals(key, state.step, p.stream, rng::PURPOSE_NOISE, &mut out[off..off + p.len as usize]);
+}
+
+/// Batch rows in this step's order, scaled: `gather_u8` in random.wgsl.
+pub fn gather_u8(p: &RandomParams, state: &crate::ir::TrainState, data: &[u8], out: &mut [f32]) {
+    let dim = p.dim as usize;
+    for r in 0..p.rows {
+        let src = rng::batch_row_source(p.seed(), p.batch_counter(state.step), r, p.rows, p.n) as usize
+            * p.row_stride() as usize
+            + p.src_col as usize;
+        let dst = p.out_off as usize + r as usize * dim;
+        for c in 0..dim {
+            out[dst + c] = data[src + c] as f32 * p.scale + p.shift;
+        }
+    }
+}
+
+/// `gather_f32` in random.wgsl.
+pub fn gather_f32(p: &RandomParams, state: &crate::ir::TrainState, data: &[f32], out: &mut [f32]) {
+    let dim = p.dim as usize;
+    for r in 0..p.rows {
+        let src = rng::batch_row_source(p.seed(), p.batch_counter(state.step), r, p.rows, p.n) as usize
+            * p.row_stride() as usize
+            + p.src_col as usize;
+        let dst = p.out_off as usize + r as usize * dim;
+        for c in 0..dim {
+            out[dst + c] = data[src + c] * p.scale + p.shift;
+        }
+    }
+}
+
+/// Dropout in place with a mask keyed by (seed, step, salt): `dropout` in random.wgsl. Also the
+/// backward pass, applied to the gradient.
+pub fn dropout(p: &RandomParams, state: &crate::ir::TrainState, out: &mut [f32]) {
+    let key = rng::dropout_key(p.seed(), state.step, p.stream);
+    let off = p.out_off as usize;
+    for (i, v) in out[off..off + p.len as usize].iter_mut().enumerate() {
+        *v = if rng::dropout_keep(key, i as u32, p.shift) { *v * p.scale } else { 0.0 };
+    }
+}

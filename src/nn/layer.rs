@@ -1,0 +1,145 @@
+//! What every layer kind provides (see [`Layer`]) and what a network hands it.
+
+use std::fmt;
+
+use crate::ir::{At, BufId, Op};
+use crate::rng;
+
+/// Training (dropout masks keyed by `pass`, so that the backward pass recomputes the forward's)
+/// or evaluation (no dropout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `pass` tells one forward pass of a step from another: 0 is D in the D step, 1 D in the G
+    /// step, 1 + j the j-th extra D step.
+    Train {
+        pass: u32,
+    },
+    Eval,
+}
+
+/// A tensor of a layer: its name within the layer ("weight") and its shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+}
+
+impl TensorSpec {
+    pub fn new(name: &'static str, shape: &[usize]) -> Self {
+        TensorSpec { name, shape: shape.to_vec() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where a layer's output lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A buffer of its own in the activations' storage (f16 at `--precision f16`).
+    Act,
+    /// A buffer of its own in f32 whatever the precision (a cast back to f32).
+    F32,
+    /// Its input's buffer: the layer works in place (dropout).
+    InPlace,
+}
+
+/// Keys a layer's seeded initialisation: Philox counters (i / 4, index, net, PURPOSE_INIT).
+#[derive(Clone, Copy, Debug)]
+pub struct InitKey {
+    pub seed: u64,
+    /// Which network (D 0, G 1, the classifier 2).
+    pub net: u32,
+    /// The layer's place among the network's layers that have parameters.
+    pub index: u32,
+}
+
+impl InitKey {
+    /// Fills `out` with U(-bound, bound), four values per Philox block.
+    pub fn uniform(&self, bound: f32, out: &mut [f32]) {
+        let key = rng::seed_words(self.seed);
+        for (q, chunk) in out.chunks_mut(4).enumerate() {
+            let w = rng::philox4x32([q as u32, self.index, self.net, rng::PURPOSE_INIT], key);
+            for (v, word) in chunk.iter_mut().zip(w) {
+                *v = (2.0 * rng::unit_f32(word) - 1.0) * bound;
+            }
+        }
+    }
+}
+
+/// Where a layer's call reads and writes: input `x` and output `y` of `rows` rows.
+#[derive(Clone, Copy, Debug)]
+pub struct Io {
+    pub x: At,
+    pub y: At,
+    pub rows: usize,
+}
+
+/// The backward pass's places: the gradient of the output, of the input (None: not wanted),
+/// and whether to compute the layer's parameter gradients.
+#[derive(Clone, Copy, Debug)]
+pub struct Grads {
+    pub dy: At,
+    pub dx: Option<At>,
+    pub weights: bool,
+}
+
+/// What the network hands a layer when it emits kernel calls.
+pub struct Ctx<'a> {
+    pub ops: &'a mut Vec<Op>,
+    /// The parameters the kernels read (the f16 copy at `--precision f16`) and the layer's first
+    /// parameter in it.
+    pub weights: BufId,
+    pub off: usize,
+    /// The network's gradient buffer (the parameters' layout), when there is a backward pass.
+    pub grads: Option<BufId>,
+    /// The network's non-trainable state and the layer's place in it.
+    pub state: Option<BufId>,
+    pub state_off: usize,
+    /// The layer's scratch buffers, in the order [`Layer::scratch`] lists them.
+    pub scratch: &'a [BufId],
+    /// The program's seed (dropout masks).
+    pub seed: u64,
+}
+
+/// One layer kind: its tensors, its storage needs and its kernel calls. Its parameters sit
+/// contiguously in the network's flat buffer, in the order [`Layer::params`] lists them.
+pub trait Layer: fmt::Debug + Send + Sync {
+    /// "linear", "dropout", ...
+    fn kind(&self) -> &'static str;
+    /// Values per row of its input and output.
+    fn in_features(&self) -> usize;
+    fn out_features(&self) -> usize;
+    /// Trainable tensors (checkpoint names `NET.LAYER.NAME`).
+    fn params(&self) -> Vec<TensorSpec> {
+        vec![]
+    }
+    /// Non-trainable state kept in checkpoints (running statistics).
+    fn state(&self) -> Vec<TensorSpec> {
+        vec![]
+    }
+    fn output(&self) -> Output {
+        Output::Act
+    }
+    /// The gradient passes through unchanged, so the input's gradient is the output's buffer.
+    fn grad_in_place(&self) -> bool {
+        false
+    }
+    /// Seeded initial parameters (the layer's span of the flat buffer).
+    fn init(&self, _key: InitKey, _params: &mut [f32]) {}
+    /// Initial state.
+    fn init_state(&self, _state: &mut [f32]) {}
+    /// f32 scratch buffers for `rows` rows: (name, length).
+    fn scratch(&self, _rows: usize) -> Vec<(&'static str, usize)> {
+        vec![]
+    }
+    fn forward(&self, cx: &mut Ctx, io: Io, mode: Mode);
+    /// `g.dy` is the gradient of `io.y`; writes `g.dx` and, with `g.weights`, the parameters'
+    /// gradients.
+    fn backward(&self, cx: &mut Ctx, io: Io, g: Grads, mode: Mode);
+}

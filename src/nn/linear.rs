@@ -1,0 +1,103 @@
+//! A linear layer with its bias and activation fused into one kernel: y = act(x w^T + b), w
+//! (out, in) like torch.nn.Linear, then b (out), initialised as nn.Linear's default.
+
+use super::layer::{Ctx, Grads, InitKey, Io, Layer, Mode, TensorSpec};
+use crate::ir::At;
+use crate::kernels::activation::{Activation, ActivationBackward, EwParams};
+use crate::kernels::matmul::{BiasBackward, MatmulBackwardInput, MatmulBackwardWeight, MatmulForward, MatmulParams};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Linear {
+    pub fan_in: usize,
+    pub fan_out: usize,
+    pub activation: Activation,
+}
+
+impl Linear {
+    pub fn new(fan_in: usize, fan_out: usize, activation: Activation) -> Self {
+        Linear { fan_in, fan_out, activation }
+    }
+
+    /// Where the bias starts, from the layer's first parameter.
+    pub fn bias_off(&self) -> usize {
+        self.fan_in * self.fan_out
+    }
+
+    /// `matmul_forward` on `rows` rows with the layer's first parameter at `off`.
+    pub fn forward_params(&self, rows: usize, off: usize) -> MatmulParams {
+        MatmulParams::linear(rows, self.fan_in, self.fan_out, self.activation, off, off + self.bias_off())
+    }
+}
+
+impl Layer for Linear {
+    fn kind(&self) -> &'static str {
+        "linear"
+    }
+
+    fn in_features(&self) -> usize {
+        self.fan_in
+    }
+
+    fn out_features(&self) -> usize {
+        self.fan_out
+    }
+
+    fn params(&self) -> Vec<TensorSpec> {
+        vec![TensorSpec::new("weight", &[self.fan_out, self.fan_in]), TensorSpec::new("bias", &[self.fan_out])]
+    }
+
+    /// PyTorch's default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)), drawn as one span.
+    fn init(&self, key: InitKey, params: &mut [f32]) {
+        key.uniform(1.0 / (self.fan_in as f32).sqrt(), params);
+    }
+
+    fn scratch(&self, rows: usize) -> Vec<(&'static str, usize)> {
+        if self.activation == Activation::Identity {
+            vec![]
+        } else {
+            vec![("preact.grad", rows * self.fan_out)]
+        }
+    }
+
+    fn forward(&self, cx: &mut Ctx, io: Io, _mode: Mode) {
+        let p =
+            MatmulParams { a_off: io.x.off as u32, out_off: io.y.off as u32, ..self.forward_params(io.rows, cx.off) };
+        cx.ops.push(MatmulForward { p, a: io.x.buf, c: cx.weights, out: io.y.buf }.into());
+    }
+
+    fn backward(&self, cx: &mut Ctx, io: Io, g: Grads, _mode: Mode) {
+        let (rows, act) = (io.rows, self.activation);
+        // The gradient of the pre-activation, from the activation's output y.
+        let dz = if act == Activation::Identity {
+            g.dy
+        } else {
+            let p = EwParams {
+                len: (rows * self.fan_out) as u32,
+                slope: act.slope(),
+                in_off: io.y.off as u32,
+                dy_off: g.dy.off as u32,
+                out_off: 0,
+                ..Default::default()
+            };
+            cx.ops.push(ActivationBackward { act, p, y: io.y.buf, dy: g.dy.buf, out: cx.scratch[0] }.into());
+            At::start(cx.scratch[0])
+        };
+        let base = MatmulParams {
+            m: rows as u32,
+            n: self.fan_out as u32,
+            k: self.fan_in as u32,
+            a_off: dz.off as u32,
+            ..Default::default()
+        };
+        if let (true, Some(grads)) = (g.weights, cx.grads) {
+            let p = MatmulParams { c_off: io.x.off as u32, out_off: cx.off as u32, ..base };
+            cx.ops.push(MatmulBackwardWeight { p, a: dz.buf, c: io.x.buf, out: grads }.into());
+            let p = MatmulParams { bias_off: (cx.off + self.bias_off()) as u32, ..base };
+            cx.ops.push(BiasBackward { p, a: dz.buf, out: grads }.into());
+        }
+        if let Some(dx) = g.dx {
+            let p = MatmulParams { c_off: cx.off as u32, out_off: dx.off as u32, ..base };
+            cx.ops.push(MatmulBackwardInput { p, a: dz.buf, c: cx.weights, out: dx.buf }.into());
+        }
+    }
+}

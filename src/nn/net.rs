@@ -1,0 +1,317 @@
+//! A network: named layers, their places in one flat parameter buffer (each layer's tensors in
+//! the order it lists them, layer after layer) and in one state buffer, the tensor names of
+//! checkpoints (`fc1.weight`, ...), seeded initialisation, and the forward and backward passes as
+//! kernel calls over buffers a program allocates.
+
+use super::layer::{Ctx, Grads, InitKey, Io, Layer, Mode, Output};
+use crate::ir::{At, BufId, Buffers, Op};
+use crate::kernels::activation::{Cast, EwParams};
+
+/// A layer in a network.
+#[derive(Debug)]
+pub struct NetLayer {
+    /// "fc1": the middle part of its tensors' names.
+    pub name: String,
+    pub layer: Box<dyn Layer>,
+    /// Its first parameter in the flat buffer, and its first state value.
+    pub param_off: usize,
+    pub state_off: usize,
+    /// Its place among the layers that have parameters (keys its initialisation).
+    pub index: u32,
+}
+
+/// One pass through a network: its input, where the last layer writes (None: its own buffer),
+/// the rows, training or eval mode, and the program's seed (dropout masks).
+#[derive(Clone, Copy, Debug)]
+pub struct Pass {
+    pub input: At,
+    pub out: Option<At>,
+    pub rows: usize,
+    pub mode: Mode,
+    pub seed: u64,
+}
+
+/// A tensor of a network: full name within it ("fc1.weight"), offset, shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tensor {
+    pub name: String,
+    pub off: usize,
+    pub shape: Vec<usize>,
+}
+
+#[derive(Debug)]
+pub struct Net {
+    /// "G", "D" or "C": the first part of its tensors' names and buffers' labels.
+    pub name: String,
+    /// Keys the initialisation (D 0, G 1, the classifier 2).
+    pub id: u32,
+    pub layers: Vec<NetLayer>,
+    pub params_len: usize,
+    pub state_len: usize,
+}
+
+/// A network's buffers in a program.
+#[derive(Clone, Debug)]
+pub struct NetParams {
+    pub params: BufId,
+    /// The f16 copy of `params` the kernels read at `--precision f16`.
+    pub params16: Option<BufId>,
+    pub grads: BufId,
+    /// Adam's m (first `params_len` values) then v.
+    pub moments: BufId,
+    /// Non-trainable state (None when the network has none).
+    pub state: Option<BufId>,
+}
+
+/// The weights a pass reads: a network's own, or another copy of them (G's weight average).
+#[derive(Clone, Copy, Debug)]
+pub struct Weights {
+    pub read: BufId,
+    pub grads: Option<BufId>,
+    pub state: Option<BufId>,
+}
+
+impl NetParams {
+    pub fn weights(&self) -> Weights {
+        Weights { read: self.params16.unwrap_or(self.params), grads: Some(self.grads), state: self.state }
+    }
+}
+
+/// Activation, gradient and scratch buffers of one use of a network, for up to `rows` rows.
+#[derive(Clone, Debug)]
+pub struct NetActs {
+    /// Output of layer i at `vals[i + 1]` (None: in place, or given by the caller).
+    vals: Vec<Option<BufId>>,
+    /// Gradient of value i (None: aliased to the next one, or given by the caller).
+    grads: Vec<Option<BufId>>,
+    scratch: Vec<Vec<BufId>>,
+    pub rows: usize,
+}
+
+impl NetActs {
+    /// The buffer of value `i`, the output of layer `i - 1` (None: in place, or the input).
+    pub fn value(&self, i: usize) -> Option<BufId> {
+        self.vals[i]
+    }
+
+    /// The buffer of the last layer's own output (the network's output when the caller gives no
+    /// other place).
+    pub fn output(&self) -> BufId {
+        self.vals.iter().rev().find_map(|v| *v).expect("a network writes some output")
+    }
+}
+
+impl Net {
+    pub fn new(name: &str, id: u32, layers: Vec<(String, Box<dyn Layer>)>) -> Self {
+        let (mut params_len, mut state_len, mut index) = (0, 0, 0);
+        let mut out = Vec::with_capacity(layers.len());
+        for (lname, layer) in layers {
+            let p: usize = layer.params().iter().map(|t| t.len()).sum();
+            let s: usize = layer.state().iter().map(|t| t.len()).sum();
+            out.push(NetLayer { name: lname, layer, param_off: params_len, state_off: state_len, index });
+            index += (p > 0) as u32;
+            params_len += p;
+            state_len += s;
+        }
+        Net { name: name.into(), id, layers: out, params_len, state_len }
+    }
+
+    pub fn input_features(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.layer.in_features())
+    }
+
+    pub fn output_features(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.layer.out_features())
+    }
+
+    fn tensors_of(&self, state: bool) -> Vec<Tensor> {
+        let mut out = vec![];
+        for l in &self.layers {
+            let (specs, mut off) = if state { (l.layer.state(), l.state_off) } else { (l.layer.params(), l.param_off) };
+            for t in specs {
+                out.push(Tensor { name: format!("{}.{}", l.name, t.name), off, shape: t.shape.clone() });
+                off += t.len();
+            }
+        }
+        out
+    }
+
+    /// Every trainable tensor in buffer order: `fc1.weight`, `fc1.bias`, ...
+    pub fn tensors(&self) -> Vec<Tensor> {
+        self.tensors_of(false)
+    }
+
+    /// Every state tensor in buffer order.
+    pub fn state_tensors(&self) -> Vec<Tensor> {
+        self.tensors_of(true)
+    }
+
+    /// Seeded initial parameters, bit-identical on every backend.
+    pub fn init(&self, seed: u64) -> Vec<f32> {
+        let mut params = vec![0f32; self.params_len];
+        for l in &self.layers {
+            let len: usize = l.layer.params().iter().map(|t| t.len()).sum();
+            let key = InitKey { seed, net: self.id, index: l.index };
+            l.layer.init(key, &mut params[l.param_off..l.param_off + len]);
+        }
+        params
+    }
+
+    pub fn init_state(&self) -> Vec<f32> {
+        let mut state = vec![0f32; self.state_len];
+        for l in &self.layers {
+            let len: usize = l.layer.state().iter().map(|t| t.len()).sum();
+            l.layer.init_state(&mut state[l.state_off..l.state_off + len]);
+        }
+        state
+    }
+
+    /// Parameter, gradient, Adam and state buffers (and the f16 weight copy when `bufs.half`).
+    pub fn alloc(&self, bufs: &mut Buffers) -> NetParams {
+        let (name, len) = (&self.name, self.params_len);
+        let params = bufs.f32(format!("{name}.params"), len);
+        let params16 = bufs.half.then(|| bufs.f16(format!("{name}.params.f16"), len));
+        let grads = bufs.f32(format!("{name}.params.grad"), len);
+        let moments = bufs.f32(format!("{name}.adam.moments"), 2 * len);
+        let state = (self.state_len > 0).then(|| bufs.f32(format!("{name}.state"), self.state_len));
+        NetParams { params, params16, grads, moments, state }
+    }
+
+    /// Buffers for one use of the network on up to `rows` rows, labelled `{prefix}.{layer}...`.
+    pub fn alloc_acts(&self, bufs: &mut Buffers, prefix: &str, rows: usize) -> NetActs {
+        let n = self.layers.len();
+        let (mut vals, mut grads, mut scratch) = (vec![None], vec![None], vec![]);
+        for (i, l) in self.layers.iter().enumerate() {
+            let len = rows * l.layer.out_features();
+            let label = format!("{prefix}.{}.out", l.name);
+            vals.push(match l.layer.output() {
+                Output::InPlace => None,
+                Output::Act => Some(bufs.act(label, len)),
+                Output::F32 => Some(bufs.f32(label, len)),
+            });
+            // The gradient of this layer's output, unless it is the network's output (given by
+            // the caller) or the next layer passes the gradient through in place.
+            let aliased = i + 1 == n || self.layers[i + 1].layer.grad_in_place();
+            grads.push((!aliased).then(|| bufs.f32(format!("{prefix}.{}.out.grad", l.name), len)));
+            let own = l.layer.scratch(rows).into_iter();
+            scratch.push(own.map(|(s, len)| bufs.f32(format!("{prefix}.{}.{s}", l.name), len)).collect());
+        }
+        NetActs { vals, grads, scratch, rows }
+    }
+
+    /// Where each value lives: the input, then each layer's output (the last at `out` if given).
+    fn values(&self, acts: &NetActs, input: At, out: Option<At>) -> Vec<At> {
+        let mut v = vec![input];
+        for (i, l) in self.layers.iter().enumerate() {
+            let at = match (l.layer.output(), out) {
+                (Output::InPlace, _) => v[i],
+                (_, Some(o)) if i + 1 == self.layers.len() => o,
+                _ => At::start(acts.vals[i + 1].expect("allocated")),
+            };
+            v.push(at);
+        }
+        v
+    }
+
+    /// The gradient of each value, where one is needed: of the input only when `dinput` is
+    /// given, of a hidden value when a layer below it has parameters (with `weights`) or the
+    /// input's gradient is wanted.
+    fn value_grads(&self, acts: &NetActs, dout: At, dinput: Option<At>, weights: bool) -> Vec<Option<At>> {
+        let n = self.layers.len();
+        let mut need = vec![dinput.is_some()];
+        for (i, l) in self.layers.iter().enumerate() {
+            need.push(need[i] || (weights && !l.layer.params().is_empty()));
+        }
+        let mut g = vec![None; n + 1];
+        g[n] = Some(dout);
+        for i in (0..n).rev() {
+            g[i] = match () {
+                _ if !need[i] => None,
+                _ if i == 0 => dinput,
+                _ if self.layers[i].layer.grad_in_place() => g[i + 1],
+                _ => acts.grads[i].map(At::start),
+            };
+        }
+        g
+    }
+
+    fn ctx<'a>(&self, ops: &'a mut Vec<Op>, w: Weights, acts: &'a NetActs, i: usize, seed: u64) -> Ctx<'a> {
+        let l = &self.layers[i];
+        Ctx {
+            ops,
+            weights: w.read,
+            off: l.param_off,
+            grads: w.grads,
+            state: w.state,
+            state_off: l.state_off,
+            scratch: &acts.scratch[i],
+            seed,
+        }
+    }
+
+    /// The forward pass.
+    pub fn forward(&self, ops: &mut Vec<Op>, w: Weights, acts: &NetActs, pass: &Pass) {
+        let v = self.values(acts, pass.input, pass.out);
+        for (i, l) in self.layers.iter().enumerate() {
+            let io = Io { x: v[i], y: v[i + 1], rows: pass.rows };
+            l.layer.forward(&mut self.ctx(ops, w, acts, i, pass.seed), io, pass.mode);
+        }
+    }
+
+    /// The backward pass of the forward `pass`: `dout` is the gradient of the output; writes the
+    /// parameters' gradients with `weights`, and the input's gradient to `dinput` if given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        ops: &mut Vec<Op>,
+        w: Weights,
+        acts: &NetActs,
+        pass: &Pass,
+        dout: At,
+        dinput: Option<At>,
+        weights: bool,
+    ) {
+        let v = self.values(acts, pass.input, pass.out);
+        let g = self.value_grads(acts, dout, dinput, weights);
+        for (i, l) in self.layers.iter().enumerate().rev() {
+            let Some(dy) = g[i + 1] else { continue };
+            let io = Io { x: v[i], y: v[i + 1], rows: pass.rows };
+            let grads = Grads { dy, dx: g[i], weights };
+            l.layer.backward(&mut self.ctx(ops, w, acts, i, pass.seed), io, grads, pass.mode);
+        }
+    }
+
+    /// Refreshes the f16 weight copy from the f32 master weights (nothing without one).
+    pub fn cast_weights(&self, ops: &mut Vec<Op>, params: BufId, params16: Option<BufId>) {
+        if let Some(p16) = params16 {
+            let p = EwParams { len: self.params_len as u32, ..Default::default() };
+            ops.push(Cast { p, x: params, out: p16, to_f16: true }.into());
+        }
+    }
+}
+
+/// The layers of an MLP named `fc1`, `fc2`, ...: `hidden_act` after each hidden layer (then
+/// dropout at `dropout` > 0), `out_act` after the last.
+pub fn mlp(
+    input: usize,
+    hidden: &[usize],
+    output: usize,
+    hidden_act: crate::kernels::activation::Activation,
+    out_act: crate::kernels::activation::Activation,
+    dropout: f32,
+) -> Vec<(String, Box<dyn Layer>)> {
+    let mut sizes = vec![input];
+    sizes.extend_from_slice(hidden);
+    sizes.push(output);
+    let mut layers: Vec<(String, Box<dyn Layer>)> = vec![];
+    for (i, pair) in sizes.windows(2).enumerate() {
+        let last = i + 2 == sizes.len();
+        let act = if last { out_act } else { hidden_act };
+        layers.push((format!("fc{}", i + 1), Box::new(super::Linear::new(pair[0], pair[1], act))));
+        if !last && dropout > 0.0 {
+            let d = super::Dropout { features: pair[1], rate: dropout, salt: i as u32 };
+            layers.push((format!("drop{}", i + 1), Box::new(d)));
+        }
+    }
+    layers
+}

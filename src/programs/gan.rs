@@ -1,0 +1,335 @@
+//! The GAN training step written down once, as data: the buffers it uses and the kernel calls it
+//! makes. The GPU executor compiles each call into a pipeline, a uniform and a bind group at
+//! start-up and records them in order; the CPU executor interprets the same list with the CPU
+//! twins. So both backends run the very same sequence of the very same operations.
+//!
+//! One training step (DESIGN.md's data path):
+//!   D step: noise -> G forward -> gather real batch -> D forward on [real; fake] -> BCE (1 / 0)
+//!           -> D backward (weights) -> Adam(D)
+//!   G step: fresh noise -> G forward -> D forward on fake -> BCE (label 1, non-saturating)
+//!           -> D backward to its input (no weight gradients) -> G backward -> Adam(G)
+//!           [-> EMA of G] -> step += 1
+//!
+//! At `--precision f16` the same step runs with activations in f16 (`DType::F16`): every layer's
+//! output, D.input, G's input (a cast of the f32 noise, G's first layer) and an f16 copy of each
+//! network's parameters that the matmuls read. Master weights, their gradients, Adam's moments,
+//! every activation gradient and the loss statistics stay f32; so do all sums (f32 accumulation
+//! in the kernels). Gradients stay f32 because GAN gradients (scaled by 1/batch) sit near f16's
+//! subnormal range, where f16 would flush them without loss scaling. The gathered real batch
+//! passes through a cast into D.input, and D's last layer casts its logits back to the f32 the
+//! loss reads. A weight copy is refreshed by a cast right after each Adam update of its network,
+//! and by the `refresh` section whenever the host writes weights (a restore), so it always equals
+//! the master weights rounded to f16. The kernels that touch an f16 buffer are the `_f16` entry
+//! points, picked by the executor from the buffers' dtypes.
+
+use crate::config::{Precision, TrainConfig};
+use crate::ir::state::{OPTIMIZER_D, OPTIMIZER_G};
+use crate::ir::{At, BufId, BufSpec, Buffers, Op};
+use crate::kernels::activation::{Cast, EwParams};
+use crate::kernels::adam::{AdamParams, AdamStep, AdamTick, StepTick};
+use crate::kernels::ema::{EmaParams, EmaUpdate};
+use crate::kernels::loss::{BceLogits, LossParams, NO_SLOT};
+use crate::kernels::random::{self, NoiseNormal, RandomParams};
+use crate::nn::{Mode, Net, NetActs, NetParams, Pass, Weights};
+use crate::rng;
+
+/// Rows G is run on per `sample` call.
+pub const SAMPLE_ROWS: usize = 256;
+
+/// Slots of the 4-float statistics buffer the losses write.
+pub const SLOT_D_LOSS: u32 = 0;
+pub const SLOT_G_LOSS: u32 = 1;
+pub const SLOT_D_REAL: u32 = 2;
+pub const SLOT_D_FAKE: u32 = 3;
+
+/// G's weight average (`--g-ema`): its buffers, G's layout.
+#[derive(Clone, Debug)]
+pub struct EmaBufs {
+    pub params: BufId,
+    /// Its f16 copy for sampling at `--precision f16`, cast at the start of each sampling call
+    /// (sampling is rare, so the training step does not pay for it).
+    pub params16: Option<BufId>,
+}
+
+/// The whole program: buffers, the ops of one training step, of sampling G, and of refreshing
+/// the f16 weight copies.
+#[derive(Debug)]
+pub struct GanProgram {
+    pub bufs: Vec<BufSpec>,
+    pub g_net: Net,
+    pub d_net: Net,
+    pub g: NetParams,
+    pub d: NetParams,
+    pub stats: BufId,
+    pub g_ema: Option<EmaBufs>,
+    /// [real; fake] rows, the input of D: (2 batch, dim).
+    pub d_input: BufId,
+    pub train_step: Vec<Op>,
+    /// G forward (eval mode) on `sample_rows` latent rows in `sample_z`, output in `sample_out`;
+    /// with G's weight average when one is kept.
+    pub sample: Vec<Op>,
+    pub sample_rows: usize,
+    pub sample_z: BufId,
+    pub sample_out: BufId,
+    /// Refreshes the f16 weight copies from the master weights; empty at f32.
+    pub refresh: Vec<Op>,
+}
+
+/// The buffers and networks the step's sections are built from.
+struct Builder<'a> {
+    cfg: &'a TrainConfig,
+    /// Samples in the data set, and whether they are bytes.
+    n: usize,
+    data_u8: bool,
+    bufs: Buffers,
+    g_net: Net,
+    d_net: Net,
+    g: NetParams,
+    d: NetParams,
+    g_acts: NetActs,
+    d_acts: NetActs,
+    noise: BufId,
+    d_input: BufId,
+    /// At f16: the gathered batch in f32, cast into D.input.
+    real32: Option<BufId>,
+    d_input_grad: BufId,
+    d_logits_grad: BufId,
+    stats: BufId,
+}
+
+impl Builder<'_> {
+    fn batch(&self) -> usize {
+        self.cfg.batch_size
+    }
+
+    /// D's rows per pass over one batch: `pack` samples make one row.
+    fn d_rows(&self) -> usize {
+        self.cfg.batch_size / self.cfg.model.pack.max(1)
+    }
+
+    fn fake(&self) -> At {
+        At { buf: self.d_input, off: self.batch() * self.cfg.model.data_dim }
+    }
+
+    fn g_pass(&self) -> Pass {
+        let input = At::start(self.noise);
+        Pass { input, out: Some(self.fake()), rows: self.batch(), mode: Mode::Train { pass: 0 }, seed: self.cfg.seed }
+    }
+
+    fn d_pass(&self, input: At, rows: usize, pass: u32) -> Pass {
+        Pass { input, out: None, rows, mode: Mode::Train { pass }, seed: self.cfg.seed }
+    }
+
+    fn noise_op(&self, stream: u32) -> Op {
+        let (b, latent, seed) = (self.batch(), self.cfg.model.latent_dim, self.cfg.seed);
+        let p = RandomParams {
+            len: (b * latent) as u32,
+            stream,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            ..Default::default()
+        };
+        NoiseNormal { p, out: self.noise }.into()
+    }
+
+    /// This step's real batch (the `j`-th of `d_steps`) into D.input's first half.
+    fn gather_real(&self, ops: &mut Vec<Op>, j: usize) {
+        let (cfg, n, b, dim) = (self.cfg, self.n, self.batch(), self.cfg.model.data_dim);
+        let p = RandomParams {
+            len: (b * dim) as u32,
+            seed_lo: cfg.seed as u32,
+            seed_hi: (cfg.seed >> 32) as u32,
+            rows: b as u32,
+            dim: dim as u32,
+            n: n as u32,
+            steps_per_epoch: (n / b) as u32,
+            half_bits: rng::feistel_half_bits(n as u32),
+            scale: cfg.data_scale,
+            shift: cfg.data_shift,
+            sub_steps: cfg.d_steps.max(1) as u32,
+            sub_index: j as u32,
+            ..Default::default()
+        };
+        ops.push(random::gather(self.data_u8, p, self.real32.unwrap_or(self.d_input)));
+        if let Some(r32) = self.real32 {
+            let p = EwParams { len: (b * dim) as u32, ..Default::default() };
+            ops.push(Cast { p, x: r32, out: self.d_input, to_f16: true }.into());
+        }
+    }
+
+    /// Mean BCE of D's logits (`rows` of them): with `g_step`, G's loss against label 1 on fakes
+    /// only; else D's, real rows first against the real label, then fakes against 0.
+    fn loss(&self, rows: usize, g_step: bool) -> Op {
+        let inv_b = 1.0 / self.d_rows() as f32;
+        let p = if g_step {
+            LossParams {
+                rows: rows as u32,
+                n_first: rows as u32,
+                label_first: 1.0,
+                scale_first: inv_b,
+                slot_loss: SLOT_G_LOSS,
+                slot_prob_first: NO_SLOT,
+                slot_prob_second: NO_SLOT,
+                ..Default::default()
+            }
+        } else {
+            LossParams {
+                rows: rows as u32,
+                n_first: (rows / 2) as u32,
+                label_first: self.cfg.real_label,
+                label_second: 0.0,
+                scale_first: inv_b,
+                scale_second: inv_b,
+                slot_loss: SLOT_D_LOSS,
+                slot_prob_first: SLOT_D_REAL,
+                slot_prob_second: SLOT_D_FAKE,
+                ..Default::default()
+            }
+        };
+        BceLogits { p, z: self.d_acts.output(), dz: self.d_logits_grad, stats: self.stats }.into()
+    }
+
+    fn adam(&self, ops: &mut Vec<Op>, net: &Net, bufs: &NetParams, optimizer: u32) {
+        let cfg = self.cfg;
+        let p = AdamParams {
+            len: net.params_len as u32,
+            net: optimizer,
+            lr: cfg.lr,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            eps: cfg.eps,
+            decay_end: cfg.lr_decay_end,
+            decay_inv: match cfg.lr_decay_steps() {
+                0 => 0.0,
+                n => 1.0 / n as f32,
+            },
+        };
+        ops.push(AdamTick { p }.into());
+        ops.push(AdamStep { p, params: bufs.params, grads: bufs.grads, moments: bufs.moments }.into());
+        net.cast_weights(ops, bufs.params, bufs.params16);
+    }
+
+    /// D update `j` of the step, on fresh noise and a fresh real batch. The first uses noise
+    /// stream 0 and dropout pass 0, the G step 1, later D steps 2, 3, ...
+    fn d_step(&self, ops: &mut Vec<Op>, j: usize) {
+        let (stream, pass) = if j == 0 { (rng::STREAM_D, 0) } else { (1 + j as u32, 1 + j as u32) };
+        ops.push(self.noise_op(stream));
+        self.g_net.forward(ops, self.g.weights(), &self.g_acts, &self.g_pass());
+        self.gather_real(ops, j);
+        let rows = 2 * self.d_rows();
+        let pass = self.d_pass(At::start(self.d_input), rows, pass);
+        self.d_net.forward(ops, self.d.weights(), &self.d_acts, &pass);
+        ops.push(self.loss(rows, false));
+        let dout = At::start(self.d_logits_grad);
+        self.d_net.backward(ops, self.d.weights(), &self.d_acts, &pass, dout, None, true);
+        self.adam(ops, &self.d_net, &self.d, OPTIMIZER_D);
+    }
+
+    /// The G update through D (whose weights it does not touch), then G's weight average.
+    fn g_step(&self, ops: &mut Vec<Op>) {
+        ops.push(self.noise_op(rng::STREAM_G));
+        let g_pass = self.g_pass();
+        self.g_net.forward(ops, self.g.weights(), &self.g_acts, &g_pass);
+        let rows = self.d_rows();
+        let pass = self.d_pass(self.fake(), rows, 1);
+        self.d_net.forward(ops, self.d.weights(), &self.d_acts, &pass);
+        ops.push(self.loss(rows, true));
+        let (dout, dinput) = (At::start(self.d_logits_grad), At::start(self.d_input_grad));
+        self.d_net.backward(ops, self.d.weights(), &self.d_acts, &pass, dout, Some(dinput), false);
+        self.g_net.backward(ops, self.g.weights(), &self.g_acts, &g_pass, dinput, None, true);
+        self.adam(ops, &self.g_net, &self.g, OPTIMIZER_G);
+    }
+}
+
+impl GanProgram {
+    /// The program for a configuration and a data set of `n` samples (`data_u8`: stored as bytes).
+    pub fn build(cfg: &TrainConfig, n: usize, data_u8: bool) -> Self {
+        let half = cfg.precision == Precision::F16;
+        let (b, dim, latent) = (cfg.batch_size, cfg.model.data_dim, cfg.model.latent_dim);
+        let g_net = cfg.model.generator(half);
+        let d_net = cfg.model.discriminator(cfg.d_dropout, half);
+        let mut bufs = Buffers::new(half);
+        let d_rows = 2 * (b / cfg.model.pack.max(1));
+        let (g, d) = (g_net.alloc(&mut bufs), d_net.alloc(&mut bufs));
+        let g_acts = g_net.alloc_acts(&mut bufs, "G", b);
+        let d_acts = d_net.alloc_acts(&mut bufs, "D", d_rows);
+        let stats = bufs.f32("stats", 4);
+        let noise = bufs.f32("noise", b * latent);
+        let d_input = bufs.act("D.input", 2 * b * dim);
+        let real32 = half.then(|| bufs.f32("D.input.real", b * dim));
+        let d_input_grad = bufs.f32("D.input.grad", b * dim);
+        let d_logits_grad = bufs.f32("D.logits.grad", 2 * b);
+        let mut s = Builder {
+            cfg,
+            n,
+            data_u8,
+            bufs,
+            g_net,
+            d_net,
+            g,
+            d,
+            g_acts,
+            d_acts,
+            noise,
+            d_input,
+            real32,
+            d_input_grad,
+            d_logits_grad,
+            stats,
+        };
+        let g_ema = (cfg.g_ema > 0.0).then(|| EmaBufs {
+            params: s.bufs.f32("G.params.ema", s.g_net.params_len),
+            params16: half.then(|| s.bufs.f16("G.params.ema.f16", s.g_net.params_len)),
+        });
+
+        let mut train_step = vec![];
+        for j in 0..cfg.d_steps.max(1) {
+            s.d_step(&mut train_step, j);
+        }
+        s.g_step(&mut train_step);
+        if let Some(ema) = &g_ema {
+            let p = EmaParams { len: s.g_net.params_len as u32, beta: cfg.g_ema, ..Default::default() };
+            train_step.push(EmaUpdate { p, params: s.g.params, ema: ema.params }.into());
+        }
+        train_step.push(StepTick.into());
+
+        let mut refresh = vec![];
+        s.g_net.cast_weights(&mut refresh, s.g.params, s.g.params16);
+        s.d_net.cast_weights(&mut refresh, s.d.params, s.d.params16);
+        let (sample, sample_z, sample_out) = sample_section(&mut s, g_ema.as_ref());
+        GanProgram {
+            bufs: s.bufs.specs,
+            g_net: s.g_net,
+            d_net: s.d_net,
+            g: s.g,
+            d: s.d,
+            stats,
+            g_ema,
+            d_input,
+            train_step,
+            sample,
+            sample_rows: SAMPLE_ROWS,
+            sample_z,
+            sample_out,
+            refresh,
+        }
+    }
+}
+
+/// G in eval mode on SAMPLE_ROWS rows, with its own scratch and the weight average if kept.
+fn sample_section(s: &mut Builder, ema: Option<&EmaBufs>) -> (Vec<Op>, BufId, BufId) {
+    let latent = s.cfg.model.latent_dim;
+    let sample_z = s.bufs.f32("sample.z", SAMPLE_ROWS * latent);
+    let acts = s.g_net.alloc_acts(&mut s.bufs, "sample.G", SAMPLE_ROWS);
+    let mut ops = vec![];
+    let weights = match ema {
+        Some(e) => {
+            s.g_net.cast_weights(&mut ops, e.params, e.params16);
+            Weights { read: e.params16.unwrap_or(e.params), grads: None, state: s.g.state }
+        }
+        None => Weights { grads: None, ..s.g.weights() },
+    };
+    let pass = Pass { input: At::start(sample_z), out: None, rows: SAMPLE_ROWS, mode: Mode::Eval, seed: s.cfg.seed };
+    s.g_net.forward(&mut ops, weights, &acts, &pass);
+    (ops, sample_z, acts.output())
+}

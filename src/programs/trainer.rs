@@ -1,0 +1,267 @@
+//! The one training interface. [`Trainer`] is what the CLI, the tests and `bench` use; both
+//! backends implement it the same way, by running the shared [`GanProgram`] on an [`Executor`]:
+//! the CPU one interprets the ops with the CPU twins, the GPU one records them as dispatches.
+
+use std::sync::Arc;
+
+use super::gan::{GanProgram, SLOT_D_FAKE, SLOT_D_LOSS, SLOT_D_REAL, SLOT_G_LOSS};
+use crate::backend::{self, Backend, Executor, Section};
+use crate::config::TrainConfig;
+use crate::data::{DataValues, Dataset};
+use crate::error::{Error, Result};
+use crate::ir::TrainState;
+use crate::rng;
+
+/// Losses and D's mean outputs of the most recent step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// Number of steps completed.
+    pub step: u32,
+    /// Mean BCE on real + mean BCE on fake.
+    pub d_loss: f32,
+    /// Non-saturating G loss: mean BCE of D(G(z)) against label 1.
+    pub g_loss: f32,
+    /// Mean D(x) over the real batch.
+    pub d_real: f32,
+    /// Mean D(G(z)) over the fake batch, in the D step.
+    pub d_fake: f32,
+}
+
+impl StepStats {
+    pub fn is_finite(&self) -> bool {
+        [self.d_loss, self.g_loss, self.d_real, self.d_fake].iter().all(|v| v.is_finite())
+    }
+}
+
+/// One network's part of a snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetSnapshot {
+    pub params: Vec<f32>,
+    /// Adam m then v, each the length of the parameters.
+    pub moments: Vec<f32>,
+    /// Non-trainable state (running statistics); empty when the network has none.
+    pub state: Vec<f32>,
+}
+
+/// Everything needed to continue training exactly: weights, Adam state and counters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub state: TrainState,
+    pub g: NetSnapshot,
+    pub d: NetSnapshot,
+    /// G's weight average (`--g-ema`); None when off, or not yet kept (restore then starts it
+    /// as a copy of G's weights).
+    pub g_ema: Option<Vec<f32>>,
+}
+
+pub trait Trainer {
+    /// `Cpu` or `Gpu`.
+    fn backend(&self) -> Backend;
+    /// Human-readable description of the device, e.g. the adapter's name and API.
+    fn device_name(&self) -> String;
+    fn config(&self) -> &TrainConfig;
+    /// Steps completed so far.
+    fn step(&self) -> u32;
+    /// Runs `steps` training steps. The GPU backend queues them without waiting.
+    fn train(&mut self, steps: u32) -> Result<()>;
+    /// Statistics of the last step (waits for queued GPU work; reads back 16 bytes).
+    fn stats(&mut self) -> Result<StepStats>;
+    fn snapshot(&mut self) -> Result<Snapshot>;
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()>;
+    /// G applied to latent rows `z` (rows x latent_dim) in eval mode; returns rows x data_dim,
+    /// in the scale G was trained on.
+    fn sample(&mut self, z: &[f32]) -> Result<Vec<f32>>;
+}
+
+/// The sections of a GAN program, compiled.
+struct Sections {
+    train: Section,
+    sample: Section,
+    refresh: Section,
+}
+
+/// A trainer: the GAN program and the executor that runs it.
+pub struct GanTrainer {
+    pub program: GanProgram,
+    pub exec: Box<dyn Executor>,
+    sections: Sections,
+    cfg: TrainConfig,
+    step: u32,
+}
+
+/// A trainer for `cfg` on `data`, on the backend asked for, with the seeded initial weights.
+pub fn open(backend: Backend, cfg: TrainConfig, data: Arc<Dataset>) -> Result<GanTrainer> {
+    cfg.validate(data.n)?;
+    let program = GanProgram::build(&cfg, data.n, matches!(data.values, DataValues::U8(_)));
+    let exec = backend::open(backend, &program.bufs, Some(data))?;
+    GanTrainer::new(cfg, program, exec)
+}
+
+impl GanTrainer {
+    /// Compiles the program's sections on an executor made for its buffers and uploads the
+    /// seeded initial weights.
+    pub fn new(cfg: TrainConfig, program: GanProgram, mut exec: Box<dyn Executor>) -> Result<Self> {
+        let sections = Sections {
+            train: exec.add_section(&program.train_step)?,
+            sample: exec.add_section(&program.sample)?,
+            refresh: exec.add_section(&program.refresh)?,
+        };
+        let fresh = |net: &crate::nn::Net| NetSnapshot {
+            params: net.init(cfg.seed),
+            moments: vec![0.0; 2 * net.params_len],
+            state: net.init_state(),
+        };
+        let snapshot =
+            Snapshot { state: TrainState::new(), g: fresh(&program.g_net), d: fresh(&program.d_net), g_ema: None };
+        let mut t = GanTrainer { program, exec, sections, cfg, step: 0 };
+        t.restore(&snapshot)?;
+        Ok(t)
+    }
+
+    /// GPU time of each dispatch of one training step (runs one step); None on the CPU.
+    pub fn profile_step(&mut self) -> Result<Option<Vec<(String, f64)>>> {
+        let r = self.exec.profile(self.sections.train)?;
+        self.step += 1;
+        Ok(r)
+    }
+
+    fn read_net(&mut self, p: &crate::nn::NetParams) -> Result<NetSnapshot> {
+        Ok(NetSnapshot {
+            params: self.exec.read(p.params)?,
+            moments: self.exec.read(p.moments)?,
+            state: p.state.map(|s| self.exec.read(s)).transpose()?.unwrap_or_default(),
+        })
+    }
+
+    fn write_net(&mut self, p: &crate::nn::NetParams, s: &NetSnapshot) -> Result<()> {
+        self.exec.write(p.params, &s.params)?;
+        self.exec.write(p.moments, &s.moments)?;
+        if let Some(b) = p.state {
+            self.exec.write(b, &s.state)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every snapshot buffer must have the model's size: (what, got, want).
+fn check_sizes(p: &GanProgram, s: &Snapshot) -> Result<()> {
+    let (g, d) = (&p.g_net, &p.d_net);
+    let ema_len = s.g_ema.as_ref().map_or(g.params_len, |e| e.len());
+    let checks = [
+        ("G parameters", s.g.params.len(), g.params_len),
+        ("D parameters", s.d.params.len(), d.params_len),
+        ("G Adam moments", s.g.moments.len(), 2 * g.params_len),
+        ("D Adam moments", s.d.moments.len(), 2 * d.params_len),
+        ("G state", s.g.state.len(), g.state_len),
+        ("D state", s.d.state.len(), d.state_len),
+        ("G weight average", ema_len, g.params_len),
+    ];
+    for (what, got, want) in checks {
+        if got != want {
+            return Err(Error::input(format!("{what}: {got} values, the model needs {want}")));
+        }
+    }
+    Ok(())
+}
+
+impl Trainer for GanTrainer {
+    fn backend(&self) -> Backend {
+        self.exec.backend()
+    }
+
+    fn device_name(&self) -> String {
+        self.exec.device_name()
+    }
+
+    fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    fn step(&self) -> u32 {
+        self.step
+    }
+
+    fn train(&mut self, steps: u32) -> Result<()> {
+        let Some(next) = self.step.checked_add(steps) else {
+            return Err(Error::input("the step counter would pass 2^32"));
+        };
+        self.exec.run(self.sections.train, steps)?;
+        self.step = next;
+        Ok(())
+    }
+
+    fn stats(&mut self) -> Result<StepStats> {
+        let s = self.exec.read(self.program.stats)?;
+        Ok(StepStats {
+            step: self.step,
+            d_loss: s[SLOT_D_LOSS as usize],
+            g_loss: s[SLOT_G_LOSS as usize],
+            d_real: s[SLOT_D_REAL as usize],
+            d_fake: s[SLOT_D_FAKE as usize],
+        })
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        let (g, d) = (self.program.g.clone(), self.program.d.clone());
+        Ok(Snapshot {
+            state: self.exec.read_state()?,
+            g: self.read_net(&g)?,
+            d: self.read_net(&d)?,
+            g_ema: self.program.g_ema.as_ref().map(|e| e.params).map(|b| self.exec.read(b)).transpose()?,
+        })
+    }
+
+    fn restore(&mut self, s: &Snapshot) -> Result<()> {
+        check_sizes(&self.program, s)?;
+        let (g, d) = (self.program.g.clone(), self.program.d.clone());
+        self.write_net(&g, &s.g)?;
+        self.write_net(&d, &s.d)?;
+        if let Some(ema) = self.program.g_ema.as_ref().map(|e| e.params) {
+            // No average stored (a new run, or a checkpoint from before --g-ema): start it at G.
+            self.exec.write(ema, s.g_ema.as_ref().unwrap_or(&s.g.params))?;
+        }
+        self.exec.write_state(&s.state)?;
+        if !self.program.refresh.is_empty() {
+            // --precision f16: the weight copies the matmuls read follow the new weights.
+            self.exec.run(self.sections.refresh, 1)?;
+        }
+        self.step = s.state.step;
+        Ok(())
+    }
+
+    fn sample(&mut self, z: &[f32]) -> Result<Vec<f32>> {
+        let latent = self.cfg.model.latent_dim;
+        let dim = self.cfg.model.data_dim;
+        if !z.len().is_multiple_of(latent) {
+            return Err(Error::input(format!("latent vectors must have {latent} values each; got {} values", z.len())));
+        }
+        let rows = self.program.sample_rows;
+        let mut out = Vec::with_capacity(z.len() / latent * dim);
+        for chunk in z.chunks(rows * latent) {
+            let mut padded = chunk.to_vec();
+            padded.resize(rows * latent, 0.0);
+            self.exec.write(self.program.sample_z, &padded)?;
+            self.exec.run(self.sections.sample, 1)?;
+            let y = self.exec.read(self.program.sample_out)?;
+            out.extend_from_slice(&y[..chunk.len() / latent * dim]);
+        }
+        Ok(out)
+    }
+}
+
+/// The 64 latent vectors every sample grid of a run is drawn from.
+pub fn fixed_latents(cfg: &TrainConfig, rows: usize) -> Vec<f32> {
+    fixed_latents_for(cfg, rows, rng::PURPOSE_SAMPLES)
+}
+
+/// `rows` latent vectors drawn from the run's seed for `purpose` (an `rng::PURPOSE_*`).
+pub fn fixed_latents_for(cfg: &TrainConfig, rows: usize, purpose: u32) -> Vec<f32> {
+    let mut z = vec![0f32; rows * cfg.model.latent_dim];
+    rng::normals(rng::seed_words(cfg.seed), 0, 0, purpose, &mut z);
+    z
+}
+
+/// Maps G's output back to the data's stored scale (uint8 data: 0..255, as f32).
+pub fn to_data_scale(cfg: &TrainConfig, y: &[f32]) -> Vec<f32> {
+    y.iter().map(|v| (v - cfg.data_shift) / cfg.data_scale).collect()
+}

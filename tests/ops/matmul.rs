@@ -1,0 +1,168 @@
+//! matmul.wgsl and matmul_f16.wgsl against their CPU twins: every (m, n, k) of SHAPES, every
+//! activation, offsets inside the buffers as in the flat parameter layout, accumulation.
+
+use crate::common::harness::{Both, Case, SHAPES};
+use crate::common::uniform;
+use shadergan::ir::DType::{F16, F32};
+use shadergan::kernels::activation::Activation;
+use shadergan::kernels::matmul::*;
+use shadergan::kernels::tolerance::{compare, tolerance};
+
+const ACTS: &[Activation] =
+    &[Activation::Identity, Activation::Relu, Activation::LeakyRelu, Activation::Sigmoid, Activation::Tanh];
+
+#[test]
+fn matmul_forward_matches_cpu() {
+    for &(m, n, k) in SHAPES {
+        for &act in ACTS {
+            let mut c = Case::new();
+            // Offsets inside the buffers, as in the flat parameter layout.
+            let x = c.input("x", uniform(3 + (m * k) as usize, m, -1.0, 1.0));
+            let w = c.input("w", uniform(5 + (n * k + n) as usize, n, -1.0, 1.0));
+            let y = c.output("y", 2 + (m * n) as usize);
+            let p = MatmulParams {
+                m,
+                n,
+                k,
+                act: act.code(),
+                a_off: 3,
+                c_off: 5,
+                bias_off: 5 + n * k,
+                out_off: 2,
+                slope: act.slope(),
+                ..Default::default()
+            };
+            // Only the written span is compared: the two leading values stay NaN on both.
+            let op = MatmulForward { p, a: x, c: w, out: y };
+            let Some(Both { gpu: g, cpu, .. }) = c.run(op, &[y]) else { return };
+            let t = shadergan::kernels::tolerance::tolerance("matmul_forward");
+            compare("matmul_forward", &g[0][2..], &cpu[0][2..], t)
+                .unwrap_or_else(|e| panic!("{m}x{n}x{k} {act:?}: {e}"));
+            assert!(cpu[0][2..].iter().all(|v| !v.is_nan()));
+        }
+    }
+}
+
+#[test]
+fn matmul_backward_input_matches_cpu() {
+    for &(m, n, k) in SHAPES {
+        let mut c = Case::new();
+        let dz = c.input("dz", uniform((m * n) as usize, m + 1, -1.0, 1.0));
+        let w = c.input("w", uniform(4 + (n * k) as usize, n + 2, -1.0, 1.0));
+        let dx = c.output("dx", (m * k) as usize);
+        let p = MatmulParams { m, n, k, c_off: 4, ..Default::default() };
+        c.check(MatmulBackwardInput { p, a: dz, c: w, out: dx }, &[dx], &format!("{m}x{n}x{k}"));
+    }
+}
+
+#[test]
+fn matmul_backward_weight_matches_cpu() {
+    for &(m, n, k) in SHAPES {
+        for accumulate in [0, 1] {
+            let mut c = Case::new();
+            let dz = c.input("dz", uniform((m * n) as usize, m + 3, -1.0, 1.0));
+            let x = c.input("x", uniform(1 + (m * k) as usize, k, -1.0, 1.0));
+            let len = 8 + (n * k) as usize;
+            let grads =
+                if accumulate == 1 { c.input("grads", uniform(len, 9, -1.0, 1.0)) } else { c.output("grads", len) };
+            let p = MatmulParams { m, n, k, c_off: 1, out_off: 8, accumulate, ..Default::default() };
+            let op = MatmulBackwardWeight { p, a: dz, c: x, out: grads };
+            let Some(Both { gpu: g, cpu, .. }) = c.run(op, &[grads]) else { return };
+            let t = tolerance("matmul_backward_weight");
+            compare("matmul_backward_weight", &g[0][8..], &cpu[0][8..], t)
+                .unwrap_or_else(|e| panic!("{m}x{n}x{k} accumulate={accumulate}: {e}"));
+            assert!(cpu[0][8..].iter().all(|v| !v.is_nan()));
+        }
+    }
+}
+
+#[test]
+fn bias_backward_matches_cpu() {
+    for &(m, n, _) in SHAPES {
+        for accumulate in [0, 1] {
+            let mut c = Case::new();
+            let dz = c.input("dz", uniform((m * n) as usize, n, -1.0, 1.0));
+            let grads = if accumulate == 1 {
+                c.input("grads", uniform(n as usize, 4, -1.0, 1.0))
+            } else {
+                c.output("grads", n as usize)
+            };
+            let p = MatmulParams { m, n, accumulate, ..Default::default() };
+            c.check(BiasBackward { p, a: dz, out: grads }, &[grads], &format!("{m}x{n}"));
+        }
+    }
+}
+
+#[test]
+fn matmul_forward_f16_matches_cpu() {
+    for &(m, n, k) in SHAPES {
+        for &act in ACTS {
+            let mut c = Case::new();
+            let x = c.input_as("x", F16, uniform(3 + (m * k) as usize, m, -1.0, 1.0));
+            let w = c.input_as("w.f16", F16, uniform(5 + (n * k + n) as usize, n, -1.0, 1.0));
+            let y = c.output_as("y", F16, 2 + (m * n) as usize);
+            let p = MatmulParams {
+                m,
+                n,
+                k,
+                act: act.code(),
+                a_off: 3,
+                c_off: 5,
+                bias_off: 5 + n * k,
+                out_off: 2,
+                slope: act.slope(),
+                ..Default::default()
+            };
+            c.check_from(MatmulForward { p, a: x, c: w, out: y }, &[y], 2, &format!("{m}x{n}x{k} {act:?}"));
+        }
+    }
+}
+
+#[test]
+fn matmul_forward_f16_saturates_past_the_f16_range() {
+    // Sums near +-1e5 are stored as +-65504 (the largest f16), never as an undefined conversion.
+    let (m, n, k) = (5u32, 6u32, 7u32);
+    let mut c = Case::new();
+    // Rows of x alternate in sign, so rows of y sit near +1.5e5 and -1.5e5.
+    let x = c.input_as("x", F16, (0..m * k).map(|i| if (i / k) % 2 == 0 { 200.0 } else { -200.0 }).collect());
+    let w = c.input_as("w.f16", F16, (0..n * k + n).map(|i| 100.0 + i as f32).collect());
+    let y = c.output_as("y", F16, (m * n) as usize);
+    let p = MatmulParams { m, n, k, bias_off: n * k, ..Default::default() };
+    let op = MatmulForward { p, a: x, c: w, out: y };
+    let Some(Both { gpu: g, cpu, .. }) = c.run(op, &[y]) else { return };
+    assert!(cpu[0].iter().all(|v| v.abs() == 65504.0), "the case must saturate: {:?}", cpu[0]);
+    assert!(cpu[0].contains(&-65504.0));
+    compare("matmul_forward_f16", &g[0], &cpu[0], tolerance("matmul_forward_f16")).unwrap();
+}
+
+#[test]
+fn matmul_backward_input_f16_matches_cpu() {
+    for &(m, n, k) in SHAPES {
+        let mut c = Case::new();
+        let dz = c.input_as("dz", F32, uniform((m * n) as usize, m + 1, -1.0, 1.0));
+        let w = c.input_as("w.f16", F16, uniform(4 + (n * k) as usize, n + 2, -1.0, 1.0));
+        let dx = c.output_as("dx", F32, 1 + (m * k) as usize);
+        let p = MatmulParams { m, n, k, c_off: 4, out_off: 1, ..Default::default() };
+        c.check_from(MatmulBackwardInput { p, a: dz, c: w, out: dx }, &[dx], 1, &format!("{m}x{n}x{k}"));
+    }
+}
+
+#[test]
+fn matmul_backward_weight_f16_matches_cpu() {
+    for &(m, n, k) in SHAPES {
+        for accumulate in [0, 1] {
+            let mut c = Case::new();
+            let dz = c.input_as("dz", F32, uniform((m * n) as usize, m + 3, -1e-3, 1e-3));
+            let x = c.input_as("x", F16, uniform(1 + (m * k) as usize, k, -1.0, 1.0));
+            let len = 8 + (n * k) as usize;
+            let grads = if accumulate == 1 {
+                c.input_as("grads", F32, uniform(len, 9, -1.0, 1.0))
+            } else {
+                c.output_as("grads", F32, len)
+            };
+            let p = MatmulParams { m, n, k, c_off: 1, out_off: 8, accumulate, ..Default::default() };
+            let op = MatmulBackwardWeight { p, a: dz, c: x, out: grads };
+            c.check_from(op, &[grads], 8, &format!("{m}x{n}x{k} accumulate={accumulate}"));
+        }
+    }
+}

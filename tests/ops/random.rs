@@ -1,0 +1,155 @@
+//! random.wgsl and random_f16.wgsl (noise, the batch gather, dropout) against their CPU twins:
+//! exact where only integer hashing and one rounding are involved.
+
+use std::sync::Arc;
+
+use crate::common::harness::{wide_values, Both, Case, LENS};
+use crate::common::uniform;
+use shadergan::data::{DataValues, Dataset};
+use shadergan::ir::DType::F16;
+use shadergan::ir::TrainState;
+use shadergan::kernels::random::{self, *};
+use shadergan::kernels::tolerance::{compare, tolerance};
+
+#[test]
+fn noise_normal_matches_cpu() {
+    for &len in LENS {
+        for (step, stream) in [(0u32, 0u32), (12_345, 1)] {
+            let mut c = Case::new();
+            c.state = TrainState::at(step, 0, 0, 0.5, 0.999);
+            let out = c.output("noise", len + 3);
+            let p = RandomParams { len: len as u32, stream, seed_lo: 7, seed_hi: 1, out_off: 3, ..Default::default() };
+            let Some(Both { gpu: g, cpu, .. }) = c.run(NoiseNormal { p, out }, &[out]) else { return };
+            compare("noise_normal", &g[0][3..], &cpu[0][3..], tolerance("noise_normal"))
+                .unwrap_or_else(|e| panic!("len {len} step {step}: {e}"));
+            assert!(cpu[0][3..].iter().all(|v| v.is_finite()));
+        }
+    }
+}
+
+#[test]
+fn gather_matches_cpu_exactly() {
+    let (n, dim) = (65usize, 33usize);
+    let bytes: Vec<u8> = (0..n * dim).map(|i| (i * 7 % 256) as u8).collect();
+    let floats: Vec<f32> = uniform(n * dim, 11, -3.0, 3.0);
+    let sets = [Dataset::from_u8(n, dim, bytes).unwrap(), Dataset::from_f32(n, dim, floats).unwrap()];
+    for data in sets {
+        for rows in [1u32, 7, 64] {
+            // Steps inside the first epoch and past it (a new permutation); with several D
+            // updates per step (sub_steps), each its own batch.
+            for (step, sub_steps, sub_index) in [(0u32, 1u32, 0u32), (1, 1, 0), (9, 1, 0), (100, 1, 0), (4, 3, 2)] {
+                let mut c = Case::new();
+                c.data = Some(Arc::new(data.clone()));
+                c.state = TrainState::at(step, 0, 0, 0.5, 0.999);
+                let out = c.output("batch", 2 + rows as usize * dim);
+                let p = RandomParams {
+                    len: rows * dim as u32,
+                    seed_lo: 3,
+                    seed_hi: 0,
+                    out_off: 2,
+                    rows,
+                    dim: dim as u32,
+                    n: n as u32,
+                    steps_per_epoch: n as u32 / rows,
+                    half_bits: shadergan::rng::feistel_half_bits(n as u32),
+                    scale: 1.0 / 255.0,
+                    shift: -0.5,
+                    sub_steps,
+                    sub_index,
+                    ..Default::default()
+                };
+                let data_u8 = matches!(data.values, DataValues::U8(_));
+                let Some(Both { gpu: g, cpu, .. }) = c.run(random::gather(data_u8, p, out), &[out]) else { return };
+                assert!(cpu[0][2..].iter().all(|v| v.is_finite()));
+                compare("gather", &g[0][2..], &cpu[0][2..], tolerance("gather"))
+                    .unwrap_or_else(|e| panic!("{} rows {rows} step {step}: {e}", data.dtype));
+            }
+        }
+    }
+}
+
+#[test]
+fn dropout_matches_cpu_exactly() {
+    for &len in LENS {
+        for (step, salt, rate) in [(0u32, 0u32, 0.3f32), (77, 257, 0.5)] {
+            let mut c = Case::new();
+            c.state = TrainState::at(step, 0, 0, 0.5, 0.999);
+            let out = c.input("D.fc1.out", uniform(len + 1, 3, -1.0, 1.0));
+            let p = RandomParams {
+                len: len as u32,
+                stream: salt,
+                seed_lo: 5,
+                seed_hi: 9,
+                out_off: 1,
+                scale: 1.0 / (1.0 - rate),
+                shift: rate,
+                ..Default::default()
+            };
+            let Some(Both { gpu: g, cpu, .. }) = c.run(Dropout { p, out }, &[out]) else { return };
+            compare("dropout", &g[0], &cpu[0], tolerance("dropout"))
+                .unwrap_or_else(|e| panic!("len {len} step {step}: {e}"));
+            if len > 1000 {
+                let dropped = cpu[0][1..].iter().filter(|v| **v == 0.0).count() as f32 / len as f32;
+                assert!((dropped - rate).abs() < 0.02, "dropped {dropped} at rate {rate}");
+            }
+        }
+    }
+}
+
+#[test]
+fn dropout_f16_matches_cpu_exactly() {
+    for &len in LENS {
+        for (step, salt, rate) in [(0u32, 0u32, 0.3f32), (77, 257, 0.5)] {
+            let mut c = Case::new();
+            c.state = TrainState::at(step, 0, 0, 0.5, 0.999);
+            let out = c.input_as("D.fc1.out", F16, wide_values(len + 1, 3));
+            let p = RandomParams {
+                len: len as u32,
+                stream: salt,
+                seed_lo: 5,
+                seed_hi: 9,
+                out_off: 1,
+                scale: 1.0 / (1.0 - rate),
+                shift: rate,
+                ..Default::default()
+            };
+            c.check_from(Dropout { p, out }, &[out], 0, &format!("len {len} step {step}"));
+        }
+    }
+}
+
+#[test]
+fn strided_gather_pairs_pixels_with_labels() {
+    // A table of rows [pixels..., label], read as two gathers with one permutation.
+    let (n, dim, rows) = (65usize, 5usize, 16u32);
+    let table: Vec<u8> =
+        (0..n).flat_map(|r| (0..dim).map(move |c| ((r * 3 + c) % 250) as u8).chain([(r % 10) as u8])).collect();
+    let data = Dataset::from_u8(n, dim + 1, table).unwrap();
+    let base = RandomParams {
+        seed_lo: 9,
+        rows,
+        n: n as u32,
+        steps_per_epoch: n as u32 / rows,
+        half_bits: shadergan::rng::feistel_half_bits(n as u32),
+        src_stride: dim as u32 + 1,
+        ..Default::default()
+    };
+    let pixels = RandomParams { len: rows * dim as u32, dim: dim as u32, scale: 1.0, ..base };
+    let labels = RandomParams { len: rows, dim: 1, src_col: dim as u32, scale: 1.0, ..base };
+    for step in [0u32, 3, 7] {
+        let mut c = Case::new();
+        c.state = TrainState::at(step, 0, 0, 0.9, 0.999);
+        c.data = Some(Arc::new(data.clone()));
+        let px = c.output("pixels", rows as usize * dim);
+        let lb = c.output("labels", rows as usize);
+        let Some(Both { gpu: g1, cpu: c1, .. }) = c.run(GatherU8 { p: pixels, out: px }, &[px]) else { return };
+        let Both { gpu: g2, cpu: c2, .. } = c.run(GatherU8 { p: labels, out: lb }, &[lb]).unwrap();
+        assert_eq!(g1[0], c1[0], "pixels, step {step}");
+        assert_eq!(g2[0], c2[0], "labels, step {step}");
+        // Each gathered label is its own row's: row r has pixel 0 = (3 r) % 250 and label r % 10.
+        for r in 0..rows as usize {
+            let src = (0..n).find(|&s| (s * 3 % 250) as f32 == c1[0][r * dim]).unwrap();
+            assert_eq!(c2[0][r], (src % 10) as f32, "row {r}, step {step}");
+        }
+    }
+}
