@@ -1,6 +1,7 @@
-//! Writing files safely: the one atomic writer, and the PNGs a run makes.
+//! Files: the one atomic writer, the PNGs a run makes, checked reading of safetensors.
 
 pub mod atomic;
 pub mod png;
+pub mod safetensors;
 
 pub use atomic::write_atomic;

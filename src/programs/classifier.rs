@@ -174,9 +174,7 @@ impl Classifier {
 
     pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Self> {
         let fail = |m: String| Error::input(format!("{name}: {m}"));
-        let (_, meta) = crate::train::checkpoint::read_header(bytes).map_err(fail)?;
-        let meta = meta.metadata().clone().unwrap_or_default();
-        let meta: std::collections::HashMap<String, String> = meta;
+        let meta = crate::io::safetensors::read_metadata(bytes).map_err(fail)?;
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
             return Err(fail(format!("not a shadergan classifier (metadata format is not \"{FORMAT}\")")));
         }

@@ -25,6 +25,7 @@ use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use crate::config::model::mlp_param_count;
 use crate::config::{ModelConfig, TrainConfig};
 use crate::error::{Error, Result};
+use crate::io::safetensors::{self as safetensors_io, one_line};
 use crate::ir::TrainState;
 use crate::programs::trainer::{NetSnapshot, Snapshot};
 
@@ -144,49 +145,6 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
     crate::io::write_atomic(path, &to_bytes(ckpt)?)
 }
 
-/// One line of text from an untrusted source, shortened.
-fn one_line(s: impl ToString) -> String {
-    let s: String = s.to_string().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if s.chars().count() > 200 {
-        s.chars().take(200).collect::<String>() + "..."
-    } else {
-        s
-    }
-}
-
-fn describe(e: SafeTensorError, bytes: &[u8]) -> String {
-    use SafeTensorError::*;
-    let len = bytes.len();
-    match e {
-        HeaderTooSmall => format!("only {len} bytes: not a safetensors file (truncated?)"),
-        HeaderTooLarge | InvalidHeaderLength => {
-            let n = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default());
-            format!("header length field {n} runs past the end of the file ({len} bytes): truncated or not a safetensors file")
-        }
-        MetadataIncompleteBuffer => "the tensor data does not fill the file as the header says (truncated?)".into(),
-        InvalidHeader(_) | InvalidHeaderDeserialization(_) => format!("not a safetensors file ({})", one_line(e)),
-        _ => format!("invalid safetensors file: {}", one_line(e)),
-    }
-}
-
-/// Whether a tensor's data ends past the end of the file. safetensors 0.8 adds the last data offset
-/// to the header length unchecked, which overflows (a panic with overflow checks) for huge offsets.
-fn offsets_past_end(bytes: &[u8]) -> bool {
-    let n = bytes.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
-    let header = usize::try_from(n).ok().and_then(|n| bytes.get(8..n.checked_add(8)?)).unwrap_or_default();
-    let Ok(map) = serde_json::from_slice::<HashMap<String, serde_json::Value>>(header) else { return false };
-    map.values().filter_map(|v| v.get("data_offsets")?.get(1)?.as_u64()).any(|end| end > bytes.len() as u64)
-}
-
-/// The safetensors header of untrusted bytes, checked so that deserializing them cannot overflow;
-/// the error is one line for the user.
-pub(crate) fn read_header(bytes: &[u8]) -> std::result::Result<(usize, safetensors::tensor::Metadata), String> {
-    if offsets_past_end(bytes) {
-        return Err("tensor data offsets run past the end of the file (truncated?)".into());
-    }
-    SafeTensors::read_metadata(bytes).map_err(|e| describe(e, bytes))
-}
-
 /// Reads and fully validates a checkpoint. Every problem with the file's contents is an
 /// [`Error::Input`] with one line naming the file.
 pub fn load(path: &Path) -> Result<Checkpoint> {
@@ -199,70 +157,69 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             _ => Error::io(path, e),
         }
     })?;
-    if offsets_past_end(&bytes) {
-        return Err(fail("tensor data offsets run past the end of the file (truncated?)".into()));
-    }
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| fail(describe(e, &bytes)))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| fail(describe(e, &bytes)))?;
-    let no_meta = HashMap::new();
-    let meta = header.metadata().as_ref().unwrap_or(&no_meta);
-    let get =
-        |key: &str| meta.get(key).ok_or_else(|| fail(format!("not a shadergan checkpoint: metadata lacks \"{key}\"")));
+    let (st, meta) = safetensors_io::open(&bytes).map_err(fail)?;
+    let (config, state, epoch, data_shape) = read_metadata(&meta).map_err(fail)?;
+    let snapshot = read_tensors(&st, &config, state).map_err(fail)?;
+    Ok(Checkpoint { config, snapshot, epoch, data_shape })
+}
+
+type Metadata = (TrainConfig, TrainState, f64, Vec<usize>);
+
+/// The checkpoint's metadata: its config (validated), counters, epoch and data shape.
+fn read_metadata(meta: &HashMap<String, String>) -> std::result::Result<Metadata, String> {
+    let get = |key: &str| meta.get(key).ok_or_else(|| format!("not a shadergan checkpoint: metadata lacks \"{key}\""));
     let format = get("format")?;
     if format != FORMAT {
-        return Err(fail(format!("not a shadergan checkpoint: metadata \"format\" is \"{}\"", one_line(format))));
+        return Err(format!("not a shadergan checkpoint: metadata \"format\" is \"{}\"", one_line(format)));
     }
     let version = get("version")?;
     if version != VERSION {
-        return Err(fail(format!(
-            "checkpoint version \"{}\" is not supported (this build reads {VERSION})",
-            one_line(version)
-        )));
+        return Err(format!("checkpoint version \"{}\" is not supported (this build reads {VERSION})", one_line(version)));
     }
     let config: TrainConfig = serde_json::from_str(get("config")?)
-        .map_err(|e| fail(format!("metadata \"config\" is not a valid training config: {}", one_line(e))))?;
+        .map_err(|e| format!("metadata \"config\" is not a valid training config: {}", one_line(e)))?;
     let m = &config.model;
     if mlp_param_count(m.latent_dim, &m.g_hidden, m.data_dim).and(mlp_param_count(m.data_dim, &m.d_hidden, 1)).is_none()
     {
-        return Err(fail("the stored config describes a model too large to exist".into()));
+        return Err("the stored config describes a model too large to exist".into());
     }
-    config.validate(config.batch_size.max(1)).map_err(|e| fail(format!("the stored config is invalid: {e}")))?;
-    let number =
-        |key: &str| get(key)?.parse::<u32>().map_err(|_| fail(format!("metadata \"{key}\" is not a whole number")));
+    config.validate(config.batch_size.max(1)).map_err(|e| format!("the stored config is invalid: {e}"))?;
+    let number = |key: &str| get(key)?.parse::<u32>().map_err(|_| format!("metadata \"{key}\" is not a whole number"));
     let state = TrainState::at(number("step")?, number("t_d")?, number("t_g")?, config.beta1, config.beta2);
     let epoch = get("epoch")?.parse::<f64>().ok().filter(|e| e.is_finite() && *e >= 0.0);
-    let epoch = epoch.ok_or_else(|| fail("metadata \"epoch\" is not a non-negative number".into()))?;
-    let data_shape: Vec<usize> = serde_json::from_str(get("data_shape")?)
-        .map_err(|_| fail("metadata \"data_shape\" is not a list of sizes".into()))?;
+    let epoch = epoch.ok_or("metadata \"epoch\" is not a non-negative number")?;
+    let data_shape: Vec<usize> =
+        serde_json::from_str(get("data_shape")?).map_err(|_| "metadata \"data_shape\" is not a list of sizes")?;
     if data_shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b)) != Some(m.data_dim) {
-        return Err(fail(format!(
-            "metadata \"data_shape\" {data_shape:?} does not hold {} values per sample",
-            m.data_dim
-        )));
+        return Err(format!("metadata \"data_shape\" {data_shape:?} does not hold {} values per sample", m.data_dim));
     }
+    Ok((config, state, epoch, data_shape))
+}
 
-    // Check every tensor before allocating: then all sizes are bounded by the file's.
+/// Every tensor the config's model needs, checked (dtype, shape, finite) before anything is
+/// allocated, so that all sizes are bounded by the file's.
+fn read_tensors(st: &SafeTensors, config: &TrainConfig, state: TrainState) -> std::result::Result<Snapshot, String> {
+    let m = &config.model;
     let layers = m.g_hidden.len() + m.d_hidden.len() + 2;
     if layers > st.len() {
-        return Err(fail(format!("the stored config has {layers} layers, the file only {} tensors", st.len())));
+        return Err(format!("the stored config has {layers} layers, the file only {} tensors", st.len()));
     }
     // G's weight average is optional: checkpoints from before --g-ema lack it.
     let ema = config.g_ema > 0.0 && st.names().iter().any(|n| n.starts_with("G_ema."));
     let specs = specs(m, ema);
     let mut views = Vec::with_capacity(specs.len());
     for t in &specs {
-        let v = st.tensor(&t.name).map_err(|_| fail(format!("tensor {} is missing", t.name)))?;
+        let v = st.tensor(&t.name).map_err(|_| format!("tensor {} is missing", t.name))?;
         if v.dtype() != Dtype::F32 {
-            return Err(fail(format!("tensor {} is {:?}, expected F32", t.name, v.dtype())));
+            return Err(format!("tensor {} is {:?}, expected F32", t.name, v.dtype()));
         }
         if v.shape() != t.shape.as_slice() {
-            let want = &t.shape;
-            return Err(fail(format!("tensor {} has shape {:?}, the stored config needs {want:?}", t.name, v.shape())));
+            return Err(format!("tensor {} has shape {:?}, the stored config needs {:?}", t.name, v.shape(), t.shape));
         }
         views.push(v);
     }
     if let Some(extra) = st.names().into_iter().find(|n| !specs.iter().any(|t| t.name == *n)) {
-        return Err(fail(format!("unexpected tensor {}", one_line(extra))));
+        return Err(format!("unexpected tensor {}", one_line(extra)));
     }
     let mut bufs = part_lens(m, ema).map(|n| vec![0.0; n]);
     for (t, v) in specs.iter().zip(&views) {
@@ -270,15 +227,14 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         for (i, (x, b)) in dst[t.start..].iter_mut().zip(v.data().chunks_exact(4)).enumerate() {
             *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             if !x.is_finite() {
-                return Err(fail(format!("tensor {} holds a non-finite value ({x}) at flat index {i}", t.name)));
+                return Err(format!("tensor {} holds a non-finite value ({x}) at flat index {i}", t.name));
             }
         }
     }
     let [g_params, g_moments, g_state, d_params, d_moments, d_state, g_ema] = bufs;
     let g = NetSnapshot { params: g_params, moments: g_moments, state: g_state };
     let d = NetSnapshot { params: d_params, moments: d_moments, state: d_state };
-    let snapshot = Snapshot { state, g, d, g_ema: ema.then_some(g_ema) };
-    Ok(Checkpoint { config, snapshot, epoch, data_shape })
+    Ok(Snapshot { state, g, d, g_ema: ema.then_some(g_ema) })
 }
 
 /// Checks that a checkpoint fits a run: the same model and data sample dimension. Otherwise an
