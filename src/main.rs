@@ -5,12 +5,11 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use shadergan::commands::generate::GenerateRequest;
-use shadergan::config::Precision;
+use shadergan::config::{Given, Precision, RunOptions};
 use shadergan::data::toy::Toy;
 use shadergan::eval::ClassifierChoice;
-use shadergan::kernels::activation::Activation;
 use shadergan::train::session::{self, TrainRequest, Verbosity};
 use shadergan::{Backend, Error, Result, TrainOptions};
 
@@ -63,26 +62,8 @@ struct ClassifierTrainArgs {
     /// Replace --out if it exists.
     #[arg(long)]
     overwrite: bool,
-    /// Hidden layer sizes (ReLU), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "256,256")]
-    hidden: Vec<usize>,
-    #[arg(long, default_value_t = 15)]
-    epochs: u32,
-    #[arg(long, default_value_t = 128)]
-    batch_size: usize,
-    /// Adam's initial learning rate (betas 0.9, 0.999), decayed to 0 over the epochs (cosine).
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
-    /// Dropout rate on the hidden layers during training.
-    #[arg(long, default_value_t = 0.2)]
-    dropout: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, value_enum, default_value = "auto")]
-    backend: Backend,
-    /// Print nothing but errors.
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    request: shadergan::programs::classifier::ClassifierRequest,
 }
 
 #[derive(Args)]
@@ -125,99 +106,23 @@ struct TrainArgs {
     /// auto: a real GPU if there is one, else the CPU.
     #[arg(long, value_enum, default_value = "auto")]
     backend: Backend,
-    /// Total training steps (one step = one D update + one G update) [default: 30 epochs for
-    /// images, 2000 otherwise].
-    #[arg(long, conflicts_with = "epochs")]
-    steps: Option<u32>,
-    /// Train this many passes over the data set instead of --steps.
-    #[arg(long)]
-    epochs: Option<f64>,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// Decides the initial weights, the noise and the batch order, on both backends.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Adam's learning rate [default: 4e-4 for data in [0, 1], 2e-4 otherwise].
-    #[arg(long)]
-    lr: Option<f32>,
-    #[arg(long, default_value_t = 0.5)]
-    beta1: f32,
-    #[arg(long, default_value_t = 0.999)]
-    beta2: f32,
-    /// One-sided label smoothing: D's label for real samples (e.g. 0.9); fakes stay 0.
-    #[arg(long, default_value_t = 1.0)]
-    label_smoothing: f32,
-    /// PacGAN: D judges this many samples at once (real with real, fake with fake).
-    #[arg(long, default_value_t = 1)]
-    pack: usize,
-    /// Dropout rate on D's hidden layers (seeded; the same masks on both backends) [default: 0.3
-    /// for data in [0, 1] with a ReLU or leaky ReLU D, 0 otherwise].
-    #[arg(long)]
-    d_dropout: Option<f32>,
-    /// D updates per training step (each on its own batch), then one G update.
-    #[arg(long, default_value_t = 1)]
-    d_steps: usize,
-    /// Storage of activations and matmul operands: f16 keeps them in half precision (f32 sums,
-    /// f32 master weights, gradients and Adam state); on the GPU it needs shader-f16.
-    #[arg(long, value_enum, default_value = "f32")]
-    precision: Precision,
-    /// Keep an exponential moving average of G's weights with this decay (e.g. 0.999) and sample
-    /// and evaluate with it; 0: off [default: 0.999 for data in [0, 1], 0 otherwise].
-    #[arg(long)]
-    g_ema: Option<f32>,
-    /// Decay the learning rate linearly to 0 over this last fraction of the run (0: constant;
-    /// 0.5: full rate for the first half, then down to 0 at the last step).
-    #[arg(long)]
-    lr_decay: Option<f32>,
-    #[arg(long, default_value_t = 64)]
-    latent_dim: usize,
-    /// Hidden layer sizes of G, comma-separated [default: 512,512 for data in [0, 1], 256,256
-    /// otherwise].
-    #[arg(long, value_delimiter = ',')]
-    g_hidden: Option<Vec<usize>>,
-    /// Hidden layer sizes of D, comma-separated [default: as --g-hidden].
-    #[arg(long, value_delimiter = ',')]
-    d_hidden: Option<Vec<usize>>,
-    /// Hidden activation of G [default: leaky-relu for data in [0, 1], relu otherwise].
-    #[arg(long, value_enum)]
-    g_activation: Option<Activation>,
-    /// Hidden activation of D [default: leaky-relu for data in [0, 1], relu otherwise].
-    #[arg(long, value_enum)]
-    d_activation: Option<Activation>,
-    /// G's output activation [default: tanh for data in [0, 1], which then trains on [-1, 1];
-    /// identity otherwise].
-    #[arg(long, value_enum)]
-    g_output: Option<Activation>,
-    /// Log a line (and a metrics.csv row) every this many steps [default: 100; a resumed run
-    /// keeps its own].
-    #[arg(long)]
-    log_every: Option<u32>,
-    /// Write a sample grid every this many steps, 0: only at the end [default: 500].
-    #[arg(long)]
-    sample_every: Option<u32>,
-    /// Write a checkpoint every this many steps, 0: only at the end [default: 1000].
-    #[arg(long)]
-    checkpoint_every: Option<u32>,
-    /// Evaluate G every this many steps into metrics.csv (toy metrics for --toy runs; class
-    /// coverage, class-KL, classifier score and Fréchet distance for images), 0: only at the end
-    /// (eval.json) [default: 0].
-    #[arg(long)]
-    eval_every: Option<u32>,
+    #[command(flatten)]
+    options: TrainOptions,
+    #[command(flatten)]
+    run: RunOptions,
     /// What scores image runs: auto (the built-in MNIST digit classifier for 28x28 images), a
     /// file from `shadergan classifier train`, builtin, or none.
     #[arg(long, default_value = "auto")]
     classifier: ClassifierChoice,
-    /// Step checkpoints to keep besides latest (0: all).
-    #[arg(long, default_value_t = 5)]
-    keep_checkpoints: usize,
-    /// Run folder [default: the next free runs/NNN].
+    /// Run folder [default: the next free runs/NNN; a resumed run: its own].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Replace a run already in --out.
     #[arg(long)]
     overwrite: bool,
-    /// Continue from a checkpoint (its run folder, model and optimizer state); --steps is the
-    /// new total.
+    /// Continue from a checkpoint (its model and optimizer state, cadences and planned length;
+    /// --steps is the new total). The run goes on in its own folder, or in --out with its
+    /// config.json and metrics.csv carried over.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Print nothing but errors.
@@ -265,44 +170,19 @@ struct GenerateArgs {
     backend: Backend,
 }
 
-fn train(args: TrainArgs) -> Result<()> {
-    let options = TrainOptions {
-        latent_dim: args.latent_dim,
-        g_hidden: args.g_hidden.unwrap_or_default(),
-        d_hidden: args.d_hidden.unwrap_or_default(),
-        g_activation: args.g_activation,
-        d_activation: args.d_activation,
-        g_output: args.g_output,
-        batch_size: args.batch_size,
-        seed: args.seed,
-        lr: args.lr,
-        beta1: args.beta1,
-        beta2: args.beta2,
-        real_label: args.label_smoothing,
-        pack: args.pack,
-        d_dropout: args.d_dropout,
-        d_steps: args.d_steps,
-        precision: args.precision,
-        g_ema: args.g_ema,
-        lr_decay: args.lr_decay,
-    };
+fn train(args: TrainArgs, given: Given) -> Result<()> {
     let req = TrainRequest {
         data: args.data.clone(),
         toy: args.toy,
         backend: args.backend,
-        options,
-        steps: args.steps,
-        epochs: args.epochs,
-        log_every: args.log_every,
-        sample_every: args.sample_every,
-        checkpoint_every: args.checkpoint_every,
-        keep_checkpoints: args.keep_checkpoints,
+        options: args.options,
+        run: args.run.clone(),
+        given,
         out: args.out,
         overwrite: args.overwrite,
         resume: args.resume,
         verbosity: if args.quiet { Verbosity::Quiet } else { Verbosity::Normal },
         classifier: args.classifier,
-        eval_every: args.eval_every,
     };
     // Ctrl-C and SIGTERM finish the current chunk of steps, write a checkpoint and exit cleanly.
     let stop = Arc::new(AtomicBool::new(false));
@@ -318,7 +198,7 @@ fn train(args: TrainArgs) -> Result<()> {
             "stopped at step {}; checkpoint written. Resume with:\n  shadergan train {data}--resume {}{}",
             summary.last.map_or(0, |r| r.stats.step),
             summary.latest_checkpoint.display(),
-            args.steps.map(|s| format!(" --steps {s}")).unwrap_or_default()
+            args.run.steps.map(|s| format!(" --steps {s}")).unwrap_or_default()
         );
     } else if !args.quiet {
         eprintln!(
@@ -362,7 +242,7 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn classifier_train(args: ClassifierTrainArgs) -> Result<()> {
-    use shadergan::programs::classifier::{self, ClassifierRequest, Labelled};
+    use shadergan::programs::classifier::{self, Labelled};
     if args.out.exists() && !args.overwrite {
         return Err(Error::input(format!("{} exists; pass --overwrite to replace it", args.out.display())));
     }
@@ -372,20 +252,11 @@ fn classifier_train(args: ClassifierTrainArgs) -> Result<()> {
         (Some(i), Some(l)) => Some((shadergan::data::load_npy(i)?, shadergan::data::load_labels(l)?)),
         _ => None,
     };
-    let req = ClassifierRequest {
-        hidden: args.hidden,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr: args.lr,
-        dropout: args.dropout,
-        seed: args.seed,
-        backend: args.backend,
-        quiet: args.quiet,
-    };
+    let req = args.request;
     let test_set = test.as_ref().map(|(i, l)| Labelled { images: i, labels: l });
     let clf = classifier::train(&Labelled { images: &images, labels: &labels }, test_set.as_ref(), &req)?;
     clf.save(&args.out)?;
-    if !args.quiet {
+    if !req.quiet {
         let acc = clf.spec.test_accuracy.map_or(String::new(), |a| format!(" (test accuracy {:.2}%)", 100.0 * a));
         eprintln!("wrote {}{acc}", args.out.display());
     }
@@ -439,9 +310,16 @@ fn info() -> Result<()> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
-        Command::Train(args) => train(args),
+        Command::Train(args) => {
+            let given = matches.subcommand_matches("train").map(Given::from_matches).unwrap_or_default();
+            train(args, given)
+        }
         Command::Generate(args) => generate(args),
         Command::Eval(args) => eval(args),
         Command::Info => info(),

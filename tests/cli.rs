@@ -90,7 +90,7 @@ fn train_on_the_gpu_backend() {
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("backend: Gpu"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("backend: gpu, "), "{}", stderr(&o));
 }
 
 /// Writes a .npy with a hand-made header (v1.0) and body.

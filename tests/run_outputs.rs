@@ -386,3 +386,32 @@ fn sigterm_also_writes_a_checkpoint() {
     let ck = checkpoint::load(&out.join("checkpoints/latest.safetensors")).unwrap();
     assert!(ck.snapshot.state.step > 0);
 }
+
+#[test]
+fn resume_with_out_continues_in_the_new_folder_and_leaves_the_old_one_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = images(dir.path());
+    let p = npy.to_str().unwrap();
+    let (a, b, c) = (dir.path().join("straight"), dir.path().join("first"), dir.path().join("second"));
+    ok(&train_args(p, a.to_str().unwrap(), "cpu", "30"));
+    ok(&train_args(p, b.to_str().unwrap(), "cpu", "10"));
+    let before: Vec<_> = std::fs::read_dir(b.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let latest = b.join("checkpoints/latest.safetensors");
+    // The model flags given again with their own values are fine; the cadences carry over.
+    let args = ["train", p, "--backend", "cpu", "--resume", latest.to_str().unwrap(), "--steps", "30"];
+    ok(&[&args[..], &["--latent-dim", "8", "--batch-size", "16", "--out", c.to_str().unwrap(), "--quiet"]].concat());
+    let resumed = checkpoint::load(&c.join("checkpoints/latest.safetensors")).unwrap();
+    let straight = checkpoint::load(&a.join("checkpoints/latest.safetensors")).unwrap();
+    assert_eq!(resumed.snapshot, straight.snapshot);
+    // The new folder has the whole run's metrics (the first 10 steps carried over) and its config.
+    let csv = std::fs::read_to_string(c.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 7, "{csv}");
+    let cfg = shadergan::config::RunConfig::read(&c).unwrap().unwrap();
+    assert_eq!((cfg.steps, cfg.log_every, cfg.sample_every), (30, 5, 10));
+    assert_eq!(cfg.resumed_from.as_deref(), latest.to_str());
+    // The old folder is as it was.
+    let after: Vec<_> = std::fs::read_dir(b.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after);
+    assert_eq!(std::fs::read_to_string(b.join("metrics.csv")).unwrap().lines().count(), 3);
+    assert_eq!(shadergan::config::RunConfig::read(&b).unwrap().unwrap().steps, 10);
+}

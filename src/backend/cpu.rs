@@ -81,6 +81,13 @@ impl CpuExecutor {
     }
 }
 
+/// The CPU's model name ("AMD EPYC 9654"), from /proc/cpuinfo where there is one.
+pub fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info.lines().find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim()));
+    model.filter(|m| !m.is_empty()).unwrap_or("CPU").to_string()
+}
+
 impl Executor for CpuExecutor {
     fn backend(&self) -> Backend {
         Backend::Cpu
@@ -88,7 +95,7 @@ impl Executor for CpuExecutor {
 
     fn device_name(&self) -> String {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        format!("CPU ({threads} threads)")
+        format!("{} ({threads} threads)", cpu_model())
     }
 
     fn add_section(&mut self, ops: &[Op]) -> Result<Section> {

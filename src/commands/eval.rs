@@ -7,11 +7,13 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::backend::Backend;
+use crate::config::RunConfig;
 use crate::data::toy::{self, Toy};
 use crate::error::{Error, Result};
 use crate::eval::{classifier_for, image, ClassifierChoice, Scorer};
 use crate::programs::trainer::Trainer;
 use crate::train::checkpoint;
+use crate::train::run_dir::RunDir;
 
 /// The `eval` command's request.
 pub struct EvalRequest {
@@ -77,26 +79,22 @@ pub fn eval(req: &EvalRequest) -> Result<Value> {
     if req.target.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
         return eval_samples_file(req);
     }
-    let ckpt_path = if req.target.is_dir() {
-        crate::train::run_dir::RunDir { root: req.target.clone() }.latest()
-    } else {
-        req.target.clone()
-    };
+    let ckpt_path = if req.target.is_dir() { RunDir { root: req.target.clone() }.latest() } else { req.target.clone() };
     let ckpt = checkpoint::load(&ckpt_path)?;
     let cfg = ckpt.config.clone();
-    // The run's config.json says what it trained on.
-    let run_cfg: Value =
-        std::fs::read_to_string(crate::train::run_dir::RunDir::root_of(&ckpt_path).join("config.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-    let toy = req
-        .toy
-        .or_else(|| run_cfg["data"]["toy"].as_str().and_then(|t| <Toy as clap::ValueEnum>::from_str(t, true).ok()));
+    // The run's config.json says what it trained on (unless the flags say otherwise).
+    let run_cfg = match (&req.toy, &req.data) {
+        (None, None) => RunConfig::read(&RunDir::root_of(&ckpt_path))?,
+        _ => None,
+    };
+    let run_data = run_cfg.as_ref().map(|c| &c.data);
+    let toy = req.toy.or_else(|| {
+        run_data.and_then(|d| d.toy.as_deref()).and_then(|t| <Toy as clap::ValueEnum>::from_str(t, true).ok())
+    });
     let data = match (toy, &req.data) {
         (Some(t), _) => t.dataset(cfg.seed, toy::TOY_SAMPLES)?,
         (None, Some(p)) => crate::data::load_npy(p)?,
-        (None, None) => match run_cfg["data"]["path"].as_str() {
+        (None, None) => match run_data.map(|d| d.path.as_str()) {
             Some(p) if p == crate::data::assets::DEFAULT_DATA_NAME => crate::data::assets::default_dataset()?,
             Some(p) => crate::data::load_npy(Path::new(p))?,
             None => {

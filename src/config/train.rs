@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::model::ModelConfig;
+use super::options::TrainOptions;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::kernels::activation::Activation;
@@ -74,43 +75,6 @@ pub struct TrainConfig {
     pub lr_decay_end: u32,
 }
 
-/// The model and optimizer choices a user makes; `resolve` completes them from the data.
-#[derive(Clone, Debug)]
-pub struct TrainOptions {
-    pub latent_dim: usize,
-    /// Hidden layer sizes; empty: `IMAGE_HIDDEN` for data in [0, 1], `HIDDEN` otherwise.
-    pub g_hidden: Vec<usize>,
-    pub d_hidden: Vec<usize>,
-    /// None: leaky ReLU for data in [0, 1] (images), ReLU otherwise.
-    pub g_activation: Option<Activation>,
-    pub d_activation: Option<Activation>,
-    /// None: tanh for data in [0, 1] (trained on [-1, 1]), identity otherwise.
-    pub g_output: Option<Activation>,
-    pub batch_size: usize,
-    pub seed: u64,
-    /// Adam's learning rate; None: `IMAGE_LR` for data in [0, 1], `LR` otherwise.
-    pub lr: Option<f32>,
-    pub beta1: f32,
-    pub beta2: f32,
-    /// One-sided label smoothing: the label of real samples in D's loss (fakes stay 0).
-    pub real_label: f32,
-    /// PacGAN: samples per D decision.
-    pub pack: usize,
-    /// Dropout rate on D's hidden layers; None: `IMAGE_D_DROPOUT` for data in [0, 1] when D's
-    /// hidden activation is ReLU or leaky ReLU, 0 otherwise.
-    pub d_dropout: Option<f32>,
-    /// D updates per G update.
-    pub d_steps: usize,
-    pub precision: Precision,
-    /// EMA decay of G's weights for sampling and evaluation (0: off); None: `IMAGE_G_EMA` for
-    /// data in [0, 1], 0 otherwise.
-    pub g_ema: Option<f32>,
-    /// Fraction of the run over which the learning rate decays linearly to 0 at its end; None
-    /// or 0: constant (measured on MNIST, decay over the last half raised the Fréchet distance
-    /// from 10.9 to 16.7: the samples were still improving at the full rate).
-    pub lr_decay: Option<f32>,
-}
-
 /// Hidden layer sizes of both networks, unless the data is images.
 pub const HIDDEN: [usize; 2] = [256, 256];
 /// Defaults for data in [0, 1] (images), measured on MNIST (README, "Measured on MNIST"): from
@@ -124,31 +88,6 @@ pub const LR: f32 = 2e-4;
 /// Twice the DCGAN rate: on MNIST it brought the Fréchet distance from 10.9 to 4.3 in 30 epochs.
 pub const IMAGE_LR: f32 = 4e-4;
 pub const IMAGE_G_EMA: f32 = 0.999;
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        TrainOptions {
-            latent_dim: 64,
-            g_hidden: vec![],
-            d_hidden: vec![],
-            g_activation: None,
-            d_activation: None,
-            g_output: None,
-            batch_size: 64,
-            seed: 0,
-            lr: None,
-            beta1: 0.5,
-            beta2: 0.999,
-            real_label: 1.0,
-            pack: 1,
-            d_dropout: None,
-            d_steps: 1,
-            precision: Precision::F32,
-            g_ema: None,
-            lr_decay: None,
-        }
-    }
-}
 
 impl TrainOptions {
     pub fn resolve(&self, data: &Dataset) -> Result<TrainConfig> {

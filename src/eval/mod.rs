@@ -98,6 +98,14 @@ impl Scorer {
         }))
     }
 
+    /// The classifier's name (image runs).
+    pub fn classifier_name(&self) -> Option<String> {
+        match self {
+            Scorer::Image { name, .. } => Some(name.clone()),
+            Scorer::Toy(_) => None,
+        }
+    }
+
     /// metrics.csv columns of this kind of evaluation.
     pub fn columns(&self) -> &'static [&'static str] {
         match self {

@@ -2,10 +2,11 @@
 //! (`shadergan classifier train images.npy labels.npy`), on either backend, with the softmax
 //! cross-entropy kernel (`softmax_xent`, xent.wgsl) as its loss.
 //!
-//! Training is a plan like the GAN's: gather a batch of pixels and of labels from one resident
-//! table (each row holds the pixels and then the label, so one permutation keeps them paired),
-//! forward with dropout, softmax_xent, backward, Adam. Scoring runs on the host with the CPU's
-//! sgemm, so a run's metrics do not depend on the backend that trained its GAN.
+//! Training is a program like the GAN's, over the same network code (`nn`): gather a batch of
+//! pixels and of labels from one resident table (each row holds the pixels and then the label,
+//! so one permutation keeps them paired), forward with dropout, softmax_xent, backward, Adam.
+//! Scoring runs the network's eval-mode forward pass on the CPU backend, so a run's metrics do
+//! not depend on the backend that trained its GAN.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -229,31 +230,34 @@ pub fn argmax(p: &[f64]) -> usize {
     best
 }
 
-/// Everything `classifier train` needs.
-#[derive(Clone, Debug)]
+/// Everything `classifier train` needs (its flags, with their defaults).
+#[derive(clap::Args, Clone, Debug)]
 pub struct ClassifierRequest {
+    /// Hidden layer sizes (ReLU), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "256,256")]
     pub hidden: Vec<usize>,
+    #[arg(long, default_value_t = 15)]
     pub epochs: u32,
+    #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
+    /// Adam's initial learning rate (betas 0.9, 0.999), decayed to 0 over the epochs (cosine).
+    #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,
+    /// Dropout rate on the hidden layers during training.
+    #[arg(long, default_value_t = 0.2)]
     pub dropout: f32,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[arg(long, value_enum, default_value = "auto")]
     pub backend: Backend,
+    /// Print nothing but errors.
+    #[arg(long, short)]
     pub quiet: bool,
 }
 
 impl Default for ClassifierRequest {
     fn default() -> Self {
-        ClassifierRequest {
-            hidden: vec![256, 256],
-            epochs: 15,
-            batch_size: 128,
-            lr: 1e-3,
-            dropout: 0.2,
-            seed: 0,
-            backend: Backend::Auto,
-            quiet: false,
-        }
+        crate::config::options::defaults()
     }
 }
 
@@ -405,8 +409,8 @@ pub fn rows_f32(d: &Dataset, rows: impl Iterator<Item = usize>) -> Vec<f32> {
     out
 }
 
-/// Trains a classifier; `test` is scored after each epoch. Prints one line per epoch unless quiet.
-pub fn train(train: &Labelled, test: Option<&Labelled>, req: &ClassifierRequest) -> Result<Classifier> {
+/// Checks a request against its data; returns the number of classes.
+fn check_request(train: &Labelled, test: Option<&Labelled>, req: &ClassifierRequest) -> Result<usize> {
     check_labelled(train, "training set")?;
     if let Some(t) = test {
         check_labelled(t, "test set")?;
@@ -442,12 +446,17 @@ pub fn train(train: &Labelled, test: Option<&Labelled>, req: &ClassifierRequest)
     if !(req.lr.is_finite() && req.lr > 0.0) {
         return Err(Error::input(format!("--lr must be positive, not {}", req.lr)));
     }
+    Ok(classes)
+}
+
+/// The spec of a classifier for `classes` classes trained on `train` as `req` says.
+fn spec_for(train: &Labelled, classes: usize, req: &ClassifierRequest) -> ClassifierSpec {
     let mut counts = vec![0usize; classes];
     for &y in train.labels {
         counts[y as usize] += 1;
     }
     let n = train.images.n;
-    let spec = ClassifierSpec {
+    ClassifierSpec {
         input_dim: train.images.dim,
         hidden: req.hidden.clone(),
         classes,
@@ -464,7 +473,14 @@ pub fn train(train: &Labelled, test: Option<&Labelled>, req: &ClassifierRequest)
             samples: n,
             backend: String::new(),
         },
-    };
+    }
+}
+
+/// Trains a classifier; `test` is scored after each epoch. Prints one line per epoch unless quiet.
+pub fn train(train: &Labelled, test: Option<&Labelled>, req: &ClassifierRequest) -> Result<Classifier> {
+    let classes = check_request(train, test, req)?;
+    let spec = spec_for(train, classes, req);
+    let n = train.images.n;
     let program = ClassifierProgram::new(&spec, req);
     let table = Arc::new(labelled_table(train.images, train.labels)?);
     let mut exec = backend::open(req.backend, &program.bufs, Some(table.clone()))?;
@@ -483,19 +499,19 @@ pub fn train(train: &Labelled, test: Option<&Labelled>, req: &ClassifierRequest)
     let steps_per_epoch = (n / req.batch_size) as u32;
     if !req.quiet {
         eprintln!(
-            "classifier: {n} images of {} values, {classes} classes, hidden {:?}, {} on {}",
+            "classifier: {n} images of {} values, {classes} classes, hidden {:?}, {}, {}",
             clf.spec.input_dim,
             req.hidden,
-            if exec.backend() == Backend::Cpu { "cpu" } else { "gpu" },
+            exec.backend().name(),
             exec.device_name()
         );
     }
-    for epoch in 1..=req.epochs {
+    for (e, &section) in epochs.iter().enumerate() {
         let t0 = Instant::now();
-        exec.run(epochs[epoch as usize - 1], steps_per_epoch)?;
+        exec.run(section, steps_per_epoch)?;
         let stats = exec.read(program.stats)?;
         if !stats[SLOT_LOSS as usize].is_finite() {
-            return Err(Error::Diverged(format!("classifier training diverged in epoch {epoch}; try a lower --lr")));
+            return Err(Error::Diverged(format!("classifier training diverged in epoch {}; try a lower --lr", e + 1)));
         }
         clf.params = exec.read(program.params.params)?;
         if let (Some(t), Some(x)) = (test, &test_images) {
@@ -505,7 +521,8 @@ pub fn train(train: &Labelled, test: Option<&Labelled>, req: &ClassifierRequest)
             let test_acc =
                 clf.spec.test_accuracy.map_or(String::new(), |a| format!("  test accuracy {:.2}%", 100.0 * a));
             eprintln!(
-                "epoch {epoch:>3}  last batch: loss {:.4}  accuracy {:.1}%{test_acc}  ({:.1} s)",
+                "epoch {:>3}  last batch: loss {:.4}  accuracy {:.1}%{test_acc}  ({:.1} s)",
+                e + 1,
                 stats[SLOT_LOSS as usize],
                 100.0 * stats[SLOT_ACC as usize],
                 t0.elapsed().as_secs_f64()

@@ -174,7 +174,10 @@ fn read_metadata(meta: &HashMap<String, String>) -> std::result::Result<Metadata
     }
     let version = get("version")?;
     if version != VERSION {
-        return Err(format!("checkpoint version \"{}\" is not supported (this build reads {VERSION})", one_line(version)));
+        return Err(format!(
+            "checkpoint version \"{}\" is not supported (this build reads {VERSION})",
+            one_line(version)
+        ));
     }
     let config: TrainConfig = serde_json::from_str(get("config")?)
         .map_err(|e| format!("metadata \"config\" is not a valid training config: {}", one_line(e)))?;

@@ -2,5 +2,6 @@
 
 pub mod checkpoint;
 pub mod log;
+pub mod resume;
 pub mod run_dir;
 pub mod session;

@@ -105,10 +105,17 @@ impl RunDir {
         self.samples().join(format!("step_{step:06}.png"))
     }
 
-    /// Writes config.json atomically.
-    pub fn write_config(&self, json: &serde_json::Value) -> Result<()> {
-        let text = serde_json::to_string_pretty(json).map_err(|e| Error::Io(e.to_string()))?;
-        write_atomic(&self.root.join("config.json"), text.as_bytes())
+    /// Copies a run's config.json and metrics.csv from `from` (a resumed run continuing in a
+    /// new folder); the checkpoints stay where they are.
+    pub fn carry_over(&self, from: &Path) -> Result<()> {
+        for name in ["config.json", "metrics.csv"] {
+            let src = from.join(name);
+            if src.exists() {
+                let bytes = fs::read(&src).map_err(|e| Error::io(&src, e))?;
+                write_atomic(&self.root.join(name), &bytes)?;
+            }
+        }
+        Ok(())
     }
 
     /// Appends one row to metrics.csv (creating it with its header). `eval_columns` name the

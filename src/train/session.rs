@@ -1,6 +1,6 @@
 //! The `train` command as a library call: data, run folder, trainer, and the loop's outputs
-//! (log lines, metrics.csv, sample grids, loss plot, checkpoints), with resume and a clean stop on
-//! Ctrl-C / SIGTERM.
+//! (log lines, metrics.csv, sample grids, loss plot, checkpoints), with resume (train/resume.rs)
+//! and a clean stop on Ctrl-C / SIGTERM.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -10,18 +10,19 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use super::checkpoint::{self, Checkpoint};
+use super::log::LogRow;
+use super::resume;
+use super::run_dir::RunDir;
 use crate::backend::Backend;
-use crate::config::{TrainConfig, TrainOptions};
+use crate::config::run::DataInfo;
+use crate::config::{Given, RunConfig, RunOptions, TrainConfig, TrainOptions};
 use crate::data::toy::{self, Toy};
-use crate::data::Dataset;
-use crate::data::{self, assets};
+use crate::data::{self, assets, Dataset};
 use crate::error::{Error, Result};
-use crate::eval::{write_eval_json, ClassifierChoice, Scorer};
+use crate::eval::{write_eval_json, ClassifierChoice, Evaluation, Scorer};
 use crate::io::png as images;
-use crate::programs::trainer::{fixed_latents, to_data_scale, Trainer};
-use crate::train::checkpoint::{self, Checkpoint};
-use crate::train::log::LogRow;
-use crate::train::run_dir::RunDir;
+use crate::programs::trainer::{fixed_latents, to_data_scale, GanTrainer, StepStats, Trainer};
 
 /// How much the run prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,31 +41,40 @@ pub struct TrainRequest {
     pub toy: Option<Toy>,
     pub backend: Backend,
     pub options: TrainOptions,
-    /// Total steps; None: `epochs`, or `DEFAULT_IMAGE_EPOCHS` epochs for images, else 2,000.
-    pub steps: Option<u32>,
-    pub epochs: Option<f64>,
-    /// Cadences; None: the resumed run's own (from its config.json), else the defaults.
-    pub log_every: Option<u32>,
-    pub sample_every: Option<u32>,
-    pub checkpoint_every: Option<u32>,
-    pub keep_checkpoints: usize,
+    /// Length and cadences (a resumed run keeps its own unless `given` names them).
+    pub run: RunOptions,
+    /// The flags the user gave: a resumed run refuses those that disagree with its checkpoint.
+    pub given: Given,
     pub out: Option<PathBuf>,
     pub overwrite: bool,
     pub resume: Option<PathBuf>,
     pub verbosity: Verbosity,
     /// What scores image runs (the toy metrics score `--toy` runs).
     pub classifier: ClassifierChoice,
-    /// Evaluate every this many steps into metrics.csv; 0: only at the end. None: the resumed
-    /// run's own, else 0.
-    pub eval_every: Option<u32>,
+}
+
+impl TrainRequest {
+    /// A request for `data` with every option at its default.
+    pub fn new(data: Option<PathBuf>) -> Self {
+        TrainRequest {
+            data,
+            toy: None,
+            backend: Backend::Auto,
+            options: TrainOptions::default(),
+            run: RunOptions::default(),
+            given: Given::default(),
+            out: None,
+            overwrite: false,
+            resume: None,
+            verbosity: Verbosity::Normal,
+            classifier: ClassifierChoice::Auto,
+        }
+    }
 }
 
 pub const DEFAULT_STEPS: u32 = 2000;
 /// Image runs train this many epochs unless told otherwise: what the MNIST measurements used.
 pub const DEFAULT_IMAGE_EPOCHS: f64 = 30.0;
-pub const DEFAULT_LOG_EVERY: u32 = 100;
-pub const DEFAULT_SAMPLE_EVERY: u32 = 500;
-pub const DEFAULT_CHECKPOINT_EVERY: u32 = 1000;
 
 /// What a finished (or stopped) run reports.
 #[derive(Clone, Debug)]
@@ -124,50 +134,6 @@ fn save_checkpoint(trainer: &mut dyn Trainer, dir: &RunDir, data: &Dataset, keep
     Ok(path)
 }
 
-/// Model and optimizer flags the user set (values other than the defaults, or given activations)
-/// that disagree with a checkpoint's configuration, as "--flag VALUE (checkpoint: VALUE)".
-fn flags_differing_from(opts: &TrainOptions, ck: &TrainConfig) -> Vec<String> {
-    let (d, m) = (TrainOptions::default(), &ck.model);
-    let mut out = vec![];
-    let mut differ = |flag: &str, mine: String, default: String, theirs: String| {
-        if mine != default && mine != theirs {
-            out.push(format!("{flag} {mine} (checkpoint: {theirs})"));
-        }
-    };
-    let list = |v: &[usize]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
-    differ("--latent-dim", opts.latent_dim.to_string(), d.latent_dim.to_string(), m.latent_dim.to_string());
-    differ("--g-hidden", list(&opts.g_hidden), list(&d.g_hidden), list(&m.g_hidden));
-    differ("--d-hidden", list(&opts.d_hidden), list(&d.d_hidden), list(&m.d_hidden));
-    for (flag, mine, theirs) in [
-        ("--g-activation", opts.g_activation, m.g_activation),
-        ("--d-activation", opts.d_activation, m.d_activation),
-        ("--g-output", opts.g_output, m.g_output),
-    ] {
-        if let Some(a) = mine {
-            differ(flag, format!("{a:?}"), String::new(), format!("{theirs:?}"));
-        }
-    }
-    differ("--pack", opts.pack.to_string(), d.pack.to_string(), m.pack.to_string());
-    differ("--batch-size", opts.batch_size.to_string(), d.batch_size.to_string(), ck.batch_size.to_string());
-    differ("--seed", opts.seed.to_string(), d.seed.to_string(), ck.seed.to_string());
-    differ("--beta1", opts.beta1.to_string(), d.beta1.to_string(), ck.beta1.to_string());
-    differ("--beta2", opts.beta2.to_string(), d.beta2.to_string(), ck.beta2.to_string());
-    differ("--d-steps", opts.d_steps.to_string(), d.d_steps.to_string(), ck.d_steps.to_string());
-    for (flag, mine, theirs) in [
-        ("--d-dropout", opts.d_dropout, ck.d_dropout),
-        ("--g-ema", opts.g_ema, ck.g_ema),
-        ("--lr-decay", opts.lr_decay, ck.lr_decay),
-        ("--lr", opts.lr, ck.lr),
-    ] {
-        if let Some(v) = mine {
-            differ(flag, v.to_string(), String::new(), theirs.to_string());
-        }
-    }
-    differ("--label-smoothing", opts.real_label.to_string(), d.real_label.to_string(), ck.real_label.to_string());
-    differ("--precision", opts.precision.name().into(), d.precision.name().into(), ck.precision.name().into());
-    out
-}
-
 /// `check_finite` on the trainer's current step, reading its statistics back only when this step
 /// was not just logged (and so checked already).
 fn check_current(trainer: &mut dyn Trainer, logged: Option<&LogRow>, dir: &RunDir) -> Result<()> {
@@ -178,7 +144,7 @@ fn check_current(trainer: &mut dyn Trainer, logged: Option<&LogRow>, dir: &RunDi
 }
 
 /// Stops training when a loss is NaN or infinite, naming the step and the last good checkpoint.
-fn check_finite(stats: &crate::programs::trainer::StepStats, dir: &RunDir) -> Result<()> {
+fn check_finite(stats: &StepStats, dir: &RunDir) -> Result<()> {
     if stats.is_finite() {
         return Ok(());
     }
@@ -194,106 +160,86 @@ fn check_finite(stats: &crate::programs::trainer::StepStats, dir: &RunDir) -> Re
     )))
 }
 
-pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> {
-    let mut preloaded = None;
-    let (data, data_name) = match req.toy {
+/// The data set: the toy one (drawn from the run's seed, for a resumed run its checkpoint's),
+/// the file, or the built-in digits. With the checkpoint when resuming (loaded once).
+fn load_inputs(req: &TrainRequest) -> Result<(Dataset, String, Option<Checkpoint>)> {
+    let ckpt = req.resume.as_deref().map(checkpoint::load).transpose()?;
+    let (data, name) = match req.toy {
+        Some(_) if req.data.is_some() => return Err(Error::input("pass either a data file or --toy, not both")),
         Some(t) => {
-            if req.data.is_some() {
-                return Err(Error::input("pass either a data file or --toy, not both"));
-            }
-            // A resumed toy run draws the same points: from its checkpoint's seed.
-            let seed = match &req.resume {
-                Some(path) => {
-                    let ckpt = checkpoint::load(path)?;
-                    let seed = ckpt.config.seed;
-                    preloaded = Some(ckpt);
-                    seed
-                }
-                None => req.options.seed,
-            };
+            let seed = ckpt.as_ref().map_or(req.options.seed, |c| c.config.seed);
             (t.dataset(seed, toy::TOY_SAMPLES)?, format!("toy:{}", t.name()))
         }
         None => load_data(req.data.as_deref())?,
     };
-    let data = Arc::new(data);
-    let (cfg, resume_from, dir) = match &req.resume {
-        Some(path) => {
-            let ckpt = match preloaded.take() {
-                Some(c) => c,
-                None => checkpoint::load(path)?,
-            };
-            if ckpt.config.model.data_dim != data.dim {
-                return Err(Error::input(format!(
-                    "{}: the checkpoint was trained on samples of {} values; {data_name} has {}",
-                    path.display(),
-                    ckpt.config.model.data_dim,
-                    data.dim
-                )));
-            }
-            let differ = flags_differing_from(&req.options, &ckpt.config);
-            if !differ.is_empty() {
-                return Err(Error::input(format!(
-                    "{}: the checkpoint was trained with other settings: {}; a resumed run keeps \
-                     the checkpoint's model and optimizer, so drop these flags (or start a new run)",
-                    path.display(),
-                    differ.join(", ")
-                )));
-            }
-            ckpt.config.validate(data.n)?;
-            (ckpt.config.clone(), Some(ckpt), RunDir::of_checkpoint(path)?)
+    Ok((data, name, ckpt))
+}
+
+/// Where a run starts: its configuration, checkpoint (resuming), folder and earlier config.json.
+struct Start {
+    cfg: TrainConfig,
+    ckpt: Option<Checkpoint>,
+    dir: RunDir,
+    previous: Option<RunConfig>,
+}
+
+fn start(req: &TrainRequest, data: &Dataset, data_name: &str, ckpt: Option<Checkpoint>) -> Result<Start> {
+    match (&req.resume, ckpt) {
+        (Some(path), Some(ck)) => {
+            let cfg = resume::config_of(&ck, path, &req.options, &req.given, data, data_name)?;
+            let (dir, previous) = resume::run_dir(path, req.out.as_deref(), req.overwrite)?;
+            Ok(Start { cfg, ckpt: Some(ck), dir, previous })
         }
-        None => {
-            let cfg = req.options.resolve(&data)?;
-            (cfg, None, RunDir::create(req.out.as_deref(), req.overwrite)?)
+        _ => {
+            let cfg = req.options.resolve(data)?;
+            let dir = RunDir::create(req.out.as_deref(), req.overwrite)?;
+            Ok(Start { cfg, ckpt: None, dir, previous: None })
         }
-    };
-    // A resumed run keeps its cadences unless the flags change them.
-    let previous: serde_json::Value = std::fs::read_to_string(dir.root.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .filter(|_| resume_from.is_some())
-        .unwrap_or_default();
-    let cadence = |flag: Option<u32>, key: &str, default: u32| {
-        flag.or_else(|| previous[key].as_u64().map(|v| v as u32)).unwrap_or(default)
-    };
-    let log_every_flag = cadence(req.log_every, "log_every", DEFAULT_LOG_EVERY);
-    let sample_every_flag = cadence(req.sample_every, "sample_every", DEFAULT_SAMPLE_EVERY);
-    let ckpt_every_flag = cadence(req.checkpoint_every, "checkpoint_every", DEFAULT_CHECKPOINT_EVERY);
-    let eval_every_flag = cadence(req.eval_every, "eval_every", 0);
-    let mut scorer = Scorer::new(req.toy, &req.classifier, &data)?;
-    let classifier_name = match &scorer {
-        Some(Scorer::Image { name, .. }) => Some(name.clone()),
-        _ => None,
-    };
-    let eval_columns = scorer.as_ref().map_or(&[][..], |s| s.columns());
-    let steps_per_epoch = steps_per_epoch(&data, &cfg);
-    let planned = previous["steps"].as_u64().map(|s| s.min(u32::MAX as u64) as u32);
-    let total = match (req.steps, req.epochs) {
-        (Some(s), _) => s,
-        (None, Some(e)) if e.is_finite() && e > 0.0 => (e * steps_per_epoch as f64).ceil().min(u32::MAX as f64) as u32,
-        (None, Some(e)) => return Err(Error::input(format!("--epochs must be positive, not {e}"))),
+    }
+}
+
+/// The run's total length: the flags, else a resumed run's planned one, else the defaults.
+fn run_length(req: &TrainRequest, data: &Dataset, per_epoch: usize, previous: Option<&RunConfig>) -> Result<u32> {
+    let epochs = |e: f64| (e * per_epoch as f64).ceil().min(u32::MAX as f64) as u32;
+    Ok(match (req.run.steps, req.run.epochs, previous) {
+        (Some(s), _, _) => s,
+        (None, Some(e), _) if e.is_finite() && e > 0.0 => epochs(e),
+        (None, Some(e), _) => return Err(Error::input(format!("--epochs must be positive, not {e}"))),
         // A resumed run without a length goes on to the length it was started with.
-        (None, None) if planned.is_some() => planned.unwrap_or_default(),
-        (None, None) if data.image_hw().is_some() && req.toy.is_none() => {
-            (DEFAULT_IMAGE_EPOCHS * steps_per_epoch as f64).ceil().min(u32::MAX as f64) as u32
-        }
-        (None, None) => DEFAULT_STEPS,
-    };
-    let cfg = match &resume_from {
-        None => cfg.with_run_length(total),
-        // The schedule was fixed when the run started; past its end the rate is 0.
-        Some(_) if cfg.lr_decay_steps() > 0 && total > cfg.lr_decay_end => {
-            return Err(Error::input(format!(
-                "this run's learning rate decays to 0 at step {} (--lr-decay {}), so it cannot \
-                 train to step {total}; start a new run for a longer one",
-                cfg.lr_decay_end, cfg.lr_decay
-            )));
-        }
-        Some(_) => cfg,
-    };
+        (None, None, Some(p)) => p.steps,
+        (None, None, None) if data.image_hw().is_some() && req.toy.is_none() => epochs(DEFAULT_IMAGE_EPOCHS),
+        (None, None, None) => DEFAULT_STEPS,
+    })
+}
+
+/// Fixes the learning-rate schedule of a new run; a resumed run keeps its own, so it cannot
+/// train past the schedule's end.
+fn schedule(cfg: TrainConfig, resumed: bool, total: u32) -> Result<TrainConfig> {
+    if !resumed {
+        return Ok(cfg.with_run_length(total));
+    }
+    if cfg.lr_decay_steps() > 0 && total > cfg.lr_decay_end {
+        return Err(Error::input(format!(
+            "this run's learning rate decays to 0 at step {} (--lr-decay {}), so it cannot \
+             train to step {total}; start a new run for a longer one",
+            cfg.lr_decay_end, cfg.lr_decay
+        )));
+    }
+    Ok(cfg)
+}
+
+pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> {
+    let (data, data_name, ckpt) = load_inputs(req)?;
+    let data = Arc::new(data);
+    let Start { cfg, ckpt, dir, previous } = start(req, &data, &data_name, ckpt)?;
+    let cadence = resume::cadences(&req.run, &req.given, previous.as_ref());
+    let scorer = Scorer::new(req.toy, &req.classifier, &data)?;
+    let per_epoch = steps_per_epoch(&data, &cfg);
+    let total = run_length(req, &data, per_epoch, previous.as_ref())?;
+    let cfg = schedule(cfg, ckpt.is_some(), total)?;
     let mut trainer = crate::open_trainer(req.backend, cfg.clone(), data.clone())?;
-    if let Some(ckpt) = &resume_from {
-        trainer.restore(&ckpt.snapshot)?;
+    if let Some(ck) = &ckpt {
+        trainer.restore(&ck.snapshot)?;
         if trainer.step() >= total {
             return Err(Error::input(format!(
                 "the checkpoint is already at step {}; pass a larger --steps to continue",
@@ -302,142 +248,204 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
         }
         dir.truncate_metrics(trainer.step())?;
     }
-    dir.write_config(&json!({
-        "train": cfg,
-        "data": {
-            "path": data_name,
-            "toy": req.toy.map(|t| t.name()),
-            "n": data.n,
-            "sample_shape": data.sample_shape,
-            "dtype": data.dtype,
+    let run_cfg = RunConfig {
+        version: crate::config::run::RUN_CONFIG_VERSION,
+        train: cfg,
+        data: DataInfo {
+            path: data_name.clone(),
+            toy: req.toy.map(|t| t.name().to_string()),
+            n: data.n,
+            sample_shape: data.sample_shape.clone(),
+            dtype: data.dtype.clone(),
         },
-        "backend": format!("{:?}", trainer.backend()).to_lowercase(),
-        "device": trainer.device_name(),
-        "steps": total,
-        "steps_per_epoch": steps_per_epoch,
-        "log_every": log_every_flag,
-        "sample_every": sample_every_flag,
-        "checkpoint_every": ckpt_every_flag,
-        "eval_every": eval_every_flag,
-        "classifier": classifier_name,
-        "resumed_from": req.resume.as_ref().map(|p| p.display().to_string()),
-        "shadergan_version": env!("CARGO_PKG_VERSION"),
-    }))?;
-
+        backend: trainer.backend().name().into(),
+        device: trainer.device_name(),
+        steps: total,
+        steps_per_epoch: per_epoch,
+        log_every: cadence.log_every,
+        sample_every: cadence.sample_every,
+        checkpoint_every: cadence.checkpoint_every,
+        eval_every: cadence.eval_every,
+        classifier: scorer.as_ref().and_then(|s| s.classifier_name()),
+        resumed_from: req.resume.as_ref().map(|p| p.display().to_string()),
+        shadergan_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    run_cfg.write(&dir.root)?;
     let show = req.verbosity == Verbosity::Normal;
     if show {
+        let shape = data.sample_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
         eprintln!(
-            "data: {data_name}: {} samples of {} ({}); run folder: {}",
+            "data: {data_name}: {} samples of {shape} ({}); run folder: {}",
             data.n,
-            data.sample_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"),
             data.dtype,
             dir.root.display()
         );
-        eprintln!("backend: {:?} on {}", trainer.backend(), trainer.device_name());
+        eprintln!("backend: {}, {}", trainer.backend().name(), trainer.device_name());
     }
-    let bar = (show && std::io::stderr().is_terminal()).then(|| {
-        let pb = indicatif::ProgressBar::new(total as u64);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  ETA {eta}")
-                .expect("valid template"),
-        );
-        pb.set_position(trainer.step() as u64);
-        pb
-    });
+    let mut run = Run { trainer, data, dir, cadence, keep: req.run.keep_checkpoints, scorer, total, per_epoch, show };
+    let (last, interrupted, last_eval) = run.train_loop(&stop)?;
+    run.finish(last, interrupted, last_eval)
+}
 
-    let every = |n: u32| if n == 0 { u32::MAX } else { n };
-    let (log_every, sample_every, ckpt_every) =
-        (every(log_every_flag), every(sample_every_flag), every(ckpt_every_flag));
-    // Evaluations need something to judge by; without it --eval-every does nothing.
-    let eval_every = if scorer.is_some() { every(eval_every_flag) } else { u32::MAX };
-    let mut last_eval = None;
-    let (mut t0, mut s0) = (Instant::now(), trainer.step());
-    let mut last = None;
-    let mut interrupted = false;
-    while trainer.step() < total {
-        // Stop at the next log, sample or checkpoint step; at most 50 steps between stop checks.
-        let at = trainer.step();
-        let next = [log_every, sample_every, ckpt_every, eval_every]
-            .iter()
-            .map(|&e| (at / e + 1).saturating_mul(e))
-            .chain([total, at + 50])
-            .min()
-            .expect("non-empty");
-        trainer.train(next - at)?;
-        let step = trainer.step();
-        if let Some(b) = &bar {
-            b.set_position(step as u64);
-            let losses = last.as_ref().map_or(String::new(), |r: &LogRow| {
-                format!("  D {:.3}  G {:.3}  {:.1} steps/s", r.stats.d_loss, r.stats.g_loss, r.steps_per_s)
-            });
-            b.set_message(format!("epoch {:.2}{losses}", step as f64 / steps_per_epoch as f64));
+/// A run in progress: the trainer and everything the loop writes to.
+struct Run {
+    trainer: GanTrainer,
+    data: Arc<Dataset>,
+    dir: RunDir,
+    cadence: RunOptions,
+    keep: usize,
+    scorer: Option<Scorer>,
+    total: u32,
+    per_epoch: usize,
+    show: bool,
+}
+
+/// A cadence of `n` steps (0: never).
+fn every(n: u32) -> u32 {
+    if n == 0 {
+        u32::MAX
+    } else {
+        n
+    }
+}
+
+impl Run {
+    fn progress_bar(&self) -> Option<indicatif::ProgressBar> {
+        (self.show && std::io::stderr().is_terminal()).then(|| {
+            let pb = indicatif::ProgressBar::new(self.total as u64);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  ETA {eta}")
+                    .expect("valid template"),
+            );
+            pb.set_position(self.trainer.step() as u64);
+            pb
+        })
+    }
+
+    fn print(&self, bar: &Option<indicatif::ProgressBar>, line: String) {
+        match bar {
+            Some(b) => b.println(line),
+            None if self.show => println!("{line}"),
+            None => {}
         }
-        let evaluate_now = step % eval_every == 0 || (step == total && eval_every != u32::MAX);
-        if step % log_every == 0 || step == total || evaluate_now {
-            let row = LogRow::measure(trainer.stats()?, steps_per_epoch, step - s0, t0.elapsed());
-            check_finite(&row.stats, &dir)?;
-            let eval = match (&mut scorer, evaluate_now) {
-                (Some(s), true) => Some(s.evaluate(&mut trainer)?),
-                _ => None,
-            };
-            dir.append_metrics(&row, eval_columns, eval.as_ref().map(|e| e.cells.as_slice()))?;
-            let lines = [Some(row.line()), eval.as_ref().map(|e| format!("eval {}", e.line))];
-            for line in lines.into_iter().flatten() {
-                match &bar {
-                    Some(b) => b.println(line),
-                    None if show => println!("{line}"),
-                    None => {}
-                }
+    }
+
+    /// Trains to the end (or a stop request); returns the last logged row, whether it was
+    /// stopped, and the last evaluation.
+    fn train_loop(&mut self, stop: &AtomicBool) -> Result<(Option<LogRow>, bool, Option<Evaluation>)> {
+        let c = &self.cadence;
+        let (log_every, sample_every, ckpt_every) =
+            (every(c.log_every), every(c.sample_every), every(c.checkpoint_every));
+        // Evaluations need something to judge by; without it --eval-every does nothing.
+        let eval_every = if self.scorer.is_some() { every(c.eval_every) } else { u32::MAX };
+        let bar = self.progress_bar();
+        let (mut last, mut last_eval, mut stopped) = (None, None, false);
+        let (mut t0, mut s0) = (Instant::now(), self.trainer.step());
+        while self.trainer.step() < self.total {
+            // Stop at the next log, sample or checkpoint step; at most 50 steps between stop checks.
+            let at = self.trainer.step();
+            let next = [log_every, sample_every, ckpt_every, eval_every]
+                .iter()
+                .map(|&e| (at / e + 1).saturating_mul(e))
+                .chain([self.total, at + 50])
+                .min()
+                .expect("non-empty");
+            self.trainer.train(next - at)?;
+            let step = self.trainer.step();
+            if let Some(b) = &bar {
+                b.set_position(step as u64);
+                let losses = last.as_ref().map_or(String::new(), |r: &LogRow| {
+                    format!("  D {:.3}  G {:.3}  {:.1} steps/s", r.stats.d_loss, r.stats.g_loss, r.steps_per_s)
+                });
+                b.set_message(format!("epoch {:.2}{losses}", step as f64 / self.per_epoch as f64));
             }
-            if eval.is_some() {
-                last_eval = eval;
+            let evaluate_now = step.is_multiple_of(eval_every) || (step == self.total && eval_every != u32::MAX);
+            if step.is_multiple_of(log_every) || step == self.total || evaluate_now {
+                let row = LogRow::measure(self.trainer.stats()?, self.per_epoch, step - s0, t0.elapsed());
+                let eval = self.log(&row, evaluate_now, &bar)?;
+                last_eval = eval.or(last_eval);
+                last = Some(row);
+                (t0, s0) = (Instant::now(), step);
             }
-            last = Some(row);
-            (t0, s0) = (Instant::now(), step);
+            if step.is_multiple_of(sample_every) {
+                self.write_outputs(&self.dir.sample_at(step))?;
+            }
+            if step.is_multiple_of(ckpt_every) {
+                // Never write a diverged state over the last good checkpoint.
+                check_current(&mut self.trainer, last.as_ref(), &self.dir)?;
+                save_checkpoint(&mut self.trainer, &self.dir, &self.data, self.keep)?;
+            }
+            if stop.load(Ordering::SeqCst) {
+                stopped = true;
+                break;
+            }
         }
-        if step % sample_every == 0 {
-            write_samples(&mut trainer, &data, &dir.sample_at(step))?;
-            let (s, d, g) = dir.read_losses();
-            images::write_loss_png(&dir.root.join("loss.png"), &s, &d, &g)?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
         }
-        if step % ckpt_every == 0 {
-            // Never write a diverged state over the last good checkpoint.
-            check_current(&mut trainer, last.as_ref(), &dir)?;
-            save_checkpoint(&mut trainer, &dir, &data, req.keep_checkpoints)?;
-        }
-        if stop.load(Ordering::SeqCst) {
-            interrupted = true;
-            break;
-        }
+        Ok((last, stopped, last_eval))
     }
-    let step = trainer.step();
-    if !dir.checkpoint_at(step).exists() {
-        check_current(&mut trainer, last.as_ref(), &dir)?;
-        save_checkpoint(&mut trainer, &dir, &data, req.keep_checkpoints)?;
+
+    /// One log row: checked, evaluated when due, appended to metrics.csv and printed.
+    fn log(
+        &mut self,
+        row: &LogRow,
+        evaluate: bool,
+        bar: &Option<indicatif::ProgressBar>,
+    ) -> Result<Option<Evaluation>> {
+        check_finite(&row.stats, &self.dir)?;
+        let eval = match (&mut self.scorer, evaluate) {
+            (Some(s), true) => Some(s.evaluate(&mut self.trainer)?),
+            _ => None,
+        };
+        let columns = self.scorer.as_ref().map_or(&[][..], |s| s.columns());
+        self.dir.append_metrics(row, columns, eval.as_ref().map(|e| e.cells.as_slice()))?;
+        self.print(bar, row.line());
+        if let Some(e) = &eval {
+            self.print(bar, format!("eval {}", e.line));
+        }
+        Ok(eval)
     }
-    write_samples(&mut trainer, &data, &dir.samples().join("final.png"))?;
-    let (s, d, g) = dir.read_losses();
-    images::write_loss_png(&dir.root.join("loss.png"), &s, &d, &g)?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
+
+    /// A sample grid (or scatter plot) at `path` and the loss plot.
+    fn write_outputs(&mut self, path: &Path) -> Result<()> {
+        write_samples(&mut self.trainer, &self.data, path)?;
+        let (s, d, g) = self.dir.read_losses();
+        images::write_loss_png(&self.dir.root.join("loss.png"), &s, &d, &g)
     }
-    // The final evaluation: reuse the loop's when it was at this very step.
-    let eval = match scorer.as_mut() {
-        Some(s) => {
-            let e = match last_eval.take() {
-                Some(e) if e.json["step"] == json!(trainer.step()) => e,
-                _ => {
-                    let e = s.evaluate(&mut trainer)?;
-                    if show {
-                        println!("eval {}", e.line);
+
+    /// The final checkpoint, samples, loss plot and evaluation (eval.json).
+    fn finish(
+        mut self,
+        last: Option<LogRow>,
+        interrupted: bool,
+        last_eval: Option<Evaluation>,
+    ) -> Result<TrainSummary> {
+        let step = self.trainer.step();
+        if !self.dir.checkpoint_at(step).exists() {
+            check_current(&mut self.trainer, last.as_ref(), &self.dir)?;
+            save_checkpoint(&mut self.trainer, &self.dir, &self.data, self.keep)?;
+        }
+        self.write_outputs(&self.dir.samples().join("final.png"))?;
+        // The final evaluation: reuse the loop's when it was at this very step.
+        let eval = match self.scorer.as_mut() {
+            Some(s) => {
+                let e = match last_eval {
+                    Some(e) if e.json["step"] == json!(step) => e,
+                    _ => {
+                        let e = s.evaluate(&mut self.trainer)?;
+                        if self.show {
+                            println!("eval {}", e.line);
+                        }
+                        e
                     }
-                    e
-                }
-            };
-            write_eval_json(&dir.root, &e.json)?;
-            Some(e.json)
-        }
-        None => None,
-    };
-    Ok(TrainSummary { run_dir: dir.root.clone(), last, interrupted, latest_checkpoint: dir.latest(), eval })
+                };
+                write_eval_json(&self.dir.root, &e.json)?;
+                Some(e.json)
+            }
+            None => None,
+        };
+        let dir = &self.dir;
+        Ok(TrainSummary { run_dir: dir.root.clone(), last, interrupted, latest_checkpoint: dir.latest(), eval })
+    }
 }

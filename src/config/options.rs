@@ -1,0 +1,177 @@
+//! The flags of `train` that choose the model, the optimizer and the run's length and cadences,
+//! with their defaults, defined once: the CLI flattens these structs, `Default` is what parsing
+//! no flags gives, and a resumed run knows which flags the user really gave ([`Given`]).
+//! Defaults that depend on the data are `None` here and filled in by `TrainOptions::resolve`
+//! from the constants beside it (config/train.rs).
+
+use std::collections::BTreeSet;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Parser};
+
+use super::train::Precision;
+use crate::kernels::activation::Activation;
+
+/// The model and optimizer choices a user makes; `resolve` completes them from the data.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub struct TrainOptions {
+    #[arg(long, default_value_t = 64)]
+    pub latent_dim: usize,
+    /// Hidden layer sizes of G, comma-separated [default: 512,512 for data in [0, 1], 256,256
+    /// otherwise].
+    #[arg(long, value_delimiter = ',')]
+    pub g_hidden: Vec<usize>,
+    /// Hidden layer sizes of D, comma-separated [default: as --g-hidden].
+    #[arg(long, value_delimiter = ',')]
+    pub d_hidden: Vec<usize>,
+    /// Hidden activation of G [default: leaky-relu for data in [0, 1], relu otherwise].
+    #[arg(long, value_enum)]
+    pub g_activation: Option<Activation>,
+    /// Hidden activation of D [default: leaky-relu for data in [0, 1], relu otherwise].
+    #[arg(long, value_enum)]
+    pub d_activation: Option<Activation>,
+    /// G's output activation [default: tanh for data in [0, 1], which then trains on [-1, 1];
+    /// identity otherwise].
+    #[arg(long, value_enum)]
+    pub g_output: Option<Activation>,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Decides the initial weights, the noise and the batch order, on both backends.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Adam's learning rate [default: 4e-4 for data in [0, 1], 2e-4 otherwise].
+    #[arg(long)]
+    pub lr: Option<f32>,
+    #[arg(long, default_value_t = 0.5)]
+    pub beta1: f32,
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f32,
+    /// One-sided label smoothing: D's label for real samples (e.g. 0.9); fakes stay 0.
+    #[arg(long = "label-smoothing", default_value_t = 1.0)]
+    pub real_label: f32,
+    /// PacGAN: D judges this many samples at once (real with real, fake with fake).
+    #[arg(long, default_value_t = 1)]
+    pub pack: usize,
+    /// Dropout rate on D's hidden layers (seeded; the same masks on both backends) [default: 0.3
+    /// for data in [0, 1] with a ReLU or leaky ReLU D, 0 otherwise].
+    #[arg(long)]
+    pub d_dropout: Option<f32>,
+    /// D updates per training step (each on its own batch), then one G update.
+    #[arg(long, default_value_t = 1)]
+    pub d_steps: usize,
+    /// Storage of activations and matmul operands: f16 keeps them in half precision (f32 sums,
+    /// f32 master weights, gradients and Adam state); on the GPU it needs shader-f16.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
+    /// Keep an exponential moving average of G's weights with this decay (e.g. 0.999) and sample
+    /// and evaluate with it; 0: off [default: 0.999 for data in [0, 1], 0 otherwise].
+    #[arg(long)]
+    pub g_ema: Option<f32>,
+    /// Decay the learning rate linearly to 0 over this last fraction of the run (0: constant;
+    /// 0.5: full rate for the first half, then down to 0 at the last step). Off by default:
+    /// measured on MNIST, decay over the last half raised the Fréchet distance from 10.9 to 16.7.
+    #[arg(long)]
+    pub lr_decay: Option<f32>,
+}
+
+/// How long a run trains and how often it logs, samples, checkpoints and evaluates.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub struct RunOptions {
+    /// Total training steps (one step = one D update + one G update) [default: 30 epochs for
+    /// images, 2000 otherwise; a resumed run: the length it was started with].
+    #[arg(long, conflicts_with = "epochs")]
+    pub steps: Option<u32>,
+    /// Train this many passes over the data set instead of --steps.
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    /// Log a line (and a metrics.csv row) every this many steps (a resumed run keeps its own).
+    #[arg(long, default_value_t = 100)]
+    pub log_every: u32,
+    /// Write a sample grid every this many steps, 0: only at the end.
+    #[arg(long, default_value_t = 500)]
+    pub sample_every: u32,
+    /// Write a checkpoint every this many steps, 0: only at the end.
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_every: u32,
+    /// Evaluate G every this many steps into metrics.csv (toy metrics for --toy runs; class
+    /// coverage, class-KL, classifier score and Fréchet distance for images), 0: only at the end
+    /// (eval.json).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: u32,
+    /// Step checkpoints to keep besides latest (0: all).
+    #[arg(long, default_value_t = 5)]
+    pub keep_checkpoints: usize,
+}
+
+/// What parsing no flags gives: the defaults the flags declare.
+pub fn defaults<T: Args>() -> T {
+    #[derive(Parser)]
+    struct Only<T: Args> {
+        #[command(flatten)]
+        inner: T,
+    }
+    Only::<T>::parse_from(["shadergan"]).inner
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+/// The flags the user gave on the command line (clap's argument ids: `latent_dim`, ...), so
+/// that a resumed run tells a flag set to its default from one left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Given(BTreeSet<String>);
+
+impl Given {
+    pub fn from_matches(m: &ArgMatches) -> Self {
+        let ids = m.ids().filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine));
+        Given(ids.map(|id| id.to_string()).collect())
+    }
+
+    /// Flags given by their ids (library callers and tests).
+    pub fn of(ids: &[&str]) -> Self {
+        Given(ids.iter().map(|s| s.to_string()).collect())
+    }
+
+    pub fn has(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_flags_defaults() {
+        let o = TrainOptions::default();
+        assert_eq!((o.latent_dim, o.batch_size, o.seed, o.pack, o.d_steps), (64, 64, 0, 1, 1));
+        assert_eq!((o.beta1, o.beta2, o.real_label, o.precision), (0.5, 0.999, 1.0, Precision::F32));
+        assert!(o.g_hidden.is_empty() && o.lr.is_none() && o.g_ema.is_none());
+        let r = RunOptions::default();
+        assert_eq!((r.log_every, r.sample_every, r.checkpoint_every, r.eval_every), (100, 500, 1000, 0));
+    }
+
+    #[test]
+    fn given_names_only_the_flags_on_the_command_line() {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            o: TrainOptions,
+            #[command(flatten)]
+            r: RunOptions,
+        }
+        let m = <Cli as clap::CommandFactory>::command().get_matches_from(["x", "--seed", "0", "--log-every", "7"]);
+        let g = Given::from_matches(&m);
+        assert!(g.has("seed") && g.has("log_every"));
+        assert!(!g.has("batch_size") && !g.has("latent_dim") && !g.has("lr"));
+    }
+}
