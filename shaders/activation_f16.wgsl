@@ -5,9 +5,9 @@
 //                        (the f16 weight copies, G's noise, the real batch into D.input)
 //   cast_to_f32          dst32[out_off + i] = f32(src16[in_off + i])       (exact: D's logits)
 //   *_backward_f16       dst32 = dy32 * f'(y), y = f32(src16) the activation's f16 output,
-//                        f' as in activation.wgsl; gradients stay f32 (see src/plan.rs)
+//                        f' as in activation.wgsl; gradients stay f32 (see src/programs/gan.rs)
 // The forward activations need no entry: they are fused into matmul_forward_f16.
-// Arithmetic is f32; a store into f16 rounds to nearest even, as src/cpu/ops.rs `round_f16`.
+// Arithmetic is f32; a store into f16 rounds to nearest even, as src/kernels/activation.rs `round_f16`.
 //
 // Bindings (an f16 buffer at its role's slot, an f32 buffer at that slot + 4, as in
 // matmul_f16.wgsl; all at element offsets):
@@ -18,7 +18,7 @@
 //   6 storage read   dy32:  dy (backward), at p.dy_off
 //   7 storage rw     dst32: dz (backward) or out of cast_to_f32, at p.out_off
 
-// (`enable f16;` is put first by src/shaders.rs.)
+// (`enable f16;` is put first by src/kernels/mod.rs.)
 
 struct EwParams {
     len: u32,

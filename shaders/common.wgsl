@@ -1,15 +1,15 @@
-// common.wgsl: helpers prepended to every kernel family by src/shaders.rs (no bindings here).
+// common.wgsl: helpers prepended to every kernel family by src/kernels/mod.rs (no bindings here).
 //
 // - Numerically stable sigmoid and softplus: never exp() of a positive argument, so no overflow
 //   at any input (+-300 included).
-// - Activation codes, shared with the host (model::Activation):
+// - Activation codes, shared with the host (kernels::activation::Activation):
 //   0 identity, 1 relu, 2 leaky_relu (slope from the caller), 3 sigmoid, 4 tanh.
 // - 1-D dispatch indexing: the host splits large dispatches into (x, y) workgroup grids so that
 //   no dimension exceeds 65,535 workgroups; `linear_index` undoes that split.
 // - Integer hashing (lowbias32) and Philox-4x32-10, bit-identical to src/rng.rs.
 // - TrainState, the step state shared by adam.wgsl and random.wgsl.
 
-// The GPU-resident training state (params::TrainState on the host): the step counter that keys
+// The GPU-resident training state (ir::TrainState on the host): the step counter that keys
 // noise and batch order, and Adam's step counts and running powers. 8 words.
 struct TrainState {
     step: u32,

@@ -4,7 +4,7 @@
 // only the storage types differ. Operands stored in f16 are widened to f32 as they are loaded,
 // every product and sum is f32 (four vec4<f32> accumulators), and only matmul_forward's output
 // is rounded to f16, once, after bias and activation, saturating at +-65504 (the largest f16) so
-// that no implementation-defined out-of-range conversion happens; src/cpu/ops.rs `round_f16`
+// that no implementation-defined out-of-range conversion happens; src/kernels/activation.rs `round_f16`
 // stores the same way. bias_backward needs no variant: it reads and writes only f32 gradients.
 //
 //   matmul_forward_f16          y (f16) = act(x (f16) w^T (f16) + b (f16))
@@ -23,7 +23,7 @@
 //   7 storage rw     out32: dx, or the network's flat f32 gradient buffer (dw)
 
 // No `enable f16;` here: it must precede every declaration, common.wgsl's included, so
-// src/shaders.rs puts it first for the families in F16_FAMILIES.
+// src/kernels/mod.rs puts it first for the families marked f16.
 
 struct MatmulParams {
     m: u32,

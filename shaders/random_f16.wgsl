@@ -4,7 +4,7 @@
 //   dropout_f16  out[i] = keep(i) ? f16(f32(out[i]) * p.scale) : 0 for i < p.len, in place, with
 //                the mask of random.wgsl's `dropout` (same key, same hash, same threshold), so
 //                the forward and backward passes drop the same units. The product is f32 and
-//                rounded once to f16 (saturating at +-65504), as src/cpu/ops.rs `round_f16`.
+//                rounded once to f16 (saturating at +-65504), as src/kernels/activation.rs `round_f16`.
 //
 // Bindings:
 //   0 uniform  RandomParams (random.wgsl's, field for field: stream = the mask's salt,
@@ -12,7 +12,7 @@
 //   1 uniform  TrainState (only .step is read)
 //   3 storage rw  out16, at element offset p.out_off
 
-// (`enable f16;` is put first by src/shaders.rs.)
+// (`enable f16;` is put first by src/kernels/mod.rs.)
 
 struct RandomParams {
     len: u32,

@@ -1,5 +1,5 @@
 //! `--precision f16` end to end: the GPU and CPU trainers agree over ten f16 steps; an f16 run's
-//! losses track the f32 run's; and the f32 plan is the one it always was (no f16 buffer, no cast).
+//! losses track the f32 run's; and the f32 program is the one it always was (no f16 buffer, no cast).
 
 mod common;
 
