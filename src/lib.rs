@@ -16,6 +16,7 @@ pub mod check;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;
+pub mod conv_kernels;
 pub mod cpu;
 pub mod data;
 pub mod error;
