@@ -148,17 +148,8 @@ struct Geo {
 }
 
 impl Geo {
-    fn new(
-        n: usize,
-        c_in: usize,
-        h_in: usize,
-        w_in: usize,
-        c_out: usize,
-        kh: usize,
-        kw: usize,
-        s: usize,
-        p: usize,
-    ) -> Self {
+    /// From (n, c_in, h_in, w_in, c_out, kh, kw, stride, pad).
+    fn new(&[n, c_in, h_in, w_in, c_out, kh, kw, s, p]: &[usize; 9]) -> Self {
         let h_out = (h_in + 2 * p - kh) / s + 1;
         let w_out = (w_in + 2 * p - kw) / s + 1;
         Geo { n, c_in, h_in, w_in, c_out, kh, kw, s, p, h_out, w_out }
@@ -236,7 +227,7 @@ fn ref_conv2d_backward_input(g: &Geo, dy: &[f64], w: &[f64], bias: Option<&[f64]
     let mut dx = vec![0.0; g.x_len()];
     let out_of = |pos: usize, k: usize, out_size: usize| -> Option<usize> {
         let t = (pos + g.p) as isize - k as isize;
-        (t >= 0 && t as usize % g.s == 0 && (t as usize / g.s) < out_size).then(|| t as usize / g.s)
+        (t >= 0 && (t as usize).is_multiple_of(g.s) && (t as usize / g.s) < out_size).then(|| t as usize / g.s)
     };
     for b in 0..g.n {
         for ci in 0..g.c_in {
@@ -307,17 +298,8 @@ struct TGeo {
 }
 
 impl TGeo {
-    fn new(
-        n: usize,
-        c_in: usize,
-        h_in: usize,
-        w_in: usize,
-        c_out: usize,
-        kh: usize,
-        kw: usize,
-        s: usize,
-        p: usize,
-    ) -> Self {
+    /// From (n, c_in, h_in, w_in, c_out, kh, kw, stride, pad).
+    fn new(&[n, c_in, h_in, w_in, c_out, kh, kw, s, p]: &[usize; 9]) -> Self {
         let h_out = (h_in - 1) * s + kh - 2 * p;
         let w_out = (w_in - 1) * s + kw - 2 * p;
         TGeo { n, c_in, h_in, w_in, c_out, kh, kw, s, p, h_out, w_out }
@@ -506,11 +488,11 @@ const TRANSPOSE_CASES: &[[usize; 9]] = &[
 ];
 
 fn geo(c: &[usize; 9]) -> Geo {
-    Geo::new(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8])
+    Geo::new(c)
 }
 
 fn tgeo(c: &[usize; 9]) -> TGeo {
-    TGeo::new(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8])
+    TGeo::new(c)
 }
 
 // ---------------------------------------------------------------- a. conv2d twins vs f64
@@ -683,6 +665,15 @@ fn conv_transpose2d_backward_twins_match_finite_differences() {
         check(&format!("conv_transpose2d dX vs fd {t:?}"), &dx, &fd_dx, 1e-4, 1e-5);
         check(&format!("conv_transpose2d dW vs fd {t:?}"), &dw, &fd_dw, 1e-4, 1e-5);
         check(&format!("conv_transpose2d db vs fd {t:?}"), &db, &fd_db, 1e-4, 1e-5);
+        // Accumulating onto earlier gradients.
+        let (ix, iw, ib) = (rng.vec(t.x_len(), -1.0, 1.0), rng.vec(t.w_len(), -1.0, 1.0), rng.vec(t.c_out, -1.0, 1.0));
+        let plus = |init: &[f32], v: &[f64]| -> Vec<f64> { init.iter().zip(v).map(|(&i, &v)| i as f64 + v).collect() };
+        let dx = twin_conv("fd", |a, c, o| shape.backward_input(a, c[0], o, true), &r, &[&w], t.x_len(), Some(&ix));
+        let dw = twin_conv("fd", |a, c, o| shape.backward_weight(a, c[0], o, true), &x, &[&r], t.w_len(), Some(&iw));
+        let db = twin_conv("fd", |a, _, o| shape.backward_bias(a, o, true), &r, &[], t.c_out, Some(&ib));
+        check(&format!("conv_transpose2d dX += {t:?}"), &dx, &plus(&ix, &fd_dx), 1e-4, 1e-5);
+        check(&format!("conv_transpose2d dW += {t:?}"), &dw, &plus(&iw, &fd_dw), 1e-4, 1e-5);
+        check(&format!("conv_transpose2d db += {t:?}"), &db, &plus(&ib, &fd_db), 1e-4, 1e-5);
     }
 }
 
@@ -1096,4 +1087,363 @@ fn uniform_structs_mirror_the_wgsl_field_for_field() {
     assert_eq!(span as usize, std::mem::size_of::<NormParams>());
     assert_eq!(std::mem::size_of::<ConvParams>() % 16, 0);
     assert_eq!(std::mem::size_of::<NormParams>() % 16, 0);
+}
+
+// ---------------------------------------------------------------- the WGSL kernels vs the twins
+
+/// Where a GPU adapter exists (lavapipe in CI): each WGSL kernel on the same packed, NaN-guarded
+/// buffers as its twin, compared element for element (guards included) under [`TOLERANCES`].
+/// Bind group layouts come from [`BINDINGS`], the device has wgpu's downlevel limits as the
+/// crate's, so a binding table or limit mistake fails here too.
+mod gpu {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use super::*;
+
+    pub struct Gpu {
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        pipelines: RefCell<HashMap<&'static str, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>>,
+    }
+
+    /// The adapter (WGPU_ADAPTER_NAME's, else the first), or None when there is none; with
+    /// SHADERGAN_REQUIRE_GPU=1 (CI) a missing adapter fails instead.
+    pub fn open() -> Option<Gpu> {
+        let required = std::env::var("SHADERGAN_REQUIRE_GPU").is_ok_and(|v| v == "1");
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let want = std::env::var("WGPU_ADAPTER_NAME").unwrap_or_default().to_lowercase();
+        let Some(adapter) = adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&want)) else {
+            assert!(!required, "SHADERGAN_REQUIRE_GPU=1 but no GPU adapter");
+            eprintln!("SKIPPED (no GPU adapter; CI sets SHADERGAN_REQUIRE_GPU=1)");
+            return None;
+        };
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("conv_kernels test"),
+            required_limits: wgpu::Limits::downlevel_defaults(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).expect("device");
+        eprintln!("GPU adapter: {}", adapter.get_info().name);
+        Some(Gpu { device, queue, pipelines: RefCell::new(HashMap::new()) })
+    }
+
+    fn family_of(entry: &str) -> &'static str {
+        ENTRIES.iter().find(|(e, _)| *e == entry).expect("listed entry").1
+    }
+
+    fn slots_of(entry: &str) -> (&'static str, &'static [(u32, Access)]) {
+        BINDINGS.iter().find(|(e, _)| *e == entry).map(|&(e, s)| (e, s)).expect("listed entry")
+    }
+
+    impl Gpu {
+        fn pipeline(&self, entry: &str) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
+            let (entry, slots) = slots_of(entry);
+            let mut cache = self.pipelines.borrow_mut();
+            cache
+                .entry(entry)
+                .or_insert_with(|| {
+                    let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+                    let src = source(family_of(entry));
+                    let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(entry),
+                        source: wgpu::ShaderSource::Wgsl(src.into()),
+                    });
+                    let entries: Vec<wgpu::BindGroupLayoutEntry> = slots
+                        .iter()
+                        .map(|&(binding, access)| wgpu::BindGroupLayoutEntry {
+                            binding,
+                            visibility: wgpu::ShaderStages::COMPUTE,
+                            ty: wgpu::BindingType::Buffer {
+                                ty: match access {
+                                    Access::Uniform => wgpu::BufferBindingType::Uniform,
+                                    Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                                    Access::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                                },
+                                has_dynamic_offset: false,
+                                min_binding_size: None,
+                            },
+                            count: None,
+                        })
+                        .collect();
+                    let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                        label: Some(entry),
+                        entries: &entries,
+                    });
+                    let layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(entry),
+                        bind_group_layouts: &[Some(&bgl)],
+                        immediate_size: 0,
+                    });
+                    let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(entry),
+                        layout: Some(&layout),
+                        module: &module,
+                        entry_point: Some(entry),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    });
+                    if let Some(e) = pollster::block_on(scope.pop()) {
+                        panic!("compiling {entry}: {e}");
+                    }
+                    (pipeline, bgl)
+                })
+                .clone()
+        }
+
+        fn buffer(&self, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: size.max(16).next_multiple_of(4),
+                usage,
+                mapped_at_creation: false,
+            })
+        }
+
+        /// Runs `entry` once with `uniform` at slot 0 and `bufs` (slot, contents) at theirs, in
+        /// `groups` workgroups; returns every buffer's contents afterwards.
+        pub fn run(&self, entry: &str, uniform: &[u8], bufs: &[(u32, &[f32])], groups: [u32; 3]) -> Vec<Vec<f32>> {
+            let (pipeline, bgl) = self.pipeline(entry);
+            let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let u = self.buffer(uniform.len() as u64, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
+            self.queue.write_buffer(&u, 0, uniform);
+            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+            let storage: Vec<wgpu::Buffer> = bufs
+                .iter()
+                .map(|(_, v)| {
+                    let b = self.buffer(4 * v.len() as u64, usage);
+                    self.queue.write_buffer(&b, 0, bytemuck::cast_slice(v));
+                    b
+                })
+                .collect();
+            let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: u.as_entire_binding() }];
+            for ((slot, _), b) in bufs.iter().zip(&storage) {
+                entries.push(wgpu::BindGroupEntry { binding: *slot, resource: b.as_entire_binding() });
+            }
+            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(entry),
+                layout: &bgl,
+                entries: &entries,
+            });
+            let mut enc = self.device.create_command_encoder(&Default::default());
+            {
+                let mut pass =
+                    enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            }
+            let staging: Vec<(wgpu::Buffer, u64)> = bufs
+                .iter()
+                .zip(&storage)
+                .map(|((_, v), b)| {
+                    let size = 4 * v.len() as u64;
+                    let s = self.buffer(size, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+                    enc.copy_buffer_to_buffer(b, 0, &s, 0, size);
+                    (s, size)
+                })
+                .collect();
+            let index = self.queue.submit([enc.finish()]);
+            for (s, size) in &staging {
+                s.map_async(wgpu::MapMode::Read, 0..*size, |r| r.expect("map"));
+            }
+            self.device.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None }).expect("poll");
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                panic!("running {entry}: {e}");
+            }
+            staging
+                .iter()
+                .map(|(s, size)| {
+                    let out = bytemuck::cast_slice(&s.get_mapped_range(0..*size).expect("mapped")).to_vec();
+                    s.unmap();
+                    out
+                })
+                .collect()
+        }
+    }
+
+    /// The tolerance of `name` in [`TOLERANCES`] (the longest matching prefix).
+    fn tolerance(name: &str) -> (f32, f32) {
+        let (_, rel, abs) = TOLERANCES
+            .iter()
+            .filter(|(k, _, _)| name.starts_with(k))
+            .max_by_key(|(k, _, _)| k.len())
+            .unwrap_or_else(|| panic!("no tolerance for {name}"));
+        (*rel, *abs)
+    }
+
+    /// GPU vs twin, whole buffers (guards included: NaN must match NaN), as check::compare.
+    fn compare(what: &str, entry: &str, gpu: &[f32], cpu: &[f32]) {
+        let (rel, abs) = tolerance(entry);
+        assert_eq!(gpu.len(), cpu.len());
+        let mut worst: Option<(usize, f32)> = None;
+        for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+            let ok =
+                if g.is_nan() || c.is_nan() { g.is_nan() && c.is_nan() } else { (g - c).abs() <= abs + rel * c.abs() };
+            let excess = if g.is_finite() && c.is_finite() { (g - c).abs() } else { f32::INFINITY };
+            if !ok && worst.is_none_or(|(_, e)| excess > e) {
+                worst = Some((i, excess));
+            }
+        }
+        if let Some((i, _)) = worst {
+            panic!("{what} ({entry}): worst at {i}: gpu {} vs cpu {} (rel {rel}, abs {abs})", gpu[i], cpu[i]);
+        }
+    }
+
+    /// One conv call on both sides: a, c packed inputs, out the output buffer's initial contents.
+    fn conv_both(gpu: &Gpu, what: &str, call: &ConvCall, a: &[f32], c: &[f32], out: &[f32]) {
+        let mut cpu_out = out.to_vec();
+        run_conv_twin(call, a, c, &mut cpu_out);
+        let uses_c = call.entry != "conv2d_backward_bias";
+        let bufs: Vec<(u32, &[f32])> = if uses_c { vec![(1, a), (2, c), (3, out)] } else { vec![(1, a), (3, out)] };
+        let got = gpu.run(call.entry, bytemuck::bytes_of(&call.p), &bufs, call.workgroups());
+        compare(what, call.entry, got.last().unwrap(), &cpu_out);
+    }
+
+    #[test]
+    fn conv_kernels_match_their_twins() {
+        let Some(gpu) = open() else { return };
+        let mut rng = Rng(10);
+        for case in CONV_CASES {
+            let g = geo(case);
+            let shape = g.shape();
+            let what = format!("{g:?}");
+            let x = Packed::new(&[&rng.vec(g.x_len(), -1.0, 1.0)]);
+            let wb = Packed::new(&[&rng.vec(g.w_len(), -1.0, 1.0), &rng.vec(g.c_out, -1.0, 1.0)]);
+            let dy = Packed::new(&[&rng.vec(g.y_len(), -1.0, 1.0)]);
+            let dx_init = Packed::new(&[&rng.vec(g.x_len(), -1.0, 1.0)]);
+            let dwb_init = Packed::new(&[&rng.vec(g.w_len(), -1.0, 1.0), &rng.vec(g.c_out, -1.0, 1.0)]);
+            let y_out = Packed::nan(&[g.y_len()]);
+            for bias in [None, Some(wb.off(1))] {
+                conv_both(
+                    &gpu,
+                    &what,
+                    &shape.forward(x.off(0), wb.off(0), bias, y_out.off(0)),
+                    &x.buf,
+                    &wb.buf,
+                    &y_out.buf,
+                );
+            }
+            for acc in [false, true] {
+                let dx_out = if acc { dx_init.buf.clone() } else { Packed::nan(&[g.x_len()]).buf };
+                let dwb_out = if acc { dwb_init.buf.clone() } else { Packed::nan(&[g.w_len(), g.c_out]).buf };
+                let call = shape.backward_input(dy.off(0), wb.off(0), dx_init.off(0), acc);
+                conv_both(&gpu, &what, &call, &dy.buf, &wb.buf, &dx_out);
+                let call = shape.backward_weight(dy.off(0), x.off(0), dwb_init.off(0), acc);
+                conv_both(&gpu, &what, &call, &dy.buf, &x.buf, &dwb_out);
+                let call = shape.backward_bias(dy.off(0), dwb_init.off(1), acc);
+                conv_both(&gpu, &what, &call, &dy.buf, &[], &dwb_out);
+            }
+        }
+    }
+
+    #[test]
+    fn conv_transpose2d_calls_match_their_twins() {
+        let Some(gpu) = open() else { return };
+        let mut rng = Rng(11);
+        for case in TRANSPOSE_CASES {
+            let t = tgeo(case);
+            let shape = t.shape();
+            let what = format!("{t:?}");
+            let x = Packed::new(&[&rng.vec(t.x_len(), -1.0, 1.0)]);
+            let wb = Packed::new(&[&rng.vec(t.w_len(), -1.0, 1.0), &rng.vec(t.c_out, -1.0, 1.0)]);
+            let dy = Packed::new(&[&rng.vec(t.y_len(), -1.0, 1.0)]);
+            let y_out = Packed::nan(&[t.y_len()]);
+            for bias in [None, Some(wb.off(1))] {
+                conv_both(
+                    &gpu,
+                    &what,
+                    &shape.forward(x.off(0), wb.off(0), bias, y_out.off(0)),
+                    &x.buf,
+                    &wb.buf,
+                    &y_out.buf,
+                );
+            }
+            let dx_init = Packed::new(&[&rng.vec(t.x_len(), -1.0, 1.0)]);
+            let dwb_init = Packed::new(&[&rng.vec(t.w_len(), -1.0, 1.0), &rng.vec(t.c_out, -1.0, 1.0)]);
+            for acc in [false, true] {
+                let dx_out = if acc { dx_init.buf.clone() } else { Packed::nan(&[t.x_len()]).buf };
+                let dwb_out = if acc { dwb_init.buf.clone() } else { Packed::nan(&[t.w_len(), t.c_out]).buf };
+                let call = shape.backward_input(dy.off(0), wb.off(0), dx_init.off(0), acc);
+                conv_both(&gpu, &what, &call, &dy.buf, &wb.buf, &dx_out);
+                let call = shape.backward_weight(x.off(0), dy.off(0), dwb_init.off(0), acc);
+                conv_both(&gpu, &what, &call, &x.buf, &dy.buf, &dwb_out);
+                let call = shape.backward_bias(dy.off(0), dwb_init.off(1), acc);
+                conv_both(&gpu, &what, &call, &dy.buf, &[], &dwb_out);
+            }
+        }
+    }
+
+    /// Every batch-norm entry on both sides, state carried from the forward to the backward.
+    fn batch_norm_both(gpu: &Gpu, n: usize, c: usize, s: usize, x: &[f32], rng: &mut Rng) {
+        let what = format!("batch norm n {n} c {c} s {s}");
+        let len = n * c * s;
+        let (gamma, beta) = (rng.vec(c, 0.5, 2.0), rng.vec(c, -1.0, 1.0));
+        let (rm, rv) = (rng.vec(c, -1.0, 1.0), rng.vec(c, 0.5, 2.0));
+        let mut bn = Bn::new(n, c, s, x, &gamma, &beta, (&rm, &rv));
+        let dy = Packed::new(&[&rng.vec(len, -1.0, 1.0)]);
+        let y = Packed::nan(&[len]);
+        let dx_init = Packed::new(&[&rng.vec(len, -1.0, 1.0)]);
+        let grads_init = Packed::new(&[&rng.vec(c, -1.0, 1.0), &rng.vec(c, -1.0, 1.0)]);
+        let state0 = bn.state.buf.clone();
+        for update in [true, false] {
+            let p = NormParams { y_off: y.off(0), update_running: update as u32, ..bn.p };
+            let mut cpu_y = y.buf.clone();
+            let mut cpu_state = state0.clone();
+            batch_norm_forward(&p, &bn.x.buf, &bn.params.buf, &mut cpu_y, &mut cpu_state);
+            let entry = "batch_norm_forward";
+            let bufs = [(1, &bn.x.buf[..]), (2, &bn.params.buf[..]), (3, &y.buf[..]), (4, &state0[..])];
+            let got = gpu.run(entry, bytemuck::bytes_of(&p), &bufs, p.workgroups(entry));
+            compare(&format!("{what} y"), entry, &got[2], &cpu_y);
+            compare(&format!("{what} state"), entry, &got[3], &cpu_state);
+            // Carry on from the twin's state so that the backward sides start equal.
+            bn.state.buf = cpu_state;
+        }
+        let p = NormParams { y_off: y.off(0), ..bn.p };
+        let entry = "batch_norm_eval";
+        let mut cpu_y = y.buf.clone();
+        batch_norm_eval(&p, &bn.x.buf, &bn.params.buf, &mut cpu_y, &bn.state.buf);
+        let bufs = [(1, &bn.x.buf[..]), (2, &bn.params.buf[..]), (3, &y.buf[..]), (4, &bn.state.buf[..])];
+        let got = gpu.run(entry, bytemuck::bytes_of(&p), &bufs, p.workgroups(entry));
+        compare(&format!("{what} eval y"), entry, &got[2], &cpu_y);
+        compare(&format!("{what} eval state"), entry, &got[3], &bn.state.buf);
+        for acc in [false, true] {
+            let dx = if acc { dx_init.buf.clone() } else { Packed::nan(&[len]).buf };
+            let grads = if acc { grads_init.buf.clone() } else { Packed::nan(&[c, c]).buf };
+            let p = NormParams {
+                dy_off: dy.off(0),
+                dx_off: dx_init.off(0),
+                dgamma_off: grads_init.off(0),
+                dbeta_off: grads_init.off(1),
+                accumulate: acc as u32,
+                ..bn.p
+            };
+            let (mut cpu_dx, mut cpu_grads) = (dx.clone(), grads.clone());
+            batch_norm_backward_input(&p, &bn.x.buf, &dy.buf, &mut cpu_dx, &bn.state.buf);
+            batch_norm_backward_params(&p, &bn.x.buf, &dy.buf, &mut cpu_grads, &bn.state.buf);
+            for (entry, out, cpu_out) in
+                [("batch_norm_backward_input", &dx, &cpu_dx), ("batch_norm_backward_params", &grads, &cpu_grads)]
+            {
+                let bufs = [(1, &bn.x.buf[..]), (2, &dy.buf[..]), (3, &out[..]), (4, &bn.state.buf[..])];
+                let got = gpu.run(entry, bytemuck::bytes_of(&p), &bufs, p.workgroups(entry));
+                compare(&format!("{what} acc={acc}"), entry, &got[2], cpu_out);
+                compare(&format!("{what} acc={acc} state"), entry, &got[3], &bn.state.buf);
+            }
+        }
+    }
+
+    #[test]
+    fn batch_norm_kernels_match_their_twins() {
+        let Some(gpu) = open() else { return };
+        let mut rng = Rng(12);
+        for &[n, c, s] in BN_CASES {
+            let x = rng.vec(n * c * s, -2.0, 3.0);
+            batch_norm_both(&gpu, n, c, s, &x, &mut rng);
+        }
+        // Extreme inputs and a constant channel.
+        let x = rng.vec(2 * 3 * 300, -1e4, 1e4);
+        batch_norm_both(&gpu, 2, 3, 300, &x, &mut rng);
+        batch_norm_both(&gpu, 4, 2, 5, &[7.0; 40], &mut rng);
+    }
 }
