@@ -76,6 +76,18 @@ impl<'a> Host<'a> {
         self.bufs[b] = y;
     }
 
+    /// Like `with_out` for several distinct outputs.
+    pub fn with_many<const N: usize>(&mut self, outs: [BufId; N], f: impl FnOnce(&[Vec<f32>], &mut [Vec<f32>; N])) {
+        for (i, a) in outs.iter().enumerate() {
+            assert!(!outs[..i].contains(a), "outputs must be distinct buffers");
+        }
+        let mut taken = outs.map(|o| std::mem::take(&mut self.bufs[o]));
+        f(self.bufs, &mut taken);
+        for (o, v) in outs.into_iter().zip(taken) {
+            self.bufs[o] = v;
+        }
+    }
+
     pub fn data(&self) -> DataView<'a> {
         self.data.expect("a kernel that reads the data set needs one")
     }

@@ -10,9 +10,11 @@
 
 pub mod activation;
 pub mod adam;
+pub mod conv;
 pub mod ema;
 pub mod loss;
 pub mod matmul;
+pub mod norm;
 pub mod random;
 pub mod tolerance;
 pub mod xent;
@@ -61,6 +63,11 @@ pub struct Family {
     pub uniforms: &'static [UniformInfo],
 }
 
+/// The most storage buffers any entry point binds (batch norm's training forward: x, its
+/// parameters, y, the running statistics, the pass's saved statistics). The GPU context asks the
+/// device for this many per shader stage.
+pub const MAX_STORAGE_BINDINGS: u32 = 5;
+
 /// Where an f16 family binds an f32 buffer: its role's slot plus this.
 pub const F32_SLOT_SHIFT: u32 = 4;
 
@@ -76,6 +83,8 @@ pub const FAMILIES: &[&Family] = &[
     &random::FAMILY,
     &random::FAMILY_F16,
     &ema::FAMILY,
+    &conv::FAMILY,
+    &norm::FAMILY,
 ];
 
 /// Structs declared in common.wgsl, prepended to every family.

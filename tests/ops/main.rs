@@ -7,6 +7,7 @@ mod common;
 
 mod activation;
 mod adam;
+mod conv;
 mod ema;
 mod loss;
 mod matmul;

@@ -182,6 +182,15 @@ impl GpuExecutor {
             let entry = self.entry_for(op)?;
             let ctx = self.ctx.clone();
             let (family, e) = kernels::entry(entry).ok_or_else(|| Error::gpu(format!("no kernel named {entry}")))?;
+            let storage = e.slots.iter().filter(|s| !matches!(s, Slot::Uniform(_))).count() as u32;
+            let most = ctx.device.limits().max_storage_buffers_per_shader_stage;
+            if storage > most {
+                return Err(Error::gpu(format!(
+                    "{entry} binds {storage} storage buffers, and {} binds at most {most} per shader \
+                     stage; use --backend cpu",
+                    ctx.summary.name
+                )));
+            }
             let (pipeline, bgl) = self.kernels.get(&ctx, entry)?;
             let (pipeline, bgl) = (pipeline.clone(), bgl.clone());
             let uniform_buf = op.uniform().map(|bytes| {

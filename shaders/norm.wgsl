@@ -1,0 +1,234 @@
+// norm.wgsl: batch normalisation (torch.nn.BatchNorm2d / BatchNorm1d), training and eval mode.
+//
+// Layout: x is (n, c, s), NCHW flattened with s = h w: element (b, ch, sp) at
+// off + (b c + ch) s + sp. A linear layer's batch norm over (n, f) is the same with c = f, s = 1.
+// Every channel ch is normalised over its m = n s elements, indexed e = b s + sp.
+//
+// Entry points (training mode uses the batch's statistics, eval mode the running ones):
+//   batch_norm_forward          mean  = sum(x) inv_m
+//                               var   = sum((x - mean)^2) inv_m   (biased; a second pass over x,
+//                                       not E[x^2] - mean^2, which cancels catastrophically)
+//                               inv_std = inverseSqrt(var + eps)
+//                               y = gamma ((x - mean) inv_std) + beta
+//                               saves mean, inv_std and gamma of the channel for the backward;
+//                               if update_running: running_mean = (1 - mom) running_mean + mom mean,
+//                               running_var = (1 - mom) running_var + mom (var unbias)
+//   batch_norm_backward_params  x_hat = (x - mean) inv_std (saved mean and inv_std)
+//                               dgamma (+)= sum(dy x_hat), dbeta (+)= sum(dy)
+//   batch_norm_backward_input   dx (+)= (gamma inv_std) ((dy - sum(dy) inv_m) - x_hat sum(dy x_hat) inv_m)
+//                               (saved gamma: the backward of the forward that ran)
+//   batch_norm_eval             y = gamma ((x - running_mean) inverseSqrt(running_var + eps)) + beta
+// inv_m = 1 / m and unbias = m / (m - 1) are params computed on the host (NormParams::new), so
+// that they are one correctly rounded value on every backend (WGSL's division is not). For m = 1
+// unbias is 1 (PyTorch refuses training batch norm on one value per channel; here the variance
+// is 0, y = beta, dx = 0, and the running variance decays towards 0 instead of dividing by 0).
+// The GPU computes 1/sqrt with inverseSqrt (not correctly rounded: Vulkan allows 2 ulp); the CPU
+// twin computes 1.0 / (var + eps).sqrt() in f32, hence a tolerance on inv_std and all after it.
+//
+// The backward is two entry points (parameters, input), so that each binds at most five storage
+// buffers, the most any entry point of shadergan binds (the device is opened with at least five
+// per shader stage). Run both (in either order); each recomputes the same two sums in the same
+// order, so dx and dgamma/dbeta use identical values.
+//
+// Bindings:
+//   0 uniform NormParams
+//   1 storage read   a: x, at x_off (every entry point)
+//   2 storage read   c: forward, eval: the network's flat parameters, gamma at gamma_off and beta
+//                       at beta_off (c values each); backward_*: dy at dy_off
+//   3 storage rw     out: forward, eval: y at y_off; backward_input: dx at dx_off;
+//                       backward_params: the flat gradient buffer, dgamma at dgamma_off, dbeta
+//                       at dbeta_off
+//   4 storage rw     state (forward, eval): the network's non-trainable state, running_mean at
+//                       mean_off and running_var at var_off (c values each; forward updates them
+//                       if update_running, eval reads them). Not trained, so it is not the
+//                       parameter buffer that Adam updates.
+//   5 storage rw     saved (forward, backward_*): this pass's statistics at save_off: mean
+//                       [0, c), inv_std [c, 2c), gamma [2c, 3c) (forward writes them, backward_*
+//                       read them); a scratch buffer of the pass, so that the passes of one step
+//                       (D on real, D on fake) each keep their own.
+//
+// Dispatch: forward and backward_* run one workgroup of 256 per channel (c workgroups, as a 1-D
+// run split into an (x, y) grid of at most 65,535 per dimension); eval one invocation per
+// element (n c s invocations, workgroups of 256, linear_index in common.wgsl).
+//
+// Fixed-order sums (the CPU twin follows them exactly): lane l of the channel's workgroup adds
+// the terms e = l, l + 256, l + 512, ... in order, starting from 0; then a tree: for stride 128,
+// 64, ..., 1, partial[l] += partial[l + stride] for l < stride; the sum is partial[0].
+
+struct NormParams {
+    n: u32,
+    c: u32,
+    s: u32,              // spatial size h w (1 for a linear layer's features)
+    x_off: u32,          // x in binding 1
+    y_off: u32,          // y in binding 3 (forward, eval)
+    dy_off: u32,         // dy in binding 2 (backward_*)
+    dx_off: u32,         // dx in binding 3 (backward_input)
+    gamma_off: u32,      // gamma in binding 2 (forward, eval)
+    beta_off: u32,       // beta in binding 2 (forward, eval)
+    mean_off: u32,       // running_mean in binding 4
+    var_off: u32,        // running_var in binding 4
+    save_off: u32,       // saved [mean | inv_std | gamma], 3c values in binding 5
+    dgamma_off: u32,     // dgamma in binding 3 (backward_params)
+    dbeta_off: u32,      // dbeta in binding 3 (backward_params)
+    eps: f32,            // added to the variance (PyTorch: 1e-5)
+    momentum: f32,       // running-statistics momentum (PyTorch: 0.1)
+    inv_m: f32,          // 1 / (n s)
+    unbias: f32,         // (n s) / (n s - 1), 1 when n s = 1
+    update_running: u32, // forward: update the running statistics
+    accumulate: u32,     // backward_*: out += v instead of out = v
+}
+
+@group(0) @binding(0) var<uniform> p: NormParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> c: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> state: array<f32>;
+@group(0) @binding(5) var<storage, read_write> saved: array<f32>;
+
+var<workgroup> partial: array<vec2<f32>, 256>;
+
+// Index of this workgroup in a 1-D run of workgroups dispatched as a 2-D grid.
+fn workgroup_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wg.y * nwg.x + wg.x;
+}
+
+// Element e = b s + sp of channel ch in a tensor at off.
+fn element(off: u32, ch: u32, e: u32) -> u32 {
+    return off + ((e / p.s) * p.c + ch) * p.s + e % p.s;
+}
+
+// The tree over the 256 lanes' partial sums (two at once); every lane gets the totals.
+fn workgroup_sum(li: u32, v: vec2<f32>) -> vec2<f32> {
+    partial[li] = v;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if (li < stride) {
+            partial[li] += partial[li + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    // Every lane has read the total before the next sum overwrites partial.
+    workgroupBarrier();
+    return total;
+}
+
+fn store(idx: u32, v: f32) {
+    out[idx] = select(v, out[idx] + v, p.accumulate != 0u);
+}
+
+// The channel's batch mean (lane-strided sums of x, then the tree).
+fn batch_mean(li: u32, ch: u32) -> f32 {
+    var acc = 0.0;
+    for (var e = li; e < p.n * p.s; e += 256u) {
+        acc += a[element(p.x_off, ch, e)];
+    }
+    return workgroup_sum(li, vec2<f32>(acc, 0.0)).x * p.inv_m;
+}
+
+// The channel's biased batch variance about `mean`, as a second pass.
+fn batch_var(li: u32, ch: u32, mean: f32) -> f32 {
+    var acc = 0.0;
+    for (var e = li; e < p.n * p.s; e += 256u) {
+        let d = a[element(p.x_off, ch, e)] - mean;
+        acc += d * d;
+    }
+    return workgroup_sum(li, vec2<f32>(acc, 0.0)).x * p.inv_m;
+}
+
+// (sum(dy), sum(dy x_hat)) of the channel, x_hat from the saved statistics.
+fn backward_sums(li: u32, ch: u32, mean: f32, inv_std: f32) -> vec2<f32> {
+    var acc = vec2<f32>(0.0);
+    for (var e = li; e < p.n * p.s; e += 256u) {
+        let dy = c[element(p.dy_off, ch, e)];
+        let x_hat = (a[element(p.x_off, ch, e)] - mean) * inv_std;
+        acc += vec2<f32>(dy, dy * x_hat);
+    }
+    return workgroup_sum(li, acc);
+}
+
+// Training mode: a = x, c = parameters (gamma, beta), out = y, state = running stats, saved =
+// this pass's statistics.
+// One workgroup per channel.
+@compute @workgroup_size(256)
+fn batch_norm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
+    let ch = workgroup_index(wg, nwg);
+    // ch is the same for the whole workgroup, so this return keeps the barriers uniform.
+    if (ch >= p.c) {
+        return;
+    }
+    let mean = batch_mean(li, ch);
+    let variance = batch_var(li, ch, mean);
+    let inv_std = inverseSqrt(variance + p.eps);
+    let gamma = c[p.gamma_off + ch];
+    let beta = c[p.beta_off + ch];
+    for (var e = li; e < p.n * p.s; e += 256u) {
+        let x_hat = (a[element(p.x_off, ch, e)] - mean) * inv_std;
+        out[element(p.y_off, ch, e)] = gamma * x_hat + beta;
+    }
+    if (li == 0u) {
+        saved[p.save_off + ch] = mean;
+        saved[p.save_off + p.c + ch] = inv_std;
+        saved[p.save_off + 2u * p.c + ch] = gamma;
+        if (p.update_running != 0u) {
+            let keep = 1.0 - p.momentum;
+            state[p.mean_off + ch] = keep * state[p.mean_off + ch] + p.momentum * mean;
+            state[p.var_off + ch] = keep * state[p.var_off + ch] + p.momentum * (variance * p.unbias);
+        }
+    }
+}
+
+// dgamma, dbeta: a = x, c = dy, out = the flat gradient buffer, saved = the pass's statistics.
+// One workgroup per channel.
+@compute @workgroup_size(256)
+fn batch_norm_backward_params(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                              @builtin(local_invocation_index) li: u32) {
+    let ch = workgroup_index(wg, nwg);
+    if (ch >= p.c) {
+        return;
+    }
+    let mean = saved[p.save_off + ch];
+    let inv_std = saved[p.save_off + p.c + ch];
+    let sums = backward_sums(li, ch, mean, inv_std);
+    if (li == 0u) {
+        store(p.dgamma_off + ch, sums.y);
+        store(p.dbeta_off + ch, sums.x);
+    }
+}
+
+// dx: a = x, c = dy, out = dx, saved = the pass's statistics. One workgroup per channel.
+@compute @workgroup_size(256)
+fn batch_norm_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) li: u32) {
+    let ch = workgroup_index(wg, nwg);
+    if (ch >= p.c) {
+        return;
+    }
+    let mean = saved[p.save_off + ch];
+    let inv_std = saved[p.save_off + p.c + ch];
+    let scale = saved[p.save_off + 2u * p.c + ch] * inv_std;
+    let sums = backward_sums(li, ch, mean, inv_std);
+    let mean_dy = sums.x * p.inv_m;
+    let mean_dy_xhat = sums.y * p.inv_m;
+    for (var e = li; e < p.n * p.s; e += 256u) {
+        let dy = c[element(p.dy_off, ch, e)];
+        let x_hat = (a[element(p.x_off, ch, e)] - mean) * inv_std;
+        store(element(p.dx_off, ch, e), scale * ((dy - mean_dy) - x_hat * mean_dy_xhat));
+    }
+}
+
+// Eval mode: a = x, c = parameters (gamma, beta), out = y, state = running stats (read only).
+// One invocation per element.
+@compute @workgroup_size(256)
+fn batch_norm_eval(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    let o = linear_index(wg, nwg, li);
+    if (o >= p.n * p.c * p.s) {
+        return;
+    }
+    let ch = (o / p.s) % p.c;
+    let inv_std = inverseSqrt(state[p.var_off + ch] + p.eps);
+    let x_hat = (a[p.x_off + o] - state[p.mean_off + ch]) * inv_std;
+    out[p.y_off + o] = c[p.gamma_off + ch] * x_hat + c[p.beta_off + ch];
+}

@@ -1,0 +1,382 @@
+//! Batch normalisation (norm.wgsl), per channel of an NCHW tensor (per feature of a linear
+//! layer's output: c = features, s = 1): training mode from the batch's statistics, which it
+//! saves for the backward pass and folds into the running statistics; eval mode from the running
+//! statistics; the backward pass as two calls (parameters, input). Every sum in a fixed order the
+//! twins follow; no atomics. Formulas and bindings in the WGSL header.
+
+use super::conv::twin::lane_tree_sum;
+use super::conv::LANES;
+use super::{Entry, Family, Slot};
+use crate::ir::kernel::groups_1d;
+use crate::ir::{BufId, Host, Kernel, Res, Span, UniformLayout};
+
+crate::uniform! {
+    /// `NormParams` in norm.wgsl: one batch-norm call over an (n, c, s) tensor, s = h w (1 for a
+    /// linear layer). Build it with [`NormParams::new`], which fills `inv_m` and `unbias`, then set
+    /// the offsets (norm.wgsl's header says which binding each lives in).
+    pub struct NormParams {
+        pub n: u32,
+        pub c: u32,
+        pub s: u32,
+        pub x_off: u32,
+        pub y_off: u32,
+        pub dy_off: u32,
+        pub dx_off: u32,
+        pub gamma_off: u32,
+        pub beta_off: u32,
+        /// running_mean, in the state binding.
+        pub mean_off: u32,
+        /// running_var, in the state binding.
+        pub var_off: u32,
+        /// The saved statistics, 3c values in the saved binding: mean, inv_std, gamma per channel.
+        pub save_off: u32,
+        pub dgamma_off: u32,
+        pub dbeta_off: u32,
+        pub eps: f32,
+        pub momentum: f32,
+        /// 1 / (n s).
+        pub inv_m: f32,
+        /// (n s) / (n s - 1), the unbiased variance's factor; 1 when n s = 1 (where PyTorch errors).
+        pub unbias: f32,
+        /// forward: update running_mean and running_var (a GAN's G step may run D without it).
+        pub update_running: u32,
+        /// backward_*: out += v instead of out = v.
+        pub accumulate: u32,
+    }
+}
+
+impl NormParams {
+    /// A call over (n, c, s) with PyTorch's defaults (eps 1e-5, momentum 0.1), updating the
+    /// running statistics, every offset 0. Panics when a channel has no elements.
+    pub fn new(n: u32, c: u32, s: u32) -> Self {
+        let m = n * s;
+        assert!(m >= 1 && c >= 1, "batch norm over (n {n}, c {c}, s {s}): no elements");
+        // Computed here, once, so that both backends multiply by the same correctly rounded value.
+        let inv_m = 1.0 / m as f32;
+        let unbias = if m > 1 { m as f32 / (m - 1) as f32 } else { 1.0 };
+        NormParams { n, c, s, eps: 1e-5, momentum: 0.1, inv_m, unbias, update_running: 1, ..Default::default() }
+    }
+
+    /// Elements per channel.
+    pub fn m(&self) -> usize {
+        (self.n * self.s) as usize
+    }
+
+    /// Elements of the (n, c, s) tensor.
+    pub fn len(&self) -> usize {
+        (self.n * self.c * self.s) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// One workgroup of 256 per channel.
+    fn per_channel(&self) -> [u32; 3] {
+        groups_1d(self.c as usize * LANES)
+    }
+}
+
+use Slot::{Read as R, ReadWrite as RW, Uniform as U};
+
+pub const FAMILY: Family = Family {
+    name: "norm",
+    wgsl: include_str!("../../shaders/norm.wgsl"),
+    f16: false,
+    unchecked: false,
+    entries: &[
+        Entry { name: "batch_norm_forward", slots: &[U(0), R(1), R(2), RW(3), RW(4), RW(5)] },
+        Entry { name: "batch_norm_backward_params", slots: &[U(0), R(1), R(2), RW(3), RW(5)] },
+        Entry { name: "batch_norm_backward_input", slots: &[U(0), R(1), R(2), RW(3), RW(5)] },
+        Entry { name: "batch_norm_eval", slots: &[U(0), R(1), R(2), RW(3), RW(4)] },
+    ],
+    uniforms: &[NormParams::INFO],
+};
+
+fn bytes(p: &NormParams) -> Option<Vec<u8>> {
+    Some(bytemuck::bytes_of(p).to_vec())
+}
+
+/// Training mode: a = x, c = the parameters (gamma, beta), out = y, state = the running
+/// statistics, saved = this pass's statistics.
+#[derive(Clone, Debug)]
+pub struct BatchNormForward {
+    pub p: NormParams,
+    pub a: BufId,
+    pub c: BufId,
+    pub out: BufId,
+    pub state: BufId,
+    pub saved: BufId,
+}
+
+impl Kernel for BatchNormForward {
+    fn entry(&self) -> &'static str {
+        "batch_norm_forward"
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        bytes(&self.p)
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        let b = Res::Buf;
+        vec![(1, b(self.a)), (2, b(self.c)), (3, b(self.out)), (4, b(self.state)), (5, b(self.saved))]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        self.p.per_channel()
+    }
+    fn spans(&self) -> Vec<Span> {
+        let (p, c) = (&self.p, self.p.c as usize);
+        vec![
+            Span::read(self.a, p.x_off, p.len()),
+            Span::read(self.c, p.gamma_off, c),
+            Span::read(self.c, p.beta_off, c),
+            Span::write(self.out, p.y_off, p.len()),
+            Span::write(self.state, p.mean_off, c),
+            Span::write(self.state, p.var_off, c),
+            Span::write(self.saved, p.save_off, 3 * c),
+        ]
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        let (p, a, c) = (&self.p, self.a, self.c);
+        host.with_many([self.out, self.state, self.saved], |b, [y, state, saved]| {
+            batch_norm_forward(p, &b[a], &b[c], y, state, saved)
+        })
+    }
+}
+
+/// Eval mode: a = x, c = the parameters, out = y, state = the running statistics (read).
+#[derive(Clone, Debug)]
+pub struct BatchNormEval {
+    pub p: NormParams,
+    pub a: BufId,
+    pub c: BufId,
+    pub out: BufId,
+    pub state: BufId,
+}
+
+impl Kernel for BatchNormEval {
+    fn entry(&self) -> &'static str {
+        "batch_norm_eval"
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        bytes(&self.p)
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        let b = Res::Buf;
+        vec![(1, b(self.a)), (2, b(self.c)), (3, b(self.out)), (4, b(self.state))]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        groups_1d(self.p.len())
+    }
+    fn spans(&self) -> Vec<Span> {
+        let (p, c) = (&self.p, self.p.c as usize);
+        vec![
+            Span::read(self.a, p.x_off, p.len()),
+            Span::read(self.c, p.gamma_off, c),
+            Span::read(self.c, p.beta_off, c),
+            Span::write(self.out, p.y_off, p.len()),
+            Span::read(self.state, p.mean_off, c),
+            Span::read(self.state, p.var_off, c),
+        ]
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        let (p, a, c, state) = (&self.p, self.a, self.c, self.state);
+        host.with_out(self.out, |b, y| batch_norm_eval(p, &b[a], &b[c], y, &b[state]))
+    }
+}
+
+/// dgamma, dbeta (+)=: a = x, c = dy, out = the flat gradient buffer, saved = the forward
+/// pass's statistics.
+#[derive(Clone, Debug)]
+pub struct BatchNormBackwardParams {
+    pub p: NormParams,
+    pub a: BufId,
+    pub c: BufId,
+    pub out: BufId,
+    pub saved: BufId,
+}
+
+impl Kernel for BatchNormBackwardParams {
+    fn entry(&self) -> &'static str {
+        "batch_norm_backward_params"
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        bytes(&self.p)
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        let b = Res::Buf;
+        vec![(1, b(self.a)), (2, b(self.c)), (3, b(self.out)), (5, b(self.saved))]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        self.p.per_channel()
+    }
+    fn spans(&self) -> Vec<Span> {
+        let (p, c) = (&self.p, self.p.c as usize);
+        vec![
+            Span::read(self.a, p.x_off, p.len()),
+            Span::read(self.c, p.dy_off, p.len()),
+            Span::write(self.out, p.dgamma_off, c),
+            Span::write(self.out, p.dbeta_off, c),
+            Span::read(self.saved, p.save_off, 3 * c),
+        ]
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        let (p, a, c, saved) = (&self.p, self.a, self.c, self.saved);
+        host.with_out(self.out, |b, g| batch_norm_backward_params(p, &b[a], &b[c], g, &b[saved]))
+    }
+}
+
+/// dx (+)=: a = x, c = dy, out = dx, saved = the forward pass's statistics.
+#[derive(Clone, Debug)]
+pub struct BatchNormBackwardInput {
+    pub p: NormParams,
+    pub a: BufId,
+    pub c: BufId,
+    pub out: BufId,
+    pub saved: BufId,
+}
+
+impl Kernel for BatchNormBackwardInput {
+    fn entry(&self) -> &'static str {
+        "batch_norm_backward_input"
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        bytes(&self.p)
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        let b = Res::Buf;
+        vec![(1, b(self.a)), (2, b(self.c)), (3, b(self.out)), (5, b(self.saved))]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        self.p.per_channel()
+    }
+    fn spans(&self) -> Vec<Span> {
+        let (p, c) = (&self.p, self.p.c as usize);
+        vec![
+            Span::read(self.a, p.x_off, p.len()),
+            Span::read(self.c, p.dy_off, p.len()),
+            Span::write(self.out, p.dx_off, p.len()),
+            Span::read(self.saved, p.save_off, 3 * c),
+        ]
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        let (p, a, c, saved) = (&self.p, self.a, self.c, self.saved);
+        host.with_out(self.out, |b, dx| batch_norm_backward_input(p, &b[a], &b[c], dx, &b[saved]))
+    }
+}
+
+// The CPU twins.
+
+/// out[idx] = v, or += v when accumulating (`store` in norm.wgsl).
+fn store(out: &mut [f32], idx: usize, v: f32, accumulate: u32) {
+    out[idx] = if accumulate != 0 { out[idx] + v } else { v };
+}
+
+/// Element e = b s + sp of channel ch in a tensor at `off` (`element` in norm.wgsl).
+fn element(p: &NormParams, off: u32, ch: usize, e: usize) -> usize {
+    let (c, s) = (p.c as usize, p.s as usize);
+    off as usize + ((e / s) * c + ch) * s + e % s
+}
+
+/// 1 / sqrt(var + eps) in f32 (the GPU: inverseSqrt, within a few ulp of this).
+fn inv_std_of(var: f32, eps: f32) -> f32 {
+    1.0 / (var + eps).sqrt()
+}
+
+/// (mean, biased variance) of channel ch, in the kernel's order.
+fn batch_stats(p: &NormParams, x: &[f32], ch: usize) -> (f32, f32) {
+    let m = p.m();
+    let mean = lane_tree_sum(m, |e| [x[element(p, p.x_off, ch, e)], 0.0])[0] * p.inv_m;
+    let sq = lane_tree_sum(m, |e| {
+        let d = x[element(p, p.x_off, ch, e)] - mean;
+        [d * d, 0.0]
+    });
+    (mean, sq[0] * p.inv_m)
+}
+
+/// Training-mode batch norm (`batch_norm_forward`): a = x, c = parameters (gamma, beta),
+/// out = y, state = running statistics (updated if `update_running`), saved = the pass's
+/// statistics.
+pub fn batch_norm_forward(
+    p: &NormParams,
+    x: &[f32],
+    params: &[f32],
+    y: &mut [f32],
+    state: &mut [f32],
+    saved: &mut [f32],
+) {
+    let c = p.c as usize;
+    for ch in 0..c {
+        let (mean, var) = batch_stats(p, x, ch);
+        let inv_std = inv_std_of(var, p.eps);
+        let gamma = params[p.gamma_off as usize + ch];
+        let beta = params[p.beta_off as usize + ch];
+        for e in 0..p.m() {
+            let x_hat = (x[element(p, p.x_off, ch, e)] - mean) * inv_std;
+            y[element(p, p.y_off, ch, e)] = gamma * x_hat + beta;
+        }
+        let save = p.save_off as usize;
+        saved[save + ch] = mean;
+        saved[save + c + ch] = inv_std;
+        saved[save + 2 * c + ch] = gamma;
+        if p.update_running != 0 {
+            let keep = 1.0 - p.momentum;
+            let (rm, rv) = (p.mean_off as usize + ch, p.var_off as usize + ch);
+            state[rm] = keep * state[rm] + p.momentum * mean;
+            state[rv] = keep * state[rv] + p.momentum * (var * p.unbias);
+        }
+    }
+}
+
+/// The saved (mean, inv_std, gamma) of channel ch.
+fn saved_stats(p: &NormParams, saved: &[f32], ch: usize) -> (f32, f32, f32) {
+    let (save, c) = (p.save_off as usize, p.c as usize);
+    (saved[save + ch], saved[save + c + ch], saved[save + 2 * c + ch])
+}
+
+/// (sum(dy), sum(dy x_hat)) of channel ch, in the kernel's order.
+fn backward_sums(p: &NormParams, x: &[f32], dy: &[f32], ch: usize, mean: f32, inv_std: f32) -> [f32; 2] {
+    lane_tree_sum(p.m(), |e| {
+        let g = dy[element(p, p.dy_off, ch, e)];
+        let x_hat = (x[element(p, p.x_off, ch, e)] - mean) * inv_std;
+        [g, g * x_hat]
+    })
+}
+
+/// dgamma (+)= sum(dy x_hat), dbeta (+)= sum(dy) (`batch_norm_backward_params`): a = x, c = dy,
+/// out = the flat gradient buffer, saved = the pass's statistics.
+pub fn batch_norm_backward_params(p: &NormParams, x: &[f32], dy: &[f32], grads: &mut [f32], saved: &[f32]) {
+    for ch in 0..p.c as usize {
+        let (mean, inv_std, _) = saved_stats(p, saved, ch);
+        let [sum_dy, sum_dy_xhat] = backward_sums(p, x, dy, ch, mean, inv_std);
+        store(grads, p.dgamma_off as usize + ch, sum_dy_xhat, p.accumulate);
+        store(grads, p.dbeta_off as usize + ch, sum_dy, p.accumulate);
+    }
+}
+
+/// dx (+)= gamma inv_std (dy - mean(dy) - x_hat mean(dy x_hat)) (`batch_norm_backward_input`):
+/// a = x, c = dy, out = dx, saved = the pass's statistics (gamma included).
+pub fn batch_norm_backward_input(p: &NormParams, x: &[f32], dy: &[f32], dx: &mut [f32], saved: &[f32]) {
+    for ch in 0..p.c as usize {
+        let (mean, inv_std, gamma) = saved_stats(p, saved, ch);
+        let scale = gamma * inv_std;
+        let [sum_dy, sum_dy_xhat] = backward_sums(p, x, dy, ch, mean, inv_std);
+        let (mean_dy, mean_dy_xhat) = (sum_dy * p.inv_m, sum_dy_xhat * p.inv_m);
+        for e in 0..p.m() {
+            let g = dy[element(p, p.dy_off, ch, e)];
+            let x_hat = (x[element(p, p.x_off, ch, e)] - mean) * inv_std;
+            store(dx, element(p, p.dx_off, ch, e), scale * ((g - mean_dy) - x_hat * mean_dy_xhat), p.accumulate);
+        }
+    }
+}
+
+/// Eval-mode batch norm (`batch_norm_eval`): a = x, c = parameters (gamma, beta), out = y,
+/// state = the running statistics (read only).
+pub fn batch_norm_eval(p: &NormParams, x: &[f32], params: &[f32], y: &mut [f32], state: &[f32]) {
+    let (c, s) = (p.c as usize, p.s as usize);
+    for o in 0..p.n as usize * c * s {
+        let ch = (o / s) % c;
+        let inv_std = inv_std_of(state[p.var_off as usize + ch], p.eps);
+        let x_hat = (x[p.x_off as usize + o] - state[p.mean_off as usize + ch]) * inv_std;
+        y[p.y_off as usize + o] = params[p.gamma_off as usize + ch] * x_hat + params[p.beta_off as usize + ch];
+    }
+}
