@@ -9,6 +9,7 @@
 //
 // Entry points:
 //   matmul_forward          y[m,n]  = act(sum_k x[m,k] w[n,k] + b[n])     bias + activation fused
+//                           (b = 0 when p.no_bias: a layer without one, e.g. before batch norm)
 //   matmul_backward_input   dx[m,k] = sum_n dz[m,n] w[n,k]                 (dz w)
 //   matmul_backward_weight  dw[n,k] = sum_m dz[m,n] x[m,k]  (+= if p.accumulate)   (dz^T x)
 //   bias_backward           db[n]   = sum_m dz[m,n]         (+= if p.accumulate)   column sum
@@ -37,7 +38,7 @@ struct MatmulParams {
     bias_off: u32,  // forward: bias in binding 2; bias_backward: db in binding 3
     slope: f32,
     accumulate: u32,
-    _pad0: u32,
+    no_bias: u32,   // forward: 1 = the layer has no bias (nothing read at bias_off)
     _pad1: u32,
 }
 
@@ -80,7 +81,10 @@ fn matmul_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (n >= p.n) {
             break;
         }
-        let bias = c[p.bias_off + n];
+        var bias = 0.0;
+        if (p.no_bias == 0u) {
+            bias = c[p.bias_off + n];
+        }
         for (var i = 0u; i < 4u; i++) {
             let m = m0 + i;
             if (m < p.m) {

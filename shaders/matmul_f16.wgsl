@@ -36,7 +36,7 @@ struct MatmulParams {
     bias_off: u32,
     slope: f32,
     accumulate: u32,
-    _pad0: u32,
+    no_bias: u32,   // forward: 1 = the layer has no bias (nothing read at bias_off)
     _pad1: u32,
 }
 
@@ -81,7 +81,10 @@ fn matmul_forward_f16(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (n >= p.n) {
             break;
         }
-        let bias = f32(c16[p.bias_off + n]);
+        var bias = 0.0;
+        if (p.no_bias == 0u) {
+            bias = f32(c16[p.bias_off + n]);
+        }
         for (var i = 0u; i < 4u; i++) {
             let m = m0 + i;
             if (m < p.m) {

@@ -27,6 +27,7 @@ fn valid_checkpoint() -> Vec<u8> {
             g: net(cfg.model.generator(false).init(1)),
             d: net(cfg.model.discriminator(0.0, false).init(1)),
             g_ema: None,
+            g_ema_state: vec![],
         },
         config: cfg,
         epoch: 0.0,

@@ -1,19 +1,68 @@
-//! The model: sizes and activations of both networks, and the networks built from them.
+//! The model: which architecture, its sizes and activations, and the networks built from them:
+//! the MLP (`--arch mlp`) and the convolutional GAN (`--arch dcgan`) whose layers follow the
+//! image size (28x28, 32x32 or 64x64; README "The convolutional model" has them layer by layer).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::kernels::activation::Activation;
-use crate::nn::{self, Cast, Layer, Net};
+use crate::nn::{self, BatchNorm, Cast, Conv2d, ConvTranspose2d, Init, Layer, Linear, Net};
 
 /// Which network keys the seeded initialisation (the Philox counter's net word).
 pub const NET_D: u32 = 0;
 pub const NET_G: u32 = 1;
 pub const NET_CLASSIFIER: u32 = 2;
 
+/// The networks' architecture (`--arch`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// Fully connected G and D (`--g-hidden`, `--d-hidden`).
+    #[default]
+    Mlp,
+    /// Convolutional G and D with batch norm (PyTorch's DCGAN example; `--g-channels`,
+    /// `--d-channels`), for 28x28, 32x32 and 64x64 images.
+    Dcgan,
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Mlp => "mlp",
+            Arch::Dcgan => "dcgan",
+        }
+    }
+}
+
+/// The images a convolutional model is built for, NCHW.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// The image sizes `--arch dcgan` has an architecture for.
+pub const DCGAN_SIZES: [usize; 3] = [28, 32, 64];
+
+/// The DCGAN recipe's init: conv (and linear) weights N(0, 0.02), batch-norm gamma N(1, 0.02).
+pub const DCGAN_INIT_STD: f32 = 0.02;
+
 /// Sizes and activations of both networks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
+    /// Configs written before `--arch` existed are MLPs.
+    #[serde(default)]
+    pub arch: Arch,
+    /// The images of `--arch dcgan` (channels, height, width).
+    #[serde(default)]
+    pub image: Option<ImageShape>,
+    /// DCGAN widths: ngf and ndf of PyTorch's example (G's last hidden layer has ngf channels,
+    /// D's first ndf; each layer inward doubles them).
+    #[serde(default = "sixty_four")]
+    pub g_channels: usize,
+    #[serde(default = "sixty_four")]
+    pub d_channels: usize,
     pub data_dim: usize,
     pub latent_dim: usize,
     pub g_hidden: Vec<usize>,
@@ -29,6 +78,10 @@ pub struct ModelConfig {
 
 fn one() -> usize {
     1
+}
+
+fn sixty_four() -> usize {
+    64
 }
 
 /// Most parameters one network may have (offsets are u32 on the GPU, with room for Adam's v).
@@ -52,6 +105,9 @@ impl ModelConfig {
         if self.d_hidden.contains(&0) {
             return bad("every --d-hidden size");
         }
+        if self.arch == Arch::Dcgan {
+            return self.validate_dcgan();
+        }
         let d_input = self.data_dim.checked_mul(self.pack);
         for (name, input, hidden, output) in
             [("G", Some(self.latent_dim), &self.g_hidden, Some(self.data_dim)), ("D", d_input, &self.d_hidden, Some(1))]
@@ -68,9 +124,45 @@ impl ModelConfig {
         Ok(())
     }
 
+    fn validate_dcgan(&self) -> Result<()> {
+        let Some(img) = self.image else {
+            return Err(Error::input("--arch dcgan needs image data"));
+        };
+        if img.height != img.width || !DCGAN_SIZES.contains(&img.height) {
+            return Err(Error::input(format!(
+                "--arch dcgan has architectures for 28x28, 32x32 and 64x64 images, not {}x{}; \
+                 resize the images (e.g. train a folder with --image-size 64) or use --arch mlp",
+                img.height, img.width
+            )));
+        }
+        if img.channels * img.height * img.width != self.data_dim {
+            return Err(Error::input("the image shape does not match the data dimension"));
+        }
+        if self.pack != 1 {
+            return Err(Error::input("--pack is for --arch mlp; the convolutional D judges one image at a time"));
+        }
+        for (flag, width) in [("--g-channels", self.g_channels), ("--d-channels", self.d_channels)] {
+            if width == 0 || width > 4096 {
+                return Err(Error::input(format!("{flag} must be from 1 to 4096, not {width}")));
+            }
+        }
+        for (name, net) in [("G", self.generator(false)), ("D", self.discriminator(0.0, false))] {
+            if net.params_len > MAX_PARAMS {
+                return Err(Error::input(format!(
+                    "{name} has {} parameters; at most {MAX_PARAMS} are supported",
+                    net.params_len
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// G: latent -> hidden... -> data, `g_activation` then `g_output`. At f16 its first layer
-    /// casts the f32 noise to f16.
+    /// casts the f32 noise to f16. For `--arch dcgan`, the convolutional G of the image size.
     pub fn generator(&self, half: bool) -> Net {
+        if self.arch == Arch::Dcgan {
+            return Net::new("G", NET_G, self.dcgan_generator());
+        }
         let mut layers: Vec<(String, Box<dyn Layer>)> = vec![];
         if half {
             layers.push(("cast".into(), Box::new(Cast { features: self.latent_dim, to_f16: true })));
@@ -80,14 +172,132 @@ impl ModelConfig {
     }
 
     /// D: pack x data -> hidden... -> 1 logit, `d_activation` on the hidden layers, then
-    /// `dropout` after each of them. At f16 its last layer casts the logits back to f32.
+    /// `dropout` after each of them. At f16 its last layer casts the logits back to f32. For
+    /// `--arch dcgan`, the convolutional D of the image size.
     pub fn discriminator(&self, dropout: f32, half: bool) -> Net {
+        if self.arch == Arch::Dcgan {
+            return Net::new("D", NET_D, self.dcgan_discriminator());
+        }
         let input = self.data_dim * self.pack;
         let mut layers = nn::mlp(input, &self.d_hidden, 1, self.d_activation, Activation::Identity, dropout);
         if half {
             layers.push(("logits".into(), Box::new(Cast { features: 1, to_f16: false })));
         }
         Net::new("D", NET_D, layers)
+    }
+}
+
+type Layers = Vec<(String, Box<dyn Layer>)>;
+
+/// Appends a layer and returns its output's (channels, height, width).
+fn push(
+    layers: &mut Layers,
+    name: String,
+    layer: impl Layer + 'static,
+    chw: (usize, usize, usize),
+) -> (usize, usize, usize) {
+    layers.push((name, Box::new(layer)));
+    chw
+}
+
+impl ModelConfig {
+    fn image_shape(&self) -> ImageShape {
+        self.image.expect("validated: --arch dcgan has an image shape")
+    }
+
+    /// Batch norm then an activation on (c, h, w), named `bnI` and `{act_name}I`.
+    fn norm_act(
+        &self,
+        layers: &mut Layers,
+        i: usize,
+        (c, h, w): (usize, usize, usize),
+        act: Activation,
+        act_name: &str,
+    ) {
+        let bn = BatchNorm { channels: c, spatial: h * w, init_std: DCGAN_INIT_STD };
+        push(layers, format!("bn{i}"), bn, (c, h, w));
+        self.act(layers, format!("{act_name}{i}"), (c, h, w), act);
+    }
+
+    fn act(&self, layers: &mut Layers, name: String, (c, h, w): (usize, usize, usize), act: Activation) {
+        push(layers, name, nn::Activation { features: c * h * w, act }, (c, h, w));
+    }
+
+    /// G of PyTorch's DCGAN example, shrunk to the image size: from z, transposed convolutions
+    /// (4, 2, 1) double the size and halve the channels down to ngf, then to the image's channels
+    /// and `g_output`; batch norm and `g_activation` after every hidden layer. 32 and 64 start
+    /// with a (4, 1, 0) transposed convolution from 1x1 to 4x4; 28 with a linear layer to 7x7
+    /// (PyTorch's 28x28 DCGAN recipe, ../shared/peers/torch_dcgan.py).
+    fn dcgan_generator(&self) -> Layers {
+        let img = self.image_shape();
+        let (g, nz, act) = (self.g_channels, self.latent_dim, self.g_activation);
+        let normal = Init::Normal(DCGAN_INIT_STD);
+        let mut layers = Layers::new();
+        // Blocks after the first double the size: 7 -> 28 in two, 4 -> 32 in three, 4 -> 64 in four.
+        let (linear, doublings) =
+            (img.height == 28, if img.height == 28 { 2 } else { img.height.trailing_zeros() as usize - 2 });
+        // Channels of the first block: ngf times 2^(doublings - 1), halved by each doubling.
+        let c0 = g << (doublings - 1);
+        let mut chw = if linear {
+            let fc =
+                Linear { fan_in: nz, fan_out: c0 * 49, activation: Activation::Identity, bias: false, init: normal };
+            push(&mut layers, "fc".into(), fc, (c0, 7, 7))
+        } else {
+            let t =
+                ConvTranspose2d { c_in: nz, c_out: c0, h: 1, w: 1, k: 4, stride: 1, pad: 0, bias: false, init: normal };
+            push(&mut layers, "deconv1".into(), t, (c0, 4, 4))
+        };
+        self.norm_act(&mut layers, 1, chw, act, "relu");
+        for block in 2..=doublings + 1 {
+            let (c, h, w) = chw;
+            let last = block == doublings + 1;
+            let c_out = if last { img.channels } else { c / 2 };
+            let t = ConvTranspose2d { c_in: c, c_out, h, w, k: 4, stride: 2, pad: 1, bias: false, init: normal };
+            // The transposed convolutions count from 1 (after 28's linear layer, from its block).
+            let name = format!("deconv{}", if linear { block - 1 } else { block });
+            chw = push(&mut layers, name, t, (c_out, 2 * h, 2 * w));
+            if !last {
+                self.norm_act(&mut layers, block, chw, act, "relu");
+            }
+        }
+        self.act(&mut layers, "out".into(), chw, self.g_output);
+        layers
+    }
+
+    /// D of PyTorch's DCGAN example, shrunk to the image size: convolutions (4, 2, 1) halve the
+    /// size and double the channels from ndf, `d_activation` after each, batch norm after all but
+    /// the first; then one logit: a (4, 1, 0) convolution from 4x4 (32, 64), or a linear layer
+    /// from 7x7 (28).
+    fn dcgan_discriminator(&self) -> Layers {
+        let img = self.image_shape();
+        let (d, act) = (self.d_channels, self.d_activation);
+        let normal = Init::Normal(DCGAN_INIT_STD);
+        let mut layers = Layers::new();
+        let end = if img.height == 28 { 7 } else { 4 };
+        let mut chw = (img.channels, img.height, img.width);
+        let mut i = 1;
+        while chw.1 > end {
+            let (c, h, w) = chw;
+            let c_out = if i == 1 { d } else { 2 * c };
+            let conv = Conv2d { c_in: c, c_out, h, w, k: 4, stride: 2, pad: 1, bias: false, init: normal };
+            chw = push(&mut layers, format!("conv{i}"), conv, (c_out, h / 2, w / 2));
+            if i == 1 {
+                self.act(&mut layers, format!("lrelu{i}"), chw, act);
+            } else {
+                self.norm_act(&mut layers, i, chw, act, "lrelu");
+            }
+            i += 1;
+        }
+        let (c, h, w) = chw;
+        if img.height == 28 {
+            let fc =
+                Linear { fan_in: c * h * w, fan_out: 1, activation: Activation::Identity, bias: true, init: normal };
+            push(&mut layers, "fc".into(), fc, (1, 1, 1));
+        } else {
+            let conv = Conv2d { c_in: c, c_out: 1, h, w, k: 4, stride: 1, pad: 0, bias: false, init: normal };
+            push(&mut layers, format!("conv{i}"), conv, (1, 1, 1));
+        }
+        layers
     }
 }
 
@@ -103,6 +313,10 @@ mod tests {
 
     fn config() -> ModelConfig {
         ModelConfig {
+            arch: Arch::Mlp,
+            image: None,
+            g_channels: 64,
+            d_channels: 64,
             data_dim: 784,
             latent_dim: 64,
             g_hidden: vec![256, 256],
@@ -137,5 +351,76 @@ mod tests {
         let t = &g.tensors()[2];
         let bound = 1.0 / (t.shape[1] as f32).sqrt();
         assert!(a[t.off..t.off + t.shape.iter().product::<usize>()].iter().all(|v| v.abs() <= bound));
+    }
+}
+
+#[cfg(test)]
+mod dcgan_tests {
+    use super::*;
+
+    fn dcgan(channels: usize, size: usize, nz: usize) -> ModelConfig {
+        ModelConfig {
+            arch: Arch::Dcgan,
+            image: Some(ImageShape { channels, height: size, width: size }),
+            g_channels: 64,
+            d_channels: 64,
+            data_dim: channels * size * size,
+            latent_dim: nz,
+            g_hidden: vec![],
+            d_hidden: vec![],
+            g_activation: Activation::Relu,
+            d_activation: Activation::LeakyRelu,
+            g_output: Activation::Tanh,
+            pack: 1,
+        }
+    }
+
+    #[test]
+    fn at_64x64_it_is_pytorchs_dcgan_example_exactly() {
+        // examples/dcgan with nc 3, nz 100, ngf = ndf = 64: G 3,576,704 parameters, D 2,765,568.
+        let m = dcgan(3, 64, 100);
+        m.validate().unwrap();
+        let (g, d) = (m.generator(false), m.discriminator(0.0, false));
+        assert_eq!((g.params_len, d.params_len), (3_576_704, 2_765_568));
+        assert_eq!((g.input_features(), g.output_features()), (100, 3 * 64 * 64));
+        assert_eq!((d.input_features(), d.output_features()), (3 * 64 * 64, 1));
+        let names: Vec<String> = g.tensors().into_iter().map(|t| t.name).collect();
+        assert_eq!(&names[..4], ["deconv1.weight", "bn1.weight", "bn1.bias", "deconv2.weight"]);
+        assert_eq!(g.tensors()[0].shape, [100, 512, 4, 4]);
+        let state: Vec<String> = d.state_tensors().into_iter().map(|t| t.name).collect();
+        assert_eq!(
+            state,
+            [
+                "bn2.running_mean",
+                "bn2.running_var",
+                "bn3.running_mean",
+                "bn3.running_var",
+                "bn4.running_mean",
+                "bn4.running_var"
+            ]
+        );
+    }
+
+    #[test]
+    fn at_28x28_it_is_the_peers_recipe_and_at_32x32_the_example_shrunk() {
+        // ../shared/peers/torch_dcgan.py: G 533,888 parameters, D 138,625 (z 64, 1 channel).
+        let m = dcgan(1, 28, 64);
+        m.validate().unwrap();
+        assert_eq!((m.generator(false).params_len, m.discriminator(0.0, false).params_len), (533_888, 138_625));
+        let m = dcgan(3, 32, 100);
+        m.validate().unwrap();
+        let (g, d) = (m.generator(false), m.discriminator(0.0, false));
+        assert_eq!((g.output_features(), d.input_features(), d.output_features()), (3072, 3072, 1));
+        assert_eq!(g.tensors()[0].shape, [100, 256, 4, 4]);
+    }
+
+    #[test]
+    fn other_sizes_and_packing_are_refused() {
+        for (c, s) in [(1, 48), (3, 16)] {
+            let e = dcgan(c, s, 64).validate().unwrap_err().to_string();
+            assert!(e.contains("28x28, 32x32 and 64x64"), "{e}");
+        }
+        let e = ModelConfig { pack: 2, ..dcgan(1, 28, 64) }.validate().unwrap_err().to_string();
+        assert!(e.contains("--pack"), "{e}");
     }
 }

@@ -9,12 +9,24 @@ use std::collections::BTreeSet;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, Parser};
 
+use super::model::Arch;
 use super::train::Precision;
 use crate::kernels::activation::Activation;
 
 /// The model and optimizer choices a user makes; `resolve` completes them from the data.
 #[derive(Args, Clone, Debug, PartialEq)]
 pub struct TrainOptions {
+    /// The networks: mlp (fully connected; --g-hidden, --d-hidden) or dcgan (convolutional with
+    /// batch norm, PyTorch's DCGAN example for 28x28, 32x32 and 64x64 images; --g-channels,
+    /// --d-channels).
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub arch: Arch,
+    /// --arch dcgan: G's width, ngf of PyTorch's example (its last hidden layer's channels).
+    #[arg(long, default_value_t = 64)]
+    pub g_channels: usize,
+    /// --arch dcgan: D's width, ndf (its first layer's channels).
+    #[arg(long, default_value_t = 64)]
+    pub d_channels: usize,
     #[arg(long, default_value_t = 64)]
     pub latent_dim: usize,
     /// Hidden layer sizes of G, comma-separated [default: 512,512 for data in [0, 1], 256,256

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::ModelConfig;
+use super::model::{Arch, ImageShape, ModelConfig};
 use super::options::TrainOptions;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -88,9 +88,67 @@ pub const LR: f32 = 2e-4;
 /// Twice the DCGAN rate: on MNIST it brought the Fréchet distance from 10.9 to 4.3 in 30 epochs.
 pub const IMAGE_LR: f32 = 4e-4;
 pub const IMAGE_G_EMA: f32 = 0.999;
+/// `--arch dcgan`: the recipe's Adam rate (PyTorch's DCGAN example), and G's weight average.
+pub const DCGAN_LR: f32 = 2e-4;
+pub const DCGAN_G_EMA: f32 = 0.0;
+
+/// The data's images as a convolutional model takes them (channels, height, width): gray
+/// images, or colour ones stored (N, 3, H, W).
+pub fn image_shape(data: &Dataset) -> Option<ImageShape> {
+    if let [3, height, width] = data.sample_shape[..] {
+        return Some(ImageShape { channels: 3, height, width });
+    }
+    let (height, width) = data.image_hw()?;
+    let channels = data.dim / (height * width);
+    (channels * height * width == data.dim).then_some(ImageShape { channels, height, width })
+}
 
 impl TrainOptions {
     pub fn resolve(&self, data: &Dataset) -> Result<TrainConfig> {
+        match self.arch {
+            Arch::Mlp => self.resolve_mlp(data),
+            Arch::Dcgan => self.resolve_dcgan(data),
+        }
+    }
+
+    /// `--arch dcgan`: the recipe's activations (ReLU in G, leaky ReLU in D, tanh out) on images
+    /// scaled to [-1, 1], and its Adam rate; MLP-only flags are refused.
+    fn resolve_dcgan(&self, data: &Dataset) -> Result<TrainConfig> {
+        let Some(image) = image_shape(data).filter(|_| data.is_unit_range()) else {
+            return Err(Error::input(
+                "--arch dcgan trains on images (uint8, or floats in [0, 1], of shape (N, H, W) or (N, C, H, W))",
+            ));
+        };
+        let mlp_only = [
+            ("--g-hidden", !self.g_hidden.is_empty()),
+            ("--d-hidden", !self.d_hidden.is_empty()),
+            ("--pack", self.pack != 1),
+            ("--d-dropout", self.d_dropout.is_some_and(|d| d > 0.0)),
+            ("--precision f16", self.precision == Precision::F16),
+        ];
+        if let Some((flag, _)) = mlp_only.iter().find(|(_, given)| *given) {
+            return Err(Error::input(format!(
+                "{flag} is for --arch mlp; --arch dcgan sets its widths with --g-channels and --d-channels, \
+                 judges one image at a time, has batch norm instead of dropout and trains in f32"
+            )));
+        }
+        let mut cfg = self.resolve_mlp(data)?;
+        let m = &mut cfg.model;
+        m.arch = Arch::Dcgan;
+        m.image = Some(image);
+        m.g_channels = self.g_channels;
+        m.d_channels = self.d_channels;
+        (m.g_hidden, m.d_hidden) = (vec![], vec![]);
+        m.g_activation = self.g_activation.unwrap_or(Activation::Relu);
+        m.d_activation = self.d_activation.unwrap_or(Activation::LeakyRelu);
+        cfg.lr = self.lr.unwrap_or(DCGAN_LR);
+        cfg.d_dropout = 0.0;
+        cfg.g_ema = self.g_ema.unwrap_or(DCGAN_G_EMA);
+        cfg.validate(data.n)?;
+        Ok(cfg)
+    }
+
+    fn resolve_mlp(&self, data: &Dataset) -> Result<TrainConfig> {
         // Defaults measured on MNIST: the plain benchmark model (ReLU, sigmoid output on [0, 1])
         // collapses to one blob; leaky ReLU with a tanh output on [-1, 1] draws varied digits.
         let image = data.is_unit_range();
@@ -115,6 +173,10 @@ impl TrainOptions {
         let sign_only = matches!(d_activation, Activation::Relu | Activation::LeakyRelu);
         let cfg = TrainConfig {
             model: ModelConfig {
+                arch: Arch::Mlp,
+                image: None,
+                g_channels: self.g_channels,
+                d_channels: self.d_channels,
                 data_dim: data.dim,
                 latent_dim: self.latent_dim,
                 g_hidden: sizes(&self.g_hidden),

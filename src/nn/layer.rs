@@ -59,7 +59,35 @@ pub struct InitKey {
     pub index: u32,
 }
 
+/// How a layer's weights start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// PyTorch's `nn.Linear` / `nn.Conv2d` default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the bias
+    /// too.
+    Default,
+    /// N(0, std) weights and zero bias (the DCGAN recipe: std 0.02).
+    Normal(f32),
+}
+
 impl InitKey {
+    /// Fills `out` with N(mean, std), four values per Philox block (Box-Muller).
+    pub fn normal(&self, mean: f32, std: f32, out: &mut [f32]) {
+        rng::normals(rng::seed_words(self.seed), self.index, self.net, rng::PURPOSE_INIT, out);
+        out.iter_mut().for_each(|v| *v = mean + std * *v);
+    }
+
+    /// A weight span (the first `weights` values) and a bias span (the rest) as `init` says.
+    pub fn weights_and_bias(&self, init: Init, fan_in: usize, weights: usize, params: &mut [f32]) {
+        match init {
+            Init::Default => self.uniform(1.0 / (fan_in as f32).sqrt(), params),
+            Init::Normal(std) => {
+                let (w, b) = params.split_at_mut(weights);
+                self.normal(0.0, std, w);
+                b.iter_mut().for_each(|v| *v = 0.0);
+            }
+        }
+    }
+
     /// Fills `out` with U(-bound, bound), four values per Philox block.
     pub fn uniform(&self, bound: f32, out: &mut [f32]) {
         let key = rng::seed_words(self.seed);
@@ -81,12 +109,14 @@ pub struct Io {
 }
 
 /// The backward pass's places: the gradient of the output, of the input (None: not wanted),
-/// and whether to compute the layer's parameter gradients.
+/// whether to compute the layer's parameter gradients, and whether to add them to those already
+/// there (a second pass of the same step, e.g. D on fakes after D on reals).
 #[derive(Clone, Copy, Debug)]
 pub struct Grads {
     pub dy: At,
     pub dx: Option<At>,
     pub weights: bool,
+    pub accumulate: bool,
 }
 
 /// What the network hands a layer when it emits kernel calls.

@@ -1,7 +1,7 @@
 //! A linear layer with its bias and activation fused into one kernel: y = act(x w^T + b), w
-//! (out, in) like torch.nn.Linear, then b (out), initialised as nn.Linear's default.
+//! (out, in) like torch.nn.Linear, then b (out) unless the layer has none (before batch norm).
 
-use super::layer::{Ctx, Grads, InitKey, Io, Layer, Mode, TensorSpec};
+use super::layer::{Ctx, Grads, Init, InitKey, Io, Layer, Mode, TensorSpec};
 use crate::ir::At;
 use crate::kernels::activation::{Activation, ActivationBackward, EwParams};
 use crate::kernels::matmul::{BiasBackward, MatmulBackwardInput, MatmulBackwardWeight, MatmulForward, MatmulParams};
@@ -11,11 +11,14 @@ pub struct Linear {
     pub fan_in: usize,
     pub fan_out: usize,
     pub activation: Activation,
+    pub bias: bool,
+    pub init: Init,
 }
 
 impl Linear {
+    /// With a bias, initialised as nn.Linear's default.
     pub fn new(fan_in: usize, fan_out: usize, activation: Activation) -> Self {
-        Linear { fan_in, fan_out, activation }
+        Linear { fan_in, fan_out, activation, bias: true, init: Init::Default }
     }
 
     /// Where the bias starts, from the layer's first parameter.
@@ -25,7 +28,8 @@ impl Linear {
 
     /// `matmul_forward` on `rows` rows with the layer's first parameter at `off`.
     pub fn forward_params(&self, rows: usize, off: usize) -> MatmulParams {
-        MatmulParams::linear(rows, self.fan_in, self.fan_out, self.activation, off, off + self.bias_off())
+        let p = MatmulParams::linear(rows, self.fan_in, self.fan_out, self.activation, off, off + self.bias_off());
+        MatmulParams { no_bias: !self.bias as u32, ..p }
     }
 }
 
@@ -43,12 +47,16 @@ impl Layer for Linear {
     }
 
     fn params(&self) -> Vec<TensorSpec> {
-        vec![TensorSpec::new("weight", &[self.fan_out, self.fan_in]), TensorSpec::new("bias", &[self.fan_out])]
+        let mut t = vec![TensorSpec::new("weight", &[self.fan_out, self.fan_in])];
+        if self.bias {
+            t.push(TensorSpec::new("bias", &[self.fan_out]));
+        }
+        t
     }
 
-    /// PyTorch's default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)), drawn as one span.
+    /// PyTorch's default draws weight and bias as one span: U(-1/sqrt(in), 1/sqrt(in)).
     fn init(&self, key: InitKey, params: &mut [f32]) {
-        key.uniform(1.0 / (self.fan_in as f32).sqrt(), params);
+        key.weights_and_bias(self.init, self.fan_in, self.bias_off(), params);
     }
 
     fn scratch(&self, rows: usize) -> Vec<(&'static str, usize)> {
@@ -87,16 +95,19 @@ impl Layer for Linear {
             n: self.fan_out as u32,
             k: self.fan_in as u32,
             a_off: dz.off as u32,
+            accumulate: g.accumulate as u32,
             ..Default::default()
         };
         if let (true, Some(grads)) = (g.weights, cx.grads) {
             let p = MatmulParams { c_off: io.x.off as u32, out_off: cx.off as u32, ..base };
             cx.ops.push(MatmulBackwardWeight { p, a: dz.buf, c: io.x.buf, out: grads }.into());
-            let p = MatmulParams { bias_off: (cx.off + self.bias_off()) as u32, ..base };
-            cx.ops.push(BiasBackward { p, a: dz.buf, out: grads }.into());
+            if self.bias {
+                let p = MatmulParams { bias_off: (cx.off + self.bias_off()) as u32, ..base };
+                cx.ops.push(BiasBackward { p, a: dz.buf, out: grads }.into());
+            }
         }
         if let Some(dx) = g.dx {
-            let p = MatmulParams { c_off: cx.off as u32, out_off: dx.off as u32, ..base };
+            let p = MatmulParams { c_off: cx.off as u32, out_off: dx.off as u32, accumulate: 0, ..base };
             cx.ops.push(MatmulBackwardInput { p, a: dz.buf, c: cx.weights, out: dx.buf }.into());
         }
     }

@@ -6,14 +6,22 @@
 //! A new layer kind: its file here implementing [`Layer`], over a kernel family of
 //! `crate::kernels` (or the existing ones).
 
+pub mod activation;
+pub mod batch_norm;
 pub mod cast;
+pub mod conv2d;
+pub mod conv_transpose2d;
 pub mod dropout;
 pub mod layer;
 pub mod linear;
 pub mod net;
 
+pub use activation::Activation;
+pub use batch_norm::BatchNorm;
 pub use cast::Cast;
+pub use conv2d::Conv2d;
+pub use conv_transpose2d::ConvTranspose2d;
 pub use dropout::Dropout;
-pub use layer::{Ctx, Grads, InitKey, Io, Layer, Mode, Output, TensorSpec};
+pub use layer::{Ctx, Grads, Init, InitKey, Io, Layer, Mode, Output, TensorSpec};
 pub use linear::Linear;
-pub use net::{mlp, Net, NetActs, NetParams, Pass, Tensor, Weights};
+pub use net::{mlp, Net, NetActs, NetParams, ParamGrads, Pass, Tensor, Weights};

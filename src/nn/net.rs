@@ -20,6 +20,17 @@ pub struct NetLayer {
     pub index: u32,
 }
 
+/// What a backward pass does with the parameters' gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamGrads {
+    /// Leaves them (a pass through D for G's sake).
+    None,
+    /// Writes them.
+    Write,
+    /// Adds them to those of an earlier pass of the same step.
+    Add,
+}
+
 /// One pass through a network: its input, where the last layer writes (None: its own buffer),
 /// the rows, training or eval mode, and the program's seed (dropout masks).
 #[derive(Clone, Copy, Debug)]
@@ -259,7 +270,7 @@ impl Net {
     }
 
     /// The backward pass of the forward `pass`: `dout` is the gradient of the output; writes the
-    /// parameters' gradients with `weights`, and the input's gradient to `dinput` if given.
+    /// input's gradient to `dinput` if given, and the parameters' gradients as `params` says.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -269,14 +280,15 @@ impl Net {
         pass: &Pass,
         dout: At,
         dinput: Option<At>,
-        weights: bool,
+        params: ParamGrads,
     ) {
+        let weights = params != ParamGrads::None;
         let v = self.values(acts, pass.input, pass.out);
         let g = self.value_grads(acts, dout, dinput, weights);
         for (i, l) in self.layers.iter().enumerate().rev() {
             let Some(dy) = g[i + 1] else { continue };
             let io = Io { x: v[i], y: v[i + 1], rows: pass.rows };
-            let grads = Grads { dy, dx: g[i], weights };
+            let grads = Grads { dy, dx: g[i], weights, accumulate: params == ParamGrads::Add };
             l.layer.backward(&mut self.ctx(ops, w, acts, i, pass.seed), io, grads, pass.mode);
         }
     }

@@ -26,7 +26,7 @@ use crate::kernels::activation::Activation;
 use crate::kernels::adam::{AdamParams, AdamStep, AdamTick, StepTick};
 use crate::kernels::random::{self, RandomParams};
 use crate::kernels::xent::{SoftmaxXent, XentParams};
-use crate::nn::{self, Mode, Net, NetActs, NetParams, Pass};
+use crate::nn::{self, Mode, Net, NetActs, NetParams, ParamGrads, Pass};
 use crate::rng;
 
 /// What the classifier file says about itself (safetensors metadata "classifier", as JSON).
@@ -355,7 +355,7 @@ impl ClassifierProgram {
                 .into(),
         );
         let dout = At::start(self.logits_grad);
-        self.net.backward(&mut ops, self.params.weights(), &self.acts, &pass, dout, None, true);
+        self.net.backward(&mut ops, self.params.weights(), &self.acts, &pass, dout, None, ParamGrads::Write);
         let adam = AdamParams {
             len: self.net.params_len as u32,
             net: OPTIMIZER_D,

@@ -10,6 +10,13 @@
 //!           -> D backward to its input (no weight gradients) -> G backward -> Adam(G)
 //!           [-> EMA of G] -> step += 1
 //!
+//! A D with batch norm (the convolutional model) judges the real batch and the fake batch in two
+//! forward passes, so that each has its own batch statistics (PyTorch's DCGAN recipe); their
+//! backward passes add into one gradient. An MLP's D judges [real; fake] in one pass. Either way
+//! the logits land in one buffer, reals first. With batch norm in G, G's weight average keeps
+//! running statistics of its own: after each update the averaged G runs forward in training mode
+//! on the step's noise.
+//!
 //! At `--precision f16` the same step runs with activations in f16 (`DType::F16`): every layer's
 //! output, D.input, G's input (a cast of the f32 noise, G's first layer) and an f16 copy of each
 //! network's parameters that the matmuls read. Master weights, their gradients, Adam's moments,
@@ -30,7 +37,7 @@ use crate::kernels::adam::{AdamParams, AdamStep, AdamTick, StepTick};
 use crate::kernels::ema::{EmaParams, EmaUpdate};
 use crate::kernels::loss::{BceLogits, LossParams, NO_SLOT};
 use crate::kernels::random::{self, NoiseNormal, RandomParams};
-use crate::nn::{Mode, Net, NetActs, NetParams, Pass, Weights};
+use crate::nn::{Mode, Net, NetActs, NetParams, ParamGrads, Pass, Weights};
 use crate::rng;
 
 /// Rows G is run on per `sample` call.
@@ -49,6 +56,14 @@ pub struct EmaBufs {
     /// Its f16 copy for sampling at `--precision f16`, cast at the start of each sampling call
     /// (sampling is rare, so the training step does not pay for it).
     pub params16: Option<BufId>,
+    /// Its own running statistics, when G has batch norm.
+    pub state: Option<BufId>,
+}
+
+impl EmaBufs {
+    fn weights(&self) -> Weights {
+        Weights { read: self.params16.unwrap_or(self.params), grads: None, state: self.state }
+    }
 }
 
 /// The whole program: buffers, the ops of one training step, of sampling G, and of refreshing
@@ -87,12 +102,17 @@ struct Builder<'a> {
     g: NetParams,
     d: NetParams,
     g_acts: NetActs,
+    /// D's buffers: for [real; fake] in one pass, or the real pass.
     d_acts: NetActs,
+    /// The fake pass's, when D judges them apart (batch norm).
+    d_fake_acts: Option<NetActs>,
     noise: BufId,
     d_input: BufId,
     /// At f16: the gathered batch in f32, cast into D.input.
     real32: Option<BufId>,
     d_input_grad: BufId,
+    /// D's logits, reals first, and their gradient.
+    d_logits: BufId,
     d_logits_grad: BufId,
     stats: BufId,
 }
@@ -116,8 +136,10 @@ impl Builder<'_> {
         Pass { input, out: Some(self.fake()), rows: self.batch(), mode: Mode::Train { pass: 0 }, seed: self.cfg.seed }
     }
 
-    fn d_pass(&self, input: At, rows: usize, pass: u32) -> Pass {
-        Pass { input, out: None, rows, mode: Mode::Train { pass }, seed: self.cfg.seed }
+    /// D on `rows` rows from `input`, its logits at row `logit_row` of the logits buffer.
+    fn d_pass(&self, input: At, rows: usize, logit_row: usize, pass: u32) -> Pass {
+        let out = Some(At { buf: self.d_logits, off: logit_row });
+        Pass { input, out, rows, mode: Mode::Train { pass }, seed: self.cfg.seed }
     }
 
     fn noise_op(&self, stream: u32) -> Op {
@@ -186,7 +208,7 @@ impl Builder<'_> {
                 ..Default::default()
             }
         };
-        BceLogits { p, z: self.d_acts.output(), dz: self.d_logits_grad, stats: self.stats }.into()
+        BceLogits { p, z: self.d_logits, dz: self.d_logits_grad, stats: self.stats }.into()
     }
 
     fn adam(&self, ops: &mut Vec<Op>, net: &Net, bufs: &NetParams, optimizer: u32) {
@@ -210,18 +232,32 @@ impl Builder<'_> {
     }
 
     /// D update `j` of the step, on fresh noise and a fresh real batch. The first uses noise
-    /// stream 0 and dropout pass 0, the G step 1, later D steps 2, 3, ...
+    /// stream 0 and dropout pass 0, the G step 1, later D steps 2, 3, ...; a separate fake pass
+    /// has its own dropout passes (128 on).
     fn d_step(&self, ops: &mut Vec<Op>, j: usize) {
         let (stream, pass) = if j == 0 { (rng::STREAM_D, 0) } else { (1 + j as u32, 1 + j as u32) };
         ops.push(self.noise_op(stream));
         self.g_net.forward(ops, self.g.weights(), &self.g_acts, &self.g_pass());
         self.gather_real(ops, j);
-        let rows = 2 * self.d_rows();
-        let pass = self.d_pass(At::start(self.d_input), rows, pass);
-        self.d_net.forward(ops, self.d.weights(), &self.d_acts, &pass);
-        ops.push(self.loss(rows, false));
-        let dout = At::start(self.d_logits_grad);
-        self.d_net.backward(ops, self.d.weights(), &self.d_acts, &pass, dout, None, true);
+        let (db, w) = (self.d_rows(), self.d.weights());
+        let dz = At::start(self.d_logits_grad);
+        match &self.d_fake_acts {
+            None => {
+                let both = self.d_pass(At::start(self.d_input), 2 * db, 0, pass);
+                self.d_net.forward(ops, w, &self.d_acts, &both);
+                ops.push(self.loss(2 * db, false));
+                self.d_net.backward(ops, w, &self.d_acts, &both, dz, None, ParamGrads::Write);
+            }
+            Some(fake_acts) => {
+                let real = self.d_pass(At::start(self.d_input), db, 0, pass);
+                let fake = self.d_pass(self.fake(), db, db, pass + 128);
+                self.d_net.forward(ops, w, &self.d_acts, &real);
+                self.d_net.forward(ops, w, fake_acts, &fake);
+                ops.push(self.loss(2 * db, false));
+                self.d_net.backward(ops, w, &self.d_acts, &real, dz, None, ParamGrads::Write);
+                self.d_net.backward(ops, w, fake_acts, &fake, dz.plus(db), None, ParamGrads::Add);
+            }
+        }
         self.adam(ops, &self.d_net, &self.d, OPTIMIZER_D);
     }
 
@@ -231,13 +267,26 @@ impl Builder<'_> {
         let g_pass = self.g_pass();
         self.g_net.forward(ops, self.g.weights(), &self.g_acts, &g_pass);
         let rows = self.d_rows();
-        let pass = self.d_pass(self.fake(), rows, 1);
+        let pass = self.d_pass(self.fake(), rows, 0, 1);
         self.d_net.forward(ops, self.d.weights(), &self.d_acts, &pass);
         ops.push(self.loss(rows, true));
         let (dout, dinput) = (At::start(self.d_logits_grad), At::start(self.d_input_grad));
-        self.d_net.backward(ops, self.d.weights(), &self.d_acts, &pass, dout, Some(dinput), false);
-        self.g_net.backward(ops, self.g.weights(), &self.g_acts, &g_pass, dinput, None, true);
+        self.d_net.backward(ops, self.d.weights(), &self.d_acts, &pass, dout, Some(dinput), ParamGrads::None);
+        self.g_net.backward(ops, self.g.weights(), &self.g_acts, &g_pass, dinput, None, ParamGrads::Write);
         self.adam(ops, &self.g_net, &self.g, OPTIMIZER_G);
+    }
+
+    /// G's weight average after G's update; with batch norm, its own running statistics from a
+    /// training-mode pass on the step's noise (into scratch of its own).
+    fn ema_step(&mut self, ops: &mut Vec<Op>, ema: &EmaBufs) {
+        let p = EmaParams { len: self.g_net.params_len as u32, beta: self.cfg.g_ema, ..Default::default() };
+        ops.push(EmaUpdate { p, params: self.g.params, ema: ema.params }.into());
+        if ema.state.is_some() {
+            let rows = self.batch();
+            let acts = self.g_net.alloc_acts(&mut self.bufs, "G_ema", rows);
+            let pass = Pass { out: None, ..self.g_pass() };
+            self.g_net.forward(ops, ema.weights(), &acts, &pass);
+        }
     }
 }
 
@@ -249,15 +298,19 @@ impl GanProgram {
         let g_net = cfg.model.generator(half);
         let d_net = cfg.model.discriminator(cfg.d_dropout, half);
         let mut bufs = Buffers::new(half);
-        let d_rows = 2 * (b / cfg.model.pack.max(1));
+        let db = b / cfg.model.pack.max(1);
         let (g, d) = (g_net.alloc(&mut bufs), d_net.alloc(&mut bufs));
         let g_acts = g_net.alloc_acts(&mut bufs, "G", b);
-        let d_acts = d_net.alloc_acts(&mut bufs, "D", d_rows);
+        // Batch norm in D: reals and fakes in passes of their own.
+        let apart = d_net.state_len > 0;
+        let d_acts = d_net.alloc_acts(&mut bufs, "D", if apart { db } else { 2 * db });
+        let d_fake_acts = apart.then(|| d_net.alloc_acts(&mut bufs, "D.fake", db));
         let stats = bufs.f32("stats", 4);
         let noise = bufs.f32("noise", b * latent);
         let d_input = bufs.act("D.input", 2 * b * dim);
         let real32 = half.then(|| bufs.f32("D.input.real", b * dim));
         let d_input_grad = bufs.f32("D.input.grad", b * dim);
+        let d_logits = bufs.f32("D.logits", 2 * db);
         let d_logits_grad = bufs.f32("D.logits.grad", 2 * b);
         let mut s = Builder {
             cfg,
@@ -270,16 +323,19 @@ impl GanProgram {
             d,
             g_acts,
             d_acts,
+            d_fake_acts,
             noise,
             d_input,
             real32,
             d_input_grad,
+            d_logits,
             d_logits_grad,
             stats,
         };
         let g_ema = (cfg.g_ema > 0.0).then(|| EmaBufs {
             params: s.bufs.f32("G.params.ema", s.g_net.params_len),
             params16: half.then(|| s.bufs.f16("G.params.ema.f16", s.g_net.params_len)),
+            state: (s.g_net.state_len > 0).then(|| s.bufs.f32("G.state.ema", s.g_net.state_len)),
         });
 
         let mut train_step = vec![];
@@ -288,8 +344,7 @@ impl GanProgram {
         }
         s.g_step(&mut train_step);
         if let Some(ema) = &g_ema {
-            let p = EmaParams { len: s.g_net.params_len as u32, beta: cfg.g_ema, ..Default::default() };
-            train_step.push(EmaUpdate { p, params: s.g.params, ema: ema.params }.into());
+            s.ema_step(&mut train_step, ema);
         }
         train_step.push(StepTick.into());
 
@@ -325,7 +380,7 @@ fn sample_section(s: &mut Builder, ema: Option<&EmaBufs>) -> (Vec<Op>, BufId, Bu
     let weights = match ema {
         Some(e) => {
             s.g_net.cast_weights(&mut ops, e.params, e.params16);
-            Weights { read: e.params16.unwrap_or(e.params), grads: None, state: s.g.state }
+            Weights { state: e.state.or(s.g.state), ..e.weights() }
         }
         None => Weights { grads: None, ..s.g.weights() },
     };

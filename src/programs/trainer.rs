@@ -52,6 +52,9 @@ pub struct Snapshot {
     /// G's weight average (`--g-ema`); None when off, or not yet kept (restore then starts it
     /// as a copy of G's weights).
     pub g_ema: Option<Vec<f32>>,
+    /// The average's own running statistics (G with batch norm); empty otherwise, or when not
+    /// yet kept (restore then starts them as a copy of G's).
+    pub g_ema_state: Vec<f32>,
 }
 
 pub trait Trainer {
@@ -111,8 +114,13 @@ impl GanTrainer {
             moments: vec![0.0; 2 * net.params_len],
             state: net.init_state(),
         };
-        let snapshot =
-            Snapshot { state: TrainState::new(), g: fresh(&program.g_net), d: fresh(&program.d_net), g_ema: None };
+        let snapshot = Snapshot {
+            state: TrainState::new(),
+            g: fresh(&program.g_net),
+            d: fresh(&program.d_net),
+            g_ema: None,
+            g_ema_state: vec![],
+        };
         let mut t = GanTrainer { program, exec, sections, cfg, step: 0 };
         t.restore(&snapshot)?;
         Ok(t)
@@ -147,6 +155,7 @@ impl GanTrainer {
 fn check_sizes(p: &GanProgram, s: &Snapshot) -> Result<()> {
     let (g, d) = (&p.g_net, &p.d_net);
     let ema_len = s.g_ema.as_ref().map_or(g.params_len, |e| e.len());
+    let ema_state = if s.g_ema_state.is_empty() { g.state_len } else { s.g_ema_state.len() };
     let checks = [
         ("G parameters", s.g.params.len(), g.params_len),
         ("D parameters", s.d.params.len(), d.params_len),
@@ -155,6 +164,7 @@ fn check_sizes(p: &GanProgram, s: &Snapshot) -> Result<()> {
         ("G state", s.g.state.len(), g.state_len),
         ("D state", s.d.state.len(), d.state_len),
         ("G weight average", ema_len, g.params_len),
+        ("G weight average's state", ema_state, g.state_len),
     ];
     for (what, got, want) in checks {
         if got != want {
@@ -208,6 +218,14 @@ impl Trainer for GanTrainer {
             g: self.read_net(&g)?,
             d: self.read_net(&d)?,
             g_ema: self.program.g_ema.as_ref().map(|e| e.params).map(|b| self.exec.read(b)).transpose()?,
+            g_ema_state: self
+                .program
+                .g_ema
+                .as_ref()
+                .and_then(|e| e.state)
+                .map(|b| self.exec.read(b))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 
@@ -216,9 +234,13 @@ impl Trainer for GanTrainer {
         let (g, d) = (self.program.g.clone(), self.program.d.clone());
         self.write_net(&g, &s.g)?;
         self.write_net(&d, &s.d)?;
-        if let Some(ema) = self.program.g_ema.as_ref().map(|e| e.params) {
+        if let Some(ema) = self.program.g_ema.clone() {
             // No average stored (a new run, or a checkpoint from before --g-ema): start it at G.
-            self.exec.write(ema, s.g_ema.as_ref().unwrap_or(&s.g.params))?;
+            self.exec.write(ema.params, s.g_ema.as_ref().unwrap_or(&s.g.params))?;
+            if let Some(state) = ema.state {
+                let own = if s.g_ema_state.is_empty() { &s.g.state } else { &s.g_ema_state };
+                self.exec.write(state, own)?;
+            }
         }
         self.exec.write_state(&s.state)?;
         if !self.program.refresh.is_empty() {

@@ -10,7 +10,11 @@
 //! - With `--g-ema`, G's weight average under `G_ema.fc1.weight`, ... (the weights sampling and
 //!   evaluation use). Optional on load: without them the average restarts from G's weights.
 //!
-//! Metadata (all strings): `format` = `shadergan-checkpoint`, `version` = `1`, `config` (the
+//! Batch norm's running statistics are stored beside the parameters under PyTorch's names
+//! (`G.bn1.running_mean`, `G.bn1.running_var`), and G's weight average keeps its own
+//! (`G_ema.bn1.running_mean`, ...).
+//!
+//! Metadata (all strings): `format` = `shadergan-checkpoint`, `version` = `2`, `config` (the
 //! [`TrainConfig`] as JSON), `step`, `t_d`, `t_g` (optimizer steps of D and G; decimal), `epoch`
 //! (decimal), `data_shape` (the training data's sample shape, a JSON list) and `crate_version`.
 //! Adam's bias-correction powers are not stored: loading recomputes them from `t_d` and `t_g`.
@@ -31,8 +35,12 @@ use crate::programs::trainer::{NetSnapshot, Snapshot};
 
 /// Value of the metadata key `format`.
 pub const FORMAT: &str = "shadergan-checkpoint";
-/// Value of the metadata key `version`; `load` accepts only this one.
-pub const VERSION: &str = "1";
+/// Value of the metadata key `version` this build writes.
+pub const VERSION: &str = "2";
+/// The versions `load` reads. 1 (shadergan 0.1.0): MLPs only; its config has no `arch`,
+/// `image`, `g_channels` or `d_channels`, which read as an MLP (serde defaults), and its tensor
+/// names are today's, so it needs no other migration (tests/compat.rs loads files 0.1.0 wrote).
+pub const READS: &[&str] = &["1", "2"];
 
 /// Everything a checkpoint holds.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,11 +54,12 @@ pub struct Checkpoint {
 }
 
 /// Where a tensor lives in a [`Snapshot`]: G's parameters, moments, state, then D's, then G's
-/// weight average (the order of `Snapshot::parts`).
+/// weight average and its state (the order of `parts`).
 const G_PARAMS: usize = 0;
 const D_PARAMS: usize = 3;
 const EMA: usize = 6;
-const PARTS: usize = 7;
+const EMA_STATE: usize = 7;
+const PARTS: usize = 8;
 
 /// One tensor of the file: name, shape, which part of the snapshot it is in, and its first
 /// element there.
@@ -64,14 +73,14 @@ struct Spec {
 /// The snapshot's buffers in `Spec::part` order.
 fn parts(s: &Snapshot) -> [&[f32]; PARTS] {
     let ema = s.g_ema.as_deref().unwrap_or(&[]);
-    [&s.g.params, &s.g.moments, &s.g.state, &s.d.params, &s.d.moments, &s.d.state, ema]
+    [&s.g.params, &s.g.moments, &s.g.state, &s.d.params, &s.d.moments, &s.d.state, ema, &s.g_ema_state]
 }
 
 /// The lengths `parts` must have for `model` (the weight average's when `ema`).
 fn part_lens(model: &ModelConfig, ema: bool) -> [usize; PARTS] {
     let (g, d) = (model.generator(false), model.discriminator(0.0, false));
-    let e = if ema { g.params_len } else { 0 };
-    [g.params_len, 2 * g.params_len, g.state_len, d.params_len, 2 * d.params_len, d.state_len, e]
+    let (e, es) = if ema { (g.params_len, g.state_len) } else { (0, 0) };
+    [g.params_len, 2 * g.params_len, g.state_len, d.params_len, 2 * d.params_len, d.state_len, e, es]
 }
 
 /// Every tensor of a model, G then D; each net's parameters, then its m, then its v, then its
@@ -95,6 +104,9 @@ fn specs(model: &ModelConfig, ema: bool) -> Vec<Spec> {
         if ema && net.name == "G" {
             for t in net.tensors() {
                 out.push(Spec { name: format!("G_ema.{}", t.name), shape: t.shape, part: EMA, start: t.off });
+            }
+            for t in net.state_tensors() {
+                out.push(Spec { name: format!("G_ema.{}", t.name), shape: t.shape, part: EMA_STATE, start: t.off });
             }
         }
     }
@@ -173,9 +185,10 @@ fn read_metadata(meta: &HashMap<String, String>) -> std::result::Result<Metadata
         return Err(format!("not a shadergan checkpoint: metadata \"format\" is \"{}\"", one_line(format)));
     }
     let version = get("version")?;
-    if version != VERSION {
+    if !READS.contains(&version.as_str()) {
+        let reads = READS.join(" and ");
         return Err(format!(
-            "checkpoint version \"{}\" is not supported (this build reads {VERSION})",
+            "checkpoint version \"{}\" is not supported (this build reads {reads})",
             one_line(version)
         ));
     }
@@ -234,10 +247,10 @@ fn read_tensors(st: &SafeTensors, config: &TrainConfig, state: TrainState) -> st
             }
         }
     }
-    let [g_params, g_moments, g_state, d_params, d_moments, d_state, g_ema] = bufs;
+    let [g_params, g_moments, g_state, d_params, d_moments, d_state, g_ema, g_ema_state] = bufs;
     let g = NetSnapshot { params: g_params, moments: g_moments, state: g_state };
     let d = NetSnapshot { params: d_params, moments: d_moments, state: d_state };
-    Ok(Snapshot { state, g, d, g_ema: ema.then_some(g_ema) })
+    Ok(Snapshot { state, g, d, g_ema: ema.then_some(g_ema), g_ema_state })
 }
 
 /// Checks that a checkpoint fits a run: the same model and data sample dimension. Otherwise an
@@ -280,8 +293,20 @@ mod tests {
     fn sample() -> Checkpoint {
         let (data_dim, latent_dim, g_hidden, d_hidden) = (6, 3, vec![5, 4], vec![4]);
         let (g_activation, d_activation, g_output) = (Activation::Relu, Activation::LeakyRelu, Activation::Tanh);
-        let model =
-            ModelConfig { data_dim, latent_dim, g_hidden, d_hidden, g_activation, d_activation, g_output, pack: 1 };
+        let model = ModelConfig {
+            arch: crate::config::model::Arch::Mlp,
+            image: None,
+            g_channels: 64,
+            d_channels: 64,
+            data_dim,
+            latent_dim,
+            g_hidden,
+            d_hidden,
+            g_activation,
+            d_activation,
+            g_output,
+            pack: 1,
+        };
         let (g, d) = (model.generator(false), model.discriminator(0.0, false));
         let (batch_size, seed, lr, beta1, beta2, eps, real_label) = (2, 9, 2e-4, 0.5, 0.999, 1e-8, 0.9);
         let (data_scale, data_shift, data_u8) = (1.0 / 255.0, 0.0, true);
@@ -310,6 +335,7 @@ mod tests {
             g: NetSnapshot { params: g.init(9), moments: wave(2 * g.params_len, 0.37), state: vec![] },
             d: NetSnapshot { params: d.init(9), moments: wave(2 * d.params_len, 0.91), state: vec![] },
             g_ema: None,
+            g_ema_state: vec![],
         };
         Checkpoint { config, snapshot, epoch: 1.75, data_shape: vec![2, 3] }
     }
@@ -424,7 +450,7 @@ mod tests {
         let meta = header.metadata().as_ref().unwrap();
         for (k, v) in [
             ("format", FORMAT),
-            ("version", "1"),
+            ("version", "2"),
             ("step", "7"),
             ("t_d", "7"),
             ("t_g", "6"),
@@ -475,7 +501,7 @@ mod tests {
         meta_case("config", None, "lacks \"config\"");
         meta_case("config", Some("{\"model\": "), "\"config\" is not a valid");
         meta_case("format", Some("other"), "not a shadergan checkpoint");
-        meta_case("version", Some("2"), "version \"2\" is not supported");
+        meta_case("version", Some("3"), "version \"3\" is not supported");
         meta_case("step", Some("-1"), "\"step\" is not a whole number");
         meta_case("data_shape", Some("[7]"), "data_shape");
         expect_input(&edited(|t, _| t.retain(|t| t.0 != "D.fc2.bias")), "tensor D.fc2.bias is missing");

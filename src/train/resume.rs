@@ -29,6 +29,9 @@ fn act(a: Option<crate::kernels::activation::Activation>) -> String {
 
 /// Every model and optimizer flag, as the user gives it and as a checkpoint holds it.
 const FLAGS: &[FlagCheck] = &[
+    ("arch", "--arch", |o| o.arch.name().into(), |c| c.model.arch.name().into()),
+    ("g_channels", "--g-channels", |o| o.g_channels.to_string(), |c| c.model.g_channels.to_string()),
+    ("d_channels", "--d-channels", |o| o.d_channels.to_string(), |c| c.model.d_channels.to_string()),
     ("latent_dim", "--latent-dim", |o| o.latent_dim.to_string(), |c| c.model.latent_dim.to_string()),
     ("g_hidden", "--g-hidden", |o| list(&o.g_hidden), |c| list(&c.model.g_hidden)),
     ("d_hidden", "--d-hidden", |o| list(&o.d_hidden), |c| list(&c.model.d_hidden)),

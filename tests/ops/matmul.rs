@@ -166,3 +166,19 @@ fn matmul_backward_weight_f16_matches_cpu() {
         }
     }
 }
+
+#[test]
+fn matmul_forward_without_bias_reads_none() {
+    for &(m, n, k) in SHAPES {
+        let mut c = Case::new();
+        let x = c.input("x", uniform((m * k) as usize, m, -1.0, 1.0));
+        // The weights, then NaN where a bias would be: read, it would poison every output.
+        let mut w = uniform((n * k) as usize, n, -1.0, 1.0);
+        w.extend(vec![f32::NAN; n as usize]);
+        let w = c.input("w", w);
+        let y = c.output("y", (m * n) as usize);
+        let p =
+            MatmulParams { m, n, k, act: Activation::Tanh.code(), bias_off: n * k, no_bias: 1, ..Default::default() };
+        c.check(MatmulForward { p, a: x, c: w, out: y }, &[y], &format!("{m}x{n}x{k} no bias"));
+    }
+}

@@ -51,6 +51,10 @@ pub fn matmul_forward(p: &MatmulParams, a: &[f32], c: &[f32], out: &mut [f32]) {
     let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
     let y = &mut out[p.out_off as usize..p.out_off as usize + m * n];
     sgemm(m, k, n, &a[p.a_off as usize..], (k, 1), &c[p.c_off as usize..], (1, k), 0.0, y, n);
+    if p.no_bias != 0 {
+        y.iter_mut().for_each(|v| *v = activate(*v + 0.0, p.act, p.slope));
+        return;
+    }
     let bias = &c[p.bias_off as usize..p.bias_off as usize + n];
     for row in y.chunks_mut(n) {
         for (v, b) in row.iter_mut().zip(bias) {

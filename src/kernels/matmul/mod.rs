@@ -24,7 +24,8 @@ crate::uniform! {
         pub bias_off: u32,
         pub slope: f32,
         pub accumulate: u32,
-        pub _pad0: u32,
+        /// forward: 1 = no bias (nothing is read at `bias_off`).
+        pub no_bias: u32,
         pub _pad1: u32,
     }
 }
@@ -123,7 +124,7 @@ impl Kernel for MatmulForward {
         vec![
             Span::read(self.a, p.a_off, m * k),
             Span::read(self.c, p.c_off, n * k),
-            Span::read(self.c, p.bias_off, n),
+            Span::read(self.c, p.bias_off, if p.no_bias != 0 { 0 } else { n }),
             Span::write(self.out, p.out_off, m * n),
         ]
     }

@@ -17,7 +17,8 @@ pub fn matmul_forward(p: &MatmulParams, a: &[f32], c: &[f32], out: &mut [f32]) {
             for kk in 0..k {
                 acc += x[kk] * w[kk];
             }
-            out[out_off + i * n + j] = activate(acc + c[bias_off + j], p.act, p.slope);
+            let bias = if p.no_bias != 0 { 0.0 } else { c[bias_off + j] };
+            out[out_off + i * n + j] = activate(acc + bias, p.act, p.slope);
         }
     }
 }

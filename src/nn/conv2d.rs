@@ -1,0 +1,96 @@
+//! A 2-D convolution, torch.nn.Conv2d(c_in, c_out, k, stride, pad): weight (c_out, c_in, k, k),
+//! then bias (c_out) unless the layer has none; on rows of (c_in, h, w) NCHW values.
+
+use super::layer::{Ctx, Grads, Init, InitKey, Io, Layer, Mode, TensorSpec};
+use crate::kernels::conv::{conv2d_out_size, Conv2dShape};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conv2d {
+    pub c_in: usize,
+    pub c_out: usize,
+    /// Input height and width.
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub bias: bool,
+    pub init: Init,
+}
+
+impl Conv2d {
+    /// (h_out, w_out), or None where the kernel does not fit.
+    pub fn out_hw(&self) -> Option<(usize, usize)> {
+        let size = |x: usize| conv2d_out_size(x as u32, self.k as u32, self.stride as u32, self.pad as u32);
+        Some((size(self.h)? as usize, size(self.w)? as usize))
+    }
+
+    fn shape(&self, rows: usize) -> Conv2dShape {
+        let u = |x: usize| x as u32;
+        Conv2dShape {
+            n: u(rows),
+            c_in: u(self.c_in),
+            h_in: u(self.h),
+            w_in: u(self.w),
+            c_out: u(self.c_out),
+            kh: u(self.k),
+            kw: u(self.k),
+            stride: u(self.stride),
+            pad: u(self.pad),
+        }
+    }
+
+    fn weights(&self) -> usize {
+        self.c_out * self.c_in * self.k * self.k
+    }
+}
+
+impl Layer for Conv2d {
+    fn kind(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn in_features(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    fn out_features(&self) -> usize {
+        let (h, w) = self.out_hw().expect("a convolution that fits (checked when the network is built)");
+        self.c_out * h * w
+    }
+
+    fn params(&self) -> Vec<TensorSpec> {
+        let mut t = vec![TensorSpec::new("weight", &[self.c_out, self.c_in, self.k, self.k])];
+        if self.bias {
+            t.push(TensorSpec::new("bias", &[self.c_out]));
+        }
+        t
+    }
+
+    fn init(&self, key: InitKey, params: &mut [f32]) {
+        key.weights_and_bias(self.init, self.c_in * self.k * self.k, self.weights(), params);
+    }
+
+    fn forward(&self, cx: &mut Ctx, io: Io, _mode: Mode) {
+        let bias = self.bias.then_some((cx.off + self.weights()) as u32);
+        let call = self.shape(io.rows).forward(io.x.off as u32, cx.off as u32, bias, io.y.off as u32);
+        cx.ops.push(call.op(io.x.buf, cx.weights, io.y.buf));
+    }
+
+    fn backward(&self, cx: &mut Ctx, io: Io, g: Grads, _mode: Mode) {
+        let shape = self.shape(io.rows);
+        let (dy, x) = (g.dy, io.x);
+        if let (true, Some(grads)) = (g.weights, cx.grads) {
+            let call = shape.backward_weight(dy.off as u32, x.off as u32, cx.off as u32, g.accumulate);
+            cx.ops.push(call.op(dy.buf, x.buf, grads));
+            if self.bias {
+                let call = shape.backward_bias(dy.off as u32, (cx.off + self.weights()) as u32, g.accumulate);
+                cx.ops.push(call.op(dy.buf, dy.buf, grads));
+            }
+        }
+        if let Some(dx) = g.dx {
+            let call = shape.backward_input(dy.off as u32, cx.off as u32, dx.off as u32, false);
+            cx.ops.push(call.op(dy.buf, cx.weights, dx.buf));
+        }
+    }
+}
