@@ -105,15 +105,18 @@ pub fn image_shape(data: &Dataset) -> Option<ImageShape> {
 
 impl TrainOptions {
     pub fn resolve(&self, data: &Dataset) -> Result<TrainConfig> {
-        match self.arch {
+        let cfg = match self.arch {
             Arch::Mlp => self.resolve_mlp(data),
-            Arch::Dcgan => self.resolve_dcgan(data),
-        }
+            Arch::Dcgan => self.resolve_dcgan(data)?,
+        };
+        cfg.validate(data.n)?;
+        Ok(cfg)
     }
 
     /// `--arch dcgan`: the recipe's activations (ReLU in G, leaky ReLU in D, tanh out) on images
     /// scaled to [-1, 1], and its Adam rate; MLP-only flags are refused.
     fn resolve_dcgan(&self, data: &Dataset) -> Result<TrainConfig> {
+        // The architecture first: its errors say more than a batch size would.
         let Some(image) = image_shape(data).filter(|_| data.is_unit_range()) else {
             return Err(Error::input(
                 "--arch dcgan trains on images (uint8, or floats in [0, 1], of shape (N, H, W) or (N, C, H, W))",
@@ -132,7 +135,7 @@ impl TrainOptions {
                  judges one image at a time, has batch norm instead of dropout and trains in f32"
             )));
         }
-        let mut cfg = self.resolve_mlp(data)?;
+        let mut cfg = self.resolve_mlp(data);
         let m = &mut cfg.model;
         m.arch = Arch::Dcgan;
         m.image = Some(image);
@@ -144,11 +147,11 @@ impl TrainOptions {
         cfg.lr = self.lr.unwrap_or(DCGAN_LR);
         cfg.d_dropout = 0.0;
         cfg.g_ema = self.g_ema.unwrap_or(DCGAN_G_EMA);
-        cfg.validate(data.n)?;
+        cfg.model.validate()?;
         Ok(cfg)
     }
 
-    fn resolve_mlp(&self, data: &Dataset) -> Result<TrainConfig> {
+    fn resolve_mlp(&self, data: &Dataset) -> TrainConfig {
         // Defaults measured on MNIST: the plain benchmark model (ReLU, sigmoid output on [0, 1])
         // collapses to one blob; leaky ReLU with a tanh output on [-1, 1] draws varied digits.
         let image = data.is_unit_range();
@@ -171,7 +174,7 @@ impl TrainOptions {
         let d_activation = self.d_activation.unwrap_or(hidden);
         // Dropout's backward pass needs an activation whose derivative depends on the sign alone.
         let sign_only = matches!(d_activation, Activation::Relu | Activation::LeakyRelu);
-        let cfg = TrainConfig {
+        TrainConfig {
             model: ModelConfig {
                 arch: Arch::Mlp,
                 image: None,
@@ -203,9 +206,7 @@ impl TrainOptions {
             lr_decay: self.lr_decay.unwrap_or(0.0),
             // Set by `with_run_length` once the run's length is known.
             lr_decay_end: 0,
-        };
-        cfg.validate(data.n)?;
-        Ok(cfg)
+        }
     }
 }
 

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""shadergan's generator in PyTorch: builds the module for a checkpoint's G from the checkpoint's
+own metadata, loads its tensors with load_state_dict(strict=True), and writes what
+`shadergan generate CHECKPOINT --z Z.npy --out OUT.npy` writes, computed by PyTorch.
+
+    python3 scripts/torch_generator.py runs/001/checkpoints/latest.safetensors z.npy out.npy
+
+Z.npy: float32 (N, latent_dim). OUT.npy: the samples in the training data's scale, uint8 (N, D)
+for uint8 data (rounded and clamped like shadergan), float32 otherwise. Like `generate`, it runs G
+in eval mode (batch norm from its running statistics) with G's weight average when the
+checkpoint keeps one (G_ema.*), else G.*. Needs torch and numpy; reads safetensors itself.
+"""
+import json
+import struct
+import sys
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+def read_safetensors(path):
+    """(tensors by name as float32 numpy arrays, metadata) of a safetensors file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    body = data[8 + n:]
+    tensors = {}
+    for name, t in header.items():
+        assert t["dtype"] == "F32", f"{name}: {t['dtype']}"
+        lo, hi = t["data_offsets"]
+        tensors[name] = np.frombuffer(body[lo:hi], dtype="<f4").reshape(t["shape"])
+    return tensors, meta
+
+
+def activation(name):
+    return {
+        "identity": nn.Identity(),
+        "relu": nn.ReLU(),
+        "leaky-relu": nn.LeakyReLU(0.2),
+        "sigmoid": nn.Sigmoid(),
+        "tanh": nn.Tanh(),
+    }[name]
+
+
+class View(nn.Module):
+    def __init__(self, *shape):
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, t):
+        return t.view(t.shape[0], *self.shape)
+
+
+def mlp_generator(m):
+    sizes = [m["latent_dim"]] + m["g_hidden"] + [m["data_dim"]]
+    layers = []
+    for i in range(len(sizes) - 1):
+        last = i + 2 == len(sizes)
+        layers.append((f"fc{i + 1}", nn.Linear(sizes[i], sizes[i + 1])))
+        layers.append((f"act{i + 1}", activation(m["g_output"] if last else m["g_activation"])))
+    return nn.Sequential(OrderedDict(layers))
+
+
+def dcgan_generator(m):
+    """config/model.rs's dcgan_generator, in PyTorch: the same layers under the same names."""
+    img, g, nz, act = m["image"], m["g_channels"], m["latent_dim"], m["g_activation"]
+    size, channels = img["height"], img["channels"]
+    linear = size == 28
+    doublings = 2 if linear else size.bit_length() - 3
+    c = g << (doublings - 1)
+    layers = []
+    if linear:
+        layers += [("fc", nn.Linear(nz, c * 49, bias=False)), ("view", View(c, 7, 7))]
+    else:
+        layers += [("view", View(nz, 1, 1)), ("deconv1", nn.ConvTranspose2d(nz, c, 4, 1, 0, bias=False))]
+    layers += [("bn1", nn.BatchNorm2d(c)), ("relu1", activation(act))]
+    for block in range(2, doublings + 2):
+        last = block == doublings + 1
+        c_out = channels if last else c // 2
+        name = f"deconv{block - 1 if linear else block}"
+        layers.append((name, nn.ConvTranspose2d(c, c_out, 4, 2, 1, bias=False)))
+        if not last:
+            layers += [(f"bn{block}", nn.BatchNorm2d(c_out)), (f"relu{block}", activation(act))]
+        c = c_out
+    layers.append(("out", activation(m["g_output"])))
+    return nn.Sequential(OrderedDict(layers))
+
+
+def main():
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    ckpt, z_path, out_path = sys.argv[1:]
+    tensors, meta = read_safetensors(ckpt)
+    cfg = json.loads(meta["config"])
+    m = cfg["model"]
+    g = dcgan_generator(m) if m.get("arch", "mlp") == "dcgan" else mlp_generator(m)
+    prefix = "G_ema." if any(k.startswith("G_ema.") for k in tensors) else "G."
+    state = {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in tensors.items() if k.startswith(prefix)}
+    # PyTorch's batch-norm step counter is not a tensor of shadergan's; it is unused in eval mode.
+    for name, module in g.named_children():
+        if isinstance(module, nn.BatchNorm2d):
+            state[f"{name}.num_batches_tracked"] = torch.tensor(int(meta["step"]))
+    g.load_state_dict(state, strict=True)
+    g.eval()
+    z = torch.from_numpy(np.load(z_path).astype(np.float32))
+    with torch.no_grad():
+        y = g(z).reshape(z.shape[0], -1).numpy()
+    values = (y - np.float32(cfg["data_shift"])) / np.float32(cfg["data_scale"])
+    if cfg.get("data_u8", False):
+        values = np.clip(np.round(values), 0, 255).astype(np.uint8)
+    np.save(out_path, values)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+//! `--arch dcgan` through the binary: a run on the built-in digits trains, writes its folder,
+//! resumes bit for bit, generates and evaluates; the flags it refuses exit 2 with one line; and
+//! an independent f64 forward pass of the 28x28 generator, written from PyTorch's definitions and
+//! the checkpoint's tensor names and shapes alone, reproduces what `generate` computes: the
+//! tensor layouts are PyTorch's.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use shadergan::data::Dataset;
+use shadergan::train::checkpoint;
+use shadergan::Trainer;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shadergan")).args(args).output().expect("run shadergan")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let o = run(args);
+    assert!(o.status.success(), "{args:?}:\n{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// A narrow 28x28 DCGAN on the built-in digits, on the CPU.
+fn train_args<'a>(out: &'a str, steps: &'a str) -> Vec<&'a str> {
+    let mut a = vec!["train", "--arch", "dcgan", "--g-channels", "4", "--d-channels", "4", "--latent-dim", "8"];
+    a.extend(["--batch-size", "16", "--steps", steps, "--log-every", "3", "--sample-every", "3", "--g-ema", "0.9"]);
+    a.extend(["--checkpoint-every", "3", "--backend", "cpu", "--classifier", "none", "--quiet", "--out", out]);
+    a
+}
+
+#[test]
+fn a_dcgan_run_trains_resumes_exactly_and_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("straight"), dir.path().join("resumed"));
+    ok(&train_args(a.to_str().unwrap(), "6"));
+    ok(&train_args(b.to_str().unwrap(), "3"));
+    let latest = b.join("checkpoints/latest.safetensors");
+    ok(&["train", "--resume", latest.to_str().unwrap(), "--steps", "6", "--backend", "cpu", "--quiet"]);
+    let straight = checkpoint::load(&a.join("checkpoints/latest.safetensors")).unwrap();
+    let resumed = checkpoint::load(&latest).unwrap();
+    assert_eq!(straight.snapshot, resumed.snapshot);
+    assert_eq!(straight.config.model.arch, shadergan::config::model::Arch::Dcgan);
+    assert!(a.join("samples/final.png").exists() && a.join("samples/step_000003.png").exists());
+    // The checkpoint holds batch norm's running statistics, G's and its average's own.
+    let bytes = std::fs::read(a.join("checkpoints/latest.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for name in ["G.bn1.running_mean", "G.bn2.running_var", "D.bn2.running_mean", "G_ema.bn1.running_var"] {
+        assert_eq!(st.tensor(name).unwrap().shape().len(), 1, "{name}");
+    }
+    // generate and eval from it.
+    let z = dir.path().join("z.npy");
+    shadergan::data::save_npy_f32(&z, 3, 8, &common::uniform(24, 1, -2.0, 2.0)).unwrap();
+    let s = dir.path().join("s.npy");
+    let grid = dir.path().join("g.png");
+    let args = ["generate", latest.to_str().unwrap(), "--z", z.to_str().unwrap(), "--backend", "cpu"];
+    ok(&[&args[..], &["--out", s.to_str().unwrap(), "--grid", grid.to_str().unwrap()]].concat());
+    let got = shadergan::data::load_npy(&s).unwrap();
+    assert_eq!((got.n, got.dim, got.dtype.as_str()), (3, 784, "uint8"));
+    assert!(grid.exists());
+    let o = ok(&["eval", a.to_str().unwrap(), "--backend", "cpu"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["frechet_distance"].as_f64().is_some_and(|f| f.is_finite()), "{v}");
+}
+
+#[test]
+fn flags_dcgan_cannot_take_exit_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    for (flags, needle) in [
+        (&["--pack", "2"][..], "--pack is for --arch mlp"),
+        (&["--g-hidden", "32"], "--g-hidden is for --arch mlp"),
+        (&["--d-dropout", "0.3"], "--d-dropout is for --arch mlp"),
+        (&["--precision", "f16"], "--precision f16 is for --arch mlp"),
+        (&["--toy", "ring8"], "--arch dcgan trains on images"),
+    ] {
+        let args = [&["train", "--arch", "dcgan", "--steps", "1", "--backend", "cpu", "--out", out.to_str().unwrap()][..], flags]
+            .concat();
+        let o = run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(needle), "{flags:?}: {err}");
+        assert_eq!(err.lines().filter(|l| l.starts_with("error")).count(), 1, "{err}");
+        assert!(!out.join("config.json").exists(), "{flags:?} wrote a run");
+    }
+    // Images of a size it has no architecture for.
+    let npy = dir.path().join("small.npy");
+    shadergan::data::save_npy_u8(&npy, 40, 16 * 16, &vec![7; 40 * 256]).unwrap();
+    let o = run(&["train", npy.to_str().unwrap(), "--arch", "dcgan", "--steps", "1", "--backend", "cpu"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("28x28, 32x32 and 64x64"));
+}
+
+/// The checkpoint's tensors by name, as f64.
+fn tensors(path: &Path, prefix: &str) -> HashMap<String, (Vec<usize>, Vec<f64>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            let v = view.data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect();
+            out.insert(rest.to_string(), (view.shape().to_vec(), v));
+        }
+    }
+    out
+}
+
+/// torch.nn.BatchNorm2d in eval mode on (c, h w), then ReLU.
+fn bn_relu(t: &HashMap<String, (Vec<usize>, Vec<f64>)>, name: &str, x: &mut [f64], c: usize) {
+    let hw = x.len() / c;
+    let get = |k: &str| &t[&format!("{name}.{k}")].1;
+    let (g, b, m, v) = (get("weight"), get("bias"), get("running_mean"), get("running_var"));
+    for (i, x) in x.iter_mut().enumerate() {
+        let ch = i / hw;
+        *x = (g[ch] * (*x - m[ch]) / (v[ch] + 1e-5).sqrt() + b[ch]).max(0.0);
+    }
+}
+
+/// torch.nn.ConvTranspose2d(c_in, c_out, 4, 2, 1) by its definition, a scatter: input pixel
+/// (ci, h, w) adds x W[ci, co, i, j] to output (co, 2h - 1 + i, 2w - 1 + j).
+fn conv_transpose(t: &HashMap<String, (Vec<usize>, Vec<f64>)>, name: &str, x: &[f64], hw: usize) -> (Vec<f64>, usize) {
+    let (shape, w) = &t[&format!("{name}.weight")];
+    let (c_in, c_out, k) = (shape[0], shape[1], shape[2]);
+    let out_hw = 2 * hw;
+    let mut y = vec![0.0; c_out * out_hw * out_hw];
+    for ci in 0..c_in {
+        for h in 0..hw {
+            for wi in 0..hw {
+                let v = x[(ci * hw + h) * hw + wi];
+                for co in 0..c_out {
+                    for i in 0..k {
+                        for j in 0..k {
+                            let (oh, ow) = ((2 * h + i) as i64 - 1, (2 * wi + j) as i64 - 1);
+                            if oh >= 0 && ow >= 0 && (oh as usize) < out_hw && (ow as usize) < out_hw {
+                                y[(co * out_hw + oh as usize) * out_hw + ow as usize] +=
+                                    v * w[((ci * c_out + co) * k + i) * k + j];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (y, out_hw)
+}
+
+#[test]
+fn an_independent_f64_forward_of_the_28x28_generator_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("r");
+    ok(&train_args(run.to_str().unwrap(), "4"));
+    let latest = run.join("checkpoints/latest.safetensors");
+    let t = tensors(&latest, "G_ema.");
+    let z = common::uniform(2 * 8, 7, -2.0, 2.0);
+    // shadergan's G (its weight average, in eval mode).
+    let ck = checkpoint::load(&latest).unwrap();
+    let data = Arc::new(Dataset::from_u8(16, 784, vec![0; 16 * 784]).unwrap());
+    let mut trainer = shadergan::open_trainer(shadergan::Backend::Cpu, ck.config.clone(), data).unwrap();
+    trainer.restore(&ck.snapshot).unwrap();
+    let got = trainer.sample(&z).unwrap();
+    for r in 0..2 {
+        // Linear(8, 8*49, bias=False) -> view(8, 7, 7) -> BN -> ReLU -> ConvT -> BN -> ReLU -> ConvT -> tanh.
+        let (shape, w) = &t["fc.weight"];
+        assert_eq!(shape, &[8 * 49, 8], "a Linear weight is (out, in)");
+        let zr: Vec<f64> = z[r * 8..(r + 1) * 8].iter().map(|&v| v as f64).collect();
+        let mut x: Vec<f64> = (0..shape[0]).map(|o| (0..8).map(|i| w[o * 8 + i] * zr[i]).sum()).collect();
+        bn_relu(&t, "bn1", &mut x, 8);
+        let (mut x, hw) = conv_transpose(&t, "deconv1", &x, 7);
+        bn_relu(&t, "bn2", &mut x, 4);
+        let (y, hw) = conv_transpose(&t, "deconv2", &x, hw);
+        assert_eq!(y.len(), 784);
+        assert_eq!(hw, 28);
+        for (i, (&g, want)) in got[r * 784..(r + 1) * 784].iter().zip(y.iter().map(|v| v.tanh())).enumerate() {
+            assert!((g as f64 - want).abs() < 1e-5, "row {r}, pixel {i}: shadergan {g} vs f64 {want}");
+        }
+    }
+    assert!(t.keys().all(|k| !k.contains("num_batches")), "PyTorch's counter is not a tensor of ours");
+}
