@@ -22,6 +22,7 @@ pub mod error;
 pub mod evaluate;
 pub mod generate;
 pub mod gpu;
+pub mod image_folder;
 pub mod image_metrics;
 pub mod images;
 pub mod model;
