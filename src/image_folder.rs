@@ -163,7 +163,8 @@ struct Found {
 }
 
 fn walk(root: &Path) -> Result<Found> {
-    let meta = fs::metadata(root).map_err(|e| Error::input(format!("{}: cannot read the folder: {e}", root.display())))?;
+    let meta =
+        fs::metadata(root).map_err(|e| Error::input(format!("{}: cannot read the folder: {e}", root.display())))?;
     if !meta.is_dir() {
         crate::bail_input!("{}: not a folder; expected a folder of .png/.jpg images", root.display());
     }
@@ -225,7 +226,9 @@ impl Entry {
 fn require_images(dir: &Path, found: &Found) -> Result<()> {
     let d = dir.display();
     match (found.entries.len(), found.others) {
-        (0, 0) => crate::bail_input!("{d}: the folder is empty; expected .png, .jpg or .jpeg images (loose or in class subfolders)"),
+        (0, 0) => crate::bail_input!(
+            "{d}: the folder is empty; expected .png, .jpg or .jpeg images (loose or in class subfolders)"
+        ),
         (0, k) => crate::bail_input!("{d}: no .png, .jpg or .jpeg images among its {k} files"),
         _ => Ok(()),
     }
@@ -399,7 +402,8 @@ fn check_declared(decoder: &impl ImageDecoder) -> Result<(), String> {
     }
     if w > MAX_SIDE || h > MAX_SIDE || decoder.total_bytes() > MAX_DECODED_BYTES {
         return Err(format!(
-            "the header declares {w} x {h} pixels; more than {MAX_SIDE} a side or {} MiB decoded is refused",
+            "the header declares {w} x {h} pixels ({} MiB decoded); more than {MAX_SIDE} a side or {} MiB is refused",
+            decoder.total_bytes() >> 20,
             MAX_DECODED_BYTES >> 20
         ));
     }
@@ -415,6 +419,9 @@ fn image_reason(e: ImageError) -> String {
             MAX_DECODED_BYTES >> 20
         ),
         ImageError::Unsupported(_) => format!("not a PNG or JPEG image: {e}"),
+        ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the file is truncated (it ends inside the image data)".to_string()
+        }
         ImageError::IoError(_) => format!("cannot read: {e}"),
         _ => format!("cannot decode: {e}"),
     };
@@ -911,9 +918,10 @@ mod tests {
 
     #[test]
     fn luma_uses_601_weights() {
-        assert_eq!([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [0, 0, 0]].map(|p| luma(&p)), [
-            76, 150, 29, 255, 0
-        ]);
+        assert_eq!(
+            [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [0, 0, 0]].map(|p| luma(&p)),
+            [76, 150, 29, 255, 0]
+        );
     }
 
     #[test]
