@@ -34,8 +34,11 @@
 //!   shrinking (antialiased, as torchvision's default bilinear with `antialias=True`); it has no
 //!   negative lobes, so unlike Lanczos3 it adds no ringing at edges and keeps flat areas exact.
 //! - `skip_bad`: a file that cannot be read or decoded, is empty, is too large or has 0 pixels is
-//!   returned in [`FolderImages::skipped`] instead of failing the load. A size mismatch without
-//!   `image_size` is not a bad file: it is an error either way.
+//!   returned in [`FolderImages::skipped`] instead of failing the load ([`FolderImages::skipped_warning`]
+//!   words the warning). A size mismatch without `image_size` is not a bad file: it is an error
+//!   either way.
+//! - Cost: one thread; a JPEG is read from disk twice (its decoder reads whole files, the header
+//!   pass included). A decoder that panics on a hostile file costs only that file.
 //!
 //! Cache ([`save_cache`], [`load_cache`], [`check_cache`], [`load_image_folder_cached`]): the
 //! array is a plain `.npy` of uint8 (N, H, W, C) that NumPy reads; next to it `<cache>.json` holds
@@ -96,6 +99,18 @@ pub struct FolderImages {
     pub skipped: Vec<(PathBuf, String)>,
     /// What the array was made from; the cache compares it with the folder now.
     pub source: FolderSource,
+}
+
+impl FolderImages {
+    /// One warning line for the skipped files, naming the count and the first `first` of them;
+    /// None when nothing was skipped.
+    pub fn skipped_warning(&self, first: usize) -> Option<String> {
+        let (k, total) = (self.skipped.len(), self.skipped.len() + self.n);
+        let shown: Vec<String> =
+            self.skipped.iter().take(first).map(|(p, why)| format!("{} ({why})", p.display())).collect();
+        let more = if k > first { format!(" and {} more", k - first) } else { String::new() };
+        (k > 0).then(|| format!("warning: skipped {k} of {total} images that do not load: {}{more}", shown.join("; ")))
+    }
 }
 
 /// The folder and options an array was made from, as a cache records them.

@@ -350,6 +350,9 @@ fn bad_files_are_input_errors_naming_the_file() {
         assert_eq!(imgs.skipped[0].0, bad);
         assert!(!imgs.skipped[0].1.is_empty());
         assert_eq!(imgs.source.file_count, 2);
+        let w = imgs.skipped_warning(3).unwrap();
+        assert_has(&w, &["warning: skipped 1 of 2 images", name]);
+        assert!(!w.contains('\n') && !w.contains("more"));
     }
 }
 
@@ -397,6 +400,11 @@ fn folder_problems_are_clear_errors() {
     file(d, "bad1.png", b"");
     file(d, "bad2.jpg", b"nope");
     assert_has(&input_err(d, &skipping()), &["none of its 2 images could be loaded", "bad1.png: the file is empty"]);
+    png(d, "good.png", &gray(1, 1, |_, _| 0));
+    let imgs = load(d, &skipping());
+    assert_eq!(imgs.skipped_warning(9), imgs.skipped_warning(2));
+    let w = imgs.skipped_warning(1).unwrap();
+    assert_has(&w, &["skipped 2 of 3 images", "bad1.png (the file is empty (0 bytes))", " and 1 more"]);
     assert_has(&input_err(d, &sized(0)), &["--image-size 0"]);
     assert_has(&input_err(d, &FolderOptions { channels: Some(4), ..opts() }), &["--channels 4"]);
 }
@@ -407,6 +415,7 @@ fn progress_bar_is_harmless_off_a_terminal() {
     png(dir.path(), "a.png", &gray(2, 2, |_, _| 3));
     let imgs = load(dir.path(), &FolderOptions { progress: true, ..opts() });
     assert_eq!(imgs.pixels, [3; 4]);
+    assert_eq!(imgs.skipped_warning(3), None);
 }
 
 #[cfg(unix)]
