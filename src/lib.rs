@@ -26,7 +26,6 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
-pub mod image_folder;
 pub mod io;
 pub mod ir;
 pub mod kernels;

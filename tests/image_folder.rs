@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use image::{GrayImage, ImageBuffer, ImageEncoder, ImageFormat, Luma, LumaA, Rgb, RgbImage, Rgba};
-use shadergan::image_folder::*;
+use shadergan::data::folder::*;
 use shadergan::Error;
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-//! Training data: a validated array of samples, whatever file it came from ([`npy`], the
-//! built-in digits in [`assets`], or a [`toy`] data set drawn from the seed).
+//! Training data: a validated array of samples, whatever file it came from ([`npy`], a
+//! [`folder`] of PNG/JPEG images, the built-in digits in [`assets`], or a [`toy`] data set drawn
+//! from the seed).
 
 pub mod assets;
+pub mod folder;
 pub mod npy;
 pub mod toy;
 

@@ -24,11 +24,19 @@ pub fn temp_path(path: &Path) -> Result<PathBuf> {
 
 /// Replaces `path` with `bytes` atomically (see the module header).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_parts(path, &[bytes])
+}
+
+/// Replaces `path` with the concatenation of `parts` atomically, without joining them in memory
+/// first (a header and a large array).
+pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> Result<()> {
     let tmp = temp_path(path)?;
     let write = || -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp); // a leftover of a crash; create_new will not follow links
         let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        f.write_all(bytes)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
         f.sync_all()
     };
     if let Err(e) = write() {

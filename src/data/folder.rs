@@ -45,13 +45,13 @@
 //! a [`FolderSource`] (canonical folder, image count, newest mtime, a fingerprint of every image's
 //! relative path, size and mtime, and the options that shape the array), the file list and the
 //! skipped files. The fingerprint catches what a count and a newest mtime miss (renames, a file
-//! replaced by an older copy). Both files are written to temporaries first; the old sidecar is
-//! deleted before the new `.npy` is renamed into place and the new sidecar comes last, so a crash
-//! leaves either a consistent pair or no sidecar, which reads as stale.
+//! replaced by an older copy). Both files are written with [`crate::io::write_atomic`]; the old
+//! sidecar is deleted before the new `.npy` is renamed into place and the new sidecar comes last,
+//! so a crash leaves either a consistent pair or no sidecar, which reads as stale.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -64,6 +64,7 @@ use ndarray_npy::WritableElement;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::io::{write_atomic, write_atomic_parts};
 
 /// Most pixels on either side of an image (and the largest `image_size`).
 pub const MAX_SIDE: u32 = 16384;
@@ -726,27 +727,14 @@ pub fn save_cache(cache: &Path, images: &FolderImages) -> Result<()> {
         return Err(Error::io(cache, "the images' file list does not match their count"));
     }
     let json = serde_json::to_vec(&CacheMeta::new(images)).map_err(|e| Error::io(cache, e))?;
+    // The old sidecar goes first: from here until the new one is in place the pair reads as stale.
     let side = sidecar_path(cache);
-    let npy_tmp = write_temp(cache, |f| {
-        f.write_all(&header)?;
-        f.write_all(&images.pixels)
-    })?;
-    let json_tmp = write_temp(&side, |f| f.write_all(&json)).inspect_err(|_| {
-        let _ = fs::remove_file(&npy_tmp);
-    })?;
-    let commit = || {
-        match fs::remove_file(&side) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        fs::rename(&npy_tmp, cache)?;
-        fs::rename(&json_tmp, &side)
-    };
-    commit().map_err(|e| {
-        let _ = fs::remove_file(&npy_tmp);
-        let _ = fs::remove_file(&json_tmp);
-        Error::io(cache, e)
-    })
+    match fs::remove_file(&side) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&side, e)),
+        _ => {}
+    }
+    write_atomic_parts(cache, &[&header, &images.pixels])?;
+    write_atomic(&side, &json)
 }
 
 /// The `.npy` header for the images' array; checks that the pixel count matches the shape.
@@ -758,20 +746,6 @@ fn npy_header(images: &FolderImages) -> std::result::Result<Vec<u8>, String> {
     }
     let header = Header { type_descriptor: u8::type_descriptor(), layout: Layout::Standard, shape };
     header.to_bytes().map_err(|e| e.to_string())
-}
-
-/// Writes a temporary file next to `path` and syncs it; returns its path.
-fn write_temp(path: &Path, write: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<PathBuf> {
-    let name = path.file_name().ok_or_else(|| Error::io(path, "not a file name"))?;
-    let tmp = path.with_file_name(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-    let result = File::create(&tmp).and_then(|mut f| {
-        write(&mut f)?;
-        f.sync_all()
-    });
-    result.map(|()| tmp.clone()).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
 }
 
 impl CacheMeta {
