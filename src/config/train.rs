@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::ModelConfig;
 use super::options::TrainOptions;
-use crate::data::Dataset;
+use crate::data::{Dataset, ImageShape, Layout};
 use crate::error::{Error, Result};
 use crate::kernels::activation::Activation;
 
@@ -73,6 +73,15 @@ pub struct TrainConfig {
     pub lr_decay: f32,
     #[serde(default)]
     pub lr_decay_end: u32,
+    /// The training data's image geometry (samples are channel planes, NCHW; see
+    /// `data::ImageShape`), None for data that is not images and in configurations written before
+    /// it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageShape>,
+    /// Where the data's source had its channel axis (NHWC for image folders), so `generate`
+    /// writes samples in that layout; None when it had none ((N, D), (N, H, W)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<Layout>,
 }
 
 /// Hidden layer sizes of both networks, unless the data is images.
@@ -141,6 +150,8 @@ impl TrainOptions {
             lr_decay: self.lr_decay.unwrap_or(0.0),
             // Set by `with_run_length` once the run's length is known.
             lr_decay_end: 0,
+            image: data.image(),
+            layout: data.layout,
         };
         cfg.validate(data.n)?;
         Ok(cfg)

@@ -98,11 +98,11 @@ pub fn load_data(path: Option<&Path>) -> Result<(Dataset, String)> {
 /// Writes samples/NAME: an 8x8 grid for image data, a scatter over the real points for 2-D data.
 fn write_samples(trainer: &mut dyn Trainer, data: &Dataset, path: &Path) -> Result<()> {
     let cfg = trainer.config().clone();
-    if let Some((h, w)) = data.image_hw() {
+    if let Some(shape) = data.image() {
         let y = trainer.sample(&fixed_latents(&cfg, 64))?;
         let div = if cfg.data_u8 { 255.0 } else { 1.0 };
         let img: Vec<f32> = to_data_scale(&cfg, &y).iter().map(|v| v / div).collect();
-        images::write_grid_png(path, &img, 64, h, w, 8)
+        images::write_image_grid_png(path, &img, 64, shape.channels, shape.height, shape.width, 8)
     } else if data.dim == 2 {
         let fake = to_data_scale(&cfg, &trainer.sample(&fixed_latents(&cfg, 1000))?);
         let n = data.n.min(2000);
@@ -207,7 +207,7 @@ fn run_length(req: &TrainRequest, data: &Dataset, per_epoch: usize, previous: Op
         (None, Some(e), _) => return Err(Error::input(format!("--epochs must be positive, not {e}"))),
         // A resumed run without a length goes on to the length it was started with.
         (None, None, Some(p)) => p.steps,
-        (None, None, None) if data.image_hw().is_some() && req.toy.is_none() => epochs(DEFAULT_IMAGE_EPOCHS),
+        (None, None, None) if data.image().is_some() && req.toy.is_none() => epochs(DEFAULT_IMAGE_EPOCHS),
         (None, None, None) => DEFAULT_STEPS,
     })
 }
