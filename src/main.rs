@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use shadergan::commands::generate::GenerateRequest;
 use shadergan::config::{Given, Precision, RunOptions};
+use shadergan::data::source::DataOptions;
 use shadergan::data::toy::Toy;
 use shadergan::eval::ClassifierChoice;
 use shadergan::train::session::{self, TrainRequest, Verbosity};
@@ -22,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a GAN on the samples of a .npy file (default: 10,000 built-in MNIST digits).
+    /// Train a GAN on the samples of a .npy file or a folder of images (default: 10,000 built-in
+    /// MNIST digits).
     Train(TrainArgs),
     /// Write samples from a checkpoint's generator.
     Generate(GenerateArgs),
@@ -96,9 +98,13 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// A .npy file of samples: uint8, float32 or float64; shape (N, D), (N, H, W) or
-    /// (N, 1, H, W). Without one, trains on the first 10,000 MNIST digits built into shadergan.
+    /// A .npy file of samples (uint8, float32 or float64; shape (N, D), (N, H, W), (N, C, H, W)
+    /// or (N, H, W, C) with C = 1 or 3), or a folder of PNG/JPEG images (loose or in class
+    /// subfolders). Without one, trains on the first 10,000 MNIST digits built into shadergan (a
+    /// resumed run: on the data its config.json names).
     data: Option<PathBuf>,
+    #[command(flatten)]
+    data_options: DataOptions,
     /// Train on a toy 2-D data set (100,000 points drawn from --seed) instead of a data file, and
     /// write its mode-collapse metrics to eval.json at the end.
     #[arg(long, value_enum, conflicts_with = "data")]
@@ -138,9 +144,12 @@ struct EvalArgs {
     /// Measure against this toy benchmark [default: the run's own --toy].
     #[arg(long, value_enum)]
     toy: Option<Toy>,
-    /// The real images [default: the run's own data, as its config.json names it].
+    /// The real images, a .npy or a folder [default: the run's own data, as its config.json names
+    /// it and read as the run read it].
     #[arg(long)]
     data: Option<PathBuf>,
+    #[command(flatten)]
+    data_options: DataOptions,
     /// What scores image runs: auto, builtin, none or a classifier file.
     #[arg(long, default_value = "auto")]
     classifier: ClassifierChoice,
@@ -173,6 +182,7 @@ struct GenerateArgs {
 fn train(args: TrainArgs, given: Given) -> Result<()> {
     let req = TrainRequest {
         data: args.data.clone(),
+        data_options: args.data_options,
         toy: args.toy,
         backend: args.backend,
         options: args.options,
@@ -233,6 +243,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         target: args.target,
         toy: args.toy,
         data: args.data,
+        data_options: args.data_options,
         classifier: args.classifier,
         backend: args.backend,
     };

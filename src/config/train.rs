@@ -188,7 +188,8 @@ impl TrainConfig {
         }
         if self.batch_size > n {
             return Err(Error::input(format!(
-                "--batch-size {} is larger than the data set ({n} samples)",
+                "--batch-size {} is larger than the data set ({n} samples); a batch holds distinct \
+                 samples, so pass --batch-size {n} or less",
                 self.batch_size
             )));
         }

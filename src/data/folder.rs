@@ -51,7 +51,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -64,7 +64,7 @@ use ndarray_npy::WritableElement;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::io::{write_atomic, write_atomic_parts};
+use crate::io::{write_atomic, write_atomic_with};
 
 /// Most pixels on either side of an image (and the largest `image_size`).
 pub const MAX_SIDE: u32 = 16384;
@@ -722,7 +722,33 @@ pub fn sidecar_path(cache: &Path) -> PathBuf {
 /// Writes `images` as `cache` (a uint8 (N, H, W, C) `.npy`) and `<cache>.json`, never leaving a
 /// half-written pair (see the module docs).
 pub fn save_cache(cache: &Path, images: &FolderImages) -> Result<()> {
-    let header = npy_header(images).map_err(|e| Error::io(cache, e))?;
+    save_cache_with(cache, images, images.pixels.len(), |f| f.write_all(&images.pixels))
+}
+
+/// [`save_cache`] for images already reordered into channel planes, (N, C, H, W) as
+/// [`crate::data::Dataset::from_folder`] holds them: `planes` go back to (N, H, W, C) as they are
+/// written, one image at a time; `images`' own pixels are not read.
+pub fn save_cache_planes(cache: &Path, images: &FolderImages, planes: &[u8]) -> Result<()> {
+    let shape = crate::data::ImageShape { channels: images.channels, height: images.height, width: images.width };
+    save_cache_with(cache, images, planes.len(), |f| {
+        let mut out = std::io::BufWriter::new(f);
+        let mut sample = vec![0u8; shape.len()];
+        for planar in planes.chunks_exact(shape.len().max(1)) {
+            sample.copy_from_slice(planar);
+            crate::data::nchw_to_nhwc(&mut sample, shape);
+            out.write_all(&sample)?;
+        }
+        out.flush()
+    })
+}
+
+fn save_cache_with(
+    cache: &Path,
+    images: &FolderImages,
+    pixels: usize,
+    write_pixels: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> Result<()> {
+    let header = npy_header(images, pixels).map_err(|e| Error::io(cache, e))?;
     if images.files.len() != images.n {
         return Err(Error::io(cache, "the images' file list does not match their count"));
     }
@@ -733,16 +759,19 @@ pub fn save_cache(cache: &Path, images: &FolderImages) -> Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&side, e)),
         _ => {}
     }
-    write_atomic_parts(cache, &[&header, &images.pixels])?;
+    write_atomic_with(cache, |f| {
+        f.write_all(&header)?;
+        write_pixels(f)
+    })?;
     write_atomic(&side, &json)
 }
 
-/// The `.npy` header for the images' array; checks that the pixel count matches the shape.
-fn npy_header(images: &FolderImages) -> std::result::Result<Vec<u8>, String> {
+/// The `.npy` header for the images' array; checks that `pixels` bytes match the shape.
+fn npy_header(images: &FolderImages, pixels: usize) -> std::result::Result<Vec<u8>, String> {
     let shape = vec![images.n, images.height, images.width, images.channels];
     let len = shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
-    if len != Some(images.pixels.len()) {
-        return Err(format!("{} pixel bytes do not form the shape {shape:?}", images.pixels.len()));
+    if len != Some(pixels) {
+        return Err(format!("{pixels} pixel bytes do not form the shape {shape:?}"));
     }
     let header = Header { type_descriptor: u8::type_descriptor(), layout: Layout::Standard, shape };
     header.to_bytes().map_err(|e| e.to_string())

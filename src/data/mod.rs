@@ -1,10 +1,11 @@
 //! Training data: a validated array of samples, whatever file it came from ([`npy`], a
 //! [`folder`] of PNG/JPEG images, the built-in digits in [`assets`], or a [`toy`] data set drawn
-//! from the seed).
+//! from the seed); [`source`] reads the flags that choose one and loads it.
 
 pub mod assets;
 pub mod folder;
 pub mod npy;
+pub mod source;
 pub mod toy;
 
 pub use npy::{
@@ -142,11 +143,12 @@ impl Dataset {
         Ok(Dataset { n, dim, sample_shape, values, dtype: dtype.into(), layout, image: Some(shape) })
     }
 
-    /// A folder's images, (N, H, W, C) u8 as the loader returns them, converted to channel
-    /// planes in place.
-    pub fn from_folder(images: folder::FolderImages) -> Result<Self> {
-        let folder::FolderImages { n, height, width, channels, mut pixels, .. } = images;
+    /// A folder's images, (N, H, W, C) u8 as the loader returns them: their pixels are taken
+    /// (leaving the file list and the rest) and converted to channel planes in place.
+    pub fn from_folder(images: &mut folder::FolderImages) -> Result<Self> {
+        let (n, height, width, channels) = (images.n, images.height, images.width, images.channels);
         let shape = ImageShape { channels, height, width };
+        let mut pixels = std::mem::take(&mut images.pixels);
         nhwc_to_nchw(&mut pixels, shape);
         Self::images(n, shape, DataValues::U8(pixels), "uint8", vec![height, width, channels], Some(Layout::Nhwc))
     }

@@ -150,6 +150,25 @@ impl Scorer {
     }
 }
 
+/// What eval.json says when nothing fits the run's data to score it with (no `--toy`, and no
+/// classifier for its images): `scored` false and why, so a run on any data ends cleanly.
+pub fn unscored_json(step: u32, data: &Dataset, choice: &ClassifierChoice) -> Value {
+    let reason = match (choice, data.image()) {
+        (ClassifierChoice::None, _) => "--classifier none".to_string(),
+        (_, Some(image)) => format!(
+            "no classifier fits these {} images: the built-in one is for 28x28 gray digits; train one on \
+             labelled images of {} values with `shadergan classifier train` and pass --classifier FILE",
+            image.describe(),
+            data.dim
+        ),
+        (_, None) => format!(
+            "samples of {} values are neither images nor a --toy data set, so there is nothing to score them with",
+            data.dim
+        ),
+    };
+    json!({ "step": step, "scored": false, "reason": reason })
+}
+
 /// Writes eval.json in a run folder, atomically.
 pub fn write_eval_json(dir: &Path, json: &Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(json).map_err(|e| Error::Io(e.to_string()))?;
