@@ -76,9 +76,10 @@ struct BenchArgs {
     /// Seconds to measure each configuration for (after a short warm-up).
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
-    /// Which backends: both, gpu or cpu.
-    #[arg(long, default_value = "both", value_parser = ["both", "gpu", "cpu"])]
-    backends: String,
+    /// Which backends to measure, comma-separated: gpu, cpu, or all (both, side by side; a GPU
+    /// emulated on the CPU counts as a GPU here). `--backends both` is the old spelling.
+    #[arg(long, alias = "backends", value_delimiter = ',', default_value = "all", value_parser = ["all", "both", "gpu", "cpu"])]
+    backend: Vec<String>,
     /// Also measure matmul GFLOP/s (the model's shapes, 1024^2, 4096^2).
     #[arg(long)]
     matmul: bool,
@@ -221,6 +222,7 @@ fn train(args: TrainArgs, given: Given) -> Result<()> {
 }
 
 fn generate(args: GenerateArgs) -> Result<()> {
+    let (out, grid) = (args.out.clone(), args.grid.clone());
     let req = GenerateRequest {
         checkpoint: args.checkpoint,
         n: args.n,
@@ -234,7 +236,8 @@ fn generate(args: GenerateArgs) -> Result<()> {
         return Err(Error::input("nothing to write: pass --out samples.npy and/or --grid grid.png"));
     }
     let g = shadergan::commands::generate::generate(&req)?;
-    eprintln!("generated {} samples of {} values", g.n, g.dim);
+    let to: Vec<String> = out.iter().chain(&grid).map(|p| p.display().to_string()).collect();
+    eprintln!("generated {} samples of {} values each: {}", g.n, g.dim, to.join(", "));
     Ok(())
 }
 
@@ -281,8 +284,8 @@ fn bench(args: BenchArgs) -> Result<()> {
     let opts = shadergan::commands::bench::BenchOptions {
         batch_sizes: args.batch_sizes,
         seconds: args.seconds,
-        gpu: args.backends != "cpu",
-        cpu: args.backends != "gpu",
+        gpu: args.backend.iter().any(|b| b != "cpu"),
+        cpu: args.backend.iter().any(|b| b != "gpu"),
         matmul: args.matmul,
         large: args.large,
         precisions: args.precision,
@@ -320,6 +323,8 @@ fn info() -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: it may set an environment variable (see there).
+    shadergan::backend::gpu::context::quiet_device_select_layer();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {

@@ -20,10 +20,10 @@ use shadergan::{Snapshot, TrainOptions, Trainer};
 
 fn config(data: &Dataset, d_steps: usize) -> TrainConfig {
     let opts = TrainOptions {
-        latent_dim: 4,
+        latent_dim: Some(4),
         g_hidden: vec![12],
         d_hidden: vec![10],
-        batch_size: 16,
+        batch_size: Some(16),
         seed: 77,
         d_steps,
         ..Default::default()

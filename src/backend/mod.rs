@@ -62,15 +62,20 @@ pub fn wants_gpu(backend: Backend) -> bool {
     match backend {
         Backend::Gpu => true,
         Backend::Cpu => false,
-        Backend::Auto => {
-            let real = gpu::context::real_gpu_available();
-            if !real {
+        Backend::Auto => match gpu::context::auto_adapter() {
+            gpu::context::AutoAdapter::Hardware => true,
+            gpu::context::AutoAdapter::Software(name) => {
                 eprintln!(
-                    "note: no GPU found, running on the CPU backend (--backend gpu forces a GPU, software ones included)"
+                    "note: no hardware GPU found, only {name} (a GPU emulated on the CPU); running on \
+                     the CPU backend (--backend gpu runs on {name} instead)"
                 );
+                false
             }
-            real
-        }
+            gpu::context::AutoAdapter::None => {
+                eprintln!("note: no GPU found; running on the CPU backend");
+                false
+            }
+        },
     }
 }
 

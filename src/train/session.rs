@@ -243,7 +243,13 @@ struct Start {
     previous: Option<RunConfig>,
 }
 
-fn start(req: &TrainRequest, data: &Dataset, data_name: &str, ckpt: Option<Checkpoint>) -> Result<Start> {
+fn start(
+    req: &TrainRequest,
+    data: &Dataset,
+    data_name: &str,
+    toy: Option<Toy>,
+    ckpt: Option<Checkpoint>,
+) -> Result<Start> {
     match (&req.resume, ckpt) {
         (Some(path), Some(ck)) => {
             let cfg = resume::config_of(&ck, path, &req.options, &req.given, data, data_name)?;
@@ -251,8 +257,8 @@ fn start(req: &TrainRequest, data: &Dataset, data_name: &str, ckpt: Option<Check
             Ok(Start { cfg, ckpt: Some(ck), dir, previous })
         }
         _ => {
-            check_batch(req.options.batch_size, data, data_name)?;
-            let cfg = req.options.resolve(data)?;
+            check_batch(req.options.batch_size_for(toy), data, data_name)?;
+            let cfg = req.options.resolve_for(data, toy)?;
             let dir = RunDir::create(req.out.as_deref(), req.overwrite)?;
             Ok(Start { cfg, ckpt: None, dir, previous: None })
         }
@@ -260,7 +266,13 @@ fn start(req: &TrainRequest, data: &Dataset, data_name: &str, ckpt: Option<Check
 }
 
 /// The run's total length: the flags, else a resumed run's planned one, else the defaults.
-fn run_length(req: &TrainRequest, data: &Dataset, per_epoch: usize, previous: Option<&RunConfig>) -> Result<u32> {
+fn run_length(
+    req: &TrainRequest,
+    data: &Dataset,
+    toy: Option<Toy>,
+    per_epoch: usize,
+    previous: Option<&RunConfig>,
+) -> Result<u32> {
     let epochs = |e: f64| (e * per_epoch as f64).ceil().min(u32::MAX as f64) as u32;
     Ok(match (req.run.steps, req.run.epochs, previous) {
         (Some(s), _, _) => s,
@@ -268,8 +280,11 @@ fn run_length(req: &TrainRequest, data: &Dataset, per_epoch: usize, previous: Op
         (None, Some(e), _) => return Err(Error::input(format!("--epochs must be positive, not {e}"))),
         // A resumed run without a length goes on to the length it was started with.
         (None, None, Some(p)) => p.steps,
-        (None, None, None) if data.image().is_some() && req.toy.is_none() => epochs(DEFAULT_IMAGE_EPOCHS),
-        (None, None, None) => DEFAULT_STEPS,
+        (None, None, None) => match toy {
+            Some(t) => crate::config::toy_steps(t),
+            None if data.image().is_some() => epochs(DEFAULT_IMAGE_EPOCHS),
+            None => DEFAULT_STEPS,
+        },
     })
 }
 
@@ -298,12 +313,12 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     let data_name = loaded.name.clone();
     // The data moves into the Arc the trainer shares; `loaded` keeps the folder's records.
     let data = Arc::new(std::mem::replace(&mut loaded.data, Dataset::from_u8(1, 1, vec![0])?));
-    let Start { cfg, ckpt, dir, previous } = start(req, &data, &data_name, ckpt)?;
+    let Start { cfg, ckpt, dir, previous } = start(req, &data, &data_name, toy, ckpt)?;
     loaded.write_run_cache(&dir.root, &data)?;
     let cadence = resume::cadences(&req.run, &req.given, previous.as_ref());
     let scorer = Scorer::new(toy, &req.classifier, &data)?;
     let per_epoch = steps_per_epoch(&data, &cfg);
-    let total = run_length(req, &data, per_epoch, previous.as_ref())?;
+    let total = run_length(req, &data, toy, per_epoch, previous.as_ref())?;
     let cfg = schedule(cfg, ckpt.is_some(), total)?;
     let mut trainer = crate::open_trainer(req.backend, cfg.clone(), data.clone())?;
     if let Some(ck) = &ckpt {
