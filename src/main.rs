@@ -32,7 +32,7 @@ enum Command {
     /// reverse KL; image runs by a digit classifier (class coverage, class-KL, classifier score,
     /// Fréchet distance beside the real-vs-real floor).
     Eval(EvalArgs),
-    /// List the GPU adapters wgpu can see.
+    /// List the GPU adapters wgpu can see (Vulkan, Metal, DX12; OpenGL too with WGPU_BACKEND=gl).
     Info,
     /// Measure training speed on the GPU and CPU backends side by side (and matmul GFLOP/s).
     Bench(BenchArgs),

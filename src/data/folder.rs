@@ -732,8 +732,8 @@ pub fn save_cache_planes(cache: &Path, images: &FolderImages, planes: &[u8]) -> 
     let shape = crate::data::ImageShape { channels: images.channels, height: images.height, width: images.width };
     save_cache_with(cache, images, planes.len(), |f| {
         let mut out = std::io::BufWriter::new(f);
-        let mut sample = vec![0u8; shape.len()];
-        for planar in planes.chunks_exact(shape.len().max(1)) {
+        let mut sample = vec![0u8; shape.values()];
+        for planar in planes.chunks_exact(shape.values().max(1)) {
             sample.copy_from_slice(planar);
             crate::data::nchw_to_nhwc(&mut sample, shape);
             out.write_all(&sample)?;

@@ -62,7 +62,7 @@ impl ImageShape {
     }
 
     /// Values per sample: channels x height x width.
-    pub fn len(&self) -> usize {
+    pub fn values(&self) -> usize {
         self.channels * self.height * self.width
     }
 
@@ -138,8 +138,8 @@ impl Dataset {
             DataValues::U8(v) => v.len(),
             DataValues::F32(v) => v.len(),
         };
-        check_len(n, shape.len(), len)?;
-        let dim = shape.len();
+        check_len(n, shape.values(), len)?;
+        let dim = shape.values();
         Ok(Dataset { n, dim, sample_shape, values, dtype: dtype.into(), layout, image: Some(shape) })
     }
 

@@ -27,7 +27,10 @@ pub struct DataChunks {
 impl DataChunks {
     /// One chunk holding all `n` rows (the whole data set in one binding).
     pub fn whole(n: usize) -> Self {
-        DataChunks { rows: vec![0..n] }
+        // One range, the whole data set (not the list of its row numbers).
+        #[allow(clippy::single_range_in_vec_init)]
+        let rows = vec![0..n];
+        DataChunks { rows }
     }
 
     /// Chunks of whole rows of `row_bytes` bytes each, every chunk (padded to 4 bytes) at most
