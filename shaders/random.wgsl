@@ -7,8 +7,13 @@
 //                 u1 = ((w_a >> 8) + 1) / 2^24 in (0, 1], u2 = (w_b >> 8) / 2^24 in [0, 1),
 //                 r = sqrt(-2 ln u1), z = (r cos 2 pi u2, r sin 2 pi u2).
 //   gather_u8     out[r, c] = data[idx(r), src_col + c] * scale + shift, c < dim, for a batch of
-//   gather_f32    p.rows rows, with data (N, src_stride or dim) the resident data set (u8 packed four to a word, little-endian;
-//                 or f32). idx(r) is the batch order: with the batch counter
+//   gather_f32    p.rows rows, with data (N, src_stride or dim) the resident data set (u8 packed
+//                 four to a word, little-endian; or f32), bound one chunk at a time: the binding
+//                 holds rows [row_lo, row_hi) (row_hi = 0: all N rows), and a dispatch writes only
+//                 the batch rows whose idx(r) falls in it, leaving the others as they are. A data
+//                 set over one storage binding is gathered by one dispatch per chunk, which
+//                 together write every row once: the same batch, bit for bit, as one binding
+//                 (src/ir/data.rs). idx(r) is the batch order: with the batch counter
 //                 t = step * sub_steps + sub_index (several D updates per step each get a batch),
 //                 epoch e = t / steps_per_epoch, position q = (t % steps_per_epoch) * rows + r,
 //                 idx = perm_e(q), where perm_e is a
@@ -23,7 +28,8 @@
 // Bindings:
 //   0 uniform  RandomParams
 //   1 uniform  TrainState (only .step is read)
-//   2 storage read  data (gather only): array<u32>, packed bytes or the bits of f32 values
+//   2 storage read  data (gather only): one chunk of the data set, rows [row_lo, row_hi) from its
+//                   start, array<u32>: packed bytes or the bits of f32 values
 //   3 storage rw    out, at element offset p.out_off: noise (len), batch (rows, dim), or the
 //                   activations (or their gradient) dropout masks
 
@@ -44,6 +50,10 @@ struct RandomParams {
     sub_index: u32,
     src_stride: u32,       // gather: values per data row (0 = dim)
     src_col: u32,          // gather: first column read from each data row
+    row_lo: u32,           // gather: the first data row the bound chunk holds
+    row_hi: u32,           // gather: one past its last (0 = n: the whole data set)
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: RandomParams;
@@ -115,6 +125,11 @@ fn row_stride() -> u32 {
     return select(p.src_stride, p.dim, p.src_stride == 0u);
 }
 
+// One past the last row of the bound chunk.
+fn row_end() -> u32 {
+    return select(p.row_hi, p.n, p.row_hi == 0u);
+}
+
 // One invocation per output element: x = column, y = batch row (dispatch ceil(dim/64) x rows).
 @compute @workgroup_size(64)
 fn gather_u8(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -123,7 +138,11 @@ fn gather_u8(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c >= p.dim || r >= p.rows) {
         return;
     }
-    let byte = batch_row_source(r) * row_stride() + p.src_col + c;
+    let src = batch_row_source(r);
+    if (src < p.row_lo || src >= row_end()) {
+        return;
+    }
+    let byte = (src - p.row_lo) * row_stride() + p.src_col + c;
     let raw = (data[byte >> 2u] >> ((byte & 3u) * 8u)) & 0xffu;
     out[p.out_off + r * p.dim + c] = f32(raw) * p.scale + p.shift;
 }
@@ -135,7 +154,11 @@ fn gather_f32(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c >= p.dim || r >= p.rows) {
         return;
     }
-    out[p.out_off + r * p.dim + c] = bitcast<f32>(data[batch_row_source(r) * row_stride() + p.src_col + c]) * p.scale + p.shift;
+    let src = batch_row_source(r);
+    if (src < p.row_lo || src >= row_end()) {
+        return;
+    }
+    out[p.out_off + r * p.dim + c] = bitcast<f32>(data[(src - p.row_lo) * row_stride() + p.src_col + c]) * p.scale + p.shift;
 }
 
 @compute @workgroup_size(256)

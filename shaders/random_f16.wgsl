@@ -31,6 +31,10 @@ struct RandomParams {
     sub_index: u32,
     src_stride: u32,
     src_col: u32,
+    row_lo: u32,
+    row_hi: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: RandomParams;

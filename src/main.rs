@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use shadergan::commands::generate::GenerateRequest;
 use shadergan::config::{Given, Precision, RunOptions};
+use shadergan::data::source::DataOptions;
 use shadergan::data::toy::Toy;
 use shadergan::eval::ClassifierChoice;
 use shadergan::train::session::{self, TrainRequest, Verbosity};
@@ -22,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a GAN on the samples of a .npy file (default: 10,000 built-in MNIST digits).
+    /// Train a GAN on the samples of a .npy file or a folder of images (default: 10,000 built-in
+    /// MNIST digits).
     Train(TrainArgs),
     /// Write samples from a checkpoint's generator.
     Generate(GenerateArgs),
@@ -30,7 +32,7 @@ enum Command {
     /// reverse KL; image runs by a digit classifier (class coverage, class-KL, classifier score,
     /// Fréchet distance beside the real-vs-real floor).
     Eval(EvalArgs),
-    /// List the GPU adapters wgpu can see.
+    /// List the GPU adapters wgpu can see (Vulkan, Metal, DX12; OpenGL too with WGPU_BACKEND=gl).
     Info,
     /// Measure training speed on the GPU and CPU backends side by side (and matmul GFLOP/s).
     Bench(BenchArgs),
@@ -74,9 +76,10 @@ struct BenchArgs {
     /// Seconds to measure each configuration for (after a short warm-up).
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
-    /// Which backends: both, gpu or cpu.
-    #[arg(long, default_value = "both", value_parser = ["both", "gpu", "cpu"])]
-    backends: String,
+    /// Which backends to measure, comma-separated: gpu, cpu, or all (both, side by side; a GPU
+    /// emulated on the CPU counts as a GPU here). `--backends both` is the old spelling.
+    #[arg(long, alias = "backends", value_delimiter = ',', default_value = "all", value_parser = ["all", "both", "gpu", "cpu"])]
+    backend: Vec<String>,
     /// Also measure matmul GFLOP/s (the model's shapes, 1024^2, 4096^2).
     #[arg(long)]
     matmul: bool,
@@ -96,9 +99,13 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// A .npy file of samples: uint8, float32 or float64; shape (N, D), (N, H, W) or
-    /// (N, 1, H, W). Without one, trains on the first 10,000 MNIST digits built into shadergan.
+    /// A .npy file of samples (uint8, float32 or float64; shape (N, D), (N, H, W), (N, C, H, W)
+    /// or (N, H, W, C) with C = 1 or 3), or a folder of PNG/JPEG images (loose or in class
+    /// subfolders). Without one, trains on the first 10,000 MNIST digits built into shadergan (a
+    /// resumed run: on the data its config.json names).
     data: Option<PathBuf>,
+    #[command(flatten)]
+    data_options: DataOptions,
     /// Train on a toy 2-D data set (100,000 points drawn from --seed) instead of a data file, and
     /// write its mode-collapse metrics to eval.json at the end.
     #[arg(long, value_enum, conflicts_with = "data")]
@@ -138,9 +145,12 @@ struct EvalArgs {
     /// Measure against this toy benchmark [default: the run's own --toy].
     #[arg(long, value_enum)]
     toy: Option<Toy>,
-    /// The real images [default: the run's own data, as its config.json names it].
+    /// The real images, a .npy or a folder [default: the run's own data, as its config.json names
+    /// it and read as the run read it].
     #[arg(long)]
     data: Option<PathBuf>,
+    #[command(flatten)]
+    data_options: DataOptions,
     /// What scores image runs: auto, builtin, none or a classifier file.
     #[arg(long, default_value = "auto")]
     classifier: ClassifierChoice,
@@ -173,6 +183,7 @@ struct GenerateArgs {
 fn train(args: TrainArgs, given: Given) -> Result<()> {
     let req = TrainRequest {
         data: args.data.clone(),
+        data_options: args.data_options,
         toy: args.toy,
         backend: args.backend,
         options: args.options,
@@ -211,6 +222,7 @@ fn train(args: TrainArgs, given: Given) -> Result<()> {
 }
 
 fn generate(args: GenerateArgs) -> Result<()> {
+    let (out, grid) = (args.out.clone(), args.grid.clone());
     let req = GenerateRequest {
         checkpoint: args.checkpoint,
         n: args.n,
@@ -224,7 +236,8 @@ fn generate(args: GenerateArgs) -> Result<()> {
         return Err(Error::input("nothing to write: pass --out samples.npy and/or --grid grid.png"));
     }
     let g = shadergan::commands::generate::generate(&req)?;
-    eprintln!("generated {} samples of {} values", g.n, g.dim);
+    let to: Vec<String> = out.iter().chain(&grid).map(|p| p.display().to_string()).collect();
+    eprintln!("generated {} samples of {} values each: {}", g.n, g.dim, to.join(", "));
     Ok(())
 }
 
@@ -233,6 +246,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         target: args.target,
         toy: args.toy,
         data: args.data,
+        data_options: args.data_options,
         classifier: args.classifier,
         backend: args.backend,
     };
@@ -270,8 +284,8 @@ fn bench(args: BenchArgs) -> Result<()> {
     let opts = shadergan::commands::bench::BenchOptions {
         batch_sizes: args.batch_sizes,
         seconds: args.seconds,
-        gpu: args.backends != "cpu",
-        cpu: args.backends != "gpu",
+        gpu: args.backend.iter().any(|b| b != "cpu"),
+        cpu: args.backend.iter().any(|b| b != "gpu"),
         matmul: args.matmul,
         large: args.large,
         precisions: args.precision,
@@ -309,6 +323,8 @@ fn info() -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: it may set an environment variable (see there).
+    shadergan::backend::gpu::context::quiet_device_select_layer();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {

@@ -78,8 +78,11 @@ fn flags_dcgan_cannot_take_exit_2_with_one_line() {
         (&["--precision", "f16"], "--precision f16 is for --arch mlp"),
         (&["--toy", "ring8"], "--arch dcgan trains on images"),
     ] {
-        let args = [&["train", "--arch", "dcgan", "--steps", "1", "--backend", "cpu", "--out", out.to_str().unwrap()][..], flags]
-            .concat();
+        let args = [
+            &["train", "--arch", "dcgan", "--steps", "1", "--backend", "cpu", "--out", out.to_str().unwrap()][..],
+            flags,
+        ]
+        .concat();
         let o = run(&args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
@@ -90,7 +93,18 @@ fn flags_dcgan_cannot_take_exit_2_with_one_line() {
     // Images of a size it has no architecture for.
     let npy = dir.path().join("small.npy");
     shadergan::data::save_npy_u8(&npy, 40, 16 * 16, &vec![7; 40 * 256]).unwrap();
-    let o = run(&["train", npy.to_str().unwrap(), "--arch", "dcgan", "--steps", "1", "--backend", "cpu"]);
+    let o = run(&[
+        "train",
+        npy.to_str().unwrap(),
+        "--arch",
+        "dcgan",
+        "--steps",
+        "1",
+        "--batch-size",
+        "8",
+        "--backend",
+        "cpu",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("28x28, 32x32 and 64x64"));
 }

@@ -112,7 +112,7 @@ fn f16_is_stored_resumes_exactly_and_a_mismatch_is_refused() {
 #[test]
 fn a_config_written_before_the_flag_existed_is_f32() {
     let data = shadergan::Dataset::from_u8(4, 2, vec![0; 8]).unwrap();
-    let opts = shadergan::TrainOptions { batch_size: 2, precision: Precision::F16, ..Default::default() };
+    let opts = shadergan::TrainOptions { batch_size: Some(2), precision: Precision::F16, ..Default::default() };
     let mut json = serde_json::to_value(opts.resolve(&data).unwrap()).unwrap();
     assert_eq!(json["precision"], "f16");
     json.as_object_mut().unwrap().remove("precision");

@@ -180,13 +180,13 @@ fn gradients_match_finite_differences() {
     ];
     for (i, (g_act, d_act, g_out)) in combos.into_iter().enumerate() {
         let mut cfg = TrainOptions {
-            latent_dim: 3,
+            latent_dim: Some(3),
             g_hidden: vec![4],
             d_hidden: vec![6, 4],
             g_activation: Some(g_act),
             d_activation: Some(d_act),
             g_output: g_out,
-            batch_size: 3,
+            batch_size: Some(3),
             seed: 99,
             ..Default::default()
         }

@@ -63,9 +63,15 @@ fn a_validation_error_is_reported_not_panicked() {
 fn a_lost_device_is_an_error_not_a_panic() {
     let Some(ctx) = common::gpu() else { return };
     let data = small();
-    let cfg = TrainOptions { latent_dim: 4, g_hidden: vec![8], d_hidden: vec![8], batch_size: 8, ..Default::default() }
-        .resolve(&data)
-        .unwrap();
+    let cfg = TrainOptions {
+        latent_dim: Some(4),
+        g_hidden: vec![8],
+        d_hidden: vec![8],
+        batch_size: Some(8),
+        ..Default::default()
+    }
+    .resolve(&data)
+    .unwrap();
     let p = GanProgram::build(&cfg, data.n, true);
     let mut exec = GpuExecutor::new(ctx.clone(), &p.bufs, Some(&data)).unwrap();
     let step = exec.add_section(&p.train_step).unwrap();

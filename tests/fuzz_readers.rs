@@ -17,9 +17,15 @@ fn valid_npy() -> Vec<u8> {
 
 fn valid_checkpoint() -> Vec<u8> {
     let ds = Dataset::from_f32(8, 3, vec![0.25; 24]).unwrap();
-    let cfg = TrainOptions { latent_dim: 2, g_hidden: vec![3], d_hidden: vec![2], batch_size: 4, ..Default::default() }
-        .resolve(&ds)
-        .unwrap();
+    let cfg = TrainOptions {
+        latent_dim: Some(2),
+        g_hidden: vec![3],
+        d_hidden: vec![2],
+        batch_size: Some(4),
+        ..Default::default()
+    }
+    .resolve(&ds)
+    .unwrap();
     let net = |p: Vec<f32>| NetSnapshot { moments: vec![0.0; 2 * p.len()], params: p, state: vec![] };
     let ck = Checkpoint {
         snapshot: Snapshot {

@@ -15,13 +15,13 @@ use shadergan::{GanTrainer, Snapshot, TrainOptions, Trainer};
 
 fn config(data: &Dataset, g_act: Activation, d_act: Activation, g_out: Option<Activation>) -> TrainConfig {
     TrainOptions {
-        latent_dim: 8,
+        latent_dim: Some(8),
         g_hidden: vec![31],
         d_hidden: vec![33, 17],
         g_activation: Some(g_act),
         d_activation: Some(d_act),
         g_output: g_out,
-        batch_size: 16,
+        batch_size: Some(16),
         seed: 1234,
         ..Default::default()
     }

@@ -26,9 +26,8 @@ fn images(n: usize, channels: usize, size: usize) -> Arc<Dataset> {
             (if ink { 180.0 + 75.0 * noise[i] } else { 40.0 * noise[i] }) as u8
         })
         .collect();
-    let mut d = Dataset::from_u8(n, dim, bytes).unwrap();
-    d.sample_shape = if channels == 1 { vec![size, size] } else { vec![channels, size, size] };
-    Arc::new(d)
+    let shape = shadergan::data::ImageShape { channels, height: size, width: size };
+    Arc::new(Dataset::from_u8_images(n, shape, bytes).unwrap())
 }
 
 fn config(data: &Dataset, g_ema: f32) -> TrainConfig {
@@ -36,8 +35,8 @@ fn config(data: &Dataset, g_ema: f32) -> TrainConfig {
         arch: Arch::Dcgan,
         g_channels: 4,
         d_channels: 4,
-        latent_dim: 8,
-        batch_size: 8,
+        latent_dim: Some(8),
+        batch_size: Some(8),
         seed: 77,
         g_ema: Some(g_ema),
         ..Default::default()

@@ -17,13 +17,13 @@ use shadergan::{GanTrainer, TrainOptions, Trainer};
 
 fn config(data: &Dataset, act: Activation, g_out: Option<Activation>, precision: Precision) -> TrainConfig {
     TrainOptions {
-        latent_dim: 8,
+        latent_dim: Some(8),
         g_hidden: vec![31],
         d_hidden: vec![33, 17],
         g_activation: Some(act),
         d_activation: Some(act),
         g_output: g_out,
-        batch_size: 16,
+        batch_size: Some(16),
         seed: 1234,
         precision,
         ..Default::default()

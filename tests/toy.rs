@@ -51,10 +51,10 @@ fn mode_distance(t: &mut dyn Trainer) -> f32 {
 
 fn config(data: &Dataset) -> TrainConfig {
     let mut cfg = TrainOptions {
-        latent_dim: 8,
+        latent_dim: Some(8),
         g_hidden: vec![64, 64],
         d_hidden: vec![64, 64],
-        batch_size: 64,
+        batch_size: Some(64),
         seed: 3,
         ..Default::default()
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{Backend, Executor, Section};
 use crate::data::{DataValues, Dataset};
 use crate::error::{Error, Result};
-use crate::ir::{BufId, BufSpec, DType, DataView, Host, Op, TrainState};
+use crate::ir::{BufId, BufSpec, DType, DataChunks, DataView, Host, Op, TrainState};
 use crate::kernels::activation::round_f16_slice;
 
 pub struct CpuExecutor {
@@ -16,6 +16,9 @@ pub struct CpuExecutor {
     specs: Vec<BufSpec>,
     state: TrainState,
     data: Option<Arc<Dataset>>,
+    /// How the program binds the data set: its chunks (one for the whole set unless the
+    /// program was built for more).
+    chunks: DataChunks,
     sections: Vec<Vec<Op>>,
     /// Run the fast paths (blocked sgemm, threaded Adam); false runs the reference twins only
     /// (tests, and `SHADERGAN_CPU_REFERENCE=1`, which makes every CPU run use the plain loops:
@@ -24,13 +27,20 @@ pub struct CpuExecutor {
 }
 
 impl CpuExecutor {
-    /// Zero-filled buffers and no sections yet.
+    /// Zero-filled buffers and no sections yet; the data set as one chunk.
     pub fn new(specs: &[BufSpec], data: Option<Arc<Dataset>>) -> Self {
+        let chunks = DataChunks::whole(data.as_ref().map_or(0, |d| d.n));
+        Self::with_chunks(specs, data, chunks)
+    }
+
+    /// The same for a program built for the data set in `chunks` (see `ir::DataChunks`).
+    pub fn with_chunks(specs: &[BufSpec], data: Option<Arc<Dataset>>, chunks: DataChunks) -> Self {
         CpuExecutor {
             bufs: specs.iter().map(|b| vec![0.0; b.len]).collect(),
             specs: specs.to_vec(),
             state: TrainState::new(),
             data,
+            chunks,
             sections: vec![],
             fast: !std::env::var("SHADERGAN_CPU_REFERENCE").is_ok_and(|v| v == "1"),
         }
@@ -45,12 +55,20 @@ impl CpuExecutor {
     /// Runs a list of ops once.
     pub fn run_ops(&mut self, list: &[Op]) {
         let data = self.data.clone();
-        let view = data.as_deref().map(|d| match &d.values {
-            DataValues::U8(v) => DataView::U8(v),
-            DataValues::F32(v) => DataView::F32(v),
-        });
+        let views: Vec<DataView> = match data.as_deref() {
+            Some(d) => self
+                .chunks
+                .rows
+                .iter()
+                .map(|r| match &d.values {
+                    DataValues::U8(v) => DataView::U8(&v[r.start * d.dim..r.end * d.dim]),
+                    DataValues::F32(v) => DataView::F32(&v[r.start * d.dim..r.end * d.dim]),
+                })
+                .collect(),
+            None => vec![],
+        };
         for op in list {
-            let mut host = Host { bufs: &mut self.bufs, state: &mut self.state, data: view, fast: self.fast };
+            let mut host = Host { bufs: &mut self.bufs, state: &mut self.state, data: &views, fast: self.fast };
             op.run_cpu(&mut host);
             // An f16 output: round what the twin wrote (values already f16 stay as they are).
             for s in op.spans().into_iter().filter(|s| s.write && self.specs[s.buf].dtype == DType::F16) {
@@ -73,8 +91,18 @@ impl CpuExecutor {
                     )));
                 }
             }
-            if op.reads_data() && self.data.is_none() {
-                return Err(Error::gpu(format!("internal error: {} needs a data set", op.entry())));
+            match op.data_chunk() {
+                Some(_) if self.data.is_none() => {
+                    return Err(Error::gpu(format!("internal error: {} needs a data set", op.entry())));
+                }
+                Some(k) if k >= self.chunks.len() => {
+                    return Err(Error::gpu(format!(
+                        "internal error: {} binds data chunk {k} of {}",
+                        op.entry(),
+                        self.chunks.len()
+                    )));
+                }
+                _ => {}
             }
         }
         Ok(())

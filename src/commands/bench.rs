@@ -73,7 +73,7 @@ pub struct BenchReport {
 fn bench_config(data: &Dataset, batch: usize, precision: Precision) -> Result<TrainConfig> {
     use crate::kernels::activation::Activation::{Relu, Sigmoid};
     let opts = TrainOptions {
-        batch_size: batch,
+        batch_size: Some(batch),
         g_activation: Some(Relu),
         d_activation: Some(Relu),
         g_output: Some(Sigmoid),

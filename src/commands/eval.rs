@@ -8,9 +8,10 @@ use serde_json::{json, Value};
 
 use crate::backend::Backend;
 use crate::config::RunConfig;
+use crate::data::source::{self, DataOptions};
 use crate::data::toy::{self, Toy};
 use crate::error::{Error, Result};
-use crate::eval::{classifier_for, image, ClassifierChoice, Scorer};
+use crate::eval::{classifier_for, image, unscored_json, ClassifierChoice, Scorer};
 use crate::programs::trainer::Trainer;
 use crate::train::checkpoint;
 use crate::train::run_dir::RunDir;
@@ -21,8 +22,10 @@ pub struct EvalRequest {
     pub target: PathBuf,
     /// The toy benchmark (default: the run's own, from its config.json).
     pub toy: Option<Toy>,
-    /// The real images (default: the run's own data file, from its config.json).
+    /// The real images (default: the run's own data file or folder, from its config.json).
     pub data: Option<PathBuf>,
+    /// How to read `data` (and a .npy target's layout); the run's own recorded ones without `data`.
+    pub data_options: DataOptions,
     pub classifier: ClassifierChoice,
     pub backend: Backend,
 }
@@ -40,8 +43,8 @@ fn eval_samples_file(req: &EvalRequest) -> Result<Value> {
             "{name}: scoring a .npy of generated images needs --data REAL.npy, the real images to compare with"
         )));
     };
-    let samples = crate::data::load_npy(&req.target)?;
-    let real = Arc::new(crate::data::load_npy(real_path)?);
+    let samples = crate::data::load_npy_with(&req.target, req.data_options.layout)?;
+    let real = Arc::new(source::load(Some(real_path), &req.data_options, None, false)?.data);
     if samples.dim != real.dim {
         return Err(Error::input(format!(
             "{name}: samples of {} values cannot be compared with {} of {} values",
@@ -91,12 +94,17 @@ pub fn eval(req: &EvalRequest) -> Result<Value> {
     let toy = req.toy.or_else(|| {
         run_data.and_then(|d| d.toy.as_deref()).and_then(|t| <Toy as clap::ValueEnum>::from_str(t, true).ok())
     });
+    let run_root = RunDir::root_of(&ckpt_path);
     let data = match (toy, &req.data) {
         (Some(t), _) => t.dataset(cfg.seed, toy::TOY_SAMPLES)?,
-        (None, Some(p)) => crate::data::load_npy(p)?,
-        (None, None) => match run_data.map(|d| d.path.as_str()) {
-            Some(p) if p == crate::data::assets::DEFAULT_DATA_NAME => crate::data::assets::default_dataset()?,
-            Some(p) => crate::data::load_npy(Path::new(p))?,
+        (None, Some(p)) => source::load(Some(p), &req.data_options, Some(&run_root), false)?.data,
+        (None, None) => match run_data {
+            Some(d) if d.path == crate::data::assets::DEFAULT_DATA_NAME => crate::data::assets::default_dataset()?,
+            // The file or folder as the run read it (a folder through the run's image cache).
+            Some(d) => {
+                let opts = DataOptions::recorded(d.layout, d.folder.as_ref())?;
+                source::load(Some(Path::new(&d.path)), &opts, Some(&run_root), false)?.data
+            }
             None => {
                 return Err(Error::input(format!(
                     "{}: no config.json beside it names the training data; pass --data FILE (or --toy)",
@@ -116,10 +124,8 @@ pub fn eval(req: &EvalRequest) -> Result<Value> {
     }
     let data = Arc::new(data);
     let Some(mut scorer) = Scorer::new(toy, &req.classifier, &data)? else {
-        return Err(Error::input(
-            "nothing to evaluate this run with: it is neither a --toy run nor 28x28 images; pass \
-             --classifier FILE (from `shadergan classifier train`) or --toy",
-        ));
+        // What the run's eval.json says: nothing fits these samples.
+        return Ok(unscored_json(ckpt.snapshot.state.step, &data, &req.classifier));
     };
     let mut trainer = crate::open_trainer(req.backend, cfg, data)?;
     trainer.restore(&ckpt.snapshot)?;

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::backend::Backend;
-use crate::data::{self, DataValues, Dataset};
+use crate::config::TrainConfig;
+use crate::data::{self, DataValues, Dataset, ImageShape, Layout};
 use crate::error::{Error, Result};
 use crate::io::png as images;
 use crate::programs::trainer::{to_data_scale, Trainer};
@@ -15,7 +16,8 @@ use crate::train::checkpoint;
 pub struct GenerateRequest {
     pub checkpoint: PathBuf,
     pub n: usize,
-    /// Where the samples go (.npy): uint8 (n, D) for image data, float32 otherwise.
+    /// Where the samples go (.npy): uint8 for uint8 data, float32 otherwise; shaped as the
+    /// training data ((N, H, W, C) for image folders, see `output_shape`).
     pub out: Option<PathBuf>,
     /// An 8-column grid of the first (up to 64) samples, for image data.
     pub grid: Option<PathBuf>,
@@ -51,6 +53,28 @@ fn read_latents(path: &Path, latent: usize) -> Result<Vec<f32>> {
     Ok(v)
 }
 
+/// The shape `--out` has: the data's own for data with a channel axis ((N, H, W, C) for image
+/// folders and NHWC files, (N, C, H, W) for NCHW ones), (N, D) otherwise, as 0.1.0 wrote it.
+fn output_shape(cfg: &TrainConfig, n: usize) -> Vec<usize> {
+    match (cfg.image, cfg.layout) {
+        (Some(i), Some(Layout::Nhwc)) => vec![n, i.height, i.width, i.channels],
+        (Some(i), Some(Layout::Nchw)) => vec![n, i.channels, i.height, i.width],
+        _ => vec![n, cfg.model.data_dim],
+    }
+}
+
+/// Gray image geometry from a checkpoint's data shape, for checkpoints that do not record it.
+fn image_of_shape(shape: &[usize]) -> Option<ImageShape> {
+    match *shape {
+        [h, w] | [1, h, w] => Some(ImageShape::gray(h, w)),
+        [d] => {
+            let s = d.isqrt();
+            (s * s == d && s > 1).then_some(ImageShape::gray(s, s))
+        }
+        _ => None,
+    }
+}
+
 pub fn generate(req: &GenerateRequest) -> Result<Generated> {
     let ckpt = checkpoint::load(&req.checkpoint)?;
     let cfg = ckpt.config.clone();
@@ -75,30 +99,28 @@ pub fn generate(req: &GenerateRequest) -> Result<Generated> {
     let values = to_data_scale(&cfg, &trainer.sample(&z)?);
     let is_u8 = cfg.data_u8;
     if let Some(out) = &req.out {
+        let (shape, mut rows) = (output_shape(&cfg, n), values.clone());
+        if let (Some(image), Some(Layout::Nhwc)) = (cfg.image, cfg.layout) {
+            data::nchw_to_nhwc(&mut rows, image);
+        }
         if is_u8 {
-            let bytes: Vec<u8> = values.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
-            data::save_npy_u8(out, n, dim, &bytes)?;
+            let bytes: Vec<u8> = rows.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
+            data::save_npy_u8_as(out, &shape, &bytes)?;
         } else {
-            data::save_npy_f32(out, n, dim, &values)?;
+            data::save_npy_f32_as(out, &shape, &rows)?;
         }
     }
     if let Some(grid) = &req.grid {
-        let shape = &ckpt.data_shape;
-        let hw = match shape.as_slice() {
-            [h, w] | [1, h, w] => Some((*h, *w)),
-            [d] => {
-                let s = (*d as f64).sqrt() as usize;
-                (s * s == *d && s > 1).then_some((s, s))
-            }
-            _ => None,
-        };
-        let Some((h, w)) = hw else {
-            return Err(Error::input(format!("--grid needs image data; this model makes samples of shape {shape:?}")));
+        let Some(image) = cfg.image.or_else(|| image_of_shape(&ckpt.data_shape)) else {
+            return Err(Error::input(format!(
+                "--grid needs image data; this model makes samples of shape {:?}",
+                ckpt.data_shape
+            )));
         };
         let k = n.min(64);
         let div = if is_u8 { 255.0 } else { 1.0 };
         let img: Vec<f32> = values[..k * dim].iter().map(|v| v / div).collect();
-        images::write_grid_png(grid, &img, k, h, w, 8)?;
+        images::write_image_grid_png(grid, &img, k, image.channels, image.height, image.width, 8)?;
     }
     Ok(Generated { n, dim, values })
 }

@@ -34,13 +34,8 @@ impl Arch {
     }
 }
 
-/// The images a convolutional model is built for, NCHW.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageShape {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-}
+/// The images a convolutional model is built for (NCHW).
+pub use crate::data::ImageShape;
 
 /// The image sizes `--arch dcgan` has an architecture for.
 pub const DCGAN_SIZES: [usize; 3] = [28, 32, 64];

@@ -27,10 +27,11 @@ pub struct TrainOptions {
     /// --arch dcgan: D's width, ndf (its first layer's channels).
     #[arg(long, default_value_t = 64)]
     pub d_channels: usize,
-    #[arg(long, default_value_t = 64)]
-    pub latent_dim: usize,
-    /// Hidden layer sizes of G, comma-separated [default: 512,512 for data in [0, 1], 256,256
-    /// otherwise].
+    /// Size of G's noise input [default: 64; 2 for --toy].
+    #[arg(long)]
+    pub latent_dim: Option<usize>,
+    /// Hidden layer sizes of G, comma-separated [default: 512,512 for data in [0, 1], 128,128 for
+    /// --toy, 256,256 otherwise].
     #[arg(long, value_delimiter = ',')]
     pub g_hidden: Vec<usize>,
     /// Hidden layer sizes of D, comma-separated [default: as --g-hidden].
@@ -46,8 +47,9 @@ pub struct TrainOptions {
     /// identity otherwise].
     #[arg(long, value_enum)]
     pub g_output: Option<Activation>,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
+    /// Samples per batch [default: 64; 256 for --toy].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// Decides the initial weights, the noise and the batch order, on both backends.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -61,9 +63,10 @@ pub struct TrainOptions {
     /// One-sided label smoothing: D's label for real samples (e.g. 0.9); fakes stay 0.
     #[arg(long = "label-smoothing", default_value_t = 1.0)]
     pub real_label: f32,
-    /// PacGAN: D judges this many samples at once (real with real, fake with fake).
-    #[arg(long, default_value_t = 1)]
-    pub pack: usize,
+    /// PacGAN: D judges this many samples at once (real with real, fake with fake) [default: 1;
+    /// 2 for --toy].
+    #[arg(long)]
+    pub pack: Option<usize>,
     /// Dropout rate on D's hidden layers (seeded; the same masks on both backends) [default: 0.3
     /// for data in [0, 1] with a ReLU or leaky ReLU D, 0 otherwise].
     #[arg(long)]
@@ -76,7 +79,7 @@ pub struct TrainOptions {
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
     /// Keep an exponential moving average of G's weights with this decay (e.g. 0.999) and sample
-    /// and evaluate with it; 0: off [default: 0.999 for data in [0, 1], 0 otherwise].
+    /// and evaluate with it; 0: off [default: 0.999 for data in [0, 1] and for --toy, 0 otherwise].
     #[arg(long)]
     pub g_ema: Option<f32>,
     /// Decay the learning rate linearly to 0 over this last fraction of the run (0: constant;
@@ -90,7 +93,8 @@ pub struct TrainOptions {
 #[derive(Args, Clone, Debug, PartialEq)]
 pub struct RunOptions {
     /// Total training steps (one step = one D update + one G update) [default: 30 epochs for
-    /// images, 2000 otherwise; a resumed run: the length it was started with].
+    /// images, 30000 for --toy ring8, 80000 for --toy grid25, 2000 otherwise; a resumed run: the
+    /// length it was started with].
     #[arg(long, conflicts_with = "epochs")]
     pub steps: Option<u32>,
     /// Train this many passes over the data set instead of --steps.
@@ -165,7 +169,7 @@ mod tests {
     #[test]
     fn defaults_are_the_flags_defaults() {
         let o = TrainOptions::default();
-        assert_eq!((o.latent_dim, o.batch_size, o.seed, o.pack, o.d_steps), (64, 64, 0, 1, 1));
+        assert_eq!((o.latent_dim, o.batch_size, o.seed, o.pack, o.d_steps), (None, None, 0, None, 1));
         assert_eq!((o.beta1, o.beta2, o.real_label, o.precision), (0.5, 0.999, 1.0, Precision::F32));
         assert!(o.g_hidden.is_empty() && o.lr.is_none() && o.g_ema.is_none());
         let r = RunOptions::default();

@@ -6,6 +6,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::train::TrainConfig;
+use crate::data::source::FolderInfo;
+use crate::data::{ImageShape, Layout};
 use crate::error::{Error, Result};
 
 /// The version this build writes.
@@ -23,8 +25,21 @@ pub struct DataInfo {
     /// The toy data set (`--toy`), drawn from the run's seed.
     pub toy: Option<String>,
     pub n: usize,
+    /// As in the source: [H, W, C] for image folders and (N, H, W, C) files.
     pub sample_shape: Vec<usize>,
     pub dtype: String,
+    /// Where the source had its channel axis ("nchw", "nhwc"; image folders: "nhwc"); absent
+    /// for (N, D) and (N, H, W) data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<Layout>,
+    /// The image geometry the models see (samples as channel planes, NCHW): channels, height,
+    /// width; absent for data that is not images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageShape>,
+    /// How an image folder was read (`--image-size`, `--channels`, `--skip-bad-images`,
+    /// `--cache`), so that resume and eval read it the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<FolderInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

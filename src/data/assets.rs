@@ -28,6 +28,6 @@ mod tests {
     fn default_dataset_is_mnist_10k() {
         let d = super::default_dataset().unwrap();
         assert_eq!((d.n, d.dim), (10_000, 784));
-        assert_eq!(d.image_hw(), Some((28, 28)));
+        assert_eq!(d.image(), Some(super::super::ImageShape::gray(28, 28)));
     }
 }

@@ -6,8 +6,11 @@
 //! [`Error::Input`] on one line that starts with the file name.
 //!
 //! Accepted: dtypes uint8 (`|u1`, `<u1`), float32 and float64 (`<f4`, `>f4`, `<f8`, `>f8`);
-//! shapes (N, D), (N, H, W) and (N, 1, H, W) with no zero axis; C or Fortran order. Values are
-//! kept row-major as (N, dim): u8 stays u8 (scaled by 1/255 when read), floats become finite f32.
+//! shapes (N, D), (N, H, W), (N, C, H, W) and (N, H, W, C) with C = 1 or 3 and no zero axis; C or
+//! Fortran order. Values are kept row-major as (N, dim): u8 stays u8 (scaled by 1/255 when read),
+//! floats become finite f32. A 4-D array's layout is read from where its 1 or 3 sits (axis 1:
+//! NCHW, axis 3: NHWC); where both could be channels, e.g. (N, 3, 32, 3), `--layout` decides.
+//! NHWC samples are reordered to channel planes (NCHW) once, here (see [`super::ImageShape`]).
 //!
 //! Header parsing is ndarray-npy's ([`Header::from_reader`]), data decoding too
 //! ([`ReadableElement`]); this module only checks the fixed-size prefix first so that the
@@ -16,11 +19,11 @@
 use std::fmt::Display;
 use std::path::Path;
 
-use ndarray::{ArrayD, ArrayView2, IxDyn, ShapeBuilder};
+use ndarray::{ArrayD, ArrayView2, ArrayViewD, IxDyn, ShapeBuilder};
 use ndarray_npy::npy::header::{Header, ParseHeaderError, ReadHeaderError};
 use ndarray_npy::{ReadableElement, WriteNpyExt};
 
-use super::{bad_value, check_finite, DataValues, Dataset};
+use super::{bad_value, check_finite, nhwc_to_nchw, DataValues, Dataset, ImageShape, Layout};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 
@@ -30,10 +33,15 @@ const MAX_HEADER_LEN: usize = 10000;
 const MAX_NESTING: usize = 4;
 const MAGIC: &[u8] = b"\x93NUMPY";
 const SUPPORTED: &str = "supported: uint8 ('|u1'), float32 ('<f4', '>f4'), float64 ('<f8', '>f8')";
-const SHAPES: &str = "expected (N, D), (N, H, W) or (N, 1, H, W)";
+const SHAPES: &str = "expected (N, D), (N, H, W), (N, C, H, W) or (N, H, W, C) with C = 1 or 3";
 
-/// Load and validate a .npy file.
+/// Load and validate a .npy file (a 4-D array's layout read from its shape).
 pub fn load_npy(path: &Path) -> Result<Dataset> {
+    load_npy_with(path, None)
+}
+
+/// Load and validate a .npy file; `layout` (`--layout`) says where a 4-D array's channels are.
+pub fn load_npy_with(path: &Path, layout: Option<Layout>) -> Result<Dataset> {
     let name = path.display().to_string();
     let user_error = |e: std::io::Error| {
         use std::io::ErrorKind::*;
@@ -47,12 +55,12 @@ pub fn load_npy(path: &Path) -> Result<Dataset> {
         crate::bail_input!("{name}: not a regular file");
     }
     let bytes = std::fs::read(path).map_err(user_error)?;
-    load_npy_bytes(&bytes, &name)
+    parse_npy(&bytes, &name, false, layout)
 }
 
 /// Same, from bytes in memory (`name` appears in error messages).
 pub fn load_npy_bytes(bytes: &[u8], name: &str) -> Result<Dataset> {
-    parse_npy(bytes, name, false)
+    parse_npy(bytes, name, false, None)
 }
 
 /// Most classes a label file may name (labels are stored as bytes).
@@ -62,7 +70,7 @@ pub const MAX_CLASSES: usize = 256;
 pub fn load_labels(path: &Path) -> Result<Vec<u8>> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| Error::input(format!("{name}: cannot read: {e}")))?;
-    let d = parse_npy(&bytes, &name, true)?;
+    let d = parse_npy(&bytes, &name, true, None)?;
     match d.values {
         DataValues::U8(v) => Ok(v),
         DataValues::F32(v) => v
@@ -79,7 +87,7 @@ pub fn load_labels(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
-fn parse_npy(bytes: &[u8], name: &str, labels: bool) -> Result<Dataset> {
+fn parse_npy(bytes: &[u8], name: &str, labels: bool, layout: Option<Layout>) -> Result<Dataset> {
     let fail = |msg: String| Error::input(format!("{name}: {msg}"));
     let header_end = check_prefix(bytes).map_err(fail)?;
     let header =
@@ -98,7 +106,7 @@ fn parse_npy(bytes: &[u8], name: &str, labels: bool) -> Result<Dataset> {
     let accepted = if labels {
         matches!(shape.as_slice(), [_] | [_, 1])
     } else {
-        matches!(shape.as_slice(), [_, _] | [_, _, _] | [_, 1, _, _])
+        matches!(shape.as_slice(), [_, _] | [_, _, _] | [_, _, _, _])
     };
     let (Some((&n, rest)), true) = (shape.split_first(), accepted) else {
         let expected = if labels { "labels must have shape (N,) or (N, 1)" } else { SHAPES };
@@ -111,6 +119,7 @@ fn parse_npy(bytes: &[u8], name: &str, labels: bool) -> Result<Dataset> {
     if sample_shape.contains(&0) {
         return Err(fail(format!("shape {shape_str} has an axis of length 0: samples have no features")));
     }
+    let image = image_of(&sample_shape, layout).map_err(|why| fail(format!("shape {shape_str}: {why}")))?;
     let dim = sample_shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
     let len = dim.and_then(|d| d.checked_mul(n));
     let (Some(dim), Some(len), Some(expected)) = (dim, len, len.and_then(|l| l.checked_mul(size))) else {
@@ -153,7 +162,62 @@ fn parse_npy(bytes: &[u8], name: &str, labels: bool) -> Result<Dataset> {
             DataValues::F32(out)
         }
     };
-    Ok(Dataset { n, dim, sample_shape, values, dtype: dtype.to_string() })
+    match image {
+        None => Ok(Dataset::flat(n, dim, values, dtype)),
+        Some((shape, layout)) => {
+            let values = match (values, layout) {
+                (DataValues::U8(mut v), Some(Layout::Nhwc)) => {
+                    nhwc_to_nchw(&mut v, shape);
+                    DataValues::U8(v)
+                }
+                (DataValues::F32(mut v), Some(Layout::Nhwc)) => {
+                    nhwc_to_nchw(&mut v, shape);
+                    DataValues::F32(v)
+                }
+                (v, _) => v,
+            };
+            Dataset::images(n, shape, values, dtype, sample_shape, layout)
+        }
+    }
+}
+
+/// The image geometry of a sample shape and where its channel axis is: None for (D,); (H, W) is
+/// one channel without a channel axis; (A, B, C) is NCHW or NHWC as the 1 or 3 (or `given`) says.
+type ImageOf = Option<(ImageShape, Option<Layout>)>;
+
+fn image_of(sample: &[usize], given: Option<Layout>) -> std::result::Result<ImageOf, String> {
+    let &[a, b, c] = sample else {
+        if given.is_some() {
+            return Err("--layout applies to 4-D arrays, (N, C, H, W) or (N, H, W, C), only".into());
+        }
+        return Ok(match *sample {
+            [h, w] => Some((ImageShape::gray(h, w), None)),
+            _ => None,
+        });
+    };
+    let channels = |k: usize| k == 1 || k == 3;
+    let layout = match (given, channels(a), channels(c)) {
+        (Some(Layout::Nchw), true, _) | (None, true, false) => Layout::Nchw,
+        (Some(Layout::Nhwc), _, true) | (None, false, true) => Layout::Nhwc,
+        (Some(Layout::Nchw), false, _) => {
+            return Err(format!("--layout nchw needs 1 or 3 channels on axis 1, not {a}"))
+        }
+        (Some(Layout::Nhwc), _, false) => {
+            return Err(format!("--layout nhwc needs 1 or 3 channels on axis 3, not {c}"))
+        }
+        (None, true, true) => {
+            return Err(format!(
+                "axis 1 ({a}) and axis 3 ({c}) could both hold the channels; pass --layout nchw or --layout nhwc"
+            ))
+        }
+        (None, false, false) => {
+            return Err(format!("neither axis 1 ({a}) nor axis 3 ({c}) holds 1 or 3 channels; {SHAPES}"))
+        }
+    };
+    Ok(Some(match layout {
+        Layout::Nchw => (ImageShape { channels: a, height: b, width: c }, Some(Layout::Nchw)),
+        Layout::Nhwc => (ImageShape { channels: c, height: a, width: b }, Some(Layout::Nhwc)),
+    }))
 }
 
 /// Checks magic, version and header length against the byte count; returns where the data starts.
@@ -265,6 +329,26 @@ pub fn save_npy_u8(path: &Path, n: usize, dim: usize, values: &[u8]) -> Result<(
     write_atomic(path, &buf)
 }
 
+/// Write an f32 array of any shape (row-major values) as .npy, atomically.
+pub fn save_npy_f32_as(path: &Path, shape: &[usize], values: &[f32]) -> Result<()> {
+    let a = ArrayViewD::from_shape(IxDyn(shape), values).map_err(|e| shaped_error(path, shape, e))?;
+    let mut buf = Vec::new();
+    a.write_npy(&mut buf).map_err(|e| Error::io(path, e))?;
+    write_atomic(path, &buf)
+}
+
+/// Write a u8 array of any shape (row-major values) as .npy, atomically.
+pub fn save_npy_u8_as(path: &Path, shape: &[usize], values: &[u8]) -> Result<()> {
+    let a = ArrayViewD::from_shape(IxDyn(shape), values).map_err(|e| shaped_error(path, shape, e))?;
+    let mut buf = Vec::new();
+    a.write_npy(&mut buf).map_err(|e| Error::io(path, e))?;
+    write_atomic(path, &buf)
+}
+
+fn shaped_error(path: &Path, shape: &[usize], e: impl Display) -> Error {
+    Error::input(format!("{}: cannot save as shape {}: {e}", path.display(), python_tuple(shape)))
+}
+
 fn shape_error(path: &Path, n: usize, dim: usize, e: impl Display) -> Error {
     Error::input(format!("{}: cannot save as shape ({n}, {dim}): {e}", path.display()))
 }
@@ -272,6 +356,7 @@ fn shape_error(path: &Path, n: usize, dim: usize, e: impl Display) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::ImageShape;
 
     /// A v1.0 .npy file as NumPy writes it, from a raw header dict literal.
     fn npy_raw(dict: &str, data: &[u8]) -> Vec<u8> {
@@ -335,7 +420,7 @@ mod tests {
         assert_eq!((d.n, d.dim, d.dtype.as_str(), d.byte_len()), (2, 3, "float32", 24));
         assert_eq!(d.values, DataValues::F32(v));
         assert_eq!(d.value_range(), (-7.5, 0.0));
-        assert!(!d.is_unit_range() && d.image_hw().is_none());
+        assert!(!d.is_unit_range() && d.image().is_none() && d.layout.is_none());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temp files left");
         assert!(save_npy_f32(&p, 2, 4, &[0.0; 6]).is_err());
         assert!(matches!(load_npy(&dir.path().join("missing.npy")), Err(Error::Input(_))));
@@ -349,9 +434,9 @@ mod tests {
         assert!(Dataset::from_f32(1, 2, vec![0.0, f32::NAN]).is_err());
         assert!(Dataset::from_u8(usize::MAX, 2, vec![]).is_err());
         let d = Dataset::from_u8(2, 4, vec![0, 255, 3, 4, 5, 6, 7, 8]).unwrap();
-        assert_eq!((d.value_range(), d.image_hw()), ((0.0, 1.0), Some((2, 2))));
+        assert_eq!((d.value_range(), d.image()), ((0.0, 1.0), Some(ImageShape::gray(2, 2))));
         let d = Dataset::from_f32(1, 4, vec![0.0, 0.5, 1.0, 2.0]).unwrap();
-        assert_eq!(d.image_hw(), None, "not unit range");
+        assert_eq!(d.image(), None, "not unit range");
     }
 
     #[test]
@@ -359,11 +444,56 @@ mod tests {
         let d = load_npy_bytes(&npy("<f4", false, &[2, 3], &f32_bytes(&[1., 2., 3., 4., 5., 6.])), "x").unwrap();
         assert_eq!((d.n, d.dim, d.sample_shape.clone()), (2, 3, vec![3]));
         let d = load_npy_bytes(&npy("|u1", false, &[2, 3, 4], &[7; 24]), "x").unwrap();
-        assert_eq!((d.n, d.dim, d.image_hw()), (2, 12, Some((3, 4))));
+        assert_eq!((d.n, d.dim, d.image(), d.layout), (2, 12, Some(ImageShape::gray(3, 4)), None));
         let d = load_npy_bytes(&npy("<u1", false, &[3, 1, 2, 2], &[9; 12]), "x").unwrap();
-        assert_eq!((d.n, d.dim, d.sample_shape.clone(), d.image_hw()), (3, 4, vec![1, 2, 2], Some((2, 2))));
+        assert_eq!((d.n, d.dim, d.sample_shape.clone()), (3, 4, vec![1, 2, 2]));
+        assert_eq!((d.image(), d.layout), (Some(ImageShape::gray(2, 2)), Some(Layout::Nchw)));
         let d = load_npy_bytes(&npy("<f8", false, &[1, 2], &f64_bytes(&[0.25, -3.0])), "x").unwrap();
         assert_eq!((d.values, d.dtype.as_str()), (DataValues::F32(vec![0.25, -3.0]), "float64"));
+    }
+
+    /// Colour: (N, 3, H, W) is kept, (N, H, W, 3) becomes channel planes; `--layout` settles
+    /// shapes that read both ways and is refused where it cannot apply.
+    #[test]
+    fn colour_layouts_become_channel_planes() {
+        // Two 2x2 RGB images; pixel p of image i has channel k = 100 i + 10 p + k.
+        let nhwc: Vec<u8> =
+            (0..2).flat_map(|i| (0..4).flat_map(move |p| (0..3).map(move |k| 100 * i + 10 * p + k))).collect();
+        let nchw: Vec<u8> =
+            (0..2).flat_map(|i| (0..3).flat_map(move |k| (0..4).map(move |p| 100 * i + 10 * p + k))).collect();
+        let rgb = Some(ImageShape { channels: 3, height: 2, width: 2 });
+        let d = load_npy_bytes(&npy("|u1", false, &[2, 2, 2, 3], &nhwc), "x").unwrap();
+        assert_eq!((d.image(), d.layout, d.sample_shape.clone(), d.dim), (rgb, Some(Layout::Nhwc), vec![2, 2, 3], 12));
+        assert_eq!(d.values, DataValues::U8(nchw.clone()));
+        let d = load_npy_bytes(&npy("|u1", false, &[2, 3, 2, 2], &nchw), "x").unwrap();
+        assert_eq!((d.image(), d.layout, d.sample_shape.clone()), (rgb, Some(Layout::Nchw), vec![3, 2, 2]));
+        assert_eq!(d.values, DataValues::U8(nchw.clone()));
+        // f32 and f64 the same way; (N, H, W, 1) is gray.
+        let f: Vec<f32> = nhwc.iter().map(|&v| v as f32 / 255.0).collect();
+        let d = load_npy_bytes(&npy("<f4", false, &[2, 2, 2, 3], &f32_bytes(&f)), "x").unwrap();
+        assert_eq!(d.values, DataValues::F32(nchw.iter().map(|&v| v as f32 / 255.0).collect()));
+        let g: Vec<f64> = (0..8).map(|i| i as f64 / 8.0).collect();
+        let d = load_npy_bytes(&npy("<f8", false, &[2, 2, 2, 1], &f64_bytes(&g)), "x").unwrap();
+        assert_eq!((d.image(), d.layout), (Some(ImageShape::gray(2, 2)), Some(Layout::Nhwc)));
+        // (N, 3, 2, 3) reads both ways: refused without --layout, either way with it.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("amb.npy");
+        std::fs::write(&p, npy("|u1", false, &[1, 3, 2, 3], &(0..18).collect::<Vec<u8>>())).unwrap();
+        assert!(matches!(load_npy(&p), Err(Error::Input(m)) if m.contains("--layout")));
+        let d = load_npy_with(&p, Some(Layout::Nchw)).unwrap();
+        assert_eq!(d.image(), Some(ImageShape { channels: 3, height: 2, width: 3 }));
+        assert_eq!(d.values, DataValues::U8((0..18).collect()));
+        let d = load_npy_with(&p, Some(Layout::Nhwc)).unwrap();
+        assert_eq!(d.image(), Some(ImageShape { channels: 3, height: 3, width: 2 }));
+        let planes: Vec<u8> = (0..3).flat_map(|k| (0..6).map(move |px| (3 * px + k) as u8)).collect();
+        assert_eq!(d.values, DataValues::U8(planes));
+        // --layout where it cannot apply.
+        std::fs::write(&p, npy("|u1", false, &[1, 3, 2, 2], &[0; 12])).unwrap();
+        let e = load_npy_with(&p, Some(Layout::Nhwc)).unwrap_err().to_string();
+        assert!(e.contains("--layout nhwc needs 1 or 3 channels on axis 3, not 2"), "{e}");
+        std::fs::write(&p, npy("|u1", false, &[1, 4], &[0; 4])).unwrap();
+        let e = load_npy_with(&p, Some(Layout::Nchw)).unwrap_err().to_string();
+        assert!(e.contains("--layout applies to 4-D arrays"), "{e}");
     }
 
     #[test]
@@ -427,8 +557,12 @@ mod tests {
         let structured = "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1, 1)}";
         assert_err(&npy_raw(structured, &[0; 4]), &["unsupported dtype", "supported:"]);
         assert_err(&npy("<f4", false, &[], &[0; 4]), &["0-D shape ()", "(N, D)"]);
-        assert_err(&npy("<f4", false, &[5], &[0; 20]), &["1-D shape (5,)", "(N, 1, H, W)"]);
-        assert_err(&npy("|u1", false, &[2, 3, 2, 2], &[0; 24]), &["4-D shape (2, 3, 2, 2)", "(N, 1, H, W)"]);
+        assert_err(&npy("<f4", false, &[5], &[0; 20]), &["1-D shape (5,)", "(N, C, H, W)", "(N, H, W, C)"]);
+        assert_err(
+            &npy("|u1", false, &[2, 2, 2, 2], &[0; 16]),
+            &["shape (2, 2, 2, 2)", "neither axis 1 (2) nor axis 3 (2)"],
+        );
+        assert_err(&npy("|u1", false, &[2, 3, 2, 3], &[0; 36]), &["(2, 3, 2, 3)", "could both hold", "--layout nchw"]);
         assert_err(&npy("|u1", false, &[1, 1, 1, 1, 1], &[0]), &["5-D shape"]);
         assert_err(&npy("|u1", false, &[0, 784], &[]), &["no samples", "N = 0"]);
         assert_err(&npy("|u1", false, &[3, 0], &[]), &["axis of length 0"]);
@@ -488,7 +622,7 @@ mod tests {
         let d = load_npy(path).unwrap();
         assert_eq!((d.n, d.dim, d.dtype.as_str()), (10000, 784, "uint8"));
         assert!(matches!(d.values, DataValues::U8(ref v) if v.len() == 10000 * 784));
-        assert_eq!(d.image_hw(), Some((28, 28)));
+        assert_eq!(d.image(), Some(ImageShape::gray(28, 28)));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use self::image::RealReference;
 use crate::data::toy::Toy;
-use crate::data::Dataset;
+use crate::data::{Dataset, ImageShape};
 use crate::error::{Error, Result};
 use crate::programs::classifier::Classifier;
 use crate::programs::trainer::Trainer;
@@ -29,7 +29,7 @@ pub fn builtin_classifier() -> Result<Classifier> {
 /// Which classifier scores an image run (`--classifier`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClassifierChoice {
-    /// The built-in MNIST digit classifier for 28x28 images; no image metrics otherwise.
+    /// The built-in MNIST digit classifier for 28x28 gray images; no image metrics otherwise.
     Auto,
     None,
     Builtin,
@@ -52,7 +52,8 @@ impl std::str::FromStr for ClassifierChoice {
 pub fn classifier_for(choice: &ClassifierChoice, data: &Dataset) -> Result<Option<(Classifier, String)>> {
     let clf = match choice {
         ClassifierChoice::None => return Ok(None),
-        ClassifierChoice::Auto if data.image_hw() != Some((28, 28)) => return Ok(None),
+        // The built-in classifier knows 28x28 gray digits: colour 28x28 images are not for it.
+        ClassifierChoice::Auto if data.image() != Some(ImageShape::gray(28, 28)) => return Ok(None),
         ClassifierChoice::Auto | ClassifierChoice::Builtin => (builtin_classifier()?, BUILTIN_CLASSIFIER_NAME.into()),
         ClassifierChoice::Path(p) => (Classifier::load(p)?, p.display().to_string()),
     };
@@ -147,6 +148,25 @@ impl Scorer {
             }
         }
     }
+}
+
+/// What eval.json says when nothing fits the run's data to score it with (no `--toy`, and no
+/// classifier for its images): `scored` false and why, so a run on any data ends cleanly.
+pub fn unscored_json(step: u32, data: &Dataset, choice: &ClassifierChoice) -> Value {
+    let reason = match (choice, data.image()) {
+        (ClassifierChoice::None, _) => "--classifier none".to_string(),
+        (_, Some(image)) => format!(
+            "no classifier fits these {} images: the built-in one is for 28x28 gray digits; train one on \
+             labelled images of {} values with `shadergan classifier train` and pass --classifier FILE",
+            image.describe(),
+            data.dim
+        ),
+        (_, None) => format!(
+            "samples of {} values are neither images nor a --toy data set, so there is nothing to score them with",
+            data.dim
+        ),
+    };
+    json!({ "step": step, "scored": false, "reason": reason })
 }
 
 /// Writes eval.json in a run folder, atomically.

@@ -24,11 +24,17 @@ pub fn temp_path(path: &Path) -> Result<PathBuf> {
 
 /// Replaces `path` with `bytes` atomically (see the module header).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// Replaces `path` atomically with what `fill` writes (buffer it for many small writes), so a
+/// large file need not be assembled in memory first.
+pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut fs::File) -> std::io::Result<()>) -> Result<()> {
     let tmp = temp_path(path)?;
     let write = || -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp); // a leftover of a crash; create_new will not follow links
         let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        f.write_all(bytes)?;
+        fill(&mut f)?;
         f.sync_all()
     };
     if let Err(e) = write() {

@@ -4,4 +4,4 @@ pub mod atomic;
 pub mod png;
 pub mod safetensors;
 
-pub use atomic::write_atomic;
+pub use atomic::{write_atomic, write_atomic_with};

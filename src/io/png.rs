@@ -33,11 +33,28 @@ const G_COLOUR: RGBColor = RGBColor(255, 127, 14);
 /// least 56 pixels high (28x28 MNIST -> 2x). Grayscale 8-bit PNG. Unused tiles of the last row
 /// stay dark grey.
 pub fn write_grid_png(path: &Path, images: &[f32], n: usize, h: usize, w: usize, cols: usize) -> Result<()> {
-    if n == 0 || h == 0 || w == 0 || cols == 0 {
-        return Err(Error::input(format!("image grid needs n, h, w, cols > 0 (got n={n} h={h} w={w} cols={cols})")));
+    write_image_grid_png(path, images, n, 1, h, w, cols)
+}
+
+/// The same for images of `channels` (1: gray, 3: RGB) channel planes each: image k is
+/// channels x h x w values (NCHW, as shadergan holds images). A 3-channel grid is an RGB PNG.
+pub fn write_image_grid_png(
+    path: &Path,
+    images: &[f32],
+    n: usize,
+    channels: usize,
+    h: usize,
+    w: usize,
+    cols: usize,
+) -> Result<()> {
+    if n == 0 || h == 0 || w == 0 || cols == 0 || ![1, 3].contains(&channels) {
+        return Err(Error::input(format!(
+            "image grid needs n, h, w, cols > 0 and 1 or 3 channels (got n={n} channels={channels} h={h} w={w} cols={cols})"
+        )));
     }
-    if n.checked_mul(h).and_then(|x| x.checked_mul(w)) != Some(images.len()) {
-        return Err(Error::input(format!("image grid: {} values are not {n} images of {h}x{w}", images.len())));
+    let c = channels;
+    if n.checked_mul(c).and_then(|x| x.checked_mul(h)).and_then(|x| x.checked_mul(w)) != Some(images.len()) {
+        return Err(Error::input(format!("image grid: {} values are not {n} images of {c}x{h}x{w}", images.len())));
     }
     let cols = cols.min(n);
     let rows = n.div_ceil(cols);
@@ -48,20 +65,23 @@ pub fn write_grid_png(path: &Path, images: &[f32], n: usize, h: usize, w: usize,
     let (Ok(w32), Ok(h32)) = (u32::try_from(width), u32::try_from(height)) else {
         return Err(Error::input(format!("image grid of {width}x{height} pixels is too large")));
     };
-    let mut pixels = vec![GRID_BORDER_GREY; width * height];
-    for (k, img) in images.chunks_exact(h * w).enumerate() {
+    let mut pixels = vec![GRID_BORDER_GREY; width * height * c];
+    for (k, img) in images.chunks_exact(c * h * w).enumerate() {
         let x0 = GRID_BORDER_PX + (k % cols) * (tile_w + GRID_BORDER_PX);
         let y0 = GRID_BORDER_PX + (k / cols) * (tile_h + GRID_BORDER_PX);
         for ty in 0..tile_h {
-            let src = &img[(ty / scale) * w..][..w];
-            let dst = &mut pixels[(y0 + ty) * width + x0..][..tile_w];
-            for (tx, px) in dst.iter_mut().enumerate() {
-                let v = src[tx / scale];
-                *px = if v.is_nan() { 128 } else { (v.clamp(0.0, 1.0) * 255.0).round() as u8 };
+            let dst = &mut pixels[((y0 + ty) * width + x0) * c..][..tile_w * c];
+            for (tx, px) in dst.chunks_exact_mut(c).enumerate() {
+                let at = (ty / scale) * w + tx / scale;
+                for (ch, out) in px.iter_mut().enumerate() {
+                    let v = img[ch * h * w + at];
+                    *out = if v.is_nan() { 128 } else { (v.clamp(0.0, 1.0) * 255.0).round() as u8 };
+                }
             }
         }
     }
-    write_png(path, w32, h32, png::ColorType::Grayscale, &pixels)
+    let colour = if c == 3 { png::ColorType::Rgb } else { png::ColorType::Grayscale };
+    write_png(path, w32, h32, colour, &pixels)
 }
 
 /// A scatter plot of 2-D points: real points (flat x,y pairs) in light blue, generated points in
@@ -291,6 +311,24 @@ mod tests {
         assert!(matches!(write_grid_png(&path, &[], 0, 2, 2, 2), Err(Error::Input(_))));
         assert!(matches!(write_grid_png(&path, &[0.0; 8], 2, 2, 2, 0), Err(Error::Input(_))));
         assert!(only_file(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn colour_grid_reads_channel_planes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rgb.png");
+        // Two 1x2 RGB images as channel planes: image 0 is (red, blue), image 1 (white, black).
+        let planes = [[1.0, 0.0, 0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]].concat();
+        write_image_grid_png(&path, &planes, 2, 3, 1, 2, 2).unwrap();
+        let (w, h, ct, px) = decode(&path);
+        // 1 pixel high scales 56x; tiles 112 wide.
+        assert_eq!((w, h, ct), (2 * 112 + 3 * 2, 56 + 4, png::ColorType::Rgb));
+        let at = |x: usize, y: usize| [0, 1, 2].map(|c| px[(y * w as usize + x) * 3 + c]);
+        assert_eq!(at(0, 0), [GRID_BORDER_GREY; 3]);
+        assert_eq!((at(2, 2), at(2 + 56, 2)), ([255, 0, 0], [0, 0, 255]));
+        assert_eq!((at(116, 30), at(116 + 56, 30)), ([255, 255, 255], [0, 0, 0]));
+        assert!(matches!(write_image_grid_png(&path, &planes, 2, 2, 1, 2, 2), Err(Error::Input(_))));
+        assert!(matches!(write_image_grid_png(&path, &planes[1..], 2, 3, 1, 2, 2), Err(Error::Input(_))));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use super::buffer::BufId;
+use super::data::DataView;
 use super::state::TrainState;
 
 /// A resource an op binds besides its uniform (binding 0).
@@ -18,8 +19,9 @@ pub enum Res {
     Buf(BufId),
     /// The training state (step counter, Adam's counters).
     State,
-    /// The resident data set.
-    Data,
+    /// Chunk `k` of the resident data set (see [`super::data::DataChunks`]; one chunk, 0, when
+    /// the data fits one binding).
+    Data(usize),
 }
 
 /// `len` elements at `off` of `buf`, read or written by an op.
@@ -41,18 +43,12 @@ impl Span {
     }
 }
 
-/// The data set as the CPU twins read it.
-#[derive(Clone, Copy, Debug)]
-pub enum DataView<'a> {
-    U8(&'a [u8]),
-    F32(&'a [f32]),
-}
-
 /// What a CPU twin runs against: the program's buffers, the training state, the data set.
 pub struct Host<'a> {
     pub bufs: &'a mut [Vec<f32>],
     pub state: &'a mut TrainState,
-    pub data: Option<DataView<'a>>,
+    /// The data set's chunks, each its rows (empty: no data set).
+    pub data: &'a [DataView<'a>],
     /// Use the fast paths (blocked sgemm, threaded Adam) where a family has them; false runs
     /// the plain reference loops only.
     pub fast: bool,
@@ -88,8 +84,9 @@ impl<'a> Host<'a> {
         }
     }
 
-    pub fn data(&self) -> DataView<'a> {
-        self.data.expect("a kernel that reads the data set needs one")
+    /// Chunk `k` of the data set.
+    pub fn data(&self, k: usize) -> DataView<'a> {
+        *self.data.get(k).expect("a kernel that reads the data set needs one, with that chunk")
     }
 }
 
@@ -129,9 +126,9 @@ impl Op {
         self.bindings().into_iter().filter_map(|(_, r)| if let Res::Buf(b) = r { Some(b) } else { None }).collect()
     }
 
-    /// Whether it binds the resident data set.
-    pub fn reads_data(&self) -> bool {
-        self.bindings().iter().any(|(_, r)| *r == Res::Data)
+    /// The chunk of the resident data set it binds, if any.
+    pub fn data_chunk(&self) -> Option<usize> {
+        self.bindings().iter().find_map(|(_, r)| if let Res::Data(k) = r { Some(*k) } else { None })
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::{Entry, Family, Slot};
 use crate::ir::kernel::groups_1d;
-use crate::ir::{BufId, DataView, Host, Kernel, Res, Span, UniformLayout};
+use crate::ir::{BufId, DataChunks, DataView, Host, Kernel, Res, Span, UniformLayout};
 use crate::rng;
 
 crate::uniform! {
@@ -30,6 +30,12 @@ crate::uniform! {
         /// one resident table can hold several fields (the classifier's pixels, then its label).
         pub src_stride: u32,
         pub src_col: u32,
+        /// gather: the data rows the bound chunk holds, [row_lo, row_hi) (row_hi 0: all `n`
+        /// rows); batch rows whose source lies outside are left as they are.
+        pub row_lo: u32,
+        pub row_hi: u32,
+        pub _pad0: u32,
+        pub _pad1: u32,
     }
 }
 
@@ -50,6 +56,15 @@ impl RandomParams {
 
     pub fn seed(&self) -> u64 {
         self.seed_lo as u64 | (self.seed_hi as u64) << 32
+    }
+
+    /// One past the last row of the bound chunk.
+    pub fn row_end(&self) -> u32 {
+        if self.row_hi == 0 {
+            self.n
+        } else {
+            self.row_hi
+        }
     }
 }
 
@@ -112,11 +127,13 @@ impl Kernel for NoiseNormal {
     }
 }
 
-/// A batch of `p.rows` data rows in this step's order, scaled, from a data set of bytes.
+/// A batch of `p.rows` data rows in this step's order, scaled, from a data set of bytes: the
+/// rows that chunk `chunk` of the data set holds (`p.row_lo`, `p.row_hi`).
 #[derive(Clone, Debug)]
 pub struct GatherU8 {
     pub p: RandomParams,
     pub out: BufId,
+    pub chunk: usize,
 }
 
 /// The same from a data set of f32 values.
@@ -124,15 +141,32 @@ pub struct GatherU8 {
 pub struct GatherF32 {
     pub p: RandomParams,
     pub out: BufId,
+    pub chunk: usize,
 }
 
-/// The gather launcher for the data set's storage.
-pub fn gather(data_u8: bool, p: RandomParams, out: BufId) -> crate::ir::Op {
+/// The gather launcher for the data set's storage, from chunk `chunk` (whose rows `p` names).
+pub fn gather_from(data_u8: bool, p: RandomParams, out: BufId, chunk: usize) -> crate::ir::Op {
     if data_u8 {
-        GatherU8 { p, out }.into()
+        GatherU8 { p, out, chunk }.into()
     } else {
-        GatherF32 { p, out }.into()
+        GatherF32 { p, out, chunk }.into()
     }
+}
+
+/// The gather from a data set in one binding (chunk 0 holding every row).
+pub fn gather(data_u8: bool, p: RandomParams, out: BufId) -> crate::ir::Op {
+    gather_from(data_u8, RandomParams { row_lo: 0, row_hi: 0, ..p }, out, 0)
+}
+
+/// The whole batch from a data set split into `chunks`: one gather per chunk, each writing the
+/// batch rows whose source it holds, so that together they write every row once.
+pub fn gather_chunks(data_u8: bool, p: RandomParams, out: BufId, chunks: &DataChunks) -> Vec<crate::ir::Op> {
+    let at = |r: usize| u32::try_from(r).expect("at most u32::MAX / 2 samples (TrainConfig::validate)");
+    let ops = chunks.rows.iter().enumerate();
+    ops.map(|(k, rows)| {
+        gather_from(data_u8, RandomParams { row_lo: at(rows.start), row_hi: at(rows.end), ..p }, out, k)
+    })
+    .collect()
 }
 
 fn gather_spans(p: &RandomParams, out: BufId) -> Vec<Span> {
@@ -151,7 +185,7 @@ impl Kernel for GatherU8 {
         bytes(&self.p)
     }
     fn bindings(&self) -> Vec<(u32, Res)> {
-        vec![(1, Res::State), (2, Res::Data), (3, Res::Buf(self.out))]
+        vec![(1, Res::State), (2, Res::Data(self.chunk)), (3, Res::Buf(self.out))]
     }
     fn workgroups(&self) -> [u32; 3] {
         gather_groups(&self.p)
@@ -161,7 +195,7 @@ impl Kernel for GatherU8 {
     }
     fn run_cpu(&self, host: &mut Host) {
         let (p, state) = (&self.p, *host.state);
-        let DataView::U8(data) = host.data() else { panic!("gather_u8 on a data set of f32") };
+        let DataView::U8(data) = host.data(self.chunk) else { panic!("gather_u8 on a data set of f32") };
         host.with_out(self.out, |_, o| gather_u8(p, &state, data, o))
     }
 }
@@ -174,7 +208,7 @@ impl Kernel for GatherF32 {
         bytes(&self.p)
     }
     fn bindings(&self) -> Vec<(u32, Res)> {
-        vec![(1, Res::State), (2, Res::Data), (3, Res::Buf(self.out))]
+        vec![(1, Res::State), (2, Res::Data(self.chunk)), (3, Res::Buf(self.out))]
     }
     fn workgroups(&self) -> [u32; 3] {
         gather_groups(&self.p)
@@ -184,7 +218,7 @@ impl Kernel for GatherF32 {
     }
     fn run_cpu(&self, host: &mut Host) {
         let (p, state) = (&self.p, *host.state);
-        let DataView::F32(data) = host.data() else { panic!("gather_f32 on a data set of bytes") };
+        let DataView::F32(data) = host.data(self.chunk) else { panic!("gather_f32 on a data set of bytes") };
         host.with_out(self.out, |_, o| gather_f32(p, &state, data, o))
     }
 }
@@ -229,13 +263,21 @@ pub fn noise_normal(p: &RandomParams, state: &crate::ir::TrainState, out: &mut [
     rng::normals(key, state.step, p.stream, rng::PURPOSE_NOISE, &mut out[off..off + p.len as usize]);
 }
 
-/// Batch rows in this step's order, scaled: `gather_u8` in random.wgsl.
+/// Where batch row `r` starts in the bound chunk (`data` holds rows [row_lo, row_hi)), or None
+/// when its source row lies in another chunk.
+fn chunk_offset(p: &RandomParams, step: u32, r: u32) -> Option<usize> {
+    let src = rng::batch_row_source(p.seed(), p.batch_counter(step), r, p.rows, p.n);
+    (p.row_lo..p.row_end())
+        .contains(&src)
+        .then(|| (src - p.row_lo) as usize * p.row_stride() as usize + p.src_col as usize)
+}
+
+/// Batch rows in this step's order, scaled, those whose source `data` (one chunk) holds:
+/// `gather_u8` in random.wgsl.
 pub fn gather_u8(p: &RandomParams, state: &crate::ir::TrainState, data: &[u8], out: &mut [f32]) {
     let dim = p.dim as usize;
     for r in 0..p.rows {
-        let src = rng::batch_row_source(p.seed(), p.batch_counter(state.step), r, p.rows, p.n) as usize
-            * p.row_stride() as usize
-            + p.src_col as usize;
+        let Some(src) = chunk_offset(p, state.step, r) else { continue };
         let dst = p.out_off as usize + r as usize * dim;
         for c in 0..dim {
             out[dst + c] = data[src + c] as f32 * p.scale + p.shift;
@@ -247,9 +289,7 @@ pub fn gather_u8(p: &RandomParams, state: &crate::ir::TrainState, data: &[u8], o
 pub fn gather_f32(p: &RandomParams, state: &crate::ir::TrainState, data: &[f32], out: &mut [f32]) {
     let dim = p.dim as usize;
     for r in 0..p.rows {
-        let src = rng::batch_row_source(p.seed(), p.batch_counter(state.step), r, p.rows, p.n) as usize
-            * p.row_stride() as usize
-            + p.src_col as usize;
+        let Some(src) = chunk_offset(p, state.step, r) else { continue };
         let dst = p.out_off as usize + r as usize * dim;
         for c in 0..dim {
             out[dst + c] = data[src + c] * p.scale + p.shift;

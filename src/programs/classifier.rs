@@ -16,12 +16,12 @@ use safetensors::tensor::TensorView;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::cpu::CpuExecutor;
-use crate::backend::{self, Backend, Executor, Section};
+use crate::backend::{Backend, Device, Executor, Section};
 use crate::config::model::NET_CLASSIFIER;
 use crate::data::{DataValues, Dataset};
 use crate::error::{Error, Result};
 use crate::ir::state::OPTIMIZER_D;
-use crate::ir::{At, BufId, BufSpec, Buffers, Op, TrainState};
+use crate::ir::{At, BufId, BufSpec, Buffers, DataChunks, Op, TrainState};
 use crate::kernels::activation::Activation;
 use crate::kernels::adam::{AdamParams, AdamStep, AdamTick, StepTick};
 use crate::kernels::random::{self, RandomParams};
@@ -316,7 +316,14 @@ impl ClassifierProgram {
 
     /// One step at learning rate `lr`: gather a batch of pixels and of labels, forward with
     /// dropout, softmax_xent, backward, Adam.
-    fn step(&self, spec: &ClassifierSpec, req: &ClassifierRequest, data: &Dataset, lr: f32) -> Vec<Op> {
+    fn step(
+        &self,
+        spec: &ClassifierSpec,
+        req: &ClassifierRequest,
+        data: &Dataset,
+        chunks: &DataChunks,
+        lr: f32,
+    ) -> Vec<Op> {
         let (b, dim, k, n) = (req.batch_size, spec.input_dim, spec.classes, data.n);
         let u8_data = matches!(data.values, DataValues::U8(_));
         let unit = if u8_data { 1.0 / 255.0 } else { 1.0 };
@@ -338,7 +345,8 @@ impl ClassifierProgram {
             ..gather
         };
         let labels = RandomParams { len: b as u32, dim: 1, src_col: dim as u32, scale: 1.0, shift: 0.0, ..gather };
-        let mut ops = vec![random::gather(u8_data, pixels, self.input), random::gather(u8_data, labels, self.labels)];
+        let mut ops = random::gather_chunks(u8_data, pixels, self.input, chunks);
+        ops.extend(random::gather_chunks(u8_data, labels, self.labels, chunks));
         let pass =
             Pass { input: At::start(self.input), out: None, rows: b, mode: Mode::Train { pass: 0 }, seed: req.seed };
         self.net.forward(&mut ops, self.params.weights(), &self.acts, &pass);
@@ -483,11 +491,15 @@ pub fn train(train: &Labelled, test: Option<&Labelled>, req: &ClassifierRequest)
     let n = train.images.n;
     let program = ClassifierProgram::new(&spec, req);
     let table = Arc::new(labelled_table(train.images, train.labels)?);
-    let mut exec = backend::open(req.backend, &program.bufs, Some(table.clone()))?;
+    // The table is bound in chunks under the device's storage binding limit.
+    let device = Device::open(req.backend)?;
+    let chunks = device.data_chunks(&table)?;
+    let mut exec = device.executor(&program.bufs, Some(table.clone()), chunks.clone())?;
     // One section per epoch: its own learning rate (cosine decay).
     let mut epochs = vec![];
     for e in 0..req.epochs {
-        epochs.push(exec.add_section(&program.step(&spec, req, &table, epoch_lr(req.lr, e, req.epochs)))?);
+        let lr = epoch_lr(req.lr, e, req.epochs);
+        epochs.push(exec.add_section(&program.step(&spec, req, &table, &chunks, lr))?);
     }
     let params = program.net.init(req.seed);
     let mut clf = Classifier { spec, params };

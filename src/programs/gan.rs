@@ -31,7 +31,7 @@
 
 use crate::config::{Precision, TrainConfig};
 use crate::ir::state::{OPTIMIZER_D, OPTIMIZER_G};
-use crate::ir::{At, BufId, BufSpec, Buffers, Op};
+use crate::ir::{At, BufId, BufSpec, Buffers, DataChunks, Op};
 use crate::kernels::activation::{Cast, EwParams};
 use crate::kernels::adam::{AdamParams, AdamStep, AdamTick, StepTick};
 use crate::kernels::ema::{EmaParams, EmaUpdate};
@@ -93,8 +93,8 @@ pub struct GanProgram {
 /// The buffers and networks the step's sections are built from.
 struct Builder<'a> {
     cfg: &'a TrainConfig,
-    /// Samples in the data set, and whether they are bytes.
-    n: usize,
+    /// The data set's chunks (one binding each) and whether its values are bytes.
+    chunks: &'a DataChunks,
     data_u8: bool,
     bufs: Buffers,
     g_net: Net,
@@ -156,7 +156,7 @@ impl Builder<'_> {
 
     /// This step's real batch (the `j`-th of `d_steps`) into D.input's first half.
     fn gather_real(&self, ops: &mut Vec<Op>, j: usize) {
-        let (cfg, n, b, dim) = (self.cfg, self.n, self.batch(), self.cfg.model.data_dim);
+        let (cfg, n, b, dim) = (self.cfg, self.chunks.n(), self.batch(), self.cfg.model.data_dim);
         let p = RandomParams {
             len: (b * dim) as u32,
             seed_lo: cfg.seed as u32,
@@ -172,7 +172,7 @@ impl Builder<'_> {
             sub_index: j as u32,
             ..Default::default()
         };
-        ops.push(random::gather(self.data_u8, p, self.real32.unwrap_or(self.d_input)));
+        ops.extend(random::gather_chunks(self.data_u8, p, self.real32.unwrap_or(self.d_input), self.chunks));
         if let Some(r32) = self.real32 {
             let p = EwParams { len: (b * dim) as u32, ..Default::default() };
             ops.push(Cast { p, x: r32, out: self.d_input, to_f16: true }.into());
@@ -291,8 +291,14 @@ impl Builder<'_> {
 }
 
 impl GanProgram {
-    /// The program for a configuration and a data set of `n` samples (`data_u8`: stored as bytes).
+    /// The program for a configuration and a data set of `n` samples (`data_u8`: stored as bytes)
+    /// in one binding.
     pub fn build(cfg: &TrainConfig, n: usize, data_u8: bool) -> Self {
+        Self::build_chunked(cfg, &DataChunks::whole(n), data_u8)
+    }
+
+    /// The same for a data set bound in `chunks` (one gather per chunk).
+    pub fn build_chunked(cfg: &TrainConfig, chunks: &DataChunks, data_u8: bool) -> Self {
         let half = cfg.precision == Precision::F16;
         let (b, dim, latent) = (cfg.batch_size, cfg.model.data_dim, cfg.model.latent_dim);
         let g_net = cfg.model.generator(half);
@@ -314,7 +320,7 @@ impl GanProgram {
         let d_logits_grad = bufs.f32("D.logits.grad", 2 * b);
         let mut s = Builder {
             cfg,
-            n,
+            chunks,
             data_u8,
             bufs,
             g_net,

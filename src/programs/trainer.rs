@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::gan::{GanProgram, SLOT_D_FAKE, SLOT_D_LOSS, SLOT_D_REAL, SLOT_G_LOSS};
-use crate::backend::{self, Backend, Executor, Section};
+use crate::backend::{Backend, Device, Executor, Section};
 use crate::config::TrainConfig;
 use crate::data::{DataValues, Dataset};
 use crate::error::{Error, Result};
@@ -92,11 +92,15 @@ pub struct GanTrainer {
     step: u32,
 }
 
-/// A trainer for `cfg` on `data`, on the backend asked for, with the seeded initial weights.
+/// A trainer for `cfg` on `data`, on the backend asked for, with the seeded initial weights. The
+/// data is bound in chunks under the device's storage binding limit (`ir::DataChunks`), so a
+/// data set of any size that fits in memory trains.
 pub fn open(backend: Backend, cfg: TrainConfig, data: Arc<Dataset>) -> Result<GanTrainer> {
     cfg.validate(data.n)?;
-    let program = GanProgram::build(&cfg, data.n, matches!(data.values, DataValues::U8(_)));
-    let exec = backend::open(backend, &program.bufs, Some(data))?;
+    let device = Device::open(backend)?;
+    let chunks = device.data_chunks(&data)?;
+    let program = GanProgram::build_chunked(&cfg, &chunks, matches!(data.values, DataValues::U8(_)));
+    let exec = device.executor(&program.bufs, Some(data), chunks)?;
     GanTrainer::new(cfg, program, exec)
 }
 

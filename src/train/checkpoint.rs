@@ -328,6 +328,8 @@ mod tests {
             g_ema: 0.0,
             lr_decay: 0.5,
             lr_decay_end: 40,
+            image: None,
+            layout: None,
         };
         let wave = |n: usize, k: f32| (0..n).map(|i| (i as f32 * k).sin() * 1e-3).collect::<Vec<f32>>();
         let snapshot = Snapshot {

@@ -32,14 +32,14 @@ const FLAGS: &[FlagCheck] = &[
     ("arch", "--arch", |o| o.arch.name().into(), |c| c.model.arch.name().into()),
     ("g_channels", "--g-channels", |o| o.g_channels.to_string(), |c| c.model.g_channels.to_string()),
     ("d_channels", "--d-channels", |o| o.d_channels.to_string(), |c| c.model.d_channels.to_string()),
-    ("latent_dim", "--latent-dim", |o| o.latent_dim.to_string(), |c| c.model.latent_dim.to_string()),
+    ("latent_dim", "--latent-dim", |o| opt(o.latent_dim), |c| c.model.latent_dim.to_string()),
     ("g_hidden", "--g-hidden", |o| list(&o.g_hidden), |c| list(&c.model.g_hidden)),
     ("d_hidden", "--d-hidden", |o| list(&o.d_hidden), |c| list(&c.model.d_hidden)),
     ("g_activation", "--g-activation", |o| act(o.g_activation), |c| c.model.g_activation.flag_name()),
     ("d_activation", "--d-activation", |o| act(o.d_activation), |c| c.model.d_activation.flag_name()),
     ("g_output", "--g-output", |o| act(o.g_output), |c| c.model.g_output.flag_name()),
-    ("pack", "--pack", |o| o.pack.to_string(), |c| c.model.pack.to_string()),
-    ("batch_size", "--batch-size", |o| o.batch_size.to_string(), |c| c.batch_size.to_string()),
+    ("pack", "--pack", |o| opt(o.pack), |c| c.model.pack.to_string()),
+    ("batch_size", "--batch-size", |o| opt(o.batch_size), |c| c.batch_size.to_string()),
     ("seed", "--seed", |o| o.seed.to_string(), |c| c.seed.to_string()),
     ("lr", "--lr", |o| opt(o.lr), |c| c.lr.to_string()),
     ("beta1", "--beta1", |o| o.beta1.to_string(), |c| c.beta1.to_string()),
@@ -134,12 +134,12 @@ mod tests {
     #[test]
     fn only_given_flags_that_disagree_are_refused() {
         let data = Dataset::from_u8(8, 4, vec![9; 32]).unwrap();
-        let opts = TrainOptions { batch_size: 4, ..Default::default() };
+        let opts = TrainOptions { batch_size: Some(4), ..Default::default() };
         let ck = opts.resolve(&data).unwrap();
         // Nothing given: nothing differs, whatever the defaults are.
         let mut other = opts.clone();
         other.seed = 5;
-        other.latent_dim = 3;
+        other.latent_dim = Some(3);
         assert!(flags_differing(&other, &Given::default(), &ck).is_empty());
         // Given with the checkpoint's value: fine. Given otherwise: named with both values.
         assert!(flags_differing(&opts, &Given::of(&["seed", "batch_size"]), &ck).is_empty());

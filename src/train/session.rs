@@ -17,10 +17,11 @@ use super::run_dir::RunDir;
 use crate::backend::Backend;
 use crate::config::run::DataInfo;
 use crate::config::{Given, RunConfig, RunOptions, TrainConfig, TrainOptions};
+use crate::data::source::{self, DataOptions, Loaded};
 use crate::data::toy::{self, Toy};
 use crate::data::{self, assets, Dataset};
 use crate::error::{Error, Result};
-use crate::eval::{write_eval_json, ClassifierChoice, Evaluation, Scorer};
+use crate::eval::{unscored_json, write_eval_json, ClassifierChoice, Evaluation, Scorer};
 use crate::io::png as images;
 use crate::programs::trainer::{fixed_latents, to_data_scale, GanTrainer, StepStats, Trainer};
 
@@ -34,8 +35,12 @@ pub enum Verbosity {
 
 #[derive(Clone, Debug)]
 pub struct TrainRequest {
-    /// None: the built-in MNIST subset (or `toy`).
+    /// A .npy file or a folder of images; None: the built-in MNIST subset (or `toy`; a resumed
+    /// run: the data its config.json names).
     pub data: Option<PathBuf>,
+    /// How to read it (`--layout`, and for folders `--image-size`, `--channels`,
+    /// `--skip-bad-images`, `--cache`); a resumed run keeps its recorded ones unless `given`.
+    pub data_options: DataOptions,
     /// Train on a toy 2-D data set drawn from the run's seed instead of `data`, and write the
     /// toy metrics to eval.json at the end.
     pub toy: Option<Toy>,
@@ -58,6 +63,7 @@ impl TrainRequest {
     pub fn new(data: Option<PathBuf>) -> Self {
         TrainRequest {
             data,
+            data_options: DataOptions::default(),
             toy: None,
             backend: Backend::Auto,
             options: TrainOptions::default(),
@@ -88,6 +94,7 @@ pub struct TrainSummary {
     pub eval: Option<serde_json::Value>,
 }
 
+/// A .npy file, or the built-in digits without one.
 pub fn load_data(path: Option<&Path>) -> Result<(Dataset, String)> {
     match path {
         Some(p) => Ok((data::load_npy(p)?, p.display().to_string())),
@@ -98,11 +105,11 @@ pub fn load_data(path: Option<&Path>) -> Result<(Dataset, String)> {
 /// Writes samples/NAME: an 8x8 grid for image data, a scatter over the real points for 2-D data.
 fn write_samples(trainer: &mut dyn Trainer, data: &Dataset, path: &Path) -> Result<()> {
     let cfg = trainer.config().clone();
-    if let Some((h, w)) = data.image_hw() {
+    if let Some(shape) = data.image() {
         let y = trainer.sample(&fixed_latents(&cfg, 64))?;
         let div = if cfg.data_u8 { 255.0 } else { 1.0 };
         let img: Vec<f32> = to_data_scale(&cfg, &y).iter().map(|v| v / div).collect();
-        images::write_grid_png(path, &img, 64, h, w, 8)
+        images::write_image_grid_png(path, &img, 64, shape.channels, shape.height, shape.width, 8)
     } else if data.dim == 2 {
         let fake = to_data_scale(&cfg, &trainer.sample(&fixed_latents(&cfg, 1000))?);
         let n = data.n.min(2000);
@@ -160,19 +167,72 @@ fn check_finite(stats: &StepStats, dir: &RunDir) -> Result<()> {
     )))
 }
 
+/// A run's data, and when resuming its checkpoint (loaded once).
+struct Inputs {
+    loaded: Loaded,
+    toy: Option<Toy>,
+    ckpt: Option<Checkpoint>,
+}
+
+/// The flags of `DataOptions` the user gave win over those a resumed run recorded.
+fn merge_data_options(given: &Given, mine: &DataOptions, recorded: DataOptions) -> DataOptions {
+    let pick = |id: &str| given.has(id);
+    DataOptions {
+        layout: if pick("layout") { mine.layout } else { recorded.layout },
+        image_size: if pick("image_size") { mine.image_size } else { recorded.image_size },
+        channels: if pick("channels") { mine.channels } else { recorded.channels },
+        skip_bad_images: if pick("skip_bad_images") { mine.skip_bad_images } else { recorded.skip_bad_images },
+        cache: if pick("cache") { mine.cache.clone() } else { recorded.cache },
+    }
+}
+
 /// The data set: the toy one (drawn from the run's seed, for a resumed run its checkpoint's),
-/// the file, or the built-in digits. With the checkpoint when resuming (loaded once).
-fn load_inputs(req: &TrainRequest) -> Result<(Dataset, String, Option<Checkpoint>)> {
+/// the file or folder, or the built-in digits. A resumed run given no data reads the data its
+/// config.json names, the same way (a folder with its recorded options and cache).
+fn load_inputs(req: &TrainRequest) -> Result<Inputs> {
+    if req.toy.is_some() && req.data.is_some() {
+        return Err(Error::input("pass either a data file or --toy, not both"));
+    }
     let ckpt = req.resume.as_deref().map(checkpoint::load).transpose()?;
-    let (data, name) = match req.toy {
-        Some(_) if req.data.is_some() => return Err(Error::input("pass either a data file or --toy, not both")),
-        Some(t) => {
-            let seed = ckpt.as_ref().map_or(req.options.seed, |c| c.config.seed);
-            (t.dataset(seed, toy::TOY_SAMPLES)?, format!("toy:{}", t.name()))
+    let own_dir = req.resume.as_deref().map(RunDir::root_of);
+    let previous = own_dir.as_deref().map(RunConfig::read).transpose()?.flatten();
+    let recorded = previous.as_ref().map(|p| &p.data);
+    let recorded_toy =
+        recorded.and_then(|d| d.toy.as_deref()).and_then(|t| <Toy as clap::ValueEnum>::from_str(t, true).ok());
+    let toy = req.toy.or(if req.data.is_none() { recorded_toy } else { None });
+    let show = req.verbosity == Verbosity::Normal;
+    if let Some(t) = toy {
+        if req.data_options != DataOptions::default() {
+            return Err(Error::input("--layout, --image-size, --channels, --skip-bad-images and --cache are for data files and folders, not --toy"));
         }
-        None => load_data(req.data.as_deref())?,
+        let seed = ckpt.as_ref().map_or(req.options.seed, |c| c.config.seed);
+        let data = t.dataset(seed, toy::TOY_SAMPLES)?;
+        return Ok(Inputs { loaded: source::Loaded::plain(data, format!("toy:{}", t.name())), toy, ckpt });
+    }
+    let recorded_path =
+        recorded.filter(|d| d.toy.is_none() && d.path != assets::DEFAULT_DATA_NAME).map(|d| PathBuf::from(&d.path));
+    let path = req.data.clone().or(recorded_path);
+    let opts = match recorded {
+        Some(d) if path.as_deref() == Some(Path::new(&d.path)) => {
+            merge_data_options(&req.given, &req.data_options, DataOptions::recorded(d.layout, d.folder.as_ref())?)
+        }
+        _ => req.data_options.clone(),
     };
-    Ok((data, name, ckpt))
+    let loaded = source::load(path.as_deref(), &opts, own_dir.as_deref(), show)?;
+    Ok(Inputs { loaded, toy: None, ckpt })
+}
+
+/// A batch holds distinct samples: a data set smaller than the batch is an error naming it.
+fn check_batch(batch: usize, data: &Dataset, name: &str) -> Result<()> {
+    if batch <= data.n {
+        return Ok(());
+    }
+    let what = if data.layout == Some(data::Layout::Nhwc) && Path::new(name).is_dir() { "images" } else { "samples" };
+    Err(Error::input(format!(
+        "--batch-size {batch} is larger than the data set ({name}: {} {what}); a batch holds \
+         distinct {what}, so pass --batch-size {} or less",
+        data.n, data.n
+    )))
 }
 
 /// Where a run starts: its configuration, checkpoint (resuming), folder and earlier config.json.
@@ -183,7 +243,13 @@ struct Start {
     previous: Option<RunConfig>,
 }
 
-fn start(req: &TrainRequest, data: &Dataset, data_name: &str, ckpt: Option<Checkpoint>) -> Result<Start> {
+fn start(
+    req: &TrainRequest,
+    data: &Dataset,
+    data_name: &str,
+    toy: Option<Toy>,
+    ckpt: Option<Checkpoint>,
+) -> Result<Start> {
     match (&req.resume, ckpt) {
         (Some(path), Some(ck)) => {
             let cfg = resume::config_of(&ck, path, &req.options, &req.given, data, data_name)?;
@@ -191,7 +257,8 @@ fn start(req: &TrainRequest, data: &Dataset, data_name: &str, ckpt: Option<Check
             Ok(Start { cfg, ckpt: Some(ck), dir, previous })
         }
         _ => {
-            let cfg = req.options.resolve(data)?;
+            check_batch(req.options.batch_size_for(toy), data, data_name)?;
+            let cfg = req.options.resolve_for(data, toy)?;
             let dir = RunDir::create(req.out.as_deref(), req.overwrite)?;
             Ok(Start { cfg, ckpt: None, dir, previous: None })
         }
@@ -199,7 +266,13 @@ fn start(req: &TrainRequest, data: &Dataset, data_name: &str, ckpt: Option<Check
 }
 
 /// The run's total length: the flags, else a resumed run's planned one, else the defaults.
-fn run_length(req: &TrainRequest, data: &Dataset, per_epoch: usize, previous: Option<&RunConfig>) -> Result<u32> {
+fn run_length(
+    req: &TrainRequest,
+    data: &Dataset,
+    toy: Option<Toy>,
+    per_epoch: usize,
+    previous: Option<&RunConfig>,
+) -> Result<u32> {
     let epochs = |e: f64| (e * per_epoch as f64).ceil().min(u32::MAX as f64) as u32;
     Ok(match (req.run.steps, req.run.epochs, previous) {
         (Some(s), _, _) => s,
@@ -207,8 +280,11 @@ fn run_length(req: &TrainRequest, data: &Dataset, per_epoch: usize, previous: Op
         (None, Some(e), _) => return Err(Error::input(format!("--epochs must be positive, not {e}"))),
         // A resumed run without a length goes on to the length it was started with.
         (None, None, Some(p)) => p.steps,
-        (None, None, None) if data.image_hw().is_some() && req.toy.is_none() => epochs(DEFAULT_IMAGE_EPOCHS),
-        (None, None, None) => DEFAULT_STEPS,
+        (None, None, None) => match toy {
+            Some(t) => crate::config::toy_steps(t),
+            None if data.image().is_some() => epochs(DEFAULT_IMAGE_EPOCHS),
+            None => DEFAULT_STEPS,
+        },
     })
 }
 
@@ -229,13 +305,20 @@ fn schedule(cfg: TrainConfig, resumed: bool, total: u32) -> Result<TrainConfig> 
 }
 
 pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> {
-    let (data, data_name, ckpt) = load_inputs(req)?;
-    let data = Arc::new(data);
-    let Start { cfg, ckpt, dir, previous } = start(req, &data, &data_name, ckpt)?;
+    let Inputs { mut loaded, toy, ckpt } = load_inputs(req)?;
+    let show = req.verbosity == Verbosity::Normal;
+    if show {
+        loaded.notes.iter().for_each(|n| eprintln!("{n}"));
+    }
+    let data_name = loaded.name.clone();
+    // The data moves into the Arc the trainer shares; `loaded` keeps the folder's records.
+    let data = Arc::new(std::mem::replace(&mut loaded.data, Dataset::from_u8(1, 1, vec![0])?));
+    let Start { cfg, ckpt, dir, previous } = start(req, &data, &data_name, toy, ckpt)?;
+    loaded.write_run_cache(&dir.root, &data)?;
     let cadence = resume::cadences(&req.run, &req.given, previous.as_ref());
-    let scorer = Scorer::new(req.toy, &req.classifier, &data)?;
+    let scorer = Scorer::new(toy, &req.classifier, &data)?;
     let per_epoch = steps_per_epoch(&data, &cfg);
-    let total = run_length(req, &data, per_epoch, previous.as_ref())?;
+    let total = run_length(req, &data, toy, per_epoch, previous.as_ref())?;
     let cfg = schedule(cfg, ckpt.is_some(), total)?;
     let mut trainer = crate::open_trainer(req.backend, cfg.clone(), data.clone())?;
     if let Some(ck) = &ckpt {
@@ -253,10 +336,13 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
         train: cfg,
         data: DataInfo {
             path: data_name.clone(),
-            toy: req.toy.map(|t| t.name().to_string()),
+            toy: toy.map(|t| t.name().to_string()),
             n: data.n,
             sample_shape: data.sample_shape.clone(),
             dtype: data.dtype.clone(),
+            layout: data.layout,
+            image: data.image(),
+            folder: loaded.folder.clone(),
         },
         backend: trainer.backend().name().into(),
         device: trainer.device_name(),
@@ -271,18 +357,20 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
         shadergan_version: env!("CARGO_PKG_VERSION").into(),
     };
     run_cfg.write(&dir.root)?;
-    let show = req.verbosity == Verbosity::Normal;
     if show {
-        let shape = data.sample_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+        let image = data.image().filter(|i| i.channels > 1).map_or(String::new(), |i| format!(", {}", i.describe()));
         eprintln!(
-            "data: {data_name}: {} samples of {shape} ({}); run folder: {}",
+            "data: {data_name}: {} samples of {} ({}{image}); run folder: {}",
             data.n,
+            data.shape_text(),
             data.dtype,
             dir.root.display()
         );
         eprintln!("backend: {}, {}", trainer.backend().name(), trainer.device_name());
     }
-    let mut run = Run { trainer, data, dir, cadence, keep: req.run.keep_checkpoints, scorer, total, per_epoch, show };
+    let classifier = req.classifier.clone();
+    let keep = req.run.keep_checkpoints;
+    let mut run = Run { trainer, data, dir, cadence, keep, scorer, classifier, total, per_epoch, show };
     let (last, interrupted, last_eval) = run.train_loop(&stop)?;
     run.finish(last, interrupted, last_eval)
 }
@@ -295,6 +383,8 @@ struct Run {
     cadence: RunOptions,
     keep: usize,
     scorer: Option<Scorer>,
+    /// What was asked to score it (for eval.json when nothing fits).
+    classifier: ClassifierChoice,
     total: u32,
     per_epoch: usize,
     show: bool,
@@ -442,6 +532,15 @@ impl Run {
                 };
                 write_eval_json(&self.dir.root, &e.json)?;
                 Some(e.json)
+            }
+            // Nothing fits the data: eval.json says so (unless --classifier none asked for none).
+            None if self.classifier != ClassifierChoice::None => {
+                let json = unscored_json(step, &self.data, &self.classifier);
+                if self.show {
+                    println!("eval: not scored: {}", json["reason"].as_str().unwrap_or_default());
+                }
+                write_eval_json(&self.dir.root, &json)?;
+                Some(json)
             }
             None => None,
         };

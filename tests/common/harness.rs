@@ -9,7 +9,7 @@ use shadergan::backend::cpu::CpuExecutor;
 use shadergan::backend::gpu::{GpuContext, GpuExecutor};
 use shadergan::backend::Executor;
 use shadergan::data::Dataset;
-use shadergan::ir::{BufId, BufSpec, DType, Op, TrainState};
+use shadergan::ir::{BufId, BufSpec, DType, DataChunks, Op, TrainState};
 use shadergan::kernels::tolerance::{compare, tolerance};
 
 use super::gpu;
@@ -39,6 +39,8 @@ pub struct Case {
     pub bufs: Vec<(BufSpec, Vec<f32>)>,
     pub state: TrainState,
     pub data: Option<Arc<Dataset>>,
+    /// How the data set is bound (None: one binding).
+    pub chunks: Option<DataChunks>,
 }
 
 impl Default for Case {
@@ -49,7 +51,7 @@ impl Default for Case {
 
 impl Case {
     pub fn new() -> Self {
-        Case { bufs: vec![], state: TrainState::new(), data: None }
+        Case { bufs: vec![], state: TrainState::new(), data: None, chunks: None }
     }
 
     pub fn input_as(&mut self, label: &str, dtype: DType, values: Vec<f32>) -> BufId {
@@ -87,19 +89,25 @@ impl Case {
 
     /// Runs `op` on both backends; None when there is no (suitable) GPU and skipping is allowed.
     pub fn run(&self, op: impl Into<Op>, outs: &[BufId]) -> Option<Both> {
-        let op = op.into();
+        self.run_ops(vec![op.into()], outs)
+    }
+
+    /// Runs `ops` in order, as one section, on both backends.
+    pub fn run_ops(&self, ops: Vec<Op>, outs: &[BufId]) -> Option<Both> {
         let half = self.bufs.iter().any(|(s, _)| s.dtype == DType::F16);
         let ctx = if half { gpu16()? } else { gpu()? };
         let specs = self.specs();
-        let mut cpu = CpuExecutor::new(&specs, self.data.clone()).reference();
-        let mut gpu = GpuExecutor::new(ctx, &specs, self.data.as_deref()).expect("buffers");
+        let chunks = self.chunks.clone().unwrap_or_else(|| DataChunks::whole(self.data.as_ref().map_or(0, |d| d.n)));
+        let mut cpu = CpuExecutor::with_chunks(&specs, self.data.clone(), chunks.clone()).reference();
+        let data = self.data.as_deref().zip(Some(&chunks));
+        let mut gpu = GpuExecutor::with_chunks(ctx, &specs, data).expect("buffers");
         for (i, (_, v)) in self.bufs.iter().enumerate() {
             cpu.write(i, v).unwrap();
             gpu.write(i, v).unwrap();
         }
         cpu.write_state(&self.state).unwrap();
         gpu.write_state(&self.state).unwrap();
-        let ops = std::slice::from_ref(&op);
+        let ops = &ops[..];
         let (cs, gs) = (cpu.add_section(ops).expect("spans"), gpu.add_section(ops).expect("compile"));
         cpu.run(cs, 1).unwrap();
         gpu.run(gs, 1).expect("run");

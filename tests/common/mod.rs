@@ -89,3 +89,25 @@ pub fn gpu_trainer(cfg: &TrainConfig, data: &Arc<Dataset>) -> Option<GanTrainer>
     let exec = GpuExecutor::new(ctx, &p.bufs, Some(data)).unwrap();
     Some(GanTrainer::new(cfg.clone(), p, Box::new(exec)).unwrap())
 }
+
+/// The data bound in chunks of at most `max_bytes` (None: one).
+pub fn chunks_of(data: &Dataset, max_bytes: Option<u64>) -> shadergan::ir::DataChunks {
+    shadergan::ir::DataChunks::plan(data.n, data.row_bytes(), max_bytes).unwrap()
+}
+
+/// A CPU trainer (reference twins) whose program binds the data in chunks of at most `max_bytes`.
+pub fn cpu_trainer_chunked(cfg: &TrainConfig, data: &Arc<Dataset>, max_bytes: Option<u64>) -> GanTrainer {
+    let chunks = chunks_of(data, max_bytes);
+    let p = GanProgram::build_chunked(cfg, &chunks, matches!(data.values, DataValues::U8(_)));
+    let exec = CpuExecutor::with_chunks(&p.bufs, Some(data.clone()), chunks).reference();
+    GanTrainer::new(cfg.clone(), p, Box::new(exec)).unwrap()
+}
+
+/// The same on the GPU backend, or None (see [`gpu`]).
+pub fn gpu_trainer_chunked(cfg: &TrainConfig, data: &Arc<Dataset>, max_bytes: Option<u64>) -> Option<GanTrainer> {
+    let ctx = gpu()?;
+    let chunks = chunks_of(data, max_bytes);
+    let p = GanProgram::build_chunked(cfg, &chunks, matches!(data.values, DataValues::U8(_)));
+    let exec = GpuExecutor::with_chunks(ctx, &p.bufs, Some((data, &chunks))).unwrap();
+    Some(GanTrainer::new(cfg.clone(), p, Box::new(exec)).unwrap())
+}

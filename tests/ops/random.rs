@@ -7,7 +7,7 @@ use crate::common::harness::{wide_values, Both, Case, LENS};
 use crate::common::uniform;
 use shadergan::data::{DataValues, Dataset};
 use shadergan::ir::DType::F16;
-use shadergan::ir::TrainState;
+use shadergan::ir::{DataChunks, TrainState};
 use shadergan::kernels::random::{self, *};
 use shadergan::kernels::tolerance::{compare, tolerance};
 
@@ -63,6 +63,69 @@ fn gather_matches_cpu_exactly() {
                 assert!(cpu[0][2..].iter().all(|v| v.is_finite()));
                 compare("gather", &g[0][2..], &cpu[0][2..], tolerance("gather"))
                     .unwrap_or_else(|e| panic!("{} rows {rows} step {step}: {e}", data.dtype));
+            }
+        }
+    }
+}
+
+/// A data set bound in chunks (one storage binding each): one gather per chunk, each writing the
+/// batch rows its chunk holds. With chunk boundaries inside every batch (rows of 9 samples, and
+/// of 1), the GPU matches the CPU twin exactly and both match the one-binding gather bit for bit.
+#[test]
+fn chunked_gather_matches_the_resident_one_across_chunk_boundaries() {
+    let (n, dim) = (65usize, 33usize);
+    let bytes: Vec<u8> = (0..n * dim).map(|i| (i * 7 % 256) as u8).collect();
+    let floats: Vec<f32> = uniform(n * dim, 11, -3.0, 3.0);
+    let sets = [Dataset::from_u8(n, dim, bytes).unwrap(), Dataset::from_f32(n, dim, floats).unwrap()];
+    for data in sets {
+        let data_u8 = matches!(data.values, DataValues::U8(_));
+        for rows_per_chunk in [9usize, 1, 64] {
+            let chunks = DataChunks::plan(
+                n,
+                data.row_bytes(),
+                Some((rows_per_chunk * data.row_bytes()).next_multiple_of(4) as u64),
+            )
+            .unwrap();
+            assert_eq!(chunks.len(), n.div_ceil(rows_per_chunk));
+            for (rows, step, sub_steps, sub_index) in
+                [(64u32, 0u32, 1u32, 0u32), (64, 1, 1, 0), (7, 9, 3, 2), (64, 100, 2, 1)]
+            {
+                let p = RandomParams {
+                    len: rows * dim as u32,
+                    seed_lo: 3,
+                    out_off: 2,
+                    rows,
+                    dim: dim as u32,
+                    n: n as u32,
+                    steps_per_epoch: n as u32 / rows,
+                    half_bits: shadergan::rng::feistel_half_bits(n as u32),
+                    scale: 1.0 / 255.0,
+                    shift: -0.5,
+                    sub_steps,
+                    sub_index,
+                    ..Default::default()
+                };
+                let mut c = Case::new();
+                c.data = Some(Arc::new(data.clone()));
+                c.chunks = Some(chunks.clone());
+                c.state = TrainState::at(step, 0, 0, 0.5, 0.999);
+                let out = c.output("batch", 2 + rows as usize * dim);
+                let ops = random::gather_chunks(data_u8, p, out, &chunks);
+                assert_eq!(ops.len(), chunks.len());
+                let what = format!("{} rows {rows} step {step}, chunks of {rows_per_chunk}", data.dtype);
+                let Some(Both { gpu: g, cpu, .. }) = c.run_ops(ops, &[out]) else { return };
+                assert!(cpu[0][2..].iter().all(|v| v.is_finite()), "{what}: a batch row was not written");
+                compare("gather", &g[0][2..], &cpu[0][2..], tolerance("gather"))
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                // The resident gather, one binding: the very same batch.
+                let mut one = Case::new();
+                one.data = Some(Arc::new(data.clone()));
+                one.state = c.state;
+                let out1 = one.output("batch", 2 + rows as usize * dim);
+                let Both { gpu: g1, cpu: c1, .. } = one.run(random::gather(data_u8, p, out1), &[out1]).unwrap();
+                let bits = |v: &[f32]| v[2..].iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert!(bits(&g[0]) == bits(&g1[0]), "{what}: chunked and resident GPU batches differ");
+                assert!(bits(&cpu[0]) == bits(&c1[0]), "{what}: chunked and resident CPU batches differ");
             }
         }
     }
@@ -142,8 +205,10 @@ fn strided_gather_pairs_pixels_with_labels() {
         c.data = Some(Arc::new(data.clone()));
         let px = c.output("pixels", rows as usize * dim);
         let lb = c.output("labels", rows as usize);
-        let Some(Both { gpu: g1, cpu: c1, .. }) = c.run(GatherU8 { p: pixels, out: px }, &[px]) else { return };
-        let Both { gpu: g2, cpu: c2, .. } = c.run(GatherU8 { p: labels, out: lb }, &[lb]).unwrap();
+        let Some(Both { gpu: g1, cpu: c1, .. }) = c.run(GatherU8 { p: pixels, out: px, chunk: 0 }, &[px]) else {
+            return;
+        };
+        let Both { gpu: g2, cpu: c2, .. } = c.run(GatherU8 { p: labels, out: lb, chunk: 0 }, &[lb]).unwrap();
         assert_eq!(g1[0], c1[0], "pixels, step {step}");
         assert_eq!(g2[0], c2[0], "labels, step {step}");
         // Each gathered label is its own row's: row r has pixel 0 = (3 r) % 250 and label r % 10.

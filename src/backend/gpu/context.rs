@@ -50,9 +50,33 @@ impl AdapterSummary {
     }
 }
 
+/// Vulkan, Metal and DX12, the backends shadergan's kernels run on at full speed; OpenGL only when
+/// asked for (`WGPU_BACKEND=gl`), so that probing it costs nothing and prints nothing otherwise.
+/// WGPU_BACKEND (e.g. "vulkan", "gl", "dx12", "metal") replaces the set, and the debug flags are
+/// honoured.
 fn instance() -> wgpu::Instance {
-    // Honours WGPU_BACKEND (e.g. "vulkan", "gl", "dx12", "metal") and the debug flags.
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(quiet_device_select_layer);
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::PRIMARY;
+    wgpu::Instance::new(desc.with_env())
+}
+
+/// Mesa's Vulkan device-select layer (an implicit layer that comes with mesa-vulkan-drivers)
+/// looks for a Wayland display whenever an instance enumerates adapters; on a machine without
+/// one (no XDG_RUNTIME_DIR: servers, containers, CI) libwayland prints "error: XDG_RUNTIME_DIR is
+/// invalid or not set in the environment." on stderr, twice, before anything shadergan says.
+/// shadergan picks its adapter itself (by type, or WGPU_ADAPTER_NAME), so in that case the layer
+/// is switched off for this process (NODEVICE_SELECT=1), unless the user set the layer up
+/// (MESA_VK_DEVICE_SELECT, DRI_PRIME or NODEVICE_SELECT). `main` calls this before any thread
+/// starts; the first wgpu instance of a library user calls it too.
+pub fn quiet_device_select_layer() {
+    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| std::path::Path::new(d).is_dir());
+    let configured =
+        ["MESA_VK_DEVICE_SELECT", "DRI_PRIME", "NODEVICE_SELECT"].iter().any(|v| std::env::var_os(v).is_some());
+    if runtime_dir.is_none() && !configured {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
 }
 
 /// Every adapter wgpu can see (respecting WGPU_BACKEND).
@@ -91,8 +115,25 @@ fn choose_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
 
 /// True when wgpu sees an adapter that is not a CPU emulation (for `--backend auto`).
 pub fn real_gpu_available() -> bool {
-    let instance = instance();
-    choose_adapter(&instance).is_ok_and(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+    matches!(auto_adapter(), AutoAdapter::Hardware)
+}
+
+/// What `--backend auto` finds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AutoAdapter {
+    /// A GPU that is not a CPU emulation.
+    Hardware,
+    /// Only a software adapter (lavapipe's llvmpipe, WARP), by name.
+    Software(String),
+    None,
+}
+
+pub fn auto_adapter() -> AutoAdapter {
+    match choose_adapter(&instance()) {
+        Ok(a) if a.get_info().device_type != wgpu::DeviceType::Cpu => AutoAdapter::Hardware,
+        Ok(a) => AutoAdapter::Software(a.get_info().name),
+        Err(_) => AutoAdapter::None,
+    }
 }
 
 pub struct GpuContext {

@@ -10,7 +10,7 @@ use super::context::GpuContext;
 use crate::backend::{Backend, Executor, Section};
 use crate::data::{DataValues, Dataset};
 use crate::error::{Error, Result};
-use crate::ir::{BufId, BufSpec, DType, Op, Res, TrainState};
+use crate::ir::{BufId, BufSpec, DType, DataChunks, Op, Res, TrainState};
 use crate::kernels::{self, Family, Slot, F32_SLOT_SHIFT};
 
 /// Training steps recorded into one command buffer at most.
@@ -100,15 +100,24 @@ pub struct GpuExecutor {
     bufs: Vec<wgpu::Buffer>,
     specs: Vec<BufSpec>,
     state: wgpu::Buffer,
-    data: Option<wgpu::Buffer>,
+    /// The data set, one storage buffer per chunk.
+    data: Vec<wgpu::Buffer>,
     kernels: Kernels,
     sections: Vec<Vec<Dispatch>>,
     in_flight: Option<wgpu::SubmissionIndex>,
 }
 
 impl GpuExecutor {
-    /// Creates the buffers (refusing any over the device's binding limit) and uploads `data`.
+    /// Creates the buffers (refusing any over the device's binding limit) and uploads `data` as
+    /// one binding (refused when it is over the limit: see [`GpuExecutor::with_chunks`]).
     pub fn new(ctx: Arc<GpuContext>, specs: &[BufSpec], data: Option<&Dataset>) -> Result<Self> {
+        let whole = data.map(|d| DataChunks::whole(d.n));
+        Self::with_chunks(ctx, specs, data.zip(whole.as_ref()))
+    }
+
+    /// The same for a program built for the data set in `chunks` (`ir::DataChunks`): one
+    /// storage buffer per chunk, each under the binding limit.
+    pub fn with_chunks(ctx: Arc<GpuContext>, specs: &[BufSpec], data: Option<(&Dataset, &DataChunks)>) -> Result<Self> {
         let limits = ctx.device.limits();
         let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
@@ -133,7 +142,10 @@ impl GpuExecutor {
             bufs.push(ctx.buffer(&s.label, bytes, usage));
         }
         let state = ctx.buffer("train.state", 32, usage | wgpu::BufferUsages::UNIFORM);
-        let data = data.map(|d| upload_data(&ctx, d, max_binding, usage)).transpose()?;
+        let data = match data {
+            Some((d, chunks)) => upload_data(&ctx, d, chunks, max_binding, usage)?,
+            None => vec![],
+        };
         Ok(GpuExecutor {
             ctx,
             bufs,
@@ -215,7 +227,9 @@ impl GpuExecutor {
                 let buffer = match r {
                     Res::Buf(id) => &self.bufs[id],
                     Res::State => &self.state,
-                    Res::Data => self.data.as_ref().ok_or_else(|| Error::gpu(format!("{entry} needs a data set")))?,
+                    Res::Data(k) => {
+                        self.data.get(k).ok_or_else(|| Error::gpu(format!("{entry} needs chunk {k} of a data set")))?
+                    }
                 };
                 entries.push(wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() });
             }
@@ -314,29 +328,57 @@ impl GpuExecutor {
     }
 }
 
-/// The data set as one storage buffer: bytes stay bytes (the gather unpacks them), padded to 4.
-fn upload_data(ctx: &GpuContext, d: &Dataset, max_binding: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+/// The data set as one storage buffer per chunk of rows: bytes stay bytes (the gather unpacks
+/// them), each chunk padded to 4. A chunk over the binding limit is refused (a program built by
+/// the trainers has chunks under it); memory the device cannot give is an error naming the size.
+fn upload_data(
+    ctx: &GpuContext,
+    d: &Dataset,
+    chunks: &DataChunks,
+    max_binding: u64,
+    usage: wgpu::BufferUsages,
+) -> Result<Vec<wgpu::Buffer>> {
     let bytes: &[u8] = match &d.values {
         DataValues::U8(v) => v,
         DataValues::F32(v) => bytemuck::cast_slice(v),
     };
-    let size = (bytes.len() as u64).next_multiple_of(4);
-    if size > max_binding {
+    if chunks.n() != d.n {
+        return Err(Error::gpu(format!("internal error: data chunks cover {} of {} rows", chunks.n(), d.n)));
+    }
+    let row = d.row_bytes();
+    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let mut bufs = Vec::with_capacity(chunks.len());
+    for (k, rows) in chunks.rows.iter().enumerate() {
+        let part = &bytes[rows.start * row..rows.end * row];
+        let size = (part.len() as u64).next_multiple_of(4);
+        if size > max_binding {
+            return Err(Error::input(format!(
+                "the data set is {size} bytes, more than this GPU's largest storage binding \
+                 ({max_binding} bytes, max_storage_buffer_binding_size); use fewer samples, store it \
+                 as uint8, or train with --backend cpu"
+            )));
+        }
+        let label = if chunks.len() == 1 { "data".to_string() } else { format!("data.chunk{k}") };
+        let buf = ctx.buffer(&label, size, usage);
+        let whole = part.len() / 4 * 4;
+        ctx.queue.write_buffer(&buf, 0, &part[..whole]);
+        if whole < part.len() {
+            let mut tail = [0u8; 4];
+            tail[..part.len() - whole].copy_from_slice(&part[whole..]);
+            ctx.queue.write_buffer(&buf, whole as u64, &tail);
+        }
+        bufs.push(buf);
+    }
+    if let Some(e) = pollster::block_on(scope.pop()) {
         return Err(Error::input(format!(
-            "the data set is {size} bytes, more than this GPU's largest storage binding \
-             ({max_binding} bytes, max_storage_buffer_binding_size); use fewer samples, store it \
-             as uint8, or train with --backend cpu"
+            "the data set ({} MiB in {} buffers) does not fit in the memory of {}: {e}; use fewer \
+             samples, store it as uint8, or train with --backend cpu",
+            bytes.len() >> 20,
+            chunks.len(),
+            ctx.summary.describe()
         )));
     }
-    let buf = ctx.buffer("data", size, usage);
-    let whole = bytes.len() / 4 * 4;
-    ctx.queue.write_buffer(&buf, 0, &bytes[..whole]);
-    if whole < bytes.len() {
-        let mut tail = [0u8; 4];
-        tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
-        ctx.queue.write_buffer(&buf, whole as u64, &tail);
-    }
-    Ok(buf)
+    Ok(bufs)
 }
 
 impl Executor for GpuExecutor {
