@@ -916,11 +916,11 @@ fn batch_norm_backward_twins_match_finite_differences() {
 
 #[test]
 fn workgroups_cover_every_output() {
-    for case in CONV_CASES {
+    for case in CONV_CASES.iter().chain(TILED_CASES) {
         let g = geo(case);
         let shape = g.shape();
         let cover = |call: ConvCall, n: usize| {
-            let [x, y, z] = call.op(0, 1, 2).workgroups();
+            let [x, y, z] = call.op_as(Variant::Direct, 0, 1, 2).workgroups();
             assert!(x <= 65_535 && y <= 65_535 && z == 1);
             assert!((x * y) as usize * LANES >= n, "{:?}: {x}x{y} workgroups for {n}", call.entry);
         };
@@ -928,16 +928,52 @@ fn workgroups_cover_every_output() {
         cover(shape.backward_input(0, 0, 0, false), g.x_len());
         cover(shape.backward_weight(0, 0, 0, false), g.w_len());
         cover(shape.backward_bias(0, 0, false), g.c_out * LANES);
+        // The tiled kernels: every tile has a workgroup, and the tiles cover every output.
+        let tiles = |call: ConvCall, want: usize| {
+            let [x, y, z] = call.op_as(Variant::Tiled, 0, 1, 2).workgroups();
+            assert!(x <= 65_535 && y <= 65_535 && z == 1);
+            assert!((x * y) as usize >= want, "{:?}: {x}x{y} workgroups for {want} tiles", call.entry);
+        };
+        let p = shape.params();
+        let ((tr, tc), (wr, wc)) = (p.forward_tile(), p.backward_weight_tile());
+        assert!(tr * tc == 4 * 4 * 256 && wr * wc == 4 * 4 * 64 && tr <= 64 && wr <= 32, "{case:?}");
+        assert!(tr >= g.c_out.min(64) && wr >= g.c_out.min(32), "{case:?}: tiles of channels that exist");
+        assert_eq!(p.forward_tiles(), g.c_out.div_ceil(tr) * (g.n * g.h_out * g.w_out).div_ceil(tc));
+        tiles(shape.forward(0, 0, None, 0), p.forward_tiles());
+        let s = g.s;
+        let classes = s.min(g.h_in) * s.min(g.w_in);
+        let positions = g.n * g.h_in.div_ceil(s) * g.w_in.div_ceil(s);
+        assert!(classes * positions >= g.n * g.h_in * g.w_in, "{case:?}: parity classes cover dx");
+        let (ir, ic) = p.backward_input_tile();
+        assert_eq!(p.backward_input_tiles(), classes * g.c_in.div_ceil(ir) * positions.div_ceil(ic));
+        tiles(shape.backward_input(0, 0, 0, false), p.backward_input_tiles());
+        assert_eq!(p.backward_weight_tiles(), g.c_out.div_ceil(wr) * (g.c_in * g.kh * g.kw).div_ceil(wc));
+        tiles(shape.backward_weight(0, 0, 0, false), p.backward_weight_tiles());
     }
+    // Tiles by channel count: 64 x 64 from 64 channels up, short and wide below.
+    assert_eq!(tiled::tile_shape(1, 256, 16), (4, 1024));
+    assert_eq!(tiled::tile_shape(3, 256, 16), (4, 1024));
+    assert_eq!(tiled::tile_shape(7, 256, 16), (8, 512));
+    assert_eq!(tiled::tile_shape(33, 256, 16), (64, 64));
+    assert_eq!(tiled::tile_shape(65, 256, 16), (64, 64));
+    assert_eq!(tiled::tile_shape(1, 64, 8), (4, 256));
+    assert_eq!(tiled::tile_shape(128, 64, 8), (32, 32));
     let big = Conv2dShape { n: 64, c_in: 3, h_in: 64, w_in: 64, c_out: 64, kh: 4, kw: 4, stride: 2, pad: 1 };
+    let direct = |call: ConvCall| call.op_as(Variant::Direct, 0, 1, 2).workgroups();
     // 64 * 64 * 32 * 32 outputs = 4,194,304: 16,384 workgroups in one row.
-    assert_eq!(big.forward(0, 0, None, 0).op(0, 1, 2).workgroups(), [16_384, 1, 1]);
-    assert_eq!(big.backward_bias(0, 0, false).op(0, 1, 2).workgroups(), [64, 1, 1]);
+    assert_eq!(direct(big.forward(0, 0, None, 0)), [16_384, 1, 1]);
+    assert_eq!(direct(big.backward_bias(0, 0, false)), [64, 1, 1]);
+    // Tiled: 1 x 1024 tiles of 64 channels x 64 columns (65,536 columns).
+    assert_eq!(big.forward(0, 0, None, 0).op_as(Variant::Tiled, 0, 1, 2).workgroups(), [1024, 1, 1]);
     let t = ConvTranspose2dShape { n: 64, c_in: 128, h_in: 16, w_in: 16, c_out: 64, kh: 4, kw: 4, stride: 2, pad: 1 };
     // The transpose's output (64, 64, 32, 32) is the dx side of its conv2d view; its bias sum
     // runs one workgroup per output channel.
-    assert_eq!(t.forward(0, 0, None, 0).op(0, 1, 2).workgroups(), [16_384, 1, 1]);
-    assert_eq!(t.backward_bias(0, 0, false).op(0, 1, 2).workgroups(), [64, 1, 1]);
+    assert_eq!(direct(t.forward(0, 0, None, 0)), [16_384, 1, 1]);
+    assert_eq!(direct(t.backward_bias(0, 0, false)), [64, 1, 1]);
+    // Tiled: 4 parity classes x 1 channel tile x 256 tiles of 64 positions (64 x 16 x 16 each).
+    assert_eq!(t.forward(0, 0, None, 0).op_as(Variant::Tiled, 0, 1, 2).workgroups(), [1024, 1, 1]);
+    // The weight gradient's tiles of 32 x 32: (128 / 32) x (64 * 16 / 32).
+    assert_eq!(t.backward_weight(0, 0, 0, false).op_as(Variant::Tiled, 0, 1, 2).workgroups(), [128, 1, 1]);
     let p = NormParams::new(64, 512, 16);
     assert_eq!(BatchNormForward { p, a: 0, c: 1, out: 2, state: 3, saved: 4 }.workgroups(), [512, 1, 1]);
     assert_eq!(BatchNormEval { p, a: 0, c: 1, out: 2, state: 3 }.workgroups(), [2048, 1, 1]);
@@ -965,51 +1001,55 @@ fn transpose_builders_swap_the_roles() {
 
 // ---------------------------------------------------------------- the WGSL kernels vs the twins
 
-/// One conv call on both backends: a (binding 1), c (binding 2: w, then b), out starting as NaN
-/// or, when accumulating, as `init`.
-fn conv_both(what: &str, call: ConvCall, a: &[f32], c: &[f32], out_len: usize, init: Option<&[f32]>) {
+/// One conv call on both backends, on the direct or the tiled kernel: a (binding 1), c (binding
+/// 2: w, then b), out starting as NaN or, when accumulating, as `init`.
+fn conv_both(what: &str, v: Variant, call: ConvCall, a: &[f32], c: &[f32], out_len: usize, init: Option<&[f32]>) {
     let mut case = Case::new();
     let (ab, cb) = (case.input("a", a.to_vec()), case.input("c", c.to_vec()));
     let out = match init {
         Some(v) => case.input("out", v.to_vec()),
         None => case.output("out", out_len),
     };
-    case.check(call.op(ab, cb, out), &[out], what);
+    let op = call.op_as(v, ab, cb, out);
+    let tiled = op.entry().ends_with("_tiled");
+    assert_eq!(tiled, v == Variant::Tiled && call.entry != ConvEntry::BackwardBias, "{what}: runs {}", op.entry());
+    case.check(op, &[out], what);
 }
 
-#[test]
-fn conv_kernels_match_their_twins_on_the_gpu() {
-    let mut rng = Rng(21);
-    for case in CONV_CASES {
+/// Every conv2d call of these layers on `v`'s kernels, overwriting and accumulating; the
+/// forward and the input gradient with a bias.
+fn conv_calls_match(v: Variant, cases: &[[usize; 9]], rng: &mut Rng) {
+    for case in cases {
         let g = geo(case);
         let shape = g.shape();
         let (x, w, b, dy) = (
             rng.vec(g.x_len(), -1.0, 1.0),
             rng.vec(g.w_len(), -1.0, 1.0),
-            rng.vec(g.c_out, -1.0, 1.0),
+            rng.vec(g.c_out.max(g.c_in), -1.0, 1.0),
             rng.vec(g.y_len(), -1.0, 1.0),
         );
         let wb: Vec<f32> = w.iter().chain(&b).copied().collect();
-        let what = format!("{case:?}");
+        let what = format!("{v:?} {case:?}");
         for acc in [false, true] {
             let init = |n: usize| acc.then(|| vec![0.25f32; n]);
             let mut f = shape.forward(0, 0, Some(w.len() as u32), 0);
             f.p.accumulate = acc as u32;
-            conv_both(&format!("forward {what}"), f, &x, &wb, g.y_len(), init(g.y_len()).as_deref());
-            let bi = shape.backward_input(0, 0, 0, acc);
-            conv_both(&format!("backward_input {what}"), bi, &dy, &w, g.x_len(), init(g.x_len()).as_deref());
+            conv_both(&format!("forward acc={acc} {what}"), v, f, &x, &wb, g.y_len(), init(g.y_len()).as_deref());
+            let mut bi = shape.backward_input(0, 0, 0, acc);
+            (bi.p.has_bias, bi.p.bias_off) = (acc as u32, w.len() as u32);
+            let what_bi = format!("backward_input acc={acc} bias={acc} {what}");
+            conv_both(&what_bi, v, bi, &dy, &wb, g.x_len(), init(g.x_len()).as_deref());
             let bw = shape.backward_weight(0, 0, 0, acc);
-            conv_both(&format!("backward_weight {what}"), bw, &dy, &x, g.w_len(), init(g.w_len()).as_deref());
+            conv_both(&format!("backward_weight acc={acc} {what}"), v, bw, &dy, &x, g.w_len(), init(g.w_len()).as_deref());
             let bb = shape.backward_bias(0, 0, acc);
-            conv_both(&format!("backward_bias {what}"), bb, &dy, &[0.0], g.c_out, init(g.c_out).as_deref());
+            conv_both(&format!("backward_bias acc={acc} {what}"), v, bb, &dy, &[0.0], g.c_out, init(g.c_out).as_deref());
         }
     }
 }
 
-#[test]
-fn conv_transpose2d_calls_match_their_twins_on_the_gpu() {
-    let mut rng = Rng(22);
-    for case in TRANSPOSE_CASES {
+/// Every conv_transpose2d call of these layers through the builders, on `v`'s kernels.
+fn conv_transpose_calls_match(v: Variant, cases: &[[usize; 9]], rng: &mut Rng) {
+    for case in cases {
         let t = tgeo(case);
         let shape = t.shape();
         let (x, w, b, dy) = (
@@ -1019,54 +1059,179 @@ fn conv_transpose2d_calls_match_their_twins_on_the_gpu() {
             rng.vec(t.y_len(), -1.0, 1.0),
         );
         let wb: Vec<f32> = w.iter().chain(&b).copied().collect();
-        let what = format!("transpose {case:?}");
-        conv_both(&format!("forward {what}"), shape.forward(0, 0, Some(w.len() as u32), 0), &x, &wb, t.y_len(), None);
-        conv_both(&format!("backward_input {what}"), shape.backward_input(0, 0, 0, false), &dy, &w, t.x_len(), None);
-        conv_both(&format!("backward_weight {what}"), shape.backward_weight(0, 0, 0, false), &x, &dy, t.w_len(), None);
-        conv_both(&format!("backward_bias {what}"), shape.backward_bias(0, 0, false), &dy, &[0.0], t.c_out, None);
+        let what = format!("{v:?} transpose {case:?}");
+        let f = shape.forward(0, 0, Some(w.len() as u32), 0);
+        conv_both(&format!("forward {what}"), v, f, &x, &wb, t.y_len(), None);
+        let bi = shape.backward_input(0, 0, 0, false);
+        conv_both(&format!("backward_input {what}"), v, bi, &dy, &w, t.x_len(), None);
+        let bw = shape.backward_weight(0, 0, 0, true);
+        conv_both(&format!("backward_weight acc {what}"), v, bw, &x, &dy, t.w_len(), Some(&vec![0.5; t.w_len()]));
+        let bb = shape.backward_bias(0, 0, false);
+        conv_both(&format!("backward_bias {what}"), v, bb, &dy, &[0.0], t.c_out, None);
     }
 }
 
 #[test]
-fn batch_norm_kernels_match_their_twins_on_the_gpu() {
-    let mut rng = Rng(23);
-    for &[n, c, s] in BN_CASES {
-        let len = n * c * s;
-        let x = rng.vec(len, -2.0, 3.0);
-        let params: Vec<f32> = rng.vec(c, 0.5, 2.0).into_iter().chain(rng.vec(c, -1.0, 1.0)).collect();
-        let running: Vec<f32> = rng.vec(c, -1.0, 1.0).into_iter().chain(rng.vec(c, 0.5, 2.0)).collect();
-        let dy = rng.vec(len, -1.0, 1.0);
-        let base = NormParams {
-            beta_off: c as u32,
-            var_off: c as u32,
-            dbeta_off: c as u32,
-            ..NormParams::new(n as u32, c as u32, s as u32)
-        };
-        let what = format!("n {n} c {c} s {s}");
-        // Training forward: y, the running statistics (updated) and the saved statistics.
-        let mut f = Case::new();
-        let (xb, pb) = (f.input("x", x.clone()), f.input("params", params.clone()));
-        let (yb, sb, vb) = (f.output("y", len), f.input("state", running.clone()), f.output("saved", 3 * c));
-        f.check(BatchNormForward { p: base, a: xb, c: pb, out: yb, state: sb, saved: vb }, &[yb, sb, vb], &what);
-        // Eval from the running statistics.
-        let mut e = Case::new();
-        let (xb, pb) = (e.input("x", x.clone()), e.input("params", params.clone()));
-        let (yb, sb) = (e.output("y", len), e.input("state", running.clone()));
-        e.check(BatchNormEval { p: base, a: xb, c: pb, out: yb, state: sb }, &[yb], &what);
-        // Backward from the twin forward's saved statistics, the same on both sides.
-        let (mut y, mut st, mut saved) = (vec![0.0; len], running.clone(), vec![0.0; 3 * c]);
-        batch_norm_forward(&base, &x, &params, &mut y, &mut st, &mut saved);
-        for acc in [0, 1] {
-            let p = NormParams { accumulate: acc, ..base };
-            let init = |k: usize| if acc == 1 { vec![0.5f32; k] } else { vec![f32::NAN; k] };
-            let mut b = Case::new();
-            let (xb, db, vb) = (b.input("x", x.clone()), b.input("dy", dy.clone()), b.input("saved", saved.clone()));
-            let dx = b.input("dx", init(len));
-            b.check(BatchNormBackwardInput { p, a: xb, c: db, out: dx, saved: vb }, &[dx], &what);
-            let mut q = Case::new();
-            let (xb, db, vb) = (q.input("x", x.clone()), q.input("dy", dy.clone()), q.input("saved", saved.clone()));
-            let grads = q.input("grads", init(2 * c));
-            q.check(BatchNormBackwardParams { p, a: xb, c: db, out: grads, saved: vb }, &[grads], &what);
+fn conv_kernels_match_their_twins_on_the_gpu() {
+    conv_calls_match(Variant::Direct, CONV_CASES, &mut Rng(21));
+}
+
+#[test]
+fn conv_transpose2d_calls_match_their_twins_on_the_gpu() {
+    conv_transpose_calls_match(Variant::Direct, TRANSPOSE_CASES, &mut Rng(22));
+}
+
+/// (n, c_in, h_in, w_in, c_out, kh, kw, stride, pad): shapes for the tiled kernels' edges:
+/// channel counts around the 64-wide tiles (1, 3, 7, 65, 129), strides up to 3 with every
+/// parity class, batches 1 and 7.
+const TILED_CASES: &[[usize; 9]] = &[
+    [7, 65, 5, 5, 3, 3, 3, 1, 1],   // c_in 65 (two row tiles of dx), batch 7
+    [1, 3, 9, 9, 65, 5, 5, 2, 2],   // c_out 65, kernel 5, stride 2, pad 2
+    [7, 7, 11, 10, 7, 4, 4, 2, 1],  // DCGAN's (4, 2, 1) down on odd sizes
+    [2, 65, 6, 6, 65, 1, 1, 3, 0],  // kernel 1, stride 3: inputs no output reads
+    [1, 1, 1, 1, 65, 1, 1, 1, 0],   // 1x1 image
+    [3, 65, 4, 4, 7, 4, 4, 1, 0],   // 4x4 -> 1x1 (DCGAN's last D layer)
+    [1, 3, 13, 7, 66, 3, 3, 3, 2],  // stride 3, pad 2: 9 parity classes
+    [2, 70, 3, 3, 129, 3, 3, 1, 2], // three row tiles, pad 2 > the overlap
+];
+
+/// ConvTranspose2d layers (PyTorch's terms) for the tiled kernels.
+const TILED_TRANSPOSE_CASES: &[[usize; 9]] = &[
+    [7, 65, 3, 3, 3, 4, 4, 2, 1], // DCGAN's (4, 2, 1) up, 65 in
+    [1, 3, 5, 4, 65, 5, 5, 3, 2], // stride 3, 65 out
+    [2, 7, 7, 7, 1, 4, 4, 2, 1],  // one output channel (DCGAN's image layer)
+    [1, 65, 1, 1, 7, 4, 4, 1, 0], // DCGAN's first G layer: 1x1 -> 4x4
+];
+
+#[test]
+fn tiled_conv_kernels_match_the_twins_on_the_gpu() {
+    let mut rng = Rng(24);
+    conv_calls_match(Variant::Tiled, CONV_CASES, &mut rng);
+    conv_calls_match(Variant::Tiled, TILED_CASES, &mut rng);
+}
+
+#[test]
+fn tiled_conv_transpose2d_calls_match_the_twins_on_the_gpu() {
+    let mut rng = Rng(25);
+    conv_transpose_calls_match(Variant::Tiled, TRANSPOSE_CASES, &mut rng);
+    conv_transpose_calls_match(Variant::Tiled, TILED_TRANSPOSE_CASES, &mut rng);
+}
+
+#[test]
+fn tiled_conv_kernels_match_the_twins_at_dcgan_shapes() {
+    // 28x28 at batch 8: D's conv2 Conv(64 -> 128, 14 -> 7) (also G's deconv1 seen as a conv2d)
+    // and conv1 Conv(1 -> 64, 28 -> 14); G's ConvT(128 -> 64, 7 -> 14) and ConvT(64 -> 1, 14 -> 28).
+    let mut rng = Rng(26);
+    for v in [Variant::Tiled, Variant::Direct] {
+        conv_calls_match(v, &[[8, 64, 14, 14, 128, 4, 4, 2, 1], [8, 1, 28, 28, 64, 4, 4, 2, 1]], &mut rng);
+        conv_transpose_calls_match(v, &[[8, 128, 7, 7, 64, 4, 4, 2, 1], [8, 64, 14, 14, 1, 4, 4, 2, 1]], &mut rng);
+    }
+}
+
+#[test]
+fn tiled_conv_kernels_handle_more_than_65535_tiles() {
+    // A 1x1 kernel at stride 300 on 300x300 pixels: dx has 90,000 parity classes of one position
+    // each (only class (0, 0) has a tap; the others get the bias alone), so its tiled input
+    // gradient runs 90,000 tiles, dispatched as a 2-D grid.
+    let g = geo(&[1, 1, 300, 300, 1, 1, 1, 300, 0]);
+    let shape = g.shape();
+    let mut bi = shape.backward_input(0, 0, 0, false);
+    assert_eq!(bi.p.backward_input_tiles(), 90_000);
+    assert_eq!(bi.op_as(Variant::Tiled, 0, 1, 2).workgroups(), [65_535, 2, 1]);
+    (bi.p.has_bias, bi.p.bias_off) = (1, 1);
+    conv_both("backward_input, 2-D grid", Variant::Tiled, bi, &[0.75], &[-2.0, 0.5], g.x_len(), None);
+    // The forward's and the weight gradient's grids split the same way (computed only: their
+    // tensors would need hundreds of MB): 65,568 tiles of 64 x 64, and 256 x 256 of 32 x 32.
+    let wide = Conv2dShape { n: 1, c_in: 64, h_in: 2049, w_in: 2048, c_out: 64, kh: 1, kw: 1, stride: 1, pad: 0 };
+    assert_eq!(wide.forward(0, 0, None, 0).op_as(Variant::Tiled, 0, 1, 2).workgroups(), [65_535, 2, 1]);
+    let huge = Conv2dShape { n: 1, c_in: 512, h_in: 4, w_in: 4, c_out: 8192, kh: 4, kw: 4, stride: 1, pad: 0 };
+    assert_eq!(huge.backward_weight(0, 0, 0, false).op_as(Variant::Tiled, 0, 1, 2).workgroups(), [65_535, 2, 1]);
+}
+
+// ---------------------------------------------------------------- timings (by hand)
+
+/// The conv2d views of every DCGAN layer at 28x28 (g = d = 64, one channel) and 64x64 (g = d =
+/// 64, three channels, nz 100): (name, [c_in, h_in, w_in, c_out, k, stride, pad]). A ConvT layer
+/// runs as the conv2d whose adjoint it is (its forward is that conv2d's backward_input, its input
+/// gradient that conv2d's forward), so D's conv I and G's matching deconv share a view.
+const DCGAN_VIEWS: &[(&str, [usize; 7])] = &[
+    ("28: D.conv1 / G.deconv2", [1, 28, 28, 64, 4, 2, 1]),
+    ("28: D.conv2 / G.deconv1", [64, 14, 14, 128, 4, 2, 1]),
+    ("64: D.conv1 / G.deconv5", [3, 64, 64, 64, 4, 2, 1]),
+    ("64: D.conv2 / G.deconv4", [64, 32, 32, 128, 4, 2, 1]),
+    ("64: D.conv3 / G.deconv3", [128, 16, 16, 256, 4, 2, 1]),
+    ("64: D.conv4 / G.deconv2", [256, 8, 8, 512, 4, 2, 1]),
+    ("64: D.conv5", [512, 4, 4, 1, 4, 1, 0]),
+    ("64: G.deconv1", [512, 4, 4, 100, 4, 1, 0]),
+];
+
+/// GPU time of one call (ms, the least of `reps` runs, from timestamp queries) and its output.
+fn time_call(
+    ctx: &std::sync::Arc<shadergan::backend::gpu::GpuContext>,
+    op: shadergan::ir::Op,
+    inputs: [&[f32]; 2],
+    out_len: usize,
+    reps: usize,
+) -> (f64, Vec<f32>) {
+    use shadergan::backend::gpu::GpuExecutor;
+    use shadergan::backend::Executor;
+    use shadergan::ir::BufSpec;
+    let specs = [BufSpec::f32("a", inputs[0].len()), BufSpec::f32("c", inputs[1].len()), BufSpec::f32("out", out_len)];
+    let mut g = GpuExecutor::new(ctx.clone(), &specs, None).unwrap();
+    g.write(0, inputs[0]).unwrap();
+    g.write(1, inputs[1]).unwrap();
+    g.write(2, &vec![0.0; out_len]).unwrap();
+    let section = g.add_section(std::slice::from_ref(&op)).unwrap();
+    let out = {
+        g.run(section, 1).unwrap();
+        g.read(2).unwrap()
+    };
+    let best = (0..reps)
+        .map(|_| g.profile(section).unwrap().expect("timestamp queries")[0].1)
+        .fold(f64::INFINITY, f64::min);
+    (best * 1e3, out)
+}
+
+/// The direct and tiled kernels of every DCGAN layer view at batch 64 (SHADERGAN_CONV_BATCH),
+/// timed on this adapter, the tiled outputs checked against the direct ones. Prints a table and
+/// each call's rule choice; asserts nothing about time. On lavapipe the figures only indicate:
+/// it runs the shaders on the CPU.
+///   cargo test --release --test ops -- --ignored --nocapture conv_timings
+#[test]
+#[ignore]
+fn conv_timings_at_dcgan_shapes() {
+    use shadergan::kernels::tolerance::{compare, tolerance};
+    let Some(ctx) = crate::common::gpu() else { return };
+    let n: usize = std::env::var("SHADERGAN_CONV_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let reps: usize = std::env::var("SHADERGAN_CONV_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    println!("{}, batch {n}, least of {reps} runs, ms", ctx.summary.describe());
+    println!("{:<26} {:<16} {:>10} {:>10} {:>7}  auto", "layer view", "pass", "direct", "tiled", "d/t");
+    let mut rng = Rng(99);
+    for &(name, [c_in, h, w, c_out, k, s, pad]) in DCGAN_VIEWS {
+        let g = geo(&[n, c_in, h, w, c_out, k, k, s, pad]);
+        let shape = g.shape();
+        let (x, wt, dy) = (rng.vec(g.x_len(), -1.0, 1.0), rng.vec(g.w_len(), -1.0, 1.0), rng.vec(g.y_len(), -1.0, 1.0));
+        let calls = [
+            ("forward", shape.forward(0, 0, None, 0), [&x[..], &wt[..]], g.y_len()),
+            ("backward_input", shape.backward_input(0, 0, 0, false), [&dy[..], &wt[..]], g.x_len()),
+            ("backward_weight", shape.backward_weight(0, 0, 0, false), [&dy[..], &x[..]], g.w_len()),
+        ];
+        for (pass, call, inputs, out_len) in calls {
+            let (td, yd) = time_call(&ctx, call.op_as(Variant::Direct, 0, 1, 2), inputs, out_len, reps);
+            let tiled = call.op_as(Variant::Tiled, 0, 1, 2);
+            let entry = tiled.entry();
+            let (tt, yt) = time_call(&ctx, tiled, inputs, out_len, reps);
+            // The weight gradient's chunked sum of n h_out w_out products differs from the direct
+            // run by a reassociation: about sqrt(terms) ulps of the partial sums (~ the result).
+            let mut tol = tolerance(entry);
+            if call.entry == ConvEntry::BackwardWeight {
+                let terms = (n * g.h_out * g.w_out) as f32;
+                let top = yd.iter().fold(0f32, |m, v| m.max(v.abs()));
+                tol.abs = tol.abs.max(4.0 * f32::EPSILON * terms.sqrt() * top);
+            }
+            compare(entry, &yt, &yd, tol).unwrap_or_else(|e| panic!("{name} {pass}: tiled vs direct: {e}"));
+            let auto = select(Mode::Auto, call.entry, &call.p);
+            println!("{name:<26} {pass:<16} {td:>10.2} {tt:>10.2} {:>7.2}  {auto:?}", td / tt);
         }
     }
 }

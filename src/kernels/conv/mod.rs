@@ -6,7 +6,13 @@
 //! has the formulas.
 
 pub mod fast;
+pub mod tiled;
 pub mod twin;
+
+pub use tiled::{Conv2dBackwardInputTiled, Conv2dBackwardWeightTiled, Conv2dForwardTiled};
+
+use std::cell::Cell;
+use std::sync::OnceLock;
 
 use super::{Entry, Family, Slot};
 use crate::ir::kernel::groups_1d;
@@ -67,6 +73,24 @@ pub const FAMILY: Family = Family {
         Entry { name: "conv2d_backward_input", slots: ABC },
         Entry { name: "conv2d_backward_weight", slots: ABC },
         Entry { name: "conv2d_backward_bias", slots: &[U(0), R(1), RW(3)] },
+    ],
+    uniforms: &[ConvParams::INFO],
+};
+
+/// The tiled implicit-GEMM variants of the forward and both GEMM-shaped gradients
+/// (conv_gemm.wgsl), on conv.wgsl's params and bindings.
+pub const FAMILY_GEMM: Family = Family {
+    name: "conv_gemm",
+    wgsl: include_str!("../../../shaders/conv_gemm.wgsl"),
+    f16: false,
+    // Every read is clamped or replaced by the tensor's first element where it would leave the
+    // tensor, every write guarded (conv_gemm.wgsl's header proves it index by index), and the
+    // executor checks every op's spans against its buffers before recording it.
+    unchecked: true,
+    entries: &[
+        Entry { name: "conv2d_forward_tiled", slots: ABC },
+        Entry { name: "conv2d_backward_input_tiled", slots: ABC },
+        Entry { name: "conv2d_backward_weight_tiled", slots: ABC },
     ],
     uniforms: &[ConvParams::INFO],
 };
@@ -135,16 +159,108 @@ pub struct ConvCall {
 }
 
 impl ConvCall {
-    /// The call on these buffers (bindings 1, 2, 3; `c` is unused by the bias gradient).
+    /// The call on these buffers (bindings 1, 2, 3; `c` is unused by the bias gradient), on the
+    /// kernel [`ConvCall::variant`] selects.
     pub fn op(self, a: BufId, c: BufId, out: BufId) -> Op {
+        self.op_as(self.variant(), a, c, out)
+    }
+
+    /// The variant this call runs as: the mode in force ([`mode`]) applied to its shape.
+    pub fn variant(&self) -> Variant {
+        select(mode(), self.entry, &self.p)
+    }
+
+    /// The call on the direct or the tiled kernel, whatever the rule says (the bias gradient
+    /// has only the direct one).
+    pub fn op_as(self, variant: Variant, a: BufId, c: BufId, out: BufId) -> Op {
         let p = self.p;
-        match self.entry {
-            ConvEntry::Forward => Conv2dForward { p, a, c, out }.into(),
-            ConvEntry::BackwardInput => Conv2dBackwardInput { p, a, c, out }.into(),
-            ConvEntry::BackwardWeight => Conv2dBackwardWeight { p, a, c, out }.into(),
-            ConvEntry::BackwardBias => Conv2dBackwardBias { p, a, out }.into(),
+        match (self.entry, variant) {
+            (ConvEntry::Forward, Variant::Direct) => Conv2dForward { p, a, c, out }.into(),
+            (ConvEntry::Forward, Variant::Tiled) => Conv2dForwardTiled { p, a, c, out }.into(),
+            (ConvEntry::BackwardInput, Variant::Direct) => Conv2dBackwardInput { p, a, c, out }.into(),
+            (ConvEntry::BackwardInput, Variant::Tiled) => Conv2dBackwardInputTiled { p, a, c, out }.into(),
+            (ConvEntry::BackwardWeight, Variant::Direct) => Conv2dBackwardWeight { p, a, c, out }.into(),
+            (ConvEntry::BackwardWeight, Variant::Tiled) => Conv2dBackwardWeightTiled { p, a, c, out }.into(),
+            (ConvEntry::BackwardBias, _) => Conv2dBackwardBias { p, a, out }.into(),
         }
     }
+}
+
+/// Which kernel runs a conv call on the GPU. The CPU runs the same twins (or fast paths) for
+/// both, so the choice changes nothing there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// conv.wgsl: one invocation per output element.
+    Direct,
+    /// conv_gemm.wgsl: tiled implicit GEMMs, 4x4 outputs per invocation.
+    Tiled,
+}
+
+/// How calls choose their [`Variant`]: `SHADERGAN_CONV=direct|tiled|auto` for the process
+/// (default auto, read once), or [`with_mode`] for the calls built inside it on one thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Direct,
+    Tiled,
+    /// [`auto_variant`]: the rule in this module's header.
+    Auto,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "direct" => Some(Mode::Direct),
+            "tiled" => Some(Mode::Tiled),
+            "auto" | "" => Some(Mode::Auto),
+            _ => None,
+        }
+    }
+}
+
+thread_local! {
+    static FORCED: Cell<Option<Mode>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with every conv call built on this thread (a program, a test's op) in `mode`,
+/// whatever SHADERGAN_CONV says; the previous mode comes back afterwards, even on a panic.
+pub fn with_mode<R>(mode: Mode, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Mode>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCED.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(FORCED.with(|c| c.replace(Some(mode))));
+    f()
+}
+
+/// The mode in force on this thread: [`with_mode`]'s, else SHADERGAN_CONV's, else auto. An
+/// unknown SHADERGAN_CONV value is reported once on stderr and read as auto.
+pub fn mode() -> Mode {
+    static ENV: OnceLock<Mode> = OnceLock::new();
+    FORCED.with(|c| c.get()).unwrap_or_else(|| {
+        *ENV.get_or_init(|| match std::env::var("SHADERGAN_CONV") {
+            Err(_) => Mode::Auto,
+            Ok(v) => Mode::parse(&v).unwrap_or_else(|| {
+                eprintln!("warning: SHADERGAN_CONV={v} is not direct, tiled or auto; using auto");
+                Mode::Auto
+            }),
+        })
+    })
+}
+
+/// The variant of a call with these params in `mode` (the bias gradient is always direct).
+pub fn select(mode: Mode, entry: ConvEntry, p: &ConvParams) -> Variant {
+    match (entry, mode) {
+        (ConvEntry::BackwardBias, _) | (_, Mode::Direct) => Variant::Direct,
+        (_, Mode::Tiled) => Variant::Tiled,
+        (_, Mode::Auto) => auto_variant(entry, p),
+    }
+}
+
+/// The rule: the direct kernels everywhere, until the tiled ones are measured.
+pub fn auto_variant(_entry: ConvEntry, _p: &ConvParams) -> Variant {
+    Variant::Direct
 }
 
 /// A torch.nn.Conv2d(c_in, c_out, (kh, kw), stride, pad) layer on an (n, c_in, h_in, w_in) batch.
