@@ -3,11 +3,16 @@
 //! an f64 forward, every tensor between NaN guards (so a twin that skips an element or touches
 //! one outside its tensor fails); then the WGSL kernels against the twins through the harness.
 
+use std::sync::Arc;
+
 use crate::common::harness::Case;
+use shadergan::data::Dataset;
 use shadergan::ir::Kernel;
 use shadergan::kernels::conv::twin::*;
 use shadergan::kernels::conv::*;
 use shadergan::kernels::norm::*;
+use shadergan::kernels::tolerance::{compare, tolerance};
+use shadergan::{TrainConfig, Trainer};
 
 // ---------------------------------------------------------------- inputs and buffers
 
@@ -1040,9 +1045,25 @@ fn conv_calls_match(v: Variant, cases: &[[usize; 9]], rng: &mut Rng) {
             let what_bi = format!("backward_input acc={acc} bias={acc} {what}");
             conv_both(&what_bi, v, bi, &dy, &wb, g.x_len(), init(g.x_len()).as_deref());
             let bw = shape.backward_weight(0, 0, 0, acc);
-            conv_both(&format!("backward_weight acc={acc} {what}"), v, bw, &dy, &x, g.w_len(), init(g.w_len()).as_deref());
+            conv_both(
+                &format!("backward_weight acc={acc} {what}"),
+                v,
+                bw,
+                &dy,
+                &x,
+                g.w_len(),
+                init(g.w_len()).as_deref(),
+            );
             let bb = shape.backward_bias(0, 0, acc);
-            conv_both(&format!("backward_bias acc={acc} {what}"), v, bb, &dy, &[0.0], g.c_out, init(g.c_out).as_deref());
+            conv_both(
+                &format!("backward_bias acc={acc} {what}"),
+                v,
+                bb,
+                &dy,
+                &[0.0],
+                g.c_out,
+                init(g.c_out).as_deref(),
+            );
         }
     }
 }
@@ -1167,7 +1188,7 @@ const DCGAN_VIEWS: &[(&str, [usize; 7])] = &[
 
 /// GPU time of one call (ms, the least of `reps` runs, from timestamp queries) and its output.
 fn time_call(
-    ctx: &std::sync::Arc<shadergan::backend::gpu::GpuContext>,
+    ctx: &Arc<shadergan::backend::gpu::GpuContext>,
     op: shadergan::ir::Op,
     inputs: [&[f32]; 2],
     out_len: usize,
@@ -1186,21 +1207,20 @@ fn time_call(
         g.run(section, 1).unwrap();
         g.read(2).unwrap()
     };
-    let best = (0..reps)
-        .map(|_| g.profile(section).unwrap().expect("timestamp queries")[0].1)
-        .fold(f64::INFINITY, f64::min);
+    let best =
+        (0..reps).map(|_| g.profile(section).unwrap().expect("timestamp queries")[0].1).fold(f64::INFINITY, f64::min);
     (best * 1e3, out)
 }
 
 /// The direct and tiled kernels of every DCGAN layer view at batch 64 (SHADERGAN_CONV_BATCH),
-/// timed on this adapter, the tiled outputs checked against the direct ones. Prints a table and
-/// each call's rule choice; asserts nothing about time. On lavapipe the figures only indicate:
-/// it runs the shaders on the CPU.
+/// timed on this adapter (the least of SHADERGAN_CONV_REPS runs, default 3), the tiled outputs
+/// checked against the direct ones. Prints a table and each call's rule choice; asserts nothing
+/// about time. On lavapipe the figures only indicate: it runs the shaders on the CPU. The table
+/// in src/kernels/conv/mod.rs comes from here.
 ///   cargo test --release --test ops -- --ignored --nocapture conv_timings
 #[test]
 #[ignore]
 fn conv_timings_at_dcgan_shapes() {
-    use shadergan::kernels::tolerance::{compare, tolerance};
     let Some(ctx) = crate::common::gpu() else { return };
     let n: usize = std::env::var("SHADERGAN_CONV_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
     let reps: usize = std::env::var("SHADERGAN_CONV_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
@@ -1234,4 +1254,135 @@ fn conv_timings_at_dcgan_shapes() {
             println!("{name:<26} {pass:<16} {td:>10.2} {tt:>10.2} {:>7.2}  {auto:?}", td / tt);
         }
     }
+}
+
+// ---------------------------------------------------------------- DCGAN training on the tiled path
+
+/// `n` images of `channels` x `size` x `size` bytes with some structure (as tests/parity_dcgan.rs).
+fn dcgan_images(n: usize, channels: usize, size: usize) -> Arc<Dataset> {
+    let dim = channels * size * size;
+    let noise = crate::common::uniform(n * dim, 9, 0.0, 1.0);
+    let bytes: Vec<u8> = (0..n * dim)
+        .map(|i| {
+            let (s, p) = (i / dim, i % dim);
+            let (y, x) = ((p / size) % size, p % size);
+            let ink = (x as i64 - size as i64 / 2).abs() < 2 + (s % 3) as i64 || y == s % size;
+            (if ink { 180.0 + 75.0 * noise[i] } else { 40.0 * noise[i] }) as u8
+        })
+        .collect();
+    let mut d = Dataset::from_u8(n, dim, bytes).unwrap();
+    d.sample_shape = if channels == 1 { vec![size, size] } else { vec![channels, size, size] };
+    Arc::new(d)
+}
+
+fn dcgan_config(data: &Dataset, width: usize, g_ema: f32) -> TrainConfig {
+    shadergan::TrainOptions {
+        arch: shadergan::config::model::Arch::Dcgan,
+        g_channels: width,
+        d_channels: width,
+        latent_dim: 8,
+        batch_size: 8,
+        seed: 77,
+        g_ema: Some(g_ema),
+        ..Default::default()
+    }
+    .resolve(data)
+    .unwrap()
+}
+
+/// The conv entry points of the training step a program built in `mode` runs on the GPU.
+fn conv_entries(cfg: &TrainConfig, data: &Dataset, mode: Mode) -> Vec<&'static str> {
+    let program = with_mode(mode, || shadergan::programs::gan::GanProgram::build(cfg, data.n, true));
+    let mut e: Vec<&'static str> =
+        program.train_step.iter().map(|op| op.entry()).filter(|e| e.starts_with("conv2d")).collect();
+    e.sort();
+    e.dedup();
+    e
+}
+
+/// GPU and CPU trainers built in `mode` agree after `steps` steps (parameters, running
+/// statistics, Adam's moments, losses, eval-mode samples), as in tests/parity_dcgan.rs.
+fn dcgan_parity(what: &str, cfg: &TrainConfig, data: &Arc<Dataset>, mode: Mode, steps: u32) {
+    let mut cpu = with_mode(mode, || crate::common::cpu_trainer(cfg, data, false));
+    let Some(mut gpu) = with_mode(mode, || crate::common::gpu_trainer(cfg, data)) else { return };
+    assert_eq!(gpu.snapshot().unwrap(), cpu.snapshot().unwrap(), "{what}: initial state");
+    for _ in 0..steps {
+        cpu.train(1).unwrap();
+        gpu.train(1).unwrap();
+    }
+    let t = tolerance("train_10_steps");
+    let (gs, cs) = (gpu.stats().unwrap(), cpu.stats().unwrap());
+    compare(what, &[gs.d_loss, gs.g_loss, gs.d_real, gs.d_fake], &[cs.d_loss, cs.g_loss, cs.d_real, cs.d_fake], t)
+        .unwrap();
+    let (g, c) = (gpu.snapshot().unwrap(), cpu.snapshot().unwrap());
+    assert_eq!(g.state, c.state, "{what}: step state");
+    for (name, gv, cv) in [
+        ("G params", &g.g.params, &c.g.params),
+        ("D params", &g.d.params, &c.d.params),
+        ("G running stats", &g.g.state, &c.g.state),
+        ("D running stats", &g.d.state, &c.d.state),
+        ("G moments", &g.g.moments, &c.g.moments),
+        ("G average's stats", &g.g_ema_state, &c.g_ema_state),
+    ] {
+        compare(name, gv, cv, t).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    let z = crate::common::uniform(5 * 8, 3, -2.0, 2.0);
+    compare("samples", &gpu.sample(&z).unwrap(), &cpu.sample(&z).unwrap(), t).unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
+#[test]
+fn dcgan_training_agrees_on_gpu_and_cpu_with_the_tiled_kernels_forced() {
+    // tests/parity_dcgan.rs's narrow models (4 channels), every conv call forced onto the tiled
+    // kernels through the selection hook.
+    for (channels, size, ema) in [(1, 28, 0.0), (3, 32, 0.9), (1, 64, 0.0)] {
+        let data = dcgan_images(24, channels, size);
+        let cfg = dcgan_config(&data, 4, ema);
+        let tiled = [
+            "conv2d_backward_bias",
+            "conv2d_backward_input_tiled",
+            "conv2d_backward_weight_tiled",
+            "conv2d_forward_tiled",
+        ];
+        let entries = conv_entries(&cfg, &data, Mode::Tiled);
+        // conv2d_backward_bias only where a layer has a bias (D's last at 32 and 64 has none).
+        assert!(entries.iter().all(|e| tiled.contains(e)) && entries.len() >= 3, "{size}: {entries:?}");
+        dcgan_parity(&format!("tiled, {channels}x{size}x{size}, g-ema {ema}"), &cfg, &data, Mode::Tiled, 4);
+    }
+}
+
+#[test]
+fn dcgan_training_agrees_on_gpu_and_cpu_with_the_default_rule() {
+    // The 28x28 model at its default widths (64), where the rule picks the tiled kernels for
+    // some calls (checked), and the direct ones where forced.
+    let data = dcgan_images(24, 1, 28);
+    let cfg = dcgan_config(&data, 64, 0.9);
+    let auto = conv_entries(&cfg, &data, Mode::Auto);
+    assert!(auto.iter().any(|e| e.ends_with("_tiled")), "the rule picks no tiled kernel: {auto:?}");
+    assert!(conv_entries(&cfg, &data, Mode::Direct).iter().all(|e| !e.ends_with("_tiled")));
+    dcgan_parity("28x28, width 64, auto", &cfg, &data, Mode::Auto, 3);
+}
+
+#[test]
+fn the_selection_hook_overrides_the_rule_on_its_thread_only() {
+    let shape = Conv2dShape { n: 8, c_in: 64, h_in: 14, w_in: 14, c_out: 128, kh: 4, kw: 4, stride: 2, pad: 1 };
+    let call = shape.forward(0, 0, None, 0);
+    assert_eq!(Mode::parse("Tiled"), Some(Mode::Tiled));
+    assert_eq!(Mode::parse(" direct\n"), Some(Mode::Direct));
+    assert_eq!(Mode::parse("auto"), Some(Mode::Auto));
+    assert_eq!(Mode::parse("gemm"), None);
+    let outer = mode();
+    with_mode(Mode::Tiled, || {
+        assert_eq!(call.variant(), Variant::Tiled);
+        assert_eq!(call.op(0, 1, 2).entry(), "conv2d_forward_tiled");
+        // The bias gradient has only the direct kernel.
+        assert_eq!(shape.backward_bias(0, 0, false).op(0, 1, 2).entry(), "conv2d_backward_bias");
+        with_mode(Mode::Direct, || assert_eq!(call.op(0, 1, 2).entry(), "conv2d_forward"));
+        assert_eq!(mode(), Mode::Tiled, "the inner mode ended with its closure");
+        // Another thread keeps the process's mode.
+        std::thread::spawn(move || assert_eq!(mode(), outer)).join().unwrap();
+    });
+    assert_eq!(mode(), outer);
+    let r = std::panic::catch_unwind(|| with_mode(Mode::Tiled, || panic!("inside")));
+    assert!(r.is_err());
+    assert_eq!(mode(), outer, "the mode comes back after a panic");
 }
