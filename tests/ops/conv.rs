@@ -1139,6 +1139,27 @@ fn tiled_conv_transpose2d_calls_match_the_twins_on_the_gpu() {
 }
 
 #[test]
+fn conv_kernels_match_the_twins_at_extreme_values_on_the_gpu() {
+    // Inputs of +-1e4 through the forward and the input gradient of both variants, whose sums
+    // run in the twins' order (padding taps must add an exact 0, whatever the weights). The
+    // tiled weight gradient's chunked sum is checked at unit scale only: its reassociation error
+    // grows with the values summed, which its tolerance does not scale with.
+    let mut rng = Rng(28);
+    for v in [Variant::Direct, Variant::Tiled] {
+        for case in CONV_CASES[2..5].iter().chain(&TILED_CASES[..3]) {
+            let g = geo(case);
+            let shape = g.shape();
+            let (x, w, dy) =
+                (rng.vec(g.x_len(), -1e4, 1e4), rng.vec(g.w_len(), -1.0, 1.0), rng.vec(g.y_len(), -1e4, 1e4));
+            let what = format!("{v:?} {case:?}, +-1e4");
+            conv_both(&format!("forward {what}"), v, shape.forward(0, 0, None, 0), &x, &w, g.y_len(), None);
+            let bi = shape.backward_input(0, 0, 0, false);
+            conv_both(&format!("backward_input {what}"), v, bi, &dy, &w, g.x_len(), None);
+        }
+    }
+}
+
+#[test]
 fn tiled_conv_kernels_match_the_twins_at_dcgan_shapes() {
     // 28x28 at batch 8: D's conv2 Conv(64 -> 128, 14 -> 7) (also G's deconv1 seen as a conv2d)
     // and conv1 Conv(1 -> 64, 28 -> 14); G's ConvT(128 -> 64, 7 -> 14) and ConvT(64 -> 1, 14 -> 28).
@@ -1360,6 +1381,36 @@ fn dcgan_training_agrees_on_gpu_and_cpu_with_the_default_rule() {
     assert!(auto.iter().any(|e| e.ends_with("_tiled")), "the rule picks no tiled kernel: {auto:?}");
     assert!(conv_entries(&cfg, &data, Mode::Direct).iter().all(|e| !e.ends_with("_tiled")));
     dcgan_parity("28x28, width 64, auto", &cfg, &data, Mode::Auto, 3);
+}
+
+#[test]
+fn the_rule_picks_the_tiled_kernels_at_dcgan_layers_but_the_smallest() {
+    // The measured rule (src/kernels/conv/mod.rs) at batch 64: tiled at every layer view's three
+    // passes, but for D's last layer's forward (64 outputs).
+    for &(name, [c_in, h, w, c_out, k, s, pad]) in DCGAN_VIEWS {
+        let shape = geo(&[64, c_in, h, w, c_out, k, k, s, pad]).shape();
+        for call in
+            [shape.forward(0, 0, None, 0), shape.backward_input(0, 0, 0, false), shape.backward_weight(0, 0, 0, false)]
+        {
+            let want = if name == "64: D.conv5" && call.entry == ConvEntry::Forward {
+                Variant::Direct
+            } else {
+                Variant::Tiled
+            };
+            assert_eq!(auto_variant(call.entry, &call.p), want, "{name} {:?}", call.entry);
+            assert_eq!(select(Mode::Auto, call.entry, &call.p), want);
+            assert_eq!(select(Mode::Direct, call.entry, &call.p), Variant::Direct);
+            assert_eq!(select(Mode::Tiled, call.entry, &call.p), Variant::Tiled);
+        }
+        assert_eq!(select(Mode::Tiled, ConvEntry::BackwardBias, &shape.params()), Variant::Direct);
+    }
+    // At batch 8 D's last weight gradient sums 8 products per output: direct.
+    let last = geo(&[8, 512, 4, 4, 1, 4, 4, 1, 0]).shape().backward_weight(0, 0, 0, false);
+    assert_eq!(gemm_size(last.entry, &last.p), (8192, 8));
+    assert_eq!(auto_variant(last.entry, &last.p), Variant::Direct);
+    // The input gradient's inner dimension counts one parity class's taps: 128 x 2 x 2.
+    let up = geo(&[64, 64, 14, 14, 128, 4, 4, 2, 1]).shape().backward_input(0, 0, 0, false);
+    assert_eq!(gemm_size(up.entry, &up.p), (64 * 64 * 14 * 14, 512));
 }
 
 #[test]

@@ -330,7 +330,10 @@ pub fn gemm_size(entry: ConvEntry, p: &ConvParams) -> (usize, usize) {
     let k = u(p.c_in * p.kh * p.kw);
     match entry {
         ConvEntry::Forward => (p.y_len(), k),
-        ConvEntry::BackwardInput => (p.x_len(), u(p.c_out) * u(p.kh.div_ceil(p.stride)) * u(p.kw.div_ceil(p.stride))),
+        ConvEntry::BackwardInput => {
+            let s = p.stride.max(1);
+            (p.x_len(), u(p.c_out) * u(p.kh.div_ceil(s)) * u(p.kw.div_ceil(s)))
+        }
         ConvEntry::BackwardWeight => (p.w_len(), u(p.n * p.h_out * p.w_out)),
         ConvEntry::BackwardBias => (u(p.c_out), u(p.n * p.h_out * p.w_out)),
     }

@@ -54,7 +54,7 @@ impl ConvParams {
     /// (parity classes, positions per class and image): min(s, h_in) min(s, w_in) and
     /// ceil(h_in / s) ceil(w_in / s).
     pub fn parity_classes(&self) -> (usize, usize) {
-        let (s, h, w) = (self.stride as usize, self.h_in as usize, self.w_in as usize);
+        let (s, h, w) = (self.stride.max(1) as usize, self.h_in as usize, self.w_in as usize);
         (s.min(h) * s.min(w), h.div_ceil(s) * w.div_ceil(s))
     }
 
