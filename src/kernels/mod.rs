@@ -84,6 +84,7 @@ pub const FAMILIES: &[&Family] = &[
     &random::FAMILY_F16,
     &ema::FAMILY,
     &conv::FAMILY,
+    &conv::FAMILY_GEMM,
     &norm::FAMILY,
 ];
 

@@ -3,11 +3,16 @@
 //! an f64 forward, every tensor between NaN guards (so a twin that skips an element or touches
 //! one outside its tensor fails); then the WGSL kernels against the twins through the harness.
 
+use std::sync::Arc;
+
 use crate::common::harness::Case;
+use shadergan::data::Dataset;
 use shadergan::ir::Kernel;
 use shadergan::kernels::conv::twin::*;
 use shadergan::kernels::conv::*;
 use shadergan::kernels::norm::*;
+use shadergan::kernels::tolerance::{compare, tolerance};
+use shadergan::{TrainConfig, Trainer};
 
 // ---------------------------------------------------------------- inputs and buffers
 
@@ -916,11 +921,11 @@ fn batch_norm_backward_twins_match_finite_differences() {
 
 #[test]
 fn workgroups_cover_every_output() {
-    for case in CONV_CASES {
+    for case in CONV_CASES.iter().chain(TILED_CASES) {
         let g = geo(case);
         let shape = g.shape();
         let cover = |call: ConvCall, n: usize| {
-            let [x, y, z] = call.op(0, 1, 2).workgroups();
+            let [x, y, z] = call.op_as(Variant::Direct, 0, 1, 2).workgroups();
             assert!(x <= 65_535 && y <= 65_535 && z == 1);
             assert!((x * y) as usize * LANES >= n, "{:?}: {x}x{y} workgroups for {n}", call.entry);
         };
@@ -928,16 +933,52 @@ fn workgroups_cover_every_output() {
         cover(shape.backward_input(0, 0, 0, false), g.x_len());
         cover(shape.backward_weight(0, 0, 0, false), g.w_len());
         cover(shape.backward_bias(0, 0, false), g.c_out * LANES);
+        // The tiled kernels: every tile has a workgroup, and the tiles cover every output.
+        let tiles = |call: ConvCall, want: usize| {
+            let [x, y, z] = call.op_as(Variant::Tiled, 0, 1, 2).workgroups();
+            assert!(x <= 65_535 && y <= 65_535 && z == 1);
+            assert!((x * y) as usize >= want, "{:?}: {x}x{y} workgroups for {want} tiles", call.entry);
+        };
+        let p = shape.params();
+        let ((tr, tc), (wr, wc)) = (p.forward_tile(), p.backward_weight_tile());
+        assert!(tr * tc == 4 * 4 * 256 && wr * wc == 4 * 4 * 64 && tr <= 64 && wr <= 32, "{case:?}");
+        assert!(tr >= g.c_out.min(64) && wr >= g.c_out.min(32), "{case:?}: tiles of channels that exist");
+        assert_eq!(p.forward_tiles(), g.c_out.div_ceil(tr) * (g.n * g.h_out * g.w_out).div_ceil(tc));
+        tiles(shape.forward(0, 0, None, 0), p.forward_tiles());
+        let s = g.s;
+        let classes = s.min(g.h_in) * s.min(g.w_in);
+        let positions = g.n * g.h_in.div_ceil(s) * g.w_in.div_ceil(s);
+        assert!(classes * positions >= g.n * g.h_in * g.w_in, "{case:?}: parity classes cover dx");
+        let (ir, ic) = p.backward_input_tile();
+        assert_eq!(p.backward_input_tiles(), classes * g.c_in.div_ceil(ir) * positions.div_ceil(ic));
+        tiles(shape.backward_input(0, 0, 0, false), p.backward_input_tiles());
+        assert_eq!(p.backward_weight_tiles(), g.c_out.div_ceil(wr) * (g.c_in * g.kh * g.kw).div_ceil(wc));
+        tiles(shape.backward_weight(0, 0, 0, false), p.backward_weight_tiles());
     }
+    // Tiles by channel count: 64 x 64 from 64 channels up, short and wide below.
+    assert_eq!(tiled::tile_shape(1, 256, 16), (4, 1024));
+    assert_eq!(tiled::tile_shape(3, 256, 16), (4, 1024));
+    assert_eq!(tiled::tile_shape(7, 256, 16), (8, 512));
+    assert_eq!(tiled::tile_shape(33, 256, 16), (64, 64));
+    assert_eq!(tiled::tile_shape(65, 256, 16), (64, 64));
+    assert_eq!(tiled::tile_shape(1, 64, 8), (4, 256));
+    assert_eq!(tiled::tile_shape(128, 64, 8), (32, 32));
     let big = Conv2dShape { n: 64, c_in: 3, h_in: 64, w_in: 64, c_out: 64, kh: 4, kw: 4, stride: 2, pad: 1 };
+    let direct = |call: ConvCall| call.op_as(Variant::Direct, 0, 1, 2).workgroups();
     // 64 * 64 * 32 * 32 outputs = 4,194,304: 16,384 workgroups in one row.
-    assert_eq!(big.forward(0, 0, None, 0).op(0, 1, 2).workgroups(), [16_384, 1, 1]);
-    assert_eq!(big.backward_bias(0, 0, false).op(0, 1, 2).workgroups(), [64, 1, 1]);
+    assert_eq!(direct(big.forward(0, 0, None, 0)), [16_384, 1, 1]);
+    assert_eq!(direct(big.backward_bias(0, 0, false)), [64, 1, 1]);
+    // Tiled: 1 x 1024 tiles of 64 channels x 64 columns (65,536 columns).
+    assert_eq!(big.forward(0, 0, None, 0).op_as(Variant::Tiled, 0, 1, 2).workgroups(), [1024, 1, 1]);
     let t = ConvTranspose2dShape { n: 64, c_in: 128, h_in: 16, w_in: 16, c_out: 64, kh: 4, kw: 4, stride: 2, pad: 1 };
     // The transpose's output (64, 64, 32, 32) is the dx side of its conv2d view; its bias sum
     // runs one workgroup per output channel.
-    assert_eq!(t.forward(0, 0, None, 0).op(0, 1, 2).workgroups(), [16_384, 1, 1]);
-    assert_eq!(t.backward_bias(0, 0, false).op(0, 1, 2).workgroups(), [64, 1, 1]);
+    assert_eq!(direct(t.forward(0, 0, None, 0)), [16_384, 1, 1]);
+    assert_eq!(direct(t.backward_bias(0, 0, false)), [64, 1, 1]);
+    // Tiled: 4 parity classes x 1 channel tile x 256 tiles of 64 positions (64 x 16 x 16 each).
+    assert_eq!(t.forward(0, 0, None, 0).op_as(Variant::Tiled, 0, 1, 2).workgroups(), [1024, 1, 1]);
+    // The weight gradient's tiles of 32 x 32: (128 / 32) x (64 * 16 / 32).
+    assert_eq!(t.backward_weight(0, 0, 0, false).op_as(Variant::Tiled, 0, 1, 2).workgroups(), [128, 1, 1]);
     let p = NormParams::new(64, 512, 16);
     assert_eq!(BatchNormForward { p, a: 0, c: 1, out: 2, state: 3, saved: 4 }.workgroups(), [512, 1, 1]);
     assert_eq!(BatchNormEval { p, a: 0, c: 1, out: 2, state: 3 }.workgroups(), [2048, 1, 1]);
@@ -965,51 +1006,71 @@ fn transpose_builders_swap_the_roles() {
 
 // ---------------------------------------------------------------- the WGSL kernels vs the twins
 
-/// One conv call on both backends: a (binding 1), c (binding 2: w, then b), out starting as NaN
-/// or, when accumulating, as `init`.
-fn conv_both(what: &str, call: ConvCall, a: &[f32], c: &[f32], out_len: usize, init: Option<&[f32]>) {
+/// One conv call on both backends, on the direct or the tiled kernel: a (binding 1), c (binding
+/// 2: w, then b), out starting as NaN or, when accumulating, as `init`.
+fn conv_both(what: &str, v: Variant, call: ConvCall, a: &[f32], c: &[f32], out_len: usize, init: Option<&[f32]>) {
     let mut case = Case::new();
     let (ab, cb) = (case.input("a", a.to_vec()), case.input("c", c.to_vec()));
     let out = match init {
         Some(v) => case.input("out", v.to_vec()),
         None => case.output("out", out_len),
     };
-    case.check(call.op(ab, cb, out), &[out], what);
+    let op = call.op_as(v, ab, cb, out);
+    let tiled = op.entry().ends_with("_tiled");
+    assert_eq!(tiled, v == Variant::Tiled && call.entry != ConvEntry::BackwardBias, "{what}: runs {}", op.entry());
+    case.check(op, &[out], what);
 }
 
-#[test]
-fn conv_kernels_match_their_twins_on_the_gpu() {
-    let mut rng = Rng(21);
-    for case in CONV_CASES {
+/// Every conv2d call of these layers on `v`'s kernels, overwriting and accumulating; the
+/// forward and the input gradient with a bias.
+fn conv_calls_match(v: Variant, cases: &[[usize; 9]], rng: &mut Rng) {
+    for case in cases {
         let g = geo(case);
         let shape = g.shape();
         let (x, w, b, dy) = (
             rng.vec(g.x_len(), -1.0, 1.0),
             rng.vec(g.w_len(), -1.0, 1.0),
-            rng.vec(g.c_out, -1.0, 1.0),
+            rng.vec(g.c_out.max(g.c_in), -1.0, 1.0),
             rng.vec(g.y_len(), -1.0, 1.0),
         );
         let wb: Vec<f32> = w.iter().chain(&b).copied().collect();
-        let what = format!("{case:?}");
+        let what = format!("{v:?} {case:?}");
         for acc in [false, true] {
             let init = |n: usize| acc.then(|| vec![0.25f32; n]);
             let mut f = shape.forward(0, 0, Some(w.len() as u32), 0);
             f.p.accumulate = acc as u32;
-            conv_both(&format!("forward {what}"), f, &x, &wb, g.y_len(), init(g.y_len()).as_deref());
-            let bi = shape.backward_input(0, 0, 0, acc);
-            conv_both(&format!("backward_input {what}"), bi, &dy, &w, g.x_len(), init(g.x_len()).as_deref());
+            conv_both(&format!("forward acc={acc} {what}"), v, f, &x, &wb, g.y_len(), init(g.y_len()).as_deref());
+            let mut bi = shape.backward_input(0, 0, 0, acc);
+            (bi.p.has_bias, bi.p.bias_off) = (acc as u32, w.len() as u32);
+            let what_bi = format!("backward_input acc={acc} bias={acc} {what}");
+            conv_both(&what_bi, v, bi, &dy, &wb, g.x_len(), init(g.x_len()).as_deref());
             let bw = shape.backward_weight(0, 0, 0, acc);
-            conv_both(&format!("backward_weight {what}"), bw, &dy, &x, g.w_len(), init(g.w_len()).as_deref());
+            conv_both(
+                &format!("backward_weight acc={acc} {what}"),
+                v,
+                bw,
+                &dy,
+                &x,
+                g.w_len(),
+                init(g.w_len()).as_deref(),
+            );
             let bb = shape.backward_bias(0, 0, acc);
-            conv_both(&format!("backward_bias {what}"), bb, &dy, &[0.0], g.c_out, init(g.c_out).as_deref());
+            conv_both(
+                &format!("backward_bias acc={acc} {what}"),
+                v,
+                bb,
+                &dy,
+                &[0.0],
+                g.c_out,
+                init(g.c_out).as_deref(),
+            );
         }
     }
 }
 
-#[test]
-fn conv_transpose2d_calls_match_their_twins_on_the_gpu() {
-    let mut rng = Rng(22);
-    for case in TRANSPOSE_CASES {
+/// Every conv_transpose2d call of these layers through the builders, on `v`'s kernels.
+fn conv_transpose_calls_match(v: Variant, cases: &[[usize; 9]], rng: &mut Rng) {
+    for case in cases {
         let t = tgeo(case);
         let shape = t.shape();
         let (x, w, b, dy) = (
@@ -1019,54 +1080,360 @@ fn conv_transpose2d_calls_match_their_twins_on_the_gpu() {
             rng.vec(t.y_len(), -1.0, 1.0),
         );
         let wb: Vec<f32> = w.iter().chain(&b).copied().collect();
-        let what = format!("transpose {case:?}");
-        conv_both(&format!("forward {what}"), shape.forward(0, 0, Some(w.len() as u32), 0), &x, &wb, t.y_len(), None);
-        conv_both(&format!("backward_input {what}"), shape.backward_input(0, 0, 0, false), &dy, &w, t.x_len(), None);
-        conv_both(&format!("backward_weight {what}"), shape.backward_weight(0, 0, 0, false), &x, &dy, t.w_len(), None);
-        conv_both(&format!("backward_bias {what}"), shape.backward_bias(0, 0, false), &dy, &[0.0], t.c_out, None);
+        let what = format!("{v:?} transpose {case:?}");
+        let f = shape.forward(0, 0, Some(w.len() as u32), 0);
+        conv_both(&format!("forward {what}"), v, f, &x, &wb, t.y_len(), None);
+        let bi = shape.backward_input(0, 0, 0, false);
+        conv_both(&format!("backward_input {what}"), v, bi, &dy, &w, t.x_len(), None);
+        let bw = shape.backward_weight(0, 0, 0, true);
+        conv_both(&format!("backward_weight acc {what}"), v, bw, &x, &dy, t.w_len(), Some(&vec![0.5; t.w_len()]));
+        let bb = shape.backward_bias(0, 0, false);
+        conv_both(&format!("backward_bias {what}"), v, bb, &dy, &[0.0], t.c_out, None);
     }
 }
 
 #[test]
-fn batch_norm_kernels_match_their_twins_on_the_gpu() {
-    let mut rng = Rng(23);
-    for &[n, c, s] in BN_CASES {
-        let len = n * c * s;
-        let x = rng.vec(len, -2.0, 3.0);
-        let params: Vec<f32> = rng.vec(c, 0.5, 2.0).into_iter().chain(rng.vec(c, -1.0, 1.0)).collect();
-        let running: Vec<f32> = rng.vec(c, -1.0, 1.0).into_iter().chain(rng.vec(c, 0.5, 2.0)).collect();
-        let dy = rng.vec(len, -1.0, 1.0);
-        let base = NormParams {
-            beta_off: c as u32,
-            var_off: c as u32,
-            dbeta_off: c as u32,
-            ..NormParams::new(n as u32, c as u32, s as u32)
-        };
-        let what = format!("n {n} c {c} s {s}");
-        // Training forward: y, the running statistics (updated) and the saved statistics.
-        let mut f = Case::new();
-        let (xb, pb) = (f.input("x", x.clone()), f.input("params", params.clone()));
-        let (yb, sb, vb) = (f.output("y", len), f.input("state", running.clone()), f.output("saved", 3 * c));
-        f.check(BatchNormForward { p: base, a: xb, c: pb, out: yb, state: sb, saved: vb }, &[yb, sb, vb], &what);
-        // Eval from the running statistics.
-        let mut e = Case::new();
-        let (xb, pb) = (e.input("x", x.clone()), e.input("params", params.clone()));
-        let (yb, sb) = (e.output("y", len), e.input("state", running.clone()));
-        e.check(BatchNormEval { p: base, a: xb, c: pb, out: yb, state: sb }, &[yb], &what);
-        // Backward from the twin forward's saved statistics, the same on both sides.
-        let (mut y, mut st, mut saved) = (vec![0.0; len], running.clone(), vec![0.0; 3 * c]);
-        batch_norm_forward(&base, &x, &params, &mut y, &mut st, &mut saved);
-        for acc in [0, 1] {
-            let p = NormParams { accumulate: acc, ..base };
-            let init = |k: usize| if acc == 1 { vec![0.5f32; k] } else { vec![f32::NAN; k] };
-            let mut b = Case::new();
-            let (xb, db, vb) = (b.input("x", x.clone()), b.input("dy", dy.clone()), b.input("saved", saved.clone()));
-            let dx = b.input("dx", init(len));
-            b.check(BatchNormBackwardInput { p, a: xb, c: db, out: dx, saved: vb }, &[dx], &what);
-            let mut q = Case::new();
-            let (xb, db, vb) = (q.input("x", x.clone()), q.input("dy", dy.clone()), q.input("saved", saved.clone()));
-            let grads = q.input("grads", init(2 * c));
-            q.check(BatchNormBackwardParams { p, a: xb, c: db, out: grads, saved: vb }, &[grads], &what);
+fn conv_kernels_match_their_twins_on_the_gpu() {
+    conv_calls_match(Variant::Direct, CONV_CASES, &mut Rng(21));
+}
+
+#[test]
+fn conv_transpose2d_calls_match_their_twins_on_the_gpu() {
+    conv_transpose_calls_match(Variant::Direct, TRANSPOSE_CASES, &mut Rng(22));
+}
+
+/// (n, c_in, h_in, w_in, c_out, kh, kw, stride, pad): shapes for the tiled kernels' edges:
+/// channel counts around the 64-wide tiles (1, 3, 7, 65, 129), strides up to 3 with every
+/// parity class, batches 1 and 7.
+const TILED_CASES: &[[usize; 9]] = &[
+    [7, 65, 5, 5, 3, 3, 3, 1, 1],   // c_in 65 (two row tiles of dx), batch 7
+    [1, 3, 9, 9, 65, 5, 5, 2, 2],   // c_out 65, kernel 5, stride 2, pad 2
+    [7, 7, 11, 10, 7, 4, 4, 2, 1],  // DCGAN's (4, 2, 1) down on odd sizes
+    [2, 65, 6, 6, 65, 1, 1, 3, 0],  // kernel 1, stride 3: inputs no output reads
+    [1, 1, 1, 1, 65, 1, 1, 1, 0],   // 1x1 image
+    [3, 65, 4, 4, 7, 4, 4, 1, 0],   // 4x4 -> 1x1 (DCGAN's last D layer)
+    [1, 3, 13, 7, 66, 3, 3, 3, 2],  // stride 3, pad 2: 9 parity classes
+    [2, 70, 3, 3, 129, 3, 3, 1, 2], // three row tiles, pad 2 > the overlap
+];
+
+/// ConvTranspose2d layers (PyTorch's terms) for the tiled kernels.
+const TILED_TRANSPOSE_CASES: &[[usize; 9]] = &[
+    [7, 65, 3, 3, 3, 4, 4, 2, 1], // DCGAN's (4, 2, 1) up, 65 in
+    [1, 3, 5, 4, 65, 5, 5, 3, 2], // stride 3, 65 out
+    [2, 7, 7, 7, 1, 4, 4, 2, 1],  // one output channel (DCGAN's image layer)
+    [1, 65, 1, 1, 7, 4, 4, 1, 0], // DCGAN's first G layer: 1x1 -> 4x4
+];
+
+#[test]
+fn tiled_conv_kernels_match_the_twins_on_the_gpu() {
+    let mut rng = Rng(24);
+    conv_calls_match(Variant::Tiled, CONV_CASES, &mut rng);
+    conv_calls_match(Variant::Tiled, TILED_CASES, &mut rng);
+}
+
+#[test]
+fn tiled_conv_transpose2d_calls_match_the_twins_on_the_gpu() {
+    let mut rng = Rng(25);
+    conv_transpose_calls_match(Variant::Tiled, TRANSPOSE_CASES, &mut rng);
+    conv_transpose_calls_match(Variant::Tiled, TILED_TRANSPOSE_CASES, &mut rng);
+}
+
+#[test]
+fn conv_kernels_match_the_twins_at_extreme_values_on_the_gpu() {
+    // Inputs of +-1e4 through the forward and the input gradient of both variants, whose sums
+    // run in the twins' order (padding taps must add an exact 0, whatever the weights). The
+    // tiled weight gradient's chunked sum is checked at unit scale only: its reassociation error
+    // grows with the values summed, which its tolerance does not scale with.
+    let mut rng = Rng(28);
+    for v in [Variant::Direct, Variant::Tiled] {
+        for case in CONV_CASES[2..5].iter().chain(&TILED_CASES[..3]) {
+            let g = geo(case);
+            let shape = g.shape();
+            let (x, w, dy) =
+                (rng.vec(g.x_len(), -1e4, 1e4), rng.vec(g.w_len(), -1.0, 1.0), rng.vec(g.y_len(), -1e4, 1e4));
+            let what = format!("{v:?} {case:?}, +-1e4");
+            conv_both(&format!("forward {what}"), v, shape.forward(0, 0, None, 0), &x, &w, g.y_len(), None);
+            let bi = shape.backward_input(0, 0, 0, false);
+            conv_both(&format!("backward_input {what}"), v, bi, &dy, &w, g.x_len(), None);
         }
     }
+}
+
+#[test]
+fn tiled_conv_kernels_match_the_twins_at_dcgan_shapes() {
+    // 28x28 at batch 8: D's conv2 Conv(64 -> 128, 14 -> 7) (also G's deconv1 seen as a conv2d)
+    // and conv1 Conv(1 -> 64, 28 -> 14); G's ConvT(128 -> 64, 7 -> 14) and ConvT(64 -> 1, 14 -> 28).
+    let mut rng = Rng(26);
+    for v in [Variant::Tiled, Variant::Direct] {
+        conv_calls_match(v, &[[8, 64, 14, 14, 128, 4, 4, 2, 1], [8, 1, 28, 28, 64, 4, 4, 2, 1]], &mut rng);
+        conv_transpose_calls_match(v, &[[8, 128, 7, 7, 64, 4, 4, 2, 1], [8, 64, 14, 14, 1, 4, 4, 2, 1]], &mut rng);
+    }
+}
+
+#[test]
+fn tiled_conv_kernels_handle_more_than_65535_tiles() {
+    // A 1x1 kernel at stride 300 on 300x300 pixels: dx has 90,000 parity classes of one position
+    // each (only class (0, 0) has a tap; the others get the bias alone), so its tiled input
+    // gradient runs 90,000 tiles, dispatched as a 2-D grid.
+    let g = geo(&[1, 1, 300, 300, 1, 1, 1, 300, 0]);
+    let shape = g.shape();
+    let mut bi = shape.backward_input(0, 0, 0, false);
+    assert_eq!(bi.p.backward_input_tiles(), 90_000);
+    assert_eq!(bi.op_as(Variant::Tiled, 0, 1, 2).workgroups(), [65_535, 2, 1]);
+    (bi.p.has_bias, bi.p.bias_off) = (1, 1);
+    conv_both("backward_input, 2-D grid", Variant::Tiled, bi, &[0.75], &[-2.0, 0.5], g.x_len(), None);
+    // The forward's and the weight gradient's grids split the same way (computed only: their
+    // tensors would need hundreds of MB): 65,568 tiles of 64 x 64, and 256 x 256 of 32 x 32.
+    let wide = Conv2dShape { n: 1, c_in: 64, h_in: 2049, w_in: 2048, c_out: 64, kh: 1, kw: 1, stride: 1, pad: 0 };
+    assert_eq!(wide.forward(0, 0, None, 0).op_as(Variant::Tiled, 0, 1, 2).workgroups(), [65_535, 2, 1]);
+    let huge = Conv2dShape { n: 1, c_in: 512, h_in: 4, w_in: 4, c_out: 8192, kh: 4, kw: 4, stride: 1, pad: 0 };
+    assert_eq!(huge.backward_weight(0, 0, 0, false).op_as(Variant::Tiled, 0, 1, 2).workgroups(), [65_535, 2, 1]);
+}
+
+// ---------------------------------------------------------------- timings (by hand)
+
+/// The conv2d views of every DCGAN layer at 28x28 (g = d = 64, one channel) and 64x64 (g = d =
+/// 64, three channels, nz 100): (name, [c_in, h_in, w_in, c_out, k, stride, pad]). A ConvT layer
+/// runs as the conv2d whose adjoint it is (its forward is that conv2d's backward_input, its input
+/// gradient that conv2d's forward), so D's conv I and G's matching deconv share a view.
+const DCGAN_VIEWS: &[(&str, [usize; 7])] = &[
+    ("28: D.conv1 / G.deconv2", [1, 28, 28, 64, 4, 2, 1]),
+    ("28: D.conv2 / G.deconv1", [64, 14, 14, 128, 4, 2, 1]),
+    ("64: D.conv1 / G.deconv5", [3, 64, 64, 64, 4, 2, 1]),
+    ("64: D.conv2 / G.deconv4", [64, 32, 32, 128, 4, 2, 1]),
+    ("64: D.conv3 / G.deconv3", [128, 16, 16, 256, 4, 2, 1]),
+    ("64: D.conv4 / G.deconv2", [256, 8, 8, 512, 4, 2, 1]),
+    ("64: D.conv5", [512, 4, 4, 1, 4, 1, 0]),
+    ("64: G.deconv1", [512, 4, 4, 100, 4, 1, 0]),
+];
+
+/// GPU time of one call (ms, the least of `reps` runs, from timestamp queries) and its output.
+fn time_call(
+    ctx: &Arc<shadergan::backend::gpu::GpuContext>,
+    op: shadergan::ir::Op,
+    inputs: [&[f32]; 2],
+    out_len: usize,
+    reps: usize,
+) -> (f64, Vec<f32>) {
+    use shadergan::backend::gpu::GpuExecutor;
+    use shadergan::backend::Executor;
+    use shadergan::ir::BufSpec;
+    let specs = [BufSpec::f32("a", inputs[0].len()), BufSpec::f32("c", inputs[1].len()), BufSpec::f32("out", out_len)];
+    let mut g = GpuExecutor::new(ctx.clone(), &specs, None).unwrap();
+    g.write(0, inputs[0]).unwrap();
+    g.write(1, inputs[1]).unwrap();
+    g.write(2, &vec![0.0; out_len]).unwrap();
+    let section = g.add_section(std::slice::from_ref(&op)).unwrap();
+    let out = {
+        g.run(section, 1).unwrap();
+        g.read(2).unwrap()
+    };
+    let best =
+        (0..reps).map(|_| g.profile(section).unwrap().expect("timestamp queries")[0].1).fold(f64::INFINITY, f64::min);
+    (best * 1e3, out)
+}
+
+/// The direct and tiled kernels of every DCGAN layer view at batch 64 (SHADERGAN_CONV_BATCH),
+/// timed on this adapter (the least of SHADERGAN_CONV_REPS runs, default 3), the tiled outputs
+/// checked against the direct ones. Prints a table and each call's rule choice; asserts nothing
+/// about time. On lavapipe the figures only indicate: it runs the shaders on the CPU. The table
+/// in src/kernels/conv/mod.rs comes from here.
+///   cargo test --release --test ops -- --ignored --nocapture conv_timings
+#[test]
+#[ignore]
+fn conv_timings_at_dcgan_shapes() {
+    let Some(ctx) = crate::common::gpu() else { return };
+    let n: usize = std::env::var("SHADERGAN_CONV_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let reps: usize = std::env::var("SHADERGAN_CONV_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    println!("{}, batch {n}, least of {reps} runs, ms", ctx.summary.describe());
+    println!("{:<26} {:<16} {:>10} {:>10} {:>7}  auto", "layer view", "pass", "direct", "tiled", "d/t");
+    let mut rng = Rng(99);
+    for &(name, [c_in, h, w, c_out, k, s, pad]) in DCGAN_VIEWS {
+        let g = geo(&[n, c_in, h, w, c_out, k, k, s, pad]);
+        let shape = g.shape();
+        let (x, wt, dy) = (rng.vec(g.x_len(), -1.0, 1.0), rng.vec(g.w_len(), -1.0, 1.0), rng.vec(g.y_len(), -1.0, 1.0));
+        let calls = [
+            ("forward", shape.forward(0, 0, None, 0), [&x[..], &wt[..]], g.y_len()),
+            ("backward_input", shape.backward_input(0, 0, 0, false), [&dy[..], &wt[..]], g.x_len()),
+            ("backward_weight", shape.backward_weight(0, 0, 0, false), [&dy[..], &x[..]], g.w_len()),
+        ];
+        for (pass, call, inputs, out_len) in calls {
+            let (td, yd) = time_call(&ctx, call.op_as(Variant::Direct, 0, 1, 2), inputs, out_len, reps);
+            let tiled = call.op_as(Variant::Tiled, 0, 1, 2);
+            let entry = tiled.entry();
+            let (tt, yt) = time_call(&ctx, tiled, inputs, out_len, reps);
+            // The weight gradient's chunked sum of n h_out w_out products differs from the direct
+            // run by a reassociation: about sqrt(terms) ulps of the partial sums (~ the result).
+            let mut tol = tolerance(entry);
+            if call.entry == ConvEntry::BackwardWeight {
+                let terms = (n * g.h_out * g.w_out) as f32;
+                let top = yd.iter().fold(0f32, |m, v| m.max(v.abs()));
+                tol.abs = tol.abs.max(4.0 * f32::EPSILON * terms.sqrt() * top);
+            }
+            compare(entry, &yt, &yd, tol).unwrap_or_else(|e| panic!("{name} {pass}: tiled vs direct: {e}"));
+            let auto = select(Mode::Auto, call.entry, &call.p);
+            println!("{name:<26} {pass:<16} {td:>10.2} {tt:>10.2} {:>7.2}  {auto:?}", td / tt);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- DCGAN training on the tiled path
+
+/// `n` images of `channels` x `size` x `size` bytes with some structure (as tests/parity_dcgan.rs).
+fn dcgan_images(n: usize, channels: usize, size: usize) -> Arc<Dataset> {
+    let dim = channels * size * size;
+    let noise = crate::common::uniform(n * dim, 9, 0.0, 1.0);
+    let bytes: Vec<u8> = (0..n * dim)
+        .map(|i| {
+            let (s, p) = (i / dim, i % dim);
+            let (y, x) = ((p / size) % size, p % size);
+            let ink = (x as i64 - size as i64 / 2).abs() < 2 + (s % 3) as i64 || y == s % size;
+            (if ink { 180.0 + 75.0 * noise[i] } else { 40.0 * noise[i] }) as u8
+        })
+        .collect();
+    let mut d = Dataset::from_u8(n, dim, bytes).unwrap();
+    d.sample_shape = if channels == 1 { vec![size, size] } else { vec![channels, size, size] };
+    Arc::new(d)
+}
+
+fn dcgan_config(data: &Dataset, width: usize, g_ema: f32) -> TrainConfig {
+    shadergan::TrainOptions {
+        arch: shadergan::config::model::Arch::Dcgan,
+        g_channels: width,
+        d_channels: width,
+        latent_dim: 8,
+        batch_size: 8,
+        seed: 77,
+        g_ema: Some(g_ema),
+        ..Default::default()
+    }
+    .resolve(data)
+    .unwrap()
+}
+
+/// The conv entry points of the training step a program built in `mode` runs on the GPU.
+fn conv_entries(cfg: &TrainConfig, data: &Dataset, mode: Mode) -> Vec<&'static str> {
+    let program = with_mode(mode, || shadergan::programs::gan::GanProgram::build(cfg, data.n, true));
+    let mut e: Vec<&'static str> =
+        program.train_step.iter().map(|op| op.entry()).filter(|e| e.starts_with("conv2d")).collect();
+    e.sort();
+    e.dedup();
+    e
+}
+
+/// GPU and CPU trainers built in `mode` agree after `steps` steps (parameters, running
+/// statistics, Adam's moments, losses, eval-mode samples), as in tests/parity_dcgan.rs.
+fn dcgan_parity(what: &str, cfg: &TrainConfig, data: &Arc<Dataset>, mode: Mode, steps: u32) {
+    let mut cpu = with_mode(mode, || crate::common::cpu_trainer(cfg, data, false));
+    let Some(mut gpu) = with_mode(mode, || crate::common::gpu_trainer(cfg, data)) else { return };
+    assert_eq!(gpu.snapshot().unwrap(), cpu.snapshot().unwrap(), "{what}: initial state");
+    for _ in 0..steps {
+        cpu.train(1).unwrap();
+        gpu.train(1).unwrap();
+    }
+    let t = tolerance("train_10_steps");
+    let (gs, cs) = (gpu.stats().unwrap(), cpu.stats().unwrap());
+    compare(what, &[gs.d_loss, gs.g_loss, gs.d_real, gs.d_fake], &[cs.d_loss, cs.g_loss, cs.d_real, cs.d_fake], t)
+        .unwrap();
+    let (g, c) = (gpu.snapshot().unwrap(), cpu.snapshot().unwrap());
+    assert_eq!(g.state, c.state, "{what}: step state");
+    for (name, gv, cv) in [
+        ("G params", &g.g.params, &c.g.params),
+        ("D params", &g.d.params, &c.d.params),
+        ("G running stats", &g.g.state, &c.g.state),
+        ("D running stats", &g.d.state, &c.d.state),
+        ("G moments", &g.g.moments, &c.g.moments),
+        ("G average's stats", &g.g_ema_state, &c.g_ema_state),
+    ] {
+        compare(name, gv, cv, t).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    let z = crate::common::uniform(5 * 8, 3, -2.0, 2.0);
+    compare("samples", &gpu.sample(&z).unwrap(), &cpu.sample(&z).unwrap(), t).unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
+#[test]
+fn dcgan_training_agrees_on_gpu_and_cpu_with_the_tiled_kernels_forced() {
+    // tests/parity_dcgan.rs's narrow models (4 channels), every conv call forced onto the tiled
+    // kernels through the selection hook.
+    for (channels, size, ema) in [(1, 28, 0.0), (3, 32, 0.9), (1, 64, 0.0)] {
+        let data = dcgan_images(24, channels, size);
+        let cfg = dcgan_config(&data, 4, ema);
+        let tiled = [
+            "conv2d_backward_bias",
+            "conv2d_backward_input_tiled",
+            "conv2d_backward_weight_tiled",
+            "conv2d_forward_tiled",
+        ];
+        let entries = conv_entries(&cfg, &data, Mode::Tiled);
+        // conv2d_backward_bias only where a layer has a bias (D's last at 32 and 64 has none).
+        assert!(entries.iter().all(|e| tiled.contains(e)) && entries.len() >= 3, "{size}: {entries:?}");
+        dcgan_parity(&format!("tiled, {channels}x{size}x{size}, g-ema {ema}"), &cfg, &data, Mode::Tiled, 4);
+    }
+}
+
+#[test]
+fn dcgan_training_agrees_on_gpu_and_cpu_with_the_default_rule() {
+    // The 28x28 model at its default widths (64), where the rule picks the tiled kernels for
+    // some calls (checked), and the direct ones where forced.
+    let data = dcgan_images(24, 1, 28);
+    let cfg = dcgan_config(&data, 64, 0.9);
+    let auto = conv_entries(&cfg, &data, Mode::Auto);
+    assert!(auto.iter().any(|e| e.ends_with("_tiled")), "the rule picks no tiled kernel: {auto:?}");
+    assert!(conv_entries(&cfg, &data, Mode::Direct).iter().all(|e| !e.ends_with("_tiled")));
+    dcgan_parity("28x28, width 64, auto", &cfg, &data, Mode::Auto, 3);
+}
+
+#[test]
+fn the_rule_picks_the_tiled_kernels_at_dcgan_layers_but_the_smallest() {
+    // The measured rule (src/kernels/conv/mod.rs) at batch 64: tiled at every layer view's three
+    // passes, but for D's last layer's forward (64 outputs).
+    for &(name, [c_in, h, w, c_out, k, s, pad]) in DCGAN_VIEWS {
+        let shape = geo(&[64, c_in, h, w, c_out, k, k, s, pad]).shape();
+        for call in
+            [shape.forward(0, 0, None, 0), shape.backward_input(0, 0, 0, false), shape.backward_weight(0, 0, 0, false)]
+        {
+            let want = if name == "64: D.conv5" && call.entry == ConvEntry::Forward {
+                Variant::Direct
+            } else {
+                Variant::Tiled
+            };
+            assert_eq!(auto_variant(call.entry, &call.p), want, "{name} {:?}", call.entry);
+            assert_eq!(select(Mode::Auto, call.entry, &call.p), want);
+            assert_eq!(select(Mode::Direct, call.entry, &call.p), Variant::Direct);
+            assert_eq!(select(Mode::Tiled, call.entry, &call.p), Variant::Tiled);
+        }
+        assert_eq!(select(Mode::Tiled, ConvEntry::BackwardBias, &shape.params()), Variant::Direct);
+    }
+    // At batch 8 D's last weight gradient sums 8 products per output: direct.
+    let last = geo(&[8, 512, 4, 4, 1, 4, 4, 1, 0]).shape().backward_weight(0, 0, 0, false);
+    assert_eq!(gemm_size(last.entry, &last.p), (8192, 8));
+    assert_eq!(auto_variant(last.entry, &last.p), Variant::Direct);
+    // The input gradient's inner dimension counts one parity class's taps: 128 x 2 x 2.
+    let up = geo(&[64, 64, 14, 14, 128, 4, 4, 2, 1]).shape().backward_input(0, 0, 0, false);
+    assert_eq!(gemm_size(up.entry, &up.p), (64 * 64 * 14 * 14, 512));
+}
+
+#[test]
+fn the_selection_hook_overrides_the_rule_on_its_thread_only() {
+    let shape = Conv2dShape { n: 8, c_in: 64, h_in: 14, w_in: 14, c_out: 128, kh: 4, kw: 4, stride: 2, pad: 1 };
+    let call = shape.forward(0, 0, None, 0);
+    assert_eq!(Mode::parse("Tiled"), Some(Mode::Tiled));
+    assert_eq!(Mode::parse(" direct\n"), Some(Mode::Direct));
+    assert_eq!(Mode::parse("auto"), Some(Mode::Auto));
+    assert_eq!(Mode::parse("gemm"), None);
+    let outer = mode();
+    with_mode(Mode::Tiled, || {
+        assert_eq!(call.variant(), Variant::Tiled);
+        assert_eq!(call.op(0, 1, 2).entry(), "conv2d_forward_tiled");
+        // The bias gradient has only the direct kernel.
+        assert_eq!(shape.backward_bias(0, 0, false).op(0, 1, 2).entry(), "conv2d_backward_bias");
+        with_mode(Mode::Direct, || assert_eq!(call.op(0, 1, 2).entry(), "conv2d_forward"));
+        assert_eq!(mode(), Mode::Tiled, "the inner mode ended with its closure");
+        // Another thread keeps the process's mode.
+        std::thread::spawn(move || assert_eq!(mode(), outer)).join().unwrap();
+    });
+    assert_eq!(mode(), outer);
+    let r = std::panic::catch_unwind(|| with_mode(Mode::Tiled, || panic!("inside")));
+    assert!(r.is_err());
+    assert_eq!(mode(), outer, "the mode comes back after a panic");
 }

@@ -1,12 +1,84 @@
-//! 2-D convolution (conv.wgsl), and 2-D transposed convolution by role swaps: one uniform, four
-//! entry points (`conv2d_forward`, `conv2d_backward_input`, `conv2d_backward_weight`,
-//! `conv2d_backward_bias`), the builders that fill the params of a conv2d or conv_transpose2d
-//! layer's calls (so the role swaps cannot go wrong), the CPU twins (`twin.rs`) and the CPU
-//! backend's fast paths (`fast.rs`: im2col and sgemm). Layout NCHW like PyTorch; the WGSL header
-//! has the formulas.
+//! 2-D convolution (conv.wgsl, conv_gemm.wgsl), and 2-D transposed convolution by role swaps: one
+//! uniform, four entry points (`conv2d_forward`, `conv2d_backward_input`,
+//! `conv2d_backward_weight`, `conv2d_backward_bias`) and tiled implicit-GEMM variants of the
+//! first three (`*_tiled`, launchers in `tiled.rs`), the builders that fill the params of a conv2d
+//! or conv_transpose2d layer's calls (so the role swaps cannot go wrong), the rule that picks a
+//! variant per call, the CPU twins (`twin.rs`) and the CPU backend's fast paths (`fast.rs`:
+//! im2col and sgemm). Layout NCHW like PyTorch; the WGSL headers have the formulas.
+//!
+//! # Direct or tiled
+//!
+//! The direct kernels (conv.wgsl) run one invocation per output element; the tiled ones
+//! (conv_gemm.wgsl) treat each pass as a GEMM whose im2col operand is computed as it is loaded,
+//! each invocation owning a 4x4 block of outputs (a tile of 64x64 per workgroup from 64
+//! channels up; the input gradient as one GEMM per output parity class, whose taps are the
+//! same for every position in it; the weight gradient with its long inner dimension n h_out
+//! w_out in four fixed slices). Both compute the same sums; the forward and the input gradient
+//! even in the same order, the weight gradient in four chunks (tolerance.rs). On the CPU both
+//! run the same twins or fast paths.
+//!
+//! [`ConvCall::op`] picks the variant by [`mode`]: `SHADERGAN_CONV=direct`, `=tiled`, or `=auto`
+//! (the default: [`auto_variant`]), or [`with_mode`] on one thread (tests force a path with it).
+//! The rule, in terms of the call's GEMM (outputs = rows x columns, the inner dimension each
+//! output sums over):
+//!
+//! | pass | rows | columns | inner |
+//! |---|---|---|---|
+//! | forward | c_out | n h_out w_out | c_in kh kw |
+//! | backward_input | c_in | n h_in w_in | c_out ceil(kh / s) ceil(kw / s) |
+//! | backward_weight | c_out | c_in kh kw | n h_out w_out |
+//!
+//! is: tiled when the output has at least [`AUTO_MIN_OUTPUTS`] (1,024) elements and the inner
+//! dimension at least [`AUTO_MIN_INNER`] (16), direct otherwise; the bias gradient is always
+//! direct. Both thresholds are where lavapipe's measurements (below) cross over: the direct
+//! kernel wins only at D's last layer, whose forward has 64 outputs (16 tiled invocations
+//! against 64 direct ones, each over 8,192 taps), and at batch 8 its weight gradient (8,192
+//! outputs over an inner dimension of 8: the tiled slices' reduction costs more than the sums).
+//!
+//! Measured with `cargo test --release --test ops -- --ignored --nocapture conv_timings`
+//! (timestamp queries around each dispatch, the least of 2 runs, batch 64, every tiled result
+//! checked against the direct one) on lavapipe (Mesa 25.0, LLVM 15, 256-bit) on 2 shared cores
+//! of an AMD EPYC under a load of about 5: lavapipe is a CPU emulation, so these figures only
+//! indicate. There the tiled kernels are 2-12x faster at every DCGAN layer but D's last; the
+//! direct input gradient is slowest, its tap loops diverging lane by lane. Times in ms, per
+//! conv2d view (a ConvT layer runs as the conv2d whose adjoint it is: its forward is that
+//! view's backward_input, its input gradient the view's forward; 28x28 and 64x64 at g = d = 64):
+//!
+//! | layer view | forward direct / tiled | backward_input | backward_weight |
+//! |---|---|---|---|
+//! | 28: D.conv1 / G.deconv2, Conv(1, 64) 28 -> 14 | 74.3 / 19.5 | 182.9 / 63.2 | 23.6 / 13.4 |
+//! | 28: D.conv2 / G.deconv1, Conv(64, 128) 14 -> 7 | 1,490.9 / 415.0 | 5,059.3 / 477.8 | 1,256.9 / 470.6 |
+//! | 64: D.conv1 / G.deconv5, Conv(3, 64) 64 -> 32 | 1,000.2 / 198.6 | 1,878.1 / 159.0 | 291.5 / 136.2 |
+//! | 64: D.conv2 / G.deconv4, Conv(64, 128) 32 -> 16 | 6,656.5 / 1,995.7 | 27,419.6 / 2,835.7 | 3,987.6 / 1,110.6 |
+//! | 64: D.conv3 / G.deconv3, Conv(128, 256) 16 -> 8 | 4,059.2 / 946.7 | 14,088.4 / 2,217.4 | 6,185.3 / 1,880.6 |
+//! | 64: D.conv4 / G.deconv2, Conv(256, 512) 8 -> 4 | 5,437.6 / 1,519.6 | 14,770.4 / 2,472.4 | 7,395.6 / 2,076.7 |
+//! | 64: D.conv5, Conv(512, 1) 4 -> 1, s1 p0 | **1.08** / 3.70 | 42.3 / 5.3 | 3.46 / 2.76 |
+//! | 64: G.deconv1, ConvT(100, 512) 1 -> 4, s1 p0 | 161.7 / 65.6 | 1,834.0 / 81.4 | 299.3 / 69.6 |
+//!
+//! Tried and dropped: the forward with workgroup-memory tiles (64x64, K in chunks of 16, two
+//! barriers per chunk) ran 2-3x slower than the register-only tiled kernel on lavapipe (batch
+//! 8: 114.9 against 32.9 ms at 28x28's Conv(64, 128), 507.7 against 185.3 at 64x64's
+//! Conv(64, 128)), as matmul.wgsl found before.
+//!
+//! On a real GPU nothing has been measured (no such adapter here). The rule is what the
+//! arithmetic there rewards too, more so: a tiled invocation reads 8 values per 16 products
+//! where a direct one reads 2 per product, and the parity split removes the direct input
+//! gradient's divergent tap loops. But a GPU needs many more invocations in flight than
+//! lavapipe's 2 cores, so there the crossover likely lies at more outputs than 1,024 (the
+//! tiled kernels launch 16x fewer invocations); the thresholds are constants to revisit with the
+//! timing test on one. The weight gradient of the smallest layers (few outputs, a long inner
+//! dimension: 28x28's Conv(1, 64), 1,024 outputs over 12,544 products) is where a GPU would
+//! want a split across workgroups, which needs a scratch buffer from the layer (src/nn) and a
+//! fixed-order reduction kernel: not done.
 
 pub mod fast;
+pub mod tiled;
 pub mod twin;
+
+pub use tiled::{Conv2dBackwardInputTiled, Conv2dBackwardWeightTiled, Conv2dForwardTiled};
+
+use std::cell::Cell;
+use std::sync::OnceLock;
 
 use super::{Entry, Family, Slot};
 use crate::ir::kernel::groups_1d;
@@ -67,6 +139,24 @@ pub const FAMILY: Family = Family {
         Entry { name: "conv2d_backward_input", slots: ABC },
         Entry { name: "conv2d_backward_weight", slots: ABC },
         Entry { name: "conv2d_backward_bias", slots: &[U(0), R(1), RW(3)] },
+    ],
+    uniforms: &[ConvParams::INFO],
+};
+
+/// The tiled implicit-GEMM variants of the forward and both GEMM-shaped gradients
+/// (conv_gemm.wgsl), on conv.wgsl's params and bindings.
+pub const FAMILY_GEMM: Family = Family {
+    name: "conv_gemm",
+    wgsl: include_str!("../../../shaders/conv_gemm.wgsl"),
+    f16: false,
+    // Every read is clamped or replaced by the tensor's first element where it would leave the
+    // tensor, every write guarded (conv_gemm.wgsl's header proves it index by index), and the
+    // executor checks every op's spans against its buffers before recording it.
+    unchecked: true,
+    entries: &[
+        Entry { name: "conv2d_forward_tiled", slots: ABC },
+        Entry { name: "conv2d_backward_input_tiled", slots: ABC },
+        Entry { name: "conv2d_backward_weight_tiled", slots: ABC },
     ],
     uniforms: &[ConvParams::INFO],
 };
@@ -135,17 +225,137 @@ pub struct ConvCall {
 }
 
 impl ConvCall {
-    /// The call on these buffers (bindings 1, 2, 3; `c` is unused by the bias gradient).
+    /// The call on these buffers (bindings 1, 2, 3; `c` is unused by the bias gradient), on the
+    /// kernel [`ConvCall::variant`] selects.
     pub fn op(self, a: BufId, c: BufId, out: BufId) -> Op {
+        self.op_as(self.variant(), a, c, out)
+    }
+
+    /// The variant this call runs as: the mode in force ([`mode`]) applied to its shape.
+    pub fn variant(&self) -> Variant {
+        select(mode(), self.entry, &self.p)
+    }
+
+    /// The call on the direct or the tiled kernel, whatever the rule says (the bias gradient
+    /// has only the direct one).
+    pub fn op_as(self, variant: Variant, a: BufId, c: BufId, out: BufId) -> Op {
         let p = self.p;
-        match self.entry {
-            ConvEntry::Forward => Conv2dForward { p, a, c, out }.into(),
-            ConvEntry::BackwardInput => Conv2dBackwardInput { p, a, c, out }.into(),
-            ConvEntry::BackwardWeight => Conv2dBackwardWeight { p, a, c, out }.into(),
-            ConvEntry::BackwardBias => Conv2dBackwardBias { p, a, out }.into(),
+        match (self.entry, variant) {
+            (ConvEntry::Forward, Variant::Direct) => Conv2dForward { p, a, c, out }.into(),
+            (ConvEntry::Forward, Variant::Tiled) => Conv2dForwardTiled { p, a, c, out }.into(),
+            (ConvEntry::BackwardInput, Variant::Direct) => Conv2dBackwardInput { p, a, c, out }.into(),
+            (ConvEntry::BackwardInput, Variant::Tiled) => Conv2dBackwardInputTiled { p, a, c, out }.into(),
+            (ConvEntry::BackwardWeight, Variant::Direct) => Conv2dBackwardWeight { p, a, c, out }.into(),
+            (ConvEntry::BackwardWeight, Variant::Tiled) => Conv2dBackwardWeightTiled { p, a, c, out }.into(),
+            (ConvEntry::BackwardBias, _) => Conv2dBackwardBias { p, a, out }.into(),
         }
     }
 }
+
+/// Which kernel runs a conv call on the GPU. The CPU runs the same twins (or fast paths) for
+/// both, so the choice changes nothing there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// conv.wgsl: one invocation per output element.
+    Direct,
+    /// conv_gemm.wgsl: tiled implicit GEMMs, 4x4 outputs per invocation.
+    Tiled,
+}
+
+/// How calls choose their [`Variant`]: `SHADERGAN_CONV=direct|tiled|auto` for the process
+/// (default auto, read once), or [`with_mode`] for the calls built inside it on one thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Direct,
+    Tiled,
+    /// [`auto_variant`]: the rule in this module's header.
+    Auto,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "direct" => Some(Mode::Direct),
+            "tiled" => Some(Mode::Tiled),
+            "auto" | "" => Some(Mode::Auto),
+            _ => None,
+        }
+    }
+}
+
+thread_local! {
+    static FORCED: Cell<Option<Mode>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with every conv call built on this thread (a program, a test's op) in `mode`,
+/// whatever SHADERGAN_CONV says; the previous mode comes back afterwards, even on a panic.
+pub fn with_mode<R>(mode: Mode, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Mode>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCED.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(FORCED.with(|c| c.replace(Some(mode))));
+    f()
+}
+
+/// The mode in force on this thread: [`with_mode`]'s, else SHADERGAN_CONV's, else auto. An
+/// unknown SHADERGAN_CONV value is reported once on stderr and read as auto.
+pub fn mode() -> Mode {
+    static ENV: OnceLock<Mode> = OnceLock::new();
+    FORCED.with(|c| c.get()).unwrap_or_else(|| {
+        *ENV.get_or_init(|| match std::env::var("SHADERGAN_CONV") {
+            Err(_) => Mode::Auto,
+            Ok(v) => Mode::parse(&v).unwrap_or_else(|| {
+                eprintln!("warning: SHADERGAN_CONV={v} is not direct, tiled or auto; using auto");
+                Mode::Auto
+            }),
+        })
+    })
+}
+
+/// The variant of a call with these params in `mode` (the bias gradient is always direct).
+pub fn select(mode: Mode, entry: ConvEntry, p: &ConvParams) -> Variant {
+    match (entry, mode) {
+        (ConvEntry::BackwardBias, _) | (_, Mode::Direct) => Variant::Direct,
+        (_, Mode::Tiled) => Variant::Tiled,
+        (_, Mode::Auto) => auto_variant(entry, p),
+    }
+}
+
+/// The call's GEMM as (outputs, inner dimension): the table in the module header.
+pub fn gemm_size(entry: ConvEntry, p: &ConvParams) -> (usize, usize) {
+    let u = |v: u32| v as usize;
+    let k = u(p.c_in * p.kh * p.kw);
+    match entry {
+        ConvEntry::Forward => (p.y_len(), k),
+        ConvEntry::BackwardInput => {
+            let s = p.stride.max(1);
+            (p.x_len(), u(p.c_out) * u(p.kh.div_ceil(s)) * u(p.kw.div_ceil(s)))
+        }
+        ConvEntry::BackwardWeight => (p.w_len(), u(p.n * p.h_out * p.w_out)),
+        ConvEntry::BackwardBias => (u(p.c_out), u(p.n * p.h_out * p.w_out)),
+    }
+}
+
+/// The default rule (module header): tiled where the call's GEMM has at least
+/// [`AUTO_MIN_OUTPUTS`] outputs and an inner dimension of at least [`AUTO_MIN_INNER`].
+pub fn auto_variant(entry: ConvEntry, p: &ConvParams) -> Variant {
+    let (outputs, inner) = gemm_size(entry, p);
+    if entry != ConvEntry::BackwardBias && outputs >= AUTO_MIN_OUTPUTS && inner >= AUTO_MIN_INNER {
+        Variant::Tiled
+    } else {
+        Variant::Direct
+    }
+}
+
+/// Fewer outputs than this run direct: below it the tiled grid has fewer than 64 block owners
+/// (measured: D's last layer, 64 outputs, direct 1.08 ms against 3.70 on lavapipe).
+pub const AUTO_MIN_OUTPUTS: usize = 1024;
+/// A shorter inner dimension runs direct (measured: an 8-long weight gradient sum lost to the
+/// direct kernel; 16-long forward sums, at 28x28's first layer, won by 3.8x).
+pub const AUTO_MIN_INNER: usize = 16;
 
 /// A torch.nn.Conv2d(c_in, c_out, (kh, kw), stride, pad) layer on an (n, c_in, h_in, w_in) batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
