@@ -1291,9 +1291,8 @@ fn dcgan_images(n: usize, channels: usize, size: usize) -> Arc<Dataset> {
             (if ink { 180.0 + 75.0 * noise[i] } else { 40.0 * noise[i] }) as u8
         })
         .collect();
-    let mut d = Dataset::from_u8(n, dim, bytes).unwrap();
-    d.sample_shape = if channels == 1 { vec![size, size] } else { vec![channels, size, size] };
-    Arc::new(d)
+    let shape = shadergan::data::ImageShape { channels, height: size, width: size };
+    Arc::new(Dataset::from_u8_images(n, shape, bytes).unwrap())
 }
 
 fn dcgan_config(data: &Dataset, width: usize, g_ema: f32) -> TrainConfig {
@@ -1301,8 +1300,8 @@ fn dcgan_config(data: &Dataset, width: usize, g_ema: f32) -> TrainConfig {
         arch: shadergan::config::model::Arch::Dcgan,
         g_channels: width,
         d_channels: width,
-        latent_dim: 8,
-        batch_size: 8,
+        latent_dim: Some(8),
+        batch_size: Some(8),
         seed: 77,
         g_ema: Some(g_ema),
         ..Default::default()
