@@ -4,6 +4,7 @@
 //! Map of the crate, bottom up (each module uses only those above it):
 //! - [`error`], [`rng`]: typed errors; Philox and the batch permutation, shared bit for bit by
 //!   both backends.
+//! - [`compute`]: the CPU fast paths' machinery: the persistent thread pool and the sgemm.
 //! - [`ir`]: the kernel-call IR: buffers, the [`ir::Kernel`] interface of every op, uniform
 //!   structs' layout tables, the training state.
 //! - [`kernels`]: one module per WGSL kernel family: its uniforms, one launcher per entry point,
@@ -22,6 +23,7 @@
 
 pub mod backend;
 pub mod commands;
+pub mod compute;
 pub mod config;
 pub mod data;
 pub mod error;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::buffer::BufId;
 use super::state::TrainState;
+use crate::compute::Pool;
 
 /// A resource an op binds besides its uniform (binding 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +57,8 @@ pub struct Host<'a> {
     /// Use the fast paths (blocked sgemm, threaded Adam) where a family has them; false runs
     /// the plain reference loops only.
     pub fast: bool,
+    /// The threads the fast paths run on.
+    pub pool: &'a Pool,
 }
 
 impl<'a> Host<'a> {

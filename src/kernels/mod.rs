@@ -15,6 +15,7 @@ pub mod ema;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+pub mod norm_fast;
 pub mod random;
 pub mod tolerance;
 pub mod xent;
