@@ -342,3 +342,26 @@ fn training_gives_the_same_bits_on_1_2_and_3_threads() {
         }
     }
 }
+
+/// The AVX-512, AVX2 and portable kernels give the same bits (each element one FMA chain in the
+/// same order), as far as this CPU has them.
+#[test]
+fn every_kernel_gives_the_same_bits() {
+    use shadergan::compute::gemm::{force_isa, isa, Isa};
+    let best = isa();
+    let pool = pool();
+    let want = every_fast_path(&pool);
+    let mut others = vec![Isa::Portable];
+    if best == Isa::Avx512 {
+        others.push(Isa::Avx2);
+    }
+    for other in others {
+        force_isa(Some(other));
+        let got = every_fast_path(&pool);
+        force_isa(None);
+        for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+            let same = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "output {i} differs between {best:?} and {other:?}");
+        }
+    }
+}

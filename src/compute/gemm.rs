@@ -144,7 +144,29 @@ pub enum Isa {
     Portable,
 }
 
+/// 0: detect; else 1 + the Isa forced by [`force_isa`] (tests).
+static FORCED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Makes every later call use this kernel (None: the CPU's best), so that tests can check that
+/// all kernels give the same bits. The CPU must have the instructions.
+pub fn force_isa(isa: Option<Isa>) {
+    let v = match isa {
+        None => 0,
+        Some(Isa::Avx512) => 1,
+        Some(Isa::Avx2) => 2,
+        Some(Isa::Portable) => 3,
+    };
+    FORCED.store(v, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The best kernel this CPU has (or the forced one).
 pub fn isa() -> Isa {
+    match FORCED.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => return Isa::Avx512,
+        2 => return Isa::Avx2,
+        3 => return Isa::Portable,
+        _ => {}
+    }
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
@@ -202,9 +224,10 @@ pub fn gemm(pool: &Pool, m: usize, n: usize, k: usize, a: Mat, b: BSrc, out: Out
         pack_all(pool, m, n, k, &a, &b, pa, pb);
         let (pa, pb) = (ConstPtr(pa.as_ptr()), ConstPtr(pb.as_ptr()));
         let kernel = kernel_for(isa());
+        let panel = |q: usize| panel_of(&b, pb, q, n, k);
         let split = mp * np < 4 && k >= 4 * K_CHUNK;
         if split {
-            split_k(pool, m, n, k, pa, pb, o, col_off, &epi, kernel);
+            split_k(pool, m, n, k, pa, &panel, o, col_off, &epi, kernel);
         } else {
             let rb = ((A_BLOCK / k.max(1)) / MR).max(1); // A panels per row block
             let cb = 2; // B panels per column block
@@ -215,7 +238,8 @@ pub fn gemm(pool: &Pool, m: usize, n: usize, k: usize, a: Mat, b: BSrc, out: Out
                     for p in r * rb..((r + 1) * rb).min(mp) {
                         let mut acc = [[0f32; NR]; MR];
                         // SAFETY: panels p and q lie inside the packed buffers (k values each).
-                        unsafe { kernel(k, pa.get().add(p * MR * k), pb.get().add(q * NR * k), &mut acc) };
+                        let (bp, ldb) = panel(q);
+                        unsafe { kernel(k, pa.get().add(p * MR * k), bp, ldb, &mut acc) };
                         store_tile(&acc, p * MR, q * NR, m, n, o, col_off, &epi);
                     }
                 }
@@ -224,9 +248,43 @@ pub fn gemm(pool: &Pool, m: usize, n: usize, k: usize, a: Mat, b: BSrc, out: Out
     });
 }
 
-/// The plain loop for small products (same chains of fused multiply-adds).
+/// Whether B's full panels are read where they lie (row-major B): no packed copy.
+fn direct(b: &BSrc, q: usize, n: usize) -> Option<(*const f32, usize)> {
+    match b {
+        BSrc::Mat(bm) if bm.cs == 1 && (q + 1) * NR <= n => {
+            // SAFETY: columns q NR.. + NR of rows < k lie inside B (checked in `gemm`).
+            Some((unsafe { bm.data.as_ptr().add(bm.off + q * NR) }, bm.rs))
+        }
+        _ => None,
+    }
+}
+
+/// B panel q: (its first element, its row stride).
+fn panel_of(b: &BSrc, pb: ConstPtr, q: usize, n: usize, k: usize) -> (*const f32, usize) {
+    // SAFETY: panel q of the packed buffer (k NR values) when it was packed.
+    direct(b, q, n).unwrap_or_else(|| (unsafe { pb.get().add(q * NR * k) }, NR))
+}
+
+/// The plain loop for small products (same chains of fused multiply-adds), compiled with FMA
+/// instructions where the CPU has them (else `mul_add` is a library call).
 #[allow(clippy::too_many_arguments)]
 fn small(m: usize, n: usize, k: usize, a: &Mat, b: &Mat, o: OutPtr, col_off: Option<&[usize]>, epi: &Epilogue) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn with_fma(m: usize, n: usize, k: usize, a: &Mat, b: &Mat, o: OutPtr, c: Option<&[usize]>, e: &Epilogue) {
+            small_loop(m, n, k, a, b, o, c, e)
+        }
+        // SAFETY: the CPU has FMA (checked above).
+        return unsafe { with_fma(m, n, k, a, b, o, col_off, epi) };
+    }
+    small_loop(m, n, k, a, b, o, col_off, epi)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn small_loop(m: usize, n: usize, k: usize, a: &Mat, b: &Mat, o: OutPtr, col_off: Option<&[usize]>, epi: &Epilogue) {
     for i in 0..m {
         for j in 0..n {
             let mut acc = 0f32;
@@ -268,6 +326,9 @@ fn pack_all(pool: &Pool, m: usize, n: usize, k: usize, a: &Mat, b: &BSrc, pa: &m
         } else {
             let t = t - ta;
             for q in t * b_per..((t + 1) * b_per).min(np) {
+                if direct(b, q, n).is_some() {
+                    continue;
+                }
                 // SAFETY: panel q of the packed B buffer, written by this task only.
                 let dst = unsafe { std::slice::from_raw_parts_mut(pb_ptr.get().add(q * NR * k), NR * k) };
                 match b {
@@ -323,10 +384,14 @@ pub fn pack_b(b: &Mat, j0: usize, n: usize, k: usize, dst: &mut [f32]) {
             dst[kk * NR..kk * NR + cols].copy_from_slice(src);
         }
     } else if b.rs == 1 {
-        for jj in 0..cols {
-            let src = &b.data[b.off + (j0 + jj) * b.cs..][..k];
-            for (kk, &v) in src.iter().enumerate() {
-                dst[kk * NR + jj] = v;
+        // A transpose, in blocks of 16 rows so that the rows written stay in L1.
+        for k0 in (0..k).step_by(16) {
+            let k1 = (k0 + 16).min(k);
+            for jj in 0..cols {
+                let src = &b.data[b.off + (j0 + jj) * b.cs + k0..][..k1 - k0];
+                for (kk, &v) in src.iter().enumerate() {
+                    dst[(k0 + kk) * NR + jj] = v;
+                }
             }
         }
     } else {
@@ -366,6 +431,21 @@ fn store_tile(
                 // SAFETY: as above, through the column offsets.
                 let dst = unsafe { std::slice::from_raw_parts_mut(o.ptr.add(i * o.rs + offs[j0]), cols) };
                 store_row(&row[..cols], dst, i, j0, epi);
+            }
+            Some(offs) if cols == NR => {
+                // Scattered columns: the epilogue on a copy, then plain stores.
+                let offs = &offs[j0..j0 + NR];
+                let base = i * o.rs;
+                let mut tmp = [0f32; NR];
+                if epi.accumulate {
+                    // SAFETY: as above, through the column offsets.
+                    tmp.iter_mut().zip(offs).for_each(|(t, &c)| *t = unsafe { *o.ptr.add(base + c) });
+                }
+                store_full_row(row, &mut tmp, i, j0, epi);
+                for (&v, &c) in tmp.iter().zip(offs) {
+                    // SAFETY: as above.
+                    unsafe { *o.ptr.add(base + c) = v };
+                }
             }
             Some(offs) => {
                 for (jj, &v) in row.iter().enumerate().take(cols) {
@@ -436,7 +516,7 @@ fn split_k(
     n: usize,
     k: usize,
     pa: ConstPtr,
-    pb: ConstPtr,
+    panel: &(dyn Fn(usize) -> (*const f32, usize) + Sync),
     o: OutPtr,
     col_off: Option<&[usize]>,
     epi: &Epilogue,
@@ -460,7 +540,8 @@ fn split_k(
             let mut acc = [[0f32; NR]; MR];
             // SAFETY: panels p, q from row k0 on, kc rows; partial slot t written by this task.
             unsafe {
-                kernel(kc, pa.get().add(p * MR * k + k0 * MR), pb.get().add(q * NR * k + k0 * NR), &mut acc);
+                let (bp, ldb) = panel(q);
+                kernel(kc, pa.get().add(p * MR * k + k0 * MR), bp.add(k0 * ldb), ldb, &mut acc);
                 let dst = std::slice::from_raw_parts_mut(pp.get().add(t * tile), tile);
                 for (d, s) in dst.chunks_mut(NR).zip(&acc) {
                     d.copy_from_slice(s);
@@ -482,7 +563,8 @@ fn split_k(
 }
 
 /// acc = sum over kk < k of the packed panels' outer products, each element one FMA chain.
-type Kernel = unsafe fn(usize, *const f32, *const f32, &mut [[f32; NR]; MR]);
+/// (k, packed A panel, B panel, B's row stride: NR packed, or a row-major B's own, acc).
+type Kernel = unsafe fn(usize, *const f32, *const f32, usize, &mut [[f32; NR]; MR]);
 
 fn kernel_for(isa: Isa) -> Kernel {
     match isa {
@@ -497,12 +579,12 @@ fn kernel_for(isa: Isa) -> Kernel {
 /// SAFETY (all kernels): pa holds k MR floats and pb k NR floats.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel_avx512(k: usize, pa: *const f32, pb: *const f32, acc: &mut [[f32; NR]; MR]) {
+unsafe fn kernel_avx512(k: usize, pa: *const f32, pb: *const f32, ldb: usize, acc: &mut [[f32; NR]; MR]) {
     use std::arch::x86_64::*;
     let mut c = [[_mm512_setzero_ps(); 2]; MR];
     for kk in 0..k {
-        let b0 = _mm512_loadu_ps(pb.add(kk * NR));
-        let b1 = _mm512_loadu_ps(pb.add(kk * NR + 16));
+        let b0 = _mm512_loadu_ps(pb.add(kk * ldb));
+        let b1 = _mm512_loadu_ps(pb.add(kk * ldb + 16));
         let a = pa.add(kk * MR);
         for (i, ci) in c.iter_mut().enumerate() {
             let ai = _mm512_set1_ps(*a.add(i));
@@ -519,14 +601,14 @@ unsafe fn kernel_avx512(k: usize, pa: *const f32, pb: *const f32, acc: &mut [[f3
 /// AVX2: the MR x NR tile as four 4 x 16 quarters (16 registers), each the same FMA chains.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_avx2(k: usize, pa: *const f32, pb: *const f32, acc: &mut [[f32; NR]; MR]) {
+unsafe fn kernel_avx2(k: usize, pa: *const f32, pb: *const f32, ldb: usize, acc: &mut [[f32; NR]; MR]) {
     use std::arch::x86_64::*;
     for i0 in [0, 4] {
         for j0 in [0, 16] {
             let mut c = [[_mm256_setzero_ps(); 2]; 4];
             for kk in 0..k {
-                let b0 = _mm256_loadu_ps(pb.add(kk * NR + j0));
-                let b1 = _mm256_loadu_ps(pb.add(kk * NR + j0 + 8));
+                let b0 = _mm256_loadu_ps(pb.add(kk * ldb + j0));
+                let b1 = _mm256_loadu_ps(pb.add(kk * ldb + j0 + 8));
                 let a = pa.add(kk * MR + i0);
                 for (i, ci) in c.iter_mut().enumerate() {
                     let ai = _mm256_set1_ps(*a.add(i));
@@ -542,12 +624,205 @@ unsafe fn kernel_avx2(k: usize, pa: *const f32, pb: *const f32, acc: &mut [[f32;
     }
 }
 
-unsafe fn kernel_portable(k: usize, pa: *const f32, pb: *const f32, acc: &mut [[f32; NR]; MR]) {
+unsafe fn kernel_portable(k: usize, pa: *const f32, pb: *const f32, ldb: usize, acc: &mut [[f32; NR]; MR]) {
     *acc = [[0.0; NR]; MR];
     for kk in 0..k {
         let a = std::slice::from_raw_parts(pa.add(kk * MR), MR);
-        let b = std::slice::from_raw_parts(pb.add(kk * NR), NR);
+        let b = std::slice::from_raw_parts(pb.add(kk * ldb), NR);
         for (row, &ai) in acc.iter_mut().zip(a) {
+            for (c, &bj) in row.iter_mut().zip(b) {
+                *c = fma(ai, bj, *c);
+            }
+        }
+    }
+}
+
+/// A read straight from memory (an implicit GEMM: no packed copy of A): row i of A, over k, is
+/// `segs` segments of `seg_len` values each, value kk of segment s at
+/// data[row_base[i] + seg_shift[s] + kk stride]. (A convolution's taps: a segment per tap, its
+/// values the channels.)
+#[derive(Clone, Copy)]
+pub struct GatherA<'a> {
+    pub data: &'a [f32],
+    pub row_base: &'a [usize],
+    pub seg_shift: &'a [usize],
+    pub seg_len: usize,
+    pub stride: usize,
+}
+
+/// Where the implicit GEMM's output goes: element (i, j) at row_off[i] + j cs.
+pub struct ScatterOut<'a> {
+    pub data: &'a mut [f32],
+    pub row_off: &'a [usize],
+    pub cs: usize,
+}
+
+/// C (m x n) = epilogue(A B) with A read through `a` (see [`GatherA`]) and B (k x n, k =
+/// segments x seg_len) packed as by [`gemm`]. Every element is one FMA chain over k in order
+/// (segment by segment), whatever the kernel or the thread count.
+pub fn gemm_gather(pool: &Pool, m: usize, n: usize, a: GatherA, b: BSrc, out: ScatterOut, epi: Epilogue) {
+    let k = a.seg_shift.len() * a.seg_len;
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(a.row_base.len() >= m && out.row_off.len() >= m, "gemm_gather: a row offset per row");
+    if k > 0 {
+        let last = a.row_base[..m].iter().max().copied().unwrap_or(0)
+            + a.seg_shift.iter().max().copied().unwrap_or(0)
+            + (a.seg_len - 1) * a.stride;
+        assert!(last < a.data.len(), "gemm_gather: A reaches {last} of {}", a.data.len());
+    }
+    let last_out = out.row_off[..m].iter().max().copied().unwrap_or(0) + (n - 1) * out.cs;
+    assert!(last_out < out.data.len(), "gemm_gather: the output is too short");
+    match epi.bias {
+        Bias::Col(bias) => assert!(bias.len() >= n),
+        Bias::Row(bias) => assert!(bias.len() >= m),
+        Bias::None => {}
+    }
+    if let BSrc::Mat(bm) = &b {
+        bm.check(k, n, "B");
+    }
+    let np = n.div_ceil(NR);
+    let mp = m.div_ceil(MR);
+    let o = OutPtr { ptr: out.data.as_mut_ptr(), rs: out.cs };
+    let row_off = out.row_off;
+    PACK.with(|cell| {
+        let mut pack = cell.borrow_mut();
+        let need = np * NR * k.max(1);
+        if pack.len() < need {
+            pack.resize(need, 0.0);
+        }
+        let pb = &mut pack[..need];
+        let pbp = OutPtr { ptr: pb.as_mut_ptr(), rs: 0 };
+        let pack_q = |q: usize| {
+            // SAFETY: panel q of the packed B buffer, written by this task only.
+            let dst = unsafe { std::slice::from_raw_parts_mut(pbp.get().add(q * NR * k), NR * k) };
+            match b {
+                BSrc::Mat(bm) => pack_b(&bm, q * NR, n, k, dst),
+                BSrc::Pack(f) => f(q * NR, dst),
+            }
+        };
+        if np == 1 {
+            pack_q(0);
+        } else {
+            pool.run(np, &pack_q);
+        }
+        let pb = ConstPtr(pb.as_ptr());
+        let wide = isa() == Isa::Avx512;
+        // Tasks of 4 row panels by every column panel.
+        let rb = 4;
+        pool.run(mp.div_ceil(rb), &|t| {
+            for p in t * rb..((t + 1) * rb).min(mp) {
+                let i0 = p * MR;
+                let rows = (m - i0).min(MR);
+                let mut base = [a.row_base[i0]; MR];
+                base[..rows].copy_from_slice(&a.row_base[i0..i0 + rows]);
+                for q in 0..np {
+                    let mut acc = [[0f32; NR]; MR];
+                    for (s, &shift) in a.seg_shift.iter().enumerate() {
+                        let pbs = unsafe { pb.get().add(q * NR * k + s * a.seg_len * NR) };
+                        let ptrs = base.map(|r| unsafe { a.data.as_ptr().add(r + shift) });
+                        // SAFETY: every row's reads were checked against A's length above, and
+                        // the packed B segment holds seg_len NR floats.
+                        unsafe {
+                            if wide {
+                                #[cfg(target_arch = "x86_64")]
+                                gather_kernel_avx512(a.seg_len, &ptrs, a.stride, pbs, &mut acc);
+                            } else {
+                                gather_kernel_portable(a.seg_len, &ptrs, a.stride, pbs, &mut acc);
+                            }
+                        }
+                    }
+                    store_scatter(&acc, i0, q * NR, m, n, o, row_off, &epi);
+                }
+            }
+        });
+    });
+}
+
+/// One tile through the epilogue into element (i, j) at row_off[i] + j cs.
+#[allow(clippy::too_many_arguments)]
+fn store_scatter(
+    acc: &[[f32; NR]; MR],
+    i0: usize,
+    j0: usize,
+    m: usize,
+    n: usize,
+    o: OutPtr,
+    row_off: &[usize],
+    epi: &Epilogue,
+) {
+    let (rows, cols) = ((m - i0).min(MR), (n - j0).min(NR));
+    for (ii, row) in acc.iter().enumerate().take(rows) {
+        let (i, base) = (i0 + ii, row_off[i0 + ii]);
+        // SAFETY (the loads and stores below): element (i, j0 + jj) of the output, checked in
+        // `gemm_gather`, written by this task only.
+        if cols == NR {
+            let mut tmp = [0f32; NR];
+            if epi.accumulate {
+                for (jj, t) in tmp.iter_mut().enumerate() {
+                    *t = unsafe { *o.ptr.add(base + (j0 + jj) * o.rs) };
+                }
+            }
+            store_full_row(row, &mut tmp, i, j0, epi);
+            for (jj, &v) in tmp.iter().enumerate() {
+                unsafe { *o.ptr.add(base + (j0 + jj) * o.rs) = v };
+            }
+        } else {
+            for (jj, &v) in row.iter().enumerate().take(cols) {
+                unsafe {
+                    let p = o.ptr.add(base + (j0 + jj) * o.rs);
+                    *p = epi.apply(v, i, j0 + jj, *p);
+                }
+            }
+        }
+    }
+}
+
+/// acc += sum over kk < len of A(i, kk) B(kk, :), A(i, kk) = *rows[i].add(kk stride).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_kernel_avx512(
+    len: usize,
+    rows: &[*const f32; MR],
+    stride: usize,
+    pb: *const f32,
+    acc: &mut [[f32; NR]; MR],
+) {
+    use std::arch::x86_64::*;
+    let mut c = [[_mm512_setzero_ps(); 2]; MR];
+    for (ci, row) in c.iter_mut().zip(acc.iter()) {
+        ci[0] = _mm512_loadu_ps(row.as_ptr());
+        ci[1] = _mm512_loadu_ps(row.as_ptr().add(16));
+    }
+    let mut off = 0;
+    for kk in 0..len {
+        let b0 = _mm512_loadu_ps(pb.add(kk * NR));
+        let b1 = _mm512_loadu_ps(pb.add(kk * NR + 16));
+        for (ci, r) in c.iter_mut().zip(rows) {
+            let ai = _mm512_set1_ps(*r.add(off));
+            ci[0] = _mm512_fmadd_ps(ai, b0, ci[0]);
+            ci[1] = _mm512_fmadd_ps(ai, b1, ci[1]);
+        }
+        off += stride;
+    }
+    for (row, ci) in acc.iter_mut().zip(&c) {
+        _mm512_storeu_ps(row.as_mut_ptr(), ci[0]);
+        _mm512_storeu_ps(row.as_mut_ptr().add(16), ci[1]);
+    }
+}
+
+unsafe fn gather_kernel_portable(
+    len: usize,
+    rows: &[*const f32; MR],
+    stride: usize,
+    pb: *const f32,
+    acc: &mut [[f32; NR]; MR],
+) {
+    for kk in 0..len {
+        let b = std::slice::from_raw_parts(pb.add(kk * NR), NR);
+        for (row, r) in acc.iter_mut().zip(rows) {
+            let ai = *r.add(kk * stride);
             for (c, &bj) in row.iter_mut().zip(b) {
                 *c = fma(ai, bj, *c);
             }

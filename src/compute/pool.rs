@@ -14,8 +14,10 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long an idle worker spins before it sleeps.
-const SPIN: Duration = Duration::from_micros(200);
+/// How long an idle worker spins before it yields, and before it sleeps: the next kernel call of
+/// a step usually comes within microseconds; yielding lets other threads of a busy machine run.
+const SPIN: Duration = Duration::from_micros(30);
+const YIELD: Duration = Duration::from_micros(300);
 
 type TaskFn<'a> = dyn Fn(usize) + Sync + 'a;
 
@@ -154,7 +156,11 @@ fn worker(s: &Shared) {
                 break e;
             }
             spins += 1;
-            if spins.is_multiple_of(256) && start.elapsed() > SPIN {
+            if spins.is_multiple_of(64) && start.elapsed() > SPIN && start.elapsed() < YIELD {
+                std::thread::yield_now();
+                continue;
+            }
+            if spins.is_multiple_of(256) && start.elapsed() > YIELD {
                 // Sleep until a new epoch is announced.
                 let mut guard = s.sleep.lock().unwrap_or_else(|p| p.into_inner());
                 s.sleepers.fetch_add(1, Ordering::AcqRel);

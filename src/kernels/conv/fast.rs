@@ -17,8 +17,11 @@ use std::cell::RefCell;
 
 use super::twin;
 use super::ConvParams;
-use crate::compute::gemm::{gemm, BSrc, Bias, Epilogue, Mat, Out, NR};
+use crate::compute::gemm::{gemm, gemm_gather, BSrc, Bias, Epilogue, GatherA, Mat, Out, ScatterOut, NR};
 use crate::compute::Pool;
+
+/// No source (a tap in the padding).
+const NONE: usize = usize::MAX;
 
 thread_local! {
     static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -100,23 +103,34 @@ impl Geometry {
     /// The im2col panel of columns j0..j0 + NR (K rows): dst[kk NR + jj].
     fn pack_cols(&self, x: &[f32], j0: usize, dst: &mut [f32]) {
         let cols = self.np.saturating_sub(j0).min(NR);
-        if cols < NR {
-            dst.iter_mut().for_each(|v| *v = 0.0);
-        }
-        let mut origin = [(0usize, 0isize, 0isize); NR];
-        for (jj, o) in origin.iter_mut().enumerate().take(cols) {
-            *o = self.origin(j0 + jj);
+        let taps = self.kh * self.kw;
+        let plane = self.h_in * self.w_in;
+        // Per tap (i, j) and column: the offset in x of channel 0's value, or none (padding).
+        let mut src = vec![[NONE; NR]; taps];
+        for jj in 0..cols {
+            let (img, top, left) = self.origin(j0 + jj);
+            for i in 0..self.kh {
+                let ih = top + i as isize;
+                if ih < 0 || ih >= self.h_in as isize {
+                    continue;
+                }
+                for j in 0..self.kw {
+                    let iw = left + j as isize;
+                    if iw >= 0 && iw < self.w_in as isize {
+                        src[i * self.kw + j][jj] = img + ih as usize * self.w_in + iw as usize;
+                    }
+                }
+            }
         }
         let mut kk = 0;
-        for ci in 0..self.k / (self.kh * self.kw) {
-            for i in 0..self.kh {
-                for j in 0..self.kw {
-                    let row = &mut dst[kk * NR..kk * NR + cols];
-                    for (v, &o) in row.iter_mut().zip(&origin) {
-                        *v = self.tap(x, o, ci, i, j);
-                    }
-                    kk += 1;
+        for ci in 0..self.k / taps {
+            let xc = &x[ci * plane..];
+            for offs in &src {
+                let out = &mut dst[kk * NR..(kk + 1) * NR];
+                for (o, &off) in out.iter_mut().zip(offs) {
+                    *o = if off == NONE { 0.0 } else { xc[off] };
                 }
+                kk += 1;
             }
         }
     }
@@ -132,11 +146,25 @@ impl Geometry {
             let kk = j0 + jj;
             *t = (kk / (self.kh * self.kw), (kk / self.kw) % self.kh, kk % self.kw);
         }
+        let mut rel = [0usize; NR];
+        for (r, &(ci, i, j)) in rel.iter_mut().zip(&tap).take(taps) {
+            *r = (ci * self.h_in + i) * self.w_in + j;
+        }
+        let (h, w) = (self.h_in as isize, self.w_in as isize);
+        let (kh, kw) = (self.kh as isize, self.kw as isize);
         for col in 0..self.np {
-            let o = self.origin(col);
+            let o @ (img, top, left) = self.origin(col);
             let row = &mut dst[col * NR..col * NR + taps];
-            for (v, &(ci, i, j)) in row.iter_mut().zip(&tap) {
-                *v = self.tap(x, o, ci, i, j);
+            if top >= 0 && left >= 0 && top + kh <= h && left + kw <= w {
+                // Every tap inside the image: no checks.
+                let base = img + top as usize * self.w_in + left as usize;
+                for (v, &r) in row.iter_mut().zip(&rel) {
+                    *v = x[base + r];
+                }
+            } else {
+                for (v, &(ci, i, j)) in row.iter_mut().zip(&tap) {
+                    *v = self.tap(x, o, ci, i, j);
+                }
             }
         }
     }
@@ -178,81 +206,126 @@ pub fn conv2d_forward(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], out: &m
 }
 
 pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], out: &mut [f32]) {
-    if (p.c_in as usize) < crate::compute::gemm::MR {
-        // Too few rows for the phase GEMMs' panels: one GEMM into a column matrix, then col2im.
+    let taps = p.kh.div_ceil(p.stride) * p.kw.div_ceil(p.stride);
+    if (p.c_in as usize) < crate::compute::gemm::MR || taps > 16 {
+        // Too few rows for the phase GEMMs (or too many taps per phase): one GEMM into a column
+        // matrix, then col2im.
         return backward_input_cols(pool, p, a, c, out);
     }
     let (g, n, c_in, c_out) = (geometry(p), p.n as usize, p.c_in as usize, p.c_out as usize);
     let (h_out, s) = (g.p / g.w_out, g.stride);
     let dy = &a[p.y_off as usize..][..n * c_out * g.p];
     let dx = &mut out[p.x_off as usize..][..n * g.x_plane];
-    let bias = if p.has_bias != 0 { Bias::Row(&c[p.bias_off as usize..][..c_in]) } else { Bias::None };
-    let epi = Epilogue { bias, accumulate: p.accumulate != 0, act: 0, slope: 0.0 };
+    let bias = (p.has_bias != 0).then(|| &c[p.bias_off as usize..][..c_in]);
+    let accumulate = p.accumulate != 0;
     let plane = g.h_in * g.w_in;
-    // Output phase (ph, pw): the positions with (ih + pad) % s = ph (and likewise for iw), which
-    // only the taps i = ph + s u (j = pw + s v) reach, from dy at (t - u, t' - v), where
-    // ih = s t + ph - pad. Each phase is one GEMM:
-    //   dx_phase (c_in, n T T') = w_phase (c_in, c_out U V) dy_taps (c_out U V, n T T').
-    for ph in 0..s {
-        for pw in 0..s {
-            let (th_lo, th_n) = phase_positions(ph, g.pad, s, g.h_in);
-            let (tw_lo, tw_n) = phase_positions(pw, g.pad, s, g.w_in);
-            if th_n == 0 || tw_n == 0 {
-                continue;
+    // dy with pad_lo zero rows and columns before and pad_hi after each plane: every tap a
+    // phase reads is then a plain load. A phase has at most ceil(k / s) taps per axis, reaching
+    // that many - 1 before its position and (with the rounding of the output size) fewer than
+    // ceil(k / s) + 1 past the end.
+    let pad_lo = g.kh.max(g.kw).div_ceil(s) - 1;
+    let pad_hi = g.kh.max(g.kw).div_ceil(s) + 1;
+    let (hpad, wpad) = (h_out + pad_lo + pad_hi, g.w_out + pad_lo + pad_hi);
+    let pp = hpad * wpad;
+    let wide = crate::compute::gemm::isa() == crate::compute::gemm::Isa::Avx512;
+    with_scratch(&DY, n * c_out * pp + 1, |dyp| {
+        dyp.iter_mut().for_each(|v| *v = 0.0);
+        for bc in 0..n * c_out {
+            for oh in 0..h_out {
+                let (from, to) = (bc * g.p + oh * g.w_out, bc * pp + (oh + pad_lo) * wpad + pad_lo);
+                dyp[to..to + g.w_out].copy_from_slice(&dy[from..from + g.w_out]);
             }
-            let us: Vec<usize> = (ph..g.kh).step_by(s).collect();
-            let vs: Vec<usize> = (pw..g.kw).step_by(s).collect();
-            let kt = c_out * us.len() * vs.len();
-            let cols_n = n * th_n * tw_n;
-            with_scratch(&PLANE, c_in * kt.max(1), |wp| {
-                // w_phase (c_in, (co, u, v)) = w[co, ci, ph + s u, pw + s v].
-                for ci in 0..c_in {
-                    let mut r = ci * kt;
-                    for co in 0..c_out {
-                        for &i in &us {
-                            for &j in &vs {
-                                wp[r] = c[p.w_off as usize + ((co * c_in + ci) * g.kh + i) * g.kw + j];
-                                r += 1;
-                            }
+        }
+        let dyp = &*dyp;
+        // Output phase (ph, pw): the positions with (ih + pad) % s = ph (and likewise for iw),
+        // which only the taps i = ph + s u (j = pw + s v) reach, from dy at (t - u, t' - v),
+        // where ih = s t + ph - pad. Each phase is one GEMM, k ordered (u, v, co):
+        //   dx_phase (n T T', c_in) = dy_taps (n T T', U V c_out) w_phase (U V c_out, c_in).
+        for ph in 0..s {
+            for pw in 0..s {
+                let (th_lo, th_n) = phase_positions(ph, g.pad, s, g.h_in);
+                let (tw_lo, tw_n) = phase_positions(pw, g.pad, s, g.w_in);
+                if th_n == 0 || tw_n == 0 {
+                    continue;
+                }
+                let us: Vec<usize> = (ph..g.kh).step_by(s).collect();
+                let vs: Vec<usize> = (pw..g.kw).step_by(s).collect();
+                let (nu, nv) = (us.len(), vs.len());
+                let kt = nu * nv * c_out;
+                let rows = n * th_n * tw_n;
+                // The phase's positions: where they go in dx, and where their taps start in dyp
+                // (the tap (nu - 1, nv - 1) away: every tap then adds a non-negative shift).
+                let mut row_off = Vec::with_capacity(rows);
+                let mut row_base = Vec::with_capacity(rows);
+                for b in 0..n {
+                    for th in th_lo..th_lo + th_n {
+                        for tw in tw_lo..tw_lo + tw_n {
+                            let (ih, iw) = (s * th + ph - g.pad, s * tw + pw - g.pad);
+                            row_off.push(b * g.x_plane + ih * g.w_in + iw);
+                            let (oh, ow) = (th + pad_lo + 1 - nu, tw + pad_lo + 1 - nv);
+                            row_base.push(b * c_out * pp + oh * wpad + ow);
                         }
                     }
                 }
-                let pack = |j0: usize, dst: &mut [f32]| {
-                    let cols = cols_n.saturating_sub(j0).min(NR);
-                    dst.iter_mut().for_each(|v| *v = 0.0);
-                    let (nu, nv) = (us.len(), vs.len());
-                    for jj in 0..cols {
-                        let col = j0 + jj;
-                        let (b, t) = (col / (th_n * tw_n), col % (th_n * tw_n));
-                        let (th, tw) = (th_lo + t / tw_n, tw_lo + t % tw_n);
-                        let img = b * c_out * g.p;
-                        for u in 0..nu {
-                            let Some(oh) = th.checked_sub(u).filter(|&o| o < h_out) else { continue };
-                            for v in 0..nv {
-                                let Some(ow) = tw.checked_sub(v).filter(|&o| o < g.w_out) else { continue };
-                                let src = &dy[img + oh * g.w_out + ow..];
-                                let mut row = u * nv + v;
-                                for co in 0..c_out {
-                                    dst[row * NR + jj] = src[co * g.p];
-                                    row += nu * nv;
-                                }
+                let seg_shift: Vec<usize> =
+                    (0..nu).flat_map(|u| (0..nv).map(move |v| (nu - 1 - u) * wpad + (nv - 1 - v))).collect();
+                // w_phase ((u, v, co), ci) = w[co, ci, ph + s u, pw + s v].
+                let mut wph = vec![0f32; kt.max(1) * c_in];
+                for (uv, (u, v)) in (0..nu).flat_map(|u| (0..nv).map(move |v| (u, v))).enumerate() {
+                    for co in 0..c_out {
+                        let row = &mut wph[(uv * c_out + co) * c_in..][..c_in];
+                        for (ci, o) in row.iter_mut().enumerate() {
+                            *o = c[p.w_off as usize + ((co * c_in + ci) * g.kh + us[u]) * g.kw + vs[v]];
+                        }
+                    }
+                }
+                let wm = Mat::new(&wph, 0, c_in, 1);
+                let epi = Epilogue {
+                    bias: bias.map_or(Bias::None, Bias::Col),
+                    accumulate,
+                    act: 0,
+                    slope: 0.0,
+                };
+                if wide || kt == 0 {
+                    let ga = GatherA { data: dyp, row_base: &row_base, seg_shift: &seg_shift, seg_len: c_out, stride: pp };
+                    let o = ScatterOut { data: &mut *dx, row_off: &row_off, cs: plane };
+                    gemm_gather(pool, rows, c_in, ga, BSrc::Mat(wm), o, epi);
+                } else {
+                    // The same sums on the plain gemm: dy_taps (rows, (u, v, co)) copied out.
+                    let mut am = vec![0f32; rows * kt];
+                    for (r, arow) in am.chunks_mut(kt).enumerate() {
+                        for (seg, &shift) in seg_shift.iter().enumerate() {
+                            for co in 0..c_out {
+                                arow[seg * c_out + co] = dyp[row_base[r] + shift + co * pp];
                             }
                         }
                     }
-                };
-                with_scratch(&OFFS, cols_n, |offs| {
-                    for (col, o) in offs.iter_mut().enumerate() {
-                        let (b, t) = (col / (th_n * tw_n), col % (th_n * tw_n));
-                        let ih = s * (th_lo + t / tw_n) + ph - g.pad;
-                        let iw = s * (tw_lo + t % tw_n) + pw - g.pad;
-                        *o = b * g.x_plane + ih * g.w_in + iw;
+                    let mut tmp = vec![0f32; rows * c_in];
+                    let plain = Epilogue::PLAIN;
+                    let o = Out { data: &mut tmp, rs: c_in, col_off: None };
+                    gemm(pool, rows, c_in, kt, Mat::new(&am, 0, kt, 1), BSrc::Mat(wm), o, plain);
+                    for (r, &off) in row_off.iter().enumerate() {
+                        for ci in 0..c_in {
+                            let d = &mut dx[off + ci * plane];
+                            *d = epi_apply(&epi, tmp[r * c_in + ci], ci, *d);
+                        }
                     }
-                    let wm = Mat::new(wp, 0, kt, 1);
-                    let o = Out { data: &mut *dx, rs: plane, col_off: Some(offs) };
-                    gemm(pool, c_in, cols_n, kt, wm, BSrc::Pack(&pack), o, epi);
-                });
-            });
+                }
+            }
         }
+    });
+}
+
+/// The epilogue of one element whose bias is per column `j` (the phase GEMMs' c_in).
+fn epi_apply(epi: &Epilogue, v: f32, j: usize, old: f32) -> f32 {
+    let v = match epi.bias {
+        Bias::Col(b) => v + b[j],
+        _ => v,
+    };
+    if epi.accumulate {
+        old + v
+    } else {
+        v
     }
 }
 
