@@ -232,20 +232,93 @@ pub fn gemm(pool: &Pool, m: usize, n: usize, k: usize, a: Mat, b: BSrc, out: Out
             let rb = ((A_BLOCK / k.max(1)) / MR).max(1); // A panels per row block
             let cb = 2; // B panels per column block
             let (nrb, ncb) = (mp.div_ceil(rb), np.div_ceil(cb));
+            let wide = isa() == Isa::Avx512;
             pool.run(nrb * ncb, &|t| {
                 let (r, c) = (t % nrb, t / nrb);
-                for q in c * cb..((c + 1) * cb).min(np) {
-                    for p in r * rb..((r + 1) * rb).min(mp) {
-                        let mut acc = [[0f32; NR]; MR];
-                        // SAFETY: panels p and q lie inside the packed buffers (k values each).
-                        let (bp, ldb) = panel(q);
-                        unsafe { kernel(k, pa.get().add(p * MR * k), bp, ldb, &mut acc) };
-                        store_tile(&acc, p * MR, q * NR, m, n, o, col_off, &epi);
+                let block = Block {
+                    ps: r * rb..((r + 1) * rb).min(mp),
+                    qs: c * cb..((c + 1) * cb).min(np),
+                    k,
+                    pa,
+                    panel: &panel,
+                    m,
+                    n,
+                    o,
+                    col_off,
+                    epi: &epi,
+                    kernel,
+                };
+                #[cfg(target_arch = "x86_64")]
+                if wide {
+                    // SAFETY: the CPU has AVX-512F; the output was checked in `gemm`.
+                    if col_off.is_none() {
+                        return unsafe { block.run_fused_avx512() };
                     }
+                    return unsafe { block.run_avx512() };
                 }
+                block.run()
             });
         }
     });
+}
+
+/// One task's output block: panels ps of A by panels qs of B.
+struct Block<'a> {
+    ps: std::ops::Range<usize>,
+    qs: std::ops::Range<usize>,
+    k: usize,
+    pa: ConstPtr,
+    panel: &'a (dyn Fn(usize) -> (*const f32, usize) + Sync),
+    m: usize,
+    n: usize,
+    o: OutPtr,
+    col_off: Option<&'a [usize]>,
+    epi: &'a Epilogue<'a>,
+    kernel: Kernel,
+}
+
+impl Block<'_> {
+    /// With AVX-512 and a row-major output: the micro-kernel stores through the epilogue itself.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run_fused_avx512(&self) {
+        let act = self.epi.act;
+        for q in self.qs.clone() {
+            let (bp, ldb) = (self.panel)(q);
+            let (j0, cols) = (q * NR, (self.n - q * NR).min(NR));
+            for p in self.ps.clone() {
+                let (i0, rows) = (p * MR, (self.m - p * MR).min(MR));
+                let c = self.o.ptr.add(i0 * self.o.rs + j0);
+                kernel_avx512_fused(self.k, self.pa.get().add(p * MR * self.k), bp, ldb, c, self.o.rs, rows, cols, i0, j0, self.epi);
+                if act > 2 {
+                    for i in 0..rows {
+                        let row = std::slice::from_raw_parts_mut(c.add(i * self.o.rs), cols);
+                        row.iter_mut().for_each(|v| *v = activate(*v, act, self.epi.slope));
+                    }
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn run(&self) {
+        for q in self.qs.clone() {
+            let (bp, ldb) = (self.panel)(q);
+            for p in self.ps.clone() {
+                let mut acc = [[0f32; NR]; MR];
+                // SAFETY: panel p lies inside the packed A buffer (k MR values), panel q in B.
+                unsafe { (self.kernel)(self.k, self.pa.get().add(p * MR * self.k), bp, ldb, &mut acc) };
+                store_tile(&acc, p * MR, q * NR, self.m, self.n, self.o, self.col_off, self.epi);
+            }
+        }
+    }
+
+    /// `run` with the epilogue compiled for AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run_avx512(&self) {
+        self.run()
+    }
 }
 
 /// Whether B's full panels are read where they lie (row-major B): no packed copy.
@@ -383,6 +456,12 @@ pub fn pack_b(b: &Mat, j0: usize, n: usize, k: usize, dst: &mut [f32]) {
             let src = &b.data[b.off + kk * b.rs + j0..][..cols];
             dst[kk * NR..kk * NR + cols].copy_from_slice(src);
         }
+    } else if b.rs == 1 && cols == NR && isa() == Isa::Avx512 && b.cs * 16 < i32::MAX as usize {
+        // SAFETY: the CPU has AVX-512F; the panel's columns lie inside B (checked in `gemm`).
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            pack_b_transposed_avx512(b, j0, k, dst)
+        }
     } else if b.rs == 1 {
         // A transpose, in blocks of 16 rows so that the rows written stay in L1.
         for k0 in (0..k).step_by(16) {
@@ -398,6 +477,57 @@ pub fn pack_b(b: &Mat, j0: usize, n: usize, k: usize, dst: &mut [f32]) {
         for kk in 0..k {
             for jj in 0..cols {
                 dst[kk * NR + jj] = b.at(kk, j0 + jj);
+            }
+        }
+    }
+}
+
+/// A full panel of a column-major B (B(kk, j) = data[off + j cs + kk]): 16 x 16 blocks
+/// transposed in registers, the last rows (k mod 16) one by one.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_b_transposed_avx512(b: &Mat, j0: usize, k: usize, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(dst.len() >= k * NR);
+    assert!(b.off + (j0 + NR - 1) * b.cs + k - 1 < b.data.len());
+    let src = b.data.as_ptr().add(b.off + j0 * b.cs);
+    let full = k / 16 * 16;
+    for h in 0..2 {
+        let cols = src.add(16 * h * b.cs);
+        for k0 in (0..full).step_by(16) {
+            let r: [__m512; 16] = std::array::from_fn(|j| _mm512_loadu_ps(cols.add(j * b.cs + k0)));
+            let t: [__m512; 16] = std::array::from_fn(|i| {
+                let (a, c) = (r[i & !1], r[i | 1]);
+                if i % 2 == 0 {
+                    _mm512_unpacklo_ps(a, c)
+                } else {
+                    _mm512_unpackhi_ps(a, c)
+                }
+            });
+            // u[4 g + c] lane L: column 4 L + c of rows 4 g .. 4 g + 3.
+            let u: [__m512; 16] = std::array::from_fn(|i| {
+                let (g, c) = (i / 4, i % 4);
+                let (a, d) = (_mm512_castps_pd(t[4 * g + (c / 2)]), _mm512_castps_pd(t[4 * g + 2 + (c / 2)]));
+                _mm512_castpd_ps(if c % 2 == 0 { _mm512_unpacklo_pd(a, d) } else { _mm512_unpackhi_pd(a, d) })
+            });
+            let v: [__m512; 16] = std::array::from_fn(|i| {
+                let (half, c) = (i / 8, i % 8);
+                let (a, d) = (u[8 * half + c % 4], u[8 * half + 4 + c % 4]);
+                if c < 4 {
+                    _mm512_shuffle_f32x4::<0x88>(a, d)
+                } else {
+                    _mm512_shuffle_f32x4::<0xdd>(a, d)
+                }
+            });
+            for c in 0..16 {
+                let (a, d) = (v[c % 8], v[8 + c % 8]);
+                let out = if c < 8 { _mm512_shuffle_f32x4::<0x88>(a, d) } else { _mm512_shuffle_f32x4::<0xdd>(a, d) };
+                _mm512_storeu_ps(dst.as_mut_ptr().add((k0 + c) * NR + 16 * h), out);
+            }
+        }
+        for kk in full..k {
+            for j in 0..16 {
+                dst[kk * NR + 16 * h + j] = *cols.add(j * b.cs + kk);
             }
         }
     }
@@ -595,6 +725,77 @@ unsafe fn kernel_avx512(k: usize, pa: *const f32, pb: *const f32, ldb: usize, ac
     for (row, ci) in acc.iter_mut().zip(&c) {
         _mm512_storeu_ps(row.as_mut_ptr(), ci[0]);
         _mm512_storeu_ps(row.as_mut_ptr().add(16), ci[1]);
+    }
+}
+
+/// The AVX-512 kernel storing its tile (rows x cols of it) into C at `c` (row stride ldc)
+/// through the epilogue: v = sum (+ bias), old + v if accumulating, then ReLU or leaky ReLU
+/// (sigmoid and tanh are applied by the caller afterwards): `store_full_row`'s operations.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_avx512_fused(
+    k: usize,
+    pa: *const f32,
+    pb: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    i0: usize,
+    j0: usize,
+    epi: &Epilogue,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for kk in 0..k {
+        let b0 = _mm512_loadu_ps(pb.add(kk * ldb));
+        let b1 = _mm512_loadu_ps(pb.add(kk * ldb + 16));
+        let a = pa.add(kk * MR);
+        for (i, ci) in acc.iter_mut().enumerate() {
+            let ai = _mm512_set1_ps(*a.add(i));
+            ci[0] = _mm512_fmadd_ps(ai, b0, ci[0]);
+            ci[1] = _mm512_fmadd_ps(ai, b1, ci[1]);
+        }
+    }
+    let mask = |h: usize| -> __mmask16 {
+        let n = cols.saturating_sub(16 * h).min(16);
+        if n == 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    };
+    let masks = [mask(0), mask(1)];
+    let zero = _mm512_setzero_ps();
+    let slope = _mm512_set1_ps(epi.slope);
+    for (i, ci) in acc.iter().enumerate().take(rows) {
+        let row = c.add(i * ldc);
+        for h in 0..2 {
+            let mk = masks[h];
+            if mk == 0 {
+                continue;
+            }
+            let mut v = ci[h];
+            match epi.bias {
+                Bias::None => {}
+                Bias::Col(b) => v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, b.as_ptr().add(j0 + 16 * h))),
+                Bias::Row(b) => v = _mm512_add_ps(v, _mm512_set1_ps(b[i0 + i])),
+            }
+            if epi.accumulate {
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, row.add(16 * h)));
+            }
+            v = match epi.act {
+                1 => _mm512_max_ps(v, zero),
+                2 => {
+                    let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, zero);
+                    _mm512_mask_blend_ps(pos, _mm512_mul_ps(v, slope), v)
+                }
+                _ => v,
+            };
+            _mm512_mask_storeu_ps(row.add(16 * h), mk, v);
+        }
     }
 }
 
