@@ -289,7 +289,19 @@ impl Block<'_> {
             for p in self.ps.clone() {
                 let (i0, rows) = (p * MR, (self.m - p * MR).min(MR));
                 let c = self.o.ptr.add(i0 * self.o.rs + j0);
-                kernel_avx512_fused(self.k, self.pa.get().add(p * MR * self.k), bp, ldb, c, self.o.rs, rows, cols, i0, j0, self.epi);
+                kernel_avx512_fused(
+                    self.k,
+                    self.pa.get().add(p * MR * self.k),
+                    bp,
+                    ldb,
+                    c,
+                    self.o.rs,
+                    rows,
+                    cols,
+                    i0,
+                    j0,
+                    self.epi,
+                );
                 if act > 2 {
                     for i in 0..rows {
                         let row = std::slice::from_raw_parts_mut(c.add(i * self.o.rs), cols);
@@ -346,7 +358,16 @@ fn small(m: usize, n: usize, k: usize, a: &Mat, b: &Mat, o: OutPtr, col_off: Opt
     if std::is_x86_feature_detected!("fma") {
         #[target_feature(enable = "fma")]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn with_fma(m: usize, n: usize, k: usize, a: &Mat, b: &Mat, o: OutPtr, c: Option<&[usize]>, e: &Epilogue) {
+        unsafe fn with_fma(
+            m: usize,
+            n: usize,
+            k: usize,
+            a: &Mat,
+            b: &Mat,
+            o: OutPtr,
+            c: Option<&[usize]>,
+            e: &Epilogue,
+        ) {
             small_loop(m, n, k, a, b, o, c, e)
         }
         // SAFETY: the CPU has FMA (checked above).

@@ -107,6 +107,7 @@ impl Geometry {
         let plane = self.h_in * self.w_in;
         // Per tap (i, j) and column: the offset in x of channel 0's value, or none (padding).
         let mut src = vec![[NONE; NR]; taps];
+        #[allow(clippy::needless_range_loop)] // jj indexes the second dimension of src
         for jj in 0..cols {
             let (img, top, left) = self.origin(j0 + jj);
             for i in 0..self.kh {
@@ -280,14 +281,10 @@ pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], 
                     }
                 }
                 let wm = Mat::new(&wph, 0, c_in, 1);
-                let epi = Epilogue {
-                    bias: bias.map_or(Bias::None, Bias::Col),
-                    accumulate,
-                    act: 0,
-                    slope: 0.0,
-                };
+                let epi = Epilogue { bias: bias.map_or(Bias::None, Bias::Col), accumulate, act: 0, slope: 0.0 };
                 if wide || kt == 0 {
-                    let ga = GatherA { data: dyp, row_base: &row_base, seg_shift: &seg_shift, seg_len: c_out, stride: pp };
+                    let ga =
+                        GatherA { data: dyp, row_base: &row_base, seg_shift: &seg_shift, seg_len: c_out, stride: pp };
                     let o = ScatterOut { data: &mut *dx, row_off: &row_off, cs: plane };
                     gemm_gather(pool, rows, c_in, ga, BSrc::Mat(wm), o, epi);
                 } else {
