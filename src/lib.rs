@@ -4,9 +4,8 @@
 //! Map of the crate, bottom up (each module uses only those above it):
 //! - [`error`], [`rng`]: typed errors; Philox and the batch permutation, shared bit for bit by
 //!   both backends.
-//! - [`compute`]: the CPU fast paths' machinery: the persistent thread pool and the sgemm.
 //! - [`ir`]: the kernel-call IR: buffers, the [`ir::Kernel`] interface of every op, uniform
-//!   structs' layout tables, the training state.
+//!   structs' layout tables, the training state, the CPU fast paths' thread pool.
 //! - [`kernels`]: one module per WGSL kernel family: its uniforms, one launcher per entry point,
 //!   its CPU twins; the registry of families; the tolerance table.
 //! - [`nn`]: layers (linear, dropout, casts) and networks: tensors, names, initialisation, and
@@ -23,7 +22,6 @@
 
 pub mod backend;
 pub mod commands;
-pub mod compute;
 pub mod config;
 pub mod data;
 pub mod error;

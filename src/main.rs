@@ -186,7 +186,7 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
     match threads {
         Some(0) => Err(Error::input("--threads must be at least 1")),
         Some(n) => {
-            shadergan::compute::pool::set_default_threads(n);
+            shadergan::ir::pool::set_default_threads(n);
             Ok(())
         }
         None => Ok(()),

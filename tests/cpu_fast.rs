@@ -3,7 +3,7 @@
 mod common;
 
 use common::uniform;
-use shadergan::compute::Pool;
+use shadergan::ir::Pool;
 use shadergan::ir::TrainState;
 use shadergan::kernels::adam::{adam_step, adam_step_threaded, AdamParams};
 use shadergan::kernels::matmul::{fast, twin as ops, MatmulParams};
@@ -347,7 +347,7 @@ fn training_gives_the_same_bits_on_1_2_and_3_threads() {
 /// same order), as far as this CPU has them.
 #[test]
 fn every_kernel_gives_the_same_bits() {
-    use shadergan::compute::gemm::{force_isa, isa, Isa};
+    use shadergan::kernels::gemm::{force_isa, isa, Isa};
     let best = isa();
     let pool = pool();
     let want = every_fast_path(&pool);

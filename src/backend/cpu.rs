@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::{Backend, Executor, Section};
-use crate::compute::{pool, Pool};
+use crate::ir::{pool, Pool};
 use crate::data::{DataValues, Dataset};
 use crate::error::{Error, Result};
 use crate::ir::{BufId, BufSpec, DType, DataView, Host, Op, TrainState};
@@ -23,7 +23,7 @@ pub struct CpuExecutor {
     /// bit-reproducible on any CPU, whatever sgemm kernel it would pick).
     fast: bool,
     /// The threads the fast paths run on: the process's shared pool unless [`Self::threads`]
-    /// gave this executor its own. The thread count never changes the bits (compute::pool).
+    /// gave this executor its own. The thread count never changes the bits (ir::pool).
     pool: Arc<Pool>,
 }
 

@@ -223,7 +223,7 @@ fn matmul_case(ctx: &Arc<GpuContext>, m: u32, n: u32, k: u32, seconds: f64) -> R
     let got = g.read(2)?;
     let mut want = vec![0f32; mu * nu];
     let t0 = Instant::now();
-    fast::matmul_forward(&crate::compute::pool::global(), &p, &x, &w, &mut want);
+    fast::matmul_forward(&crate::ir::pool::global(), &p, &x, &w, &mut want);
     let cpu_s = t0.elapsed().as_secs_f64();
     compare("matmul_forward", &got, &want, tolerance("matmul_forward"))
         .map_err(|e| Error::gpu(format!("matmul {m}x{n}x{k} is wrong on this GPU: {e}")))?;

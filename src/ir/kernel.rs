@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::buffer::BufId;
 use super::state::TrainState;
-use crate::compute::Pool;
+use super::pool::Pool;
 
 /// A resource an op binds besides its uniform (binding 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

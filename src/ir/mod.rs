@@ -4,10 +4,12 @@
 
 pub mod buffer;
 pub mod kernel;
+pub mod pool;
 pub mod state;
 pub mod uniform;
 
 pub use buffer::{At, BufId, BufSpec, Buffers, DType};
 pub use kernel::{groups_1d, DataView, Host, Kernel, Op, Res, Span};
+pub use pool::Pool;
 pub use state::TrainState;
 pub use uniform::{UniformInfo, UniformLayout};

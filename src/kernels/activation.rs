@@ -306,8 +306,8 @@ const EW_CHUNK: usize = 1 << 14;
 
 /// `f(lo, hi, out)` over chunks of `len` outputs across the pool; `out` is the whole output
 /// buffer, of which task t writes only [off + lo, off + hi).
-fn ew_chunks(pool: &crate::compute::Pool, len: usize, out: &mut [f32], f: impl Fn(usize, usize, &mut [f32]) + Sync) {
-    let (tasks, chunk) = crate::compute::pool::chunks(len, EW_CHUNK, usize::MAX);
+fn ew_chunks(pool: &crate::ir::Pool, len: usize, out: &mut [f32], f: impl Fn(usize, usize, &mut [f32]) + Sync) {
+    let (tasks, chunk) = crate::ir::pool::chunks(len, EW_CHUNK, usize::MAX);
     let (ptr, n) = (out.as_mut_ptr() as usize, out.len());
     pool.run(tasks, &|t| {
         // SAFETY: task t writes only its own chunk of the output.
@@ -318,7 +318,7 @@ fn ew_chunks(pool: &crate::compute::Pool, len: usize, out: &mut [f32], f: impl F
 
 /// `activation_forward` in chunks across the pool: the same function per element, so the same
 /// bits.
-pub fn activation_forward_fast(pool: &crate::compute::Pool, act: u32, p: &EwParams, x: &[f32], y: &mut [f32]) {
+pub fn activation_forward_fast(pool: &crate::ir::Pool, act: u32, p: &EwParams, x: &[f32], y: &mut [f32]) {
     let (i0, o0) = (p.in_off as usize, p.out_off as usize);
     ew_chunks(pool, p.len as usize, y, |lo, hi, y| {
         let (xs, ys) = (&x[i0 + lo..i0 + hi], &mut y[o0 + lo..o0 + hi]);
@@ -333,7 +333,7 @@ pub fn activation_forward_fast(pool: &crate::compute::Pool, act: u32, p: &EwPara
 /// `activation_backward` in chunks across the pool: the same function per element (the
 /// activation fixed outside the loop, so that it vectorizes), so the same bits.
 pub fn activation_backward_fast(
-    pool: &crate::compute::Pool,
+    pool: &crate::ir::Pool,
     act: u32,
     p: &EwParams,
     y: &[f32],
@@ -357,7 +357,7 @@ pub fn activation_backward_fast(
         }
     }
     let (i0, d0, o0) = (p.in_off as usize, p.dy_off as usize, p.out_off as usize);
-    let wide = crate::compute::gemm::isa() == crate::compute::gemm::Isa::Avx512;
+    let wide = crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512;
     ew_chunks(pool, p.len as usize, dz, |lo, hi, dz| {
         let (ys, gs, os) = (&y[i0 + lo..i0 + hi], &dy[d0 + lo..d0 + hi], &mut dz[o0 + lo..o0 + hi]);
         #[cfg(target_arch = "x86_64")]

@@ -232,7 +232,7 @@ const ADAM_CHUNK: usize = 1 << 14;
 /// `adam_step` in chunks across the pool, each vectorized (element-wise, so bit-identical to
 /// the reference whatever the thread count).
 pub fn adam_step_threaded(
-    pool: &crate::compute::Pool,
+    pool: &crate::ir::Pool,
     p: &AdamParams,
     state: &TrainState,
     params: &mut [f32],
@@ -241,7 +241,7 @@ pub fn adam_step_threaded(
 ) {
     let len = p.len as usize;
     let (m, v) = moments.split_at_mut(len);
-    let (tasks, chunk) = crate::compute::pool::chunks(len, ADAM_CHUNK, usize::MAX);
+    let (tasks, chunk) = crate::ir::pool::chunks(len, ADAM_CHUNK, usize::MAX);
     let ptrs = (params.as_mut_ptr() as usize, m.as_mut_ptr() as usize, v.as_mut_ptr() as usize);
     let grads = &grads[..len];
     pool.run(tasks, &|t| {

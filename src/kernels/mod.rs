@@ -12,6 +12,7 @@ pub mod activation;
 pub mod adam;
 pub mod conv;
 pub mod ema;
+pub mod gemm;
 pub mod loss;
 pub mod matmul;
 pub mod norm;

@@ -6,7 +6,7 @@
 //! bits for any thread count. Everything else is the twins' arithmetic, operation for operation.
 
 use super::norm::NormParams;
-use crate::compute::Pool;
+use crate::ir::Pool;
 
 const LANES: usize = 16;
 

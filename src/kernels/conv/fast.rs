@@ -1,5 +1,5 @@
 //! The CPU backend's fast convolutions: the twins' contracts (`twin.rs`) as GEMMs on the pool's
-//! sgemm (`compute::gemm`), the im2col taps packed straight into its panels (no column matrix
+//! sgemm (`kernels::gemm`), the im2col taps packed straight into its panels (no column matrix
 //! for the forward pass and the weight gradient). Another summation order than the twins', so
 //! results differ from them in the last bits (tests/cpu_fast.rs checks them against the twins),
 //! but fixed by the shape: the same bits for any thread count.
@@ -17,8 +17,8 @@ use std::cell::RefCell;
 
 use super::twin;
 use super::ConvParams;
-use crate::compute::gemm::{gemm, gemm_gather, BSrc, Bias, Epilogue, GatherA, Mat, Out, ScatterOut, NR};
-use crate::compute::Pool;
+use crate::kernels::gemm::{gemm, gemm_gather, BSrc, Bias, Epilogue, GatherA, Mat, Out, ScatterOut, NR};
+use crate::ir::Pool;
 
 /// No source (a tap in the padding).
 const NONE: usize = usize::MAX;
@@ -208,7 +208,7 @@ pub fn conv2d_forward(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], out: &m
 
 pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], out: &mut [f32]) {
     let taps = p.kh.div_ceil(p.stride) * p.kw.div_ceil(p.stride);
-    if (p.c_in as usize) < crate::compute::gemm::MR || taps > 16 {
+    if (p.c_in as usize) < crate::kernels::gemm::MR || taps > 16 {
         // Too few rows for the phase GEMMs (or too many taps per phase): one GEMM into a column
         // matrix, then col2im.
         return backward_input_cols(pool, p, a, c, out);
@@ -228,7 +228,7 @@ pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], 
     let pad_hi = g.kh.max(g.kw).div_ceil(s) + 1;
     let (hpad, wpad) = (h_out + pad_lo + pad_hi, g.w_out + pad_lo + pad_hi);
     let pp = hpad * wpad;
-    let wide = crate::compute::gemm::isa() == crate::compute::gemm::Isa::Avx512;
+    let wide = crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512;
     with_scratch(&DY, n * c_out * pp + 1, |dyp| {
         dyp.iter_mut().for_each(|v| *v = 0.0);
         for bc in 0..n * c_out {

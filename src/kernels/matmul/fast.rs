@@ -1,12 +1,12 @@
 //! The CPU backend's fast matmuls: the twins' contracts on the pool's sgemm
-//! (`compute::gemm`: packed panels, one fused multiply-add chain over k per element, bias and
+//! (`kernels::gemm`: packed panels, one fused multiply-add chain over k per element, bias and
 //! activation applied as the tile is stored). Another summation order than the twins', so results
 //! differ from them in the last bits, but the same bits for any thread count. The twins stay the
 //! oracle; tests/cpu_fast.rs checks these against them.
 
 use super::MatmulParams;
-use crate::compute::gemm::{gemm, BSrc, Bias, Epilogue, Mat, Out};
-use crate::compute::Pool;
+use crate::kernels::gemm::{gemm, BSrc, Bias, Epilogue, Mat, Out};
+use crate::ir::Pool;
 
 pub fn matmul_forward(pool: &Pool, p: &MatmulParams, a: &[f32], c: &[f32], out: &mut [f32]) {
     let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);

@@ -13,7 +13,7 @@
 
 use std::cell::RefCell;
 
-use super::pool::Pool;
+use crate::ir::Pool;
 use crate::kernels::activation::activate;
 
 /// Rows of a packed A panel and of the micro-kernel's tile.
