@@ -5,7 +5,7 @@
 //! - [`error`], [`rng`]: typed errors; Philox and the batch permutation, shared bit for bit by
 //!   both backends.
 //! - [`ir`]: the kernel-call IR: buffers, the [`ir::Kernel`] interface of every op, uniform
-//!   structs' layout tables, the training state.
+//!   structs' layout tables, the training state, the CPU fast paths' thread pool.
 //! - [`kernels`]: one module per WGSL kernel family: its uniforms, one launcher per entry point,
 //!   its CPU twins; the registry of families; the tolerance table.
 //! - [`nn`]: layers (linear, dropout, casts) and networks: tensors, names, initialisation, and

@@ -95,6 +95,13 @@ struct BenchArgs {
     /// Storage precisions to measure, comma-separated (f16 on the GPU needs shader-f16).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,f16")]
     precision: Vec<Precision>,
+    /// The model: mlp (the benchmark MLP) or dcgan (the 28x28 convolutional GAN, f32 only).
+    #[arg(long, value_enum, default_value = "mlp")]
+    arch: shadergan::config::model::Arch,
+    /// Threads of the CPU backend [default: SHADERGAN_THREADS, else every core this process may
+    /// use].
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -135,6 +142,10 @@ struct TrainArgs {
     /// Print nothing but errors.
     #[arg(long, short)]
     quiet: bool,
+    /// Threads of the CPU backend [default: SHADERGAN_THREADS, else every core this process may
+    /// use]. The thread count never changes the bits a seed gives.
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -180,7 +191,20 @@ struct GenerateArgs {
     backend: Backend,
 }
 
+/// `--threads`: the CPU backend's pool size, set before anything starts it.
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    match threads {
+        Some(0) => Err(Error::input("--threads must be at least 1")),
+        Some(n) => {
+            shadergan::ir::pool::set_default_threads(n);
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
 fn train(args: TrainArgs, given: Given) -> Result<()> {
+    set_threads(args.threads)?;
     let req = TrainRequest {
         data: args.data.clone(),
         data_options: args.data_options,
@@ -281,6 +305,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     if args.batch_sizes.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
         return Err(Error::input("--batch-sizes and --seconds must be positive"));
     }
+    set_threads(args.threads)?;
     let opts = shadergan::commands::bench::BenchOptions {
         batch_sizes: args.batch_sizes,
         seconds: args.seconds,
@@ -289,6 +314,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         matmul: args.matmul,
         large: args.large,
         precisions: args.precision,
+        arch: args.arch,
     };
     let report = shadergan::commands::bench::run(&opts, |what| eprintln!("measuring {what} ..."))?;
     if args.json {

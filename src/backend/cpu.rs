@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::{Backend, Executor, Section};
 use crate::data::{DataValues, Dataset};
 use crate::error::{Error, Result};
+use crate::ir::{pool, Pool};
 use crate::ir::{BufId, BufSpec, DType, DataChunks, DataView, Host, Op, TrainState};
 use crate::kernels::activation::round_f16_slice;
 
@@ -24,6 +25,9 @@ pub struct CpuExecutor {
     /// (tests, and `SHADERGAN_CPU_REFERENCE=1`, which makes every CPU run use the plain loops:
     /// bit-reproducible on any CPU, whatever sgemm kernel it would pick).
     fast: bool,
+    /// The threads the fast paths run on: the process's shared pool unless [`Self::threads`]
+    /// gave this executor its own. The thread count never changes the bits (ir::pool).
+    pool: Arc<Pool>,
 }
 
 impl CpuExecutor {
@@ -43,7 +47,19 @@ impl CpuExecutor {
             chunks,
             sections: vec![],
             fast: !std::env::var("SHADERGAN_CPU_REFERENCE").is_ok_and(|v| v == "1"),
+            pool: pool::global(),
         }
+    }
+
+    /// Runs the fast paths on a pool of its own with this many threads.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.pool = Arc::new(Pool::new(threads));
+        self
+    }
+
+    /// Threads the fast paths use.
+    pub fn thread_count(&self) -> usize {
+        self.pool.threads()
     }
 
     /// Runs the reference twins only.
@@ -68,7 +84,8 @@ impl CpuExecutor {
             None => vec![],
         };
         for op in list {
-            let mut host = Host { bufs: &mut self.bufs, state: &mut self.state, data: &views, fast: self.fast };
+            let mut host =
+                Host { bufs: &mut self.bufs, state: &mut self.state, data: &views, fast: self.fast, pool: &self.pool };
             op.run_cpu(&mut host);
             // An f16 output: round what the twin wrote (values already f16 stay as they are).
             for s in op.spans().into_iter().filter(|s| s.write && self.specs[s.buf].dtype == DType::F16) {
@@ -122,7 +139,7 @@ impl Executor for CpuExecutor {
     }
 
     fn device_name(&self) -> String {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = if self.fast { self.pool.threads() } else { 1 };
         format!("{} ({threads} threads)", cpu_model())
     }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::backend::cpu::CpuExecutor;
 use crate::backend::gpu::{GpuContext, GpuExecutor};
 use crate::backend::Executor;
+use crate::config::model::Arch;
 use crate::config::{Precision, TrainConfig, TrainOptions};
 use crate::data::{DataValues, Dataset};
 use crate::error::{Error, Result};
@@ -32,6 +33,8 @@ pub struct BenchOptions {
     pub large: bool,
     /// Storage precisions to train at (`--precision`), each measured on every backend.
     pub precisions: Vec<Precision>,
+    /// The benchmark MLP or the 28x28 convolutional GAN (f32 only).
+    pub arch: Arch,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -43,6 +46,8 @@ pub struct StepResult {
     pub batch: usize,
     pub steps: u32,
     pub steps_per_s: f64,
+    /// CPU only: the threads the CPU backend ran on.
+    pub threads: Option<usize>,
     /// GPU only: milliseconds per step by kernel family, from timestamp queries.
     pub kernel_ms: Option<Vec<(String, f64)>>,
     /// GPU only: milliseconds per step by entry point.
@@ -70,8 +75,22 @@ pub struct BenchReport {
 
 /// The benchmark model on the built-in MNIST digits: G 64-256-256-784 (ReLU, ReLU, sigmoid),
 /// D 784-256-256-1 (ReLU, ReLU, logit), Adam 2e-4.
-fn bench_config(data: &Dataset, batch: usize, precision: Precision) -> Result<TrainConfig> {
+fn bench_config(data: &Dataset, arch: Arch, batch: usize, precision: Precision) -> Result<TrainConfig> {
     use crate::kernels::activation::Activation::{Relu, Sigmoid};
+    if arch == Arch::Dcgan {
+        // The 28x28 DCGAN as PyTorch's peer (torch_dcgan.py) trains it: Adam 2e-4, no weight
+        // average (the peer keeps none).
+        let opts = TrainOptions {
+            arch,
+            batch_size: Some(batch),
+            g_ema: Some(0.0),
+            lr_decay: Some(0.0),
+            lr: Some(2e-4),
+            precision,
+            ..Default::default()
+        };
+        return opts.resolve(data);
+    }
     let opts = TrainOptions {
         batch_size: Some(batch),
         g_activation: Some(Relu),
@@ -113,6 +132,8 @@ fn family(entry: &str) -> &'static str {
         Some("loss") => "loss",
         Some("adam") => "adam",
         Some("random" | "random_f16") => "rng/gather",
+        Some("conv") => "conv",
+        Some("norm") => "batch_norm",
         _ => "other",
     }
 }
@@ -120,11 +141,12 @@ fn family(entry: &str) -> &'static str {
 fn gpu_steps(
     ctx: &Arc<GpuContext>,
     data: &Arc<Dataset>,
+    arch: Arch,
     batch: usize,
     precision: Precision,
     seconds: f64,
 ) -> Result<StepResult> {
-    let cfg = bench_config(data, batch, precision)?;
+    let cfg = bench_config(data, arch, batch, precision)?;
     let program = GanProgram::build(&cfg, data.n, matches!(data.values, DataValues::U8(_)));
     let exec = GpuExecutor::new(ctx.clone(), &program.bufs, Some(data))?;
     let mut t = GanTrainer::new(cfg, program, Box::new(exec))?;
@@ -152,15 +174,17 @@ fn gpu_steps(
         batch,
         steps,
         steps_per_s: rate,
+        threads: None,
         kernel_ms,
         entry_ms,
     })
 }
 
-fn cpu_steps(data: &Arc<Dataset>, batch: usize, precision: Precision, seconds: f64) -> Result<StepResult> {
-    let cfg = bench_config(data, batch, precision)?;
+fn cpu_steps(data: &Arc<Dataset>, arch: Arch, batch: usize, precision: Precision, seconds: f64) -> Result<StepResult> {
+    let cfg = bench_config(data, arch, batch, precision)?;
     let program = GanProgram::build(&cfg, data.n, matches!(data.values, DataValues::U8(_)));
     let exec = CpuExecutor::new(&program.bufs, Some(data.clone()));
+    let threads = exec.thread_count();
     let mut t = GanTrainer::new(cfg, program, Box::new(exec))?;
     let (steps, rate) = time_steps(&mut t, seconds)?;
     Ok(StepResult {
@@ -170,6 +194,7 @@ fn cpu_steps(data: &Arc<Dataset>, batch: usize, precision: Precision, seconds: f
         batch,
         steps,
         steps_per_s: rate,
+        threads: Some(threads),
         kernel_ms: None,
         entry_ms: None,
     })
@@ -198,7 +223,7 @@ fn matmul_case(ctx: &Arc<GpuContext>, m: u32, n: u32, k: u32, seconds: f64) -> R
     let got = g.read(2)?;
     let mut want = vec![0f32; mu * nu];
     let t0 = Instant::now();
-    fast::matmul_forward(&p, &x, &w, &mut want);
+    fast::matmul_forward(&crate::ir::pool::global(), &p, &x, &w, &mut want);
     let cpu_s = t0.elapsed().as_secs_f64();
     compare("matmul_forward", &got, &want, tolerance("matmul_forward"))
         .map_err(|e| Error::gpu(format!("matmul {m}x{n}x{k} is wrong on this GPU: {e}")))?;
@@ -227,12 +252,26 @@ fn matmul_case(ctx: &Arc<GpuContext>, m: u32, n: u32, k: u32, seconds: f64) -> R
 
 pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchReport> {
     let data = Arc::new(crate::data::assets::default_dataset()?);
-    let mut report = BenchReport {
-        model: "G 64-256-256-784 (ReLU, ReLU, sigmoid), D 784-256-256-1 (ReLU, ReLU, logit), Adam 2e-4 \
+    let model = match opts.arch {
+        Arch::Mlp => {
+            "G 64-256-256-784 (ReLU, ReLU, sigmoid), D 784-256-256-1 (ReLU, ReLU, logit), Adam 2e-4 \
                 (0.5, 0.999); one step = one D update + one G update; data: the built-in 10,000 MNIST digits"
-            .into(),
-        ..Default::default()
+        }
+        Arch::Dcgan => {
+            "DCGAN 28x28: G z64 -> Linear(64, 6272, no bias) -> BN -> ReLU -> ConvT(128, 64, 4, 2, 1) -> BN \
+                -> ReLU -> ConvT(64, 1, 4, 2, 1) -> tanh; D Conv(1, 64, 4, 2, 1) -> LReLU -> Conv(64, 128, 4, 2, 1) \
+                -> BN -> LReLU -> Linear(6272, 1); Adam 2e-4 (0.5, 0.999), no weight average; one step = one D \
+                update (reals and fakes in separate passes) + one G update on fresh noise; data: the built-in \
+                10,000 MNIST digits"
+        }
     };
+    let mut report = BenchReport { model: model.into(), ..Default::default() };
+    let mut precisions = opts.precisions.clone();
+    if opts.arch == Arch::Dcgan && precisions.contains(&Precision::F16) {
+        precisions.retain(|&p| p == Precision::F32);
+        report.notes.push("--arch dcgan trains at f32 only: f16 not measured".into());
+    }
+    let opts = &BenchOptions { precisions, ..opts.clone() };
     let ctx = if opts.gpu {
         match GpuContext::new() {
             Ok(c) => Some(c),
@@ -263,11 +302,11 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
             let name = precision.name();
             if let (Some(c), true) = (&ctx, precision == Precision::F32 || gpu_f16) {
                 progress(&format!("gpu, {name}, batch {batch}"));
-                report.steps.push(gpu_steps(c, &data, batch, precision, opts.seconds)?);
+                report.steps.push(gpu_steps(c, &data, opts.arch, batch, precision, opts.seconds)?);
             }
             if opts.cpu {
                 progress(&format!("cpu, {name}, batch {batch}"));
-                report.steps.push(cpu_steps(&data, batch, precision, opts.seconds)?);
+                report.steps.push(cpu_steps(&data, opts.arch, batch, precision, opts.seconds)?);
             }
         }
     }

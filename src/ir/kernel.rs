@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::buffer::BufId;
 use super::data::DataView;
+use super::pool::Pool;
 use super::state::TrainState;
 
 /// A resource an op binds besides its uniform (binding 0).
@@ -52,6 +53,8 @@ pub struct Host<'a> {
     /// Use the fast paths (blocked sgemm, threaded Adam) where a family has them; false runs
     /// the plain reference loops only.
     pub fast: bool,
+    /// The threads the fast paths run on.
+    pub pool: &'a Pool,
 }
 
 impl<'a> Host<'a> {

@@ -5,11 +5,13 @@
 pub mod buffer;
 pub mod data;
 pub mod kernel;
+pub mod pool;
 pub mod state;
 pub mod uniform;
 
 pub use buffer::{At, BufId, BufSpec, Buffers, DType};
 pub use data::{DataChunks, DataView, CHUNK_BYTES_ENV};
 pub use kernel::{groups_1d, Host, Kernel, Op, Res, Span};
+pub use pool::Pool;
 pub use state::TrainState;
 pub use uniform::{UniformInfo, UniformLayout};

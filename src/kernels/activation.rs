@@ -145,8 +145,14 @@ impl Kernel for ActivationForward {
         vec![Span::read(self.x, self.p.in_off, n), Span::write(self.out, self.p.out_off, n)]
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (act, p, x) = (self.act, &self.p, self.x);
-        host.with_out(self.out, |b, o| activation_forward(act.code(), p, &b[x], o))
+        let (act, p, x, fast, pool) = (self.act, &self.p, self.x, host.fast, host.pool);
+        host.with_out(self.out, |b, o| {
+            if fast {
+                activation_forward_fast(pool, act.code(), p, &b[x], o)
+            } else {
+                activation_forward(act.code(), p, &b[x], o)
+            }
+        })
     }
 }
 
@@ -181,8 +187,14 @@ impl Kernel for ActivationBackward {
         vec![Span::read(self.y, p.in_off, n), Span::read(self.dy, p.dy_off, n), Span::write(self.out, p.out_off, n)]
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (act, p, y, dy) = (self.act, &self.p, self.y, self.dy);
-        host.with_out(self.out, |b, o| activation_backward(act.code(), p, &b[y], &b[dy], o))
+        let (act, p, y, dy, fast, pool) = (self.act, &self.p, self.y, self.dy, host.fast, host.pool);
+        host.with_out(self.out, |b, o| {
+            if fast {
+                activation_backward_fast(pool, act.code(), p, &b[y], &b[dy], o)
+            } else {
+                activation_backward(act.code(), p, &b[y], &b[dy], o)
+            }
+        })
     }
 }
 
@@ -287,6 +299,71 @@ pub fn activation_backward(act: u32, p: &EwParams, y: &[f32], dy: &[f32], dz: &m
         let g = activation_grad(y[p.in_off as usize + i], act, p.slope);
         dz[p.out_off as usize + i] = dy[p.dy_off as usize + i] * g;
     }
+}
+
+/// Elements per task of the fast element-wise paths (a split by size alone).
+const EW_CHUNK: usize = 1 << 14;
+
+/// `f(lo, hi, out)` over chunks of `len` outputs across the pool; `out` is the whole output
+/// buffer, of which task t writes only [off + lo, off + hi).
+fn ew_chunks(pool: &crate::ir::Pool, len: usize, out: &mut [f32], f: impl Fn(usize, usize, &mut [f32]) + Sync) {
+    let (tasks, chunk) = crate::ir::pool::chunks(len, EW_CHUNK, usize::MAX);
+    let (ptr, n) = (out.as_mut_ptr() as usize, out.len());
+    pool.run(tasks, &|t| {
+        // SAFETY: task t writes only its own chunk of the output.
+        let out = unsafe { std::slice::from_raw_parts_mut(ptr as *mut f32, n) };
+        f(t * chunk, ((t + 1) * chunk).min(len), out)
+    });
+}
+
+/// `activation_forward` in chunks across the pool: the same function per element, so the same
+/// bits.
+pub fn activation_forward_fast(pool: &crate::ir::Pool, act: u32, p: &EwParams, x: &[f32], y: &mut [f32]) {
+    let (i0, o0) = (p.in_off as usize, p.out_off as usize);
+    ew_chunks(pool, p.len as usize, y, |lo, hi, y| {
+        let (xs, ys) = (&x[i0 + lo..i0 + hi], &mut y[o0 + lo..o0 + hi]);
+        match act {
+            1 => ys.iter_mut().zip(xs).for_each(|(o, &v)| *o = v.max(0.0)),
+            2 => ys.iter_mut().zip(xs).for_each(|(o, &v)| *o = if v > 0.0 { v } else { v * p.slope }),
+            _ => ys.iter_mut().zip(xs).for_each(|(o, &v)| *o = activate(v, act, p.slope)),
+        }
+    });
+}
+
+/// `activation_backward` in chunks across the pool: the same function per element (the
+/// activation fixed outside the loop, so that it vectorizes), so the same bits.
+pub fn activation_backward_fast(pool: &crate::ir::Pool, act: u32, p: &EwParams, y: &[f32], dy: &[f32], dz: &mut [f32]) {
+    #[inline(always)]
+    fn each(ys: &[f32], gs: &[f32], os: &mut [f32], grad: impl Fn(f32) -> f32) {
+        for ((o, &yv), &g) in os.iter_mut().zip(ys).zip(gs) {
+            *o = g * grad(yv);
+        }
+    }
+    #[inline(always)]
+    fn chunk(act: u32, slope: f32, ys: &[f32], gs: &[f32], os: &mut [f32]) {
+        match act {
+            1 => each(ys, gs, os, |y| activation_grad(y, 1, slope)),
+            2 => each(ys, gs, os, |y| activation_grad(y, 2, slope)),
+            3 => each(ys, gs, os, |y| activation_grad(y, 3, slope)),
+            4 => each(ys, gs, os, |y| activation_grad(y, 4, slope)),
+            _ => each(ys, gs, os, |y| activation_grad(y, act, slope)),
+        }
+    }
+    let (i0, d0, o0) = (p.in_off as usize, p.dy_off as usize, p.out_off as usize);
+    let wide = crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512;
+    ew_chunks(pool, p.len as usize, dz, |lo, hi, dz| {
+        let (ys, gs, os) = (&y[i0 + lo..i0 + hi], &dy[d0 + lo..d0 + hi], &mut dz[o0 + lo..o0 + hi]);
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn chunk512(act: u32, slope: f32, ys: &[f32], gs: &[f32], os: &mut [f32]) {
+                chunk(act, slope, ys, gs, os)
+            }
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { chunk512(act, p.slope, ys, gs, os) };
+        }
+        chunk(act, p.slope, ys, gs, os)
+    });
 }
 
 /// `cast_to_f16` / `cast_to_f32`: a copy between offsets; the executor rounds the output when

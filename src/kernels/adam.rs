@@ -105,10 +105,10 @@ impl Kernel for AdamStep {
         vec![Span::write(self.params, 0, n), Span::read(self.grads, 0, n), Span::write(self.moments, 0, 2 * n)]
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, grads, state, fast) = (&self.p, self.grads, *host.state, host.fast);
+        let (p, grads, state, fast, pool) = (&self.p, self.grads, *host.state, host.fast, host.pool);
         host.with_outs(self.params, self.moments, |b, params, m| {
             if fast {
-                adam_step_threaded(p, &state, params, &b[grads], m)
+                adam_step_threaded(pool, p, &state, params, &b[grads], m)
             } else {
                 adam_step(p, &state, params, &b[grads], m)
             }
@@ -171,39 +171,84 @@ pub fn adam_update(
     let bias2 = 1.0 - b2pow;
     let step_size = p.lr_at(state.step) / bias1;
     let sqrt_bias2 = bias2.sqrt();
-    for i in 0..len {
-        let g = grads[i];
-        let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
-        let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        let denom = vi.sqrt() / sqrt_bias2 + p.eps;
-        params[i] -= step_size * (mi / denom);
+    let c = AdamConsts { beta1: p.beta1, beta2: p.beta2, eps: p.eps, step_size, sqrt_bias2 };
+    adam_loop(&c, &mut params[..len], &grads[..len], &mut m[..len], &mut v[..len]);
+}
+
+/// The per-element constants of one update.
+#[derive(Clone, Copy)]
+struct AdamConsts {
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    step_size: f32,
+    sqrt_bias2: f32,
+}
+
+/// The update, element by element: plain IEEE operations (no fused multiply-add), so any
+/// vector width gives the same bits.
+#[inline(always)]
+fn adam_loop(c: &AdamConsts, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32]) {
+    for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let mi = c.beta1 * *m + (1.0 - c.beta1) * g;
+        let vi = c.beta2 * *v + (1.0 - c.beta2) * g * g;
+        *m = mi;
+        *v = vi;
+        let denom = vi.sqrt() / c.sqrt_bias2 + c.eps;
+        *p -= c.step_size * (mi / denom);
     }
 }
 
-/// Parameters per thread below which threads cost more than they save.
-const ADAM_CHUNK_MIN: usize = 1 << 15;
-
-/// `adam_step` on one chunk of the parameters per core (element-wise, so bit-identical).
-pub fn adam_step_threaded(p: &AdamParams, state: &TrainState, params: &mut [f32], grads: &[f32], moments: &mut [f32]) {
-    let len = p.len as usize;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = len.div_ceil(threads).max(ADAM_CHUNK_MIN);
-    if chunk >= len {
-        return adam_step(p, state, params, grads, moments);
-    }
-    let (m, v) = moments.split_at_mut(len);
-    std::thread::scope(|s| {
-        let parts = params[..len]
-            .chunks_mut(chunk)
-            .zip(grads[..len].chunks(chunk))
-            .zip(m.chunks_mut(chunk).zip(v[..len].chunks_mut(chunk)));
-        for ((pc, gc), (mc, vc)) in parts {
-            s.spawn(move || {
-                let sub = AdamParams { len: pc.len() as u32, ..*p };
-                adam_update(&sub, state, pc, gc, mc, vc);
-            });
+/// `adam_update` compiled for AVX-512 where the CPU has it (the same operations, 16 at a time).
+fn adam_update_fast(
+    p: &AdamParams,
+    state: &TrainState,
+    params: &mut [f32],
+    grads: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide(c: &AdamConsts, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32]) {
+            adam_loop(c, params, grads, m, v)
         }
+        let len = p.len as usize;
+        let (b1pow, b2pow) = if p.net == 0 { (state.pows[0], state.pows[1]) } else { (state.pows[2], state.pows[3]) };
+        let step_size = p.lr_at(state.step) / (1.0 - b1pow);
+        let sqrt_bias2 = (1.0 - b2pow).sqrt();
+        let c = AdamConsts { beta1: p.beta1, beta2: p.beta2, eps: p.eps, step_size, sqrt_bias2 };
+        // SAFETY: the CPU has AVX-512F (checked above).
+        unsafe { wide(&c, &mut params[..len], &grads[..len], &mut m[..len], &mut v[..len]) };
+        return;
+    }
+    adam_update(p, state, params, grads, m, v)
+}
+
+/// Parameters per task: a split by size alone (element-wise, so bit-identical anyway).
+const ADAM_CHUNK: usize = 1 << 14;
+
+/// `adam_step` in chunks across the pool, each vectorized (element-wise, so bit-identical to
+/// the reference whatever the thread count).
+pub fn adam_step_threaded(
+    pool: &crate::ir::Pool,
+    p: &AdamParams,
+    state: &TrainState,
+    params: &mut [f32],
+    grads: &[f32],
+    moments: &mut [f32],
+) {
+    let len = p.len as usize;
+    let (m, v) = moments.split_at_mut(len);
+    let (tasks, chunk) = crate::ir::pool::chunks(len, ADAM_CHUNK, usize::MAX);
+    let ptrs = (params.as_mut_ptr() as usize, m.as_mut_ptr() as usize, v.as_mut_ptr() as usize);
+    let grads = &grads[..len];
+    pool.run(tasks, &|t| {
+        let (lo, hi) = (t * chunk, ((t + 1) * chunk).min(len));
+        // SAFETY: chunk t of params, m and v (each `len` long), touched by this task only.
+        let part = |base: usize| unsafe { std::slice::from_raw_parts_mut((base as *mut f32).add(lo), hi - lo) };
+        let sub = AdamParams { len: (hi - lo) as u32, ..*p };
+        adam_update_fast(&sub, state, part(ptrs.0), &grads[lo..hi], part(ptrs.1), part(ptrs.2));
     });
 }

@@ -6,6 +6,7 @@
 
 use super::conv::twin::lane_tree_sum;
 use super::conv::LANES;
+use super::norm_fast as fast;
 use super::{Entry, Family, Slot};
 use crate::ir::kernel::groups_1d;
 use crate::ir::{BufId, Host, Kernel, Res, Span, UniformLayout};
@@ -136,9 +137,13 @@ impl Kernel for BatchNormForward {
         ]
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c) = (&self.p, self.a, self.c);
+        let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
         host.with_many([self.out, self.state, self.saved], |b, [y, state, saved]| {
-            batch_norm_forward(p, &b[a], &b[c], y, state, saved)
+            if fast {
+                fast::batch_norm_forward(pool, p, &b[a], &b[c], y, state, saved)
+            } else {
+                batch_norm_forward(p, &b[a], &b[c], y, state, saved)
+            }
         })
     }
 }
@@ -220,8 +225,14 @@ impl Kernel for BatchNormBackwardParams {
         ]
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c, saved) = (&self.p, self.a, self.c, self.saved);
-        host.with_out(self.out, |b, g| batch_norm_backward_params(p, &b[a], &b[c], g, &b[saved]))
+        let (p, a, c, saved, fast, pool) = (&self.p, self.a, self.c, self.saved, host.fast, host.pool);
+        host.with_out(self.out, |b, g| {
+            if fast {
+                fast::batch_norm_backward_params(pool, p, &b[a], &b[c], g, &b[saved])
+            } else {
+                batch_norm_backward_params(p, &b[a], &b[c], g, &b[saved])
+            }
+        })
     }
 }
 
@@ -259,8 +270,14 @@ impl Kernel for BatchNormBackwardInput {
         ]
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c, saved) = (&self.p, self.a, self.c, self.saved);
-        host.with_out(self.out, |b, dx| batch_norm_backward_input(p, &b[a], &b[c], dx, &b[saved]))
+        let (p, a, c, saved, fast, pool) = (&self.p, self.a, self.c, self.saved, host.fast, host.pool);
+        host.with_out(self.out, |b, dx| {
+            if fast {
+                fast::batch_norm_backward_input(pool, p, &b[a], &b[c], dx, &b[saved])
+            } else {
+                batch_norm_backward_input(p, &b[a], &b[c], dx, &b[saved])
+            }
+        })
     }
 }
 

@@ -1,199 +1,435 @@
-//! The CPU backend's fast convolutions: the twins' contracts (`twin.rs`) on im2col and
-//! `matrixmultiply`'s sgemm (another summation order, so results differ from the twins in the
-//! last bits; tests/cpu_fast.rs checks them against the twins).
+//! The CPU backend's fast convolutions: the twins' contracts (`twin.rs`) as GEMMs on the pool's
+//! sgemm (`kernels::gemm`), the im2col taps packed straight into its panels (no column matrix
+//! for the forward pass and the weight gradient). Another summation order than the twins', so
+//! results differ from them in the last bits (tests/cpu_fast.rs checks them against the twins),
+//! but fixed by the shape: the same bits for any thread count.
 //!
-//! With K = c_in kh kw, P = h_out w_out and the whole batch side by side, `cols` (K, n P) holds
-//! the taps of x (im2col: cols[(ci, i, j), (b, oh, ow)] = x[b, ci, oh s - q + i, ow s - q + j], 0
-//! in padding), and dy is viewed as (c_out, n P). Then each pass is one large sgemm, which
-//! threads well:
-//!   forward          y (c_out, n P)  = w (c_out, K) cols (+ bias)
-//!   backward_input   cols = w^T (K, c_out) dy (c_out, n P), then col2im adds the taps into dx
-//!   backward_weight  dw (c_out, K)  += dy (c_out, n P) cols^T (n P, K)
+//! With K = c_in kh kw, P = h_out w_out and the whole batch side by side (column b P + q is
+//! output position q of image b):
+//!   forward          y (c_out, n P)  = w (c_out, K) cols (K, n P) (+ bias per row), stored
+//!                    straight into NCHW through column offsets
+//!   backward_input   cols (K, n P) = w^T (K, c_out) dy (c_out, n P), then col2im adds each
+//!                    image's taps into dx (a task per image)
+//!   backward_weight  dw (c_out, K)  (+)= dy (c_out, n P) cols^T (n P, K)
+//! where cols[(ci, i, j), (b, oh, ow)] = x[b, ci, oh s - pad + i, ow s - pad + j], 0 in padding.
+
+use std::cell::RefCell;
 
 use super::twin;
 use super::ConvParams;
+use crate::ir::Pool;
+use crate::kernels::gemm::{gemm, gemm_gather, BSrc, Bias, Epilogue, GatherA, Mat, Out, ScatterOut, NR};
 
+/// No source (a tap in the padding).
+const NONE: usize = usize::MAX;
+
+thread_local! {
+    static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static DY: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PLANE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static OFFS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A thread-local scratch vector of at least `len` (contents unspecified).
+fn with_scratch<T: Copy + Default, R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
+    len: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    key.with(|cell| {
+        let mut v = cell.borrow_mut();
+        if v.len() < len {
+            v.resize(len, T::default());
+        }
+        f(&mut v[..len])
+    })
+}
+
+#[derive(Clone, Copy)]
 struct Geometry {
     k: usize,
     p: usize,
+    np: usize,
     x_plane: usize,
+    h_in: usize,
+    w_in: usize,
+    w_out: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
 }
 
 fn geometry(p: &ConvParams) -> Geometry {
     let k = (p.c_in * p.kh * p.kw) as usize;
     let pp = (p.h_out * p.w_out) as usize;
-    Geometry { k, p: pp, x_plane: (p.c_in * p.h_in * p.w_in) as usize }
+    Geometry {
+        k,
+        p: pp,
+        np: p.n as usize * pp,
+        x_plane: (p.c_in * p.h_in * p.w_in) as usize,
+        h_in: p.h_in as usize,
+        w_in: p.w_in as usize,
+        w_out: p.w_out as usize,
+        kh: p.kh as usize,
+        kw: p.kw as usize,
+        stride: p.stride as usize,
+        pad: p.pad as usize,
+    }
 }
 
-/// The input position that output `o` with tap `t` reads along one axis, or None in padding.
-fn tap(o: u32, t: u32, p: &ConvParams, size: u32) -> Option<usize> {
-    let padded = o * p.stride + t;
-    (padded >= p.pad && padded < size + p.pad).then(|| (padded - p.pad) as usize)
-}
+impl Geometry {
+    /// (image offset in x, top row, left column) of output column `col` (b P + q), padded.
+    fn origin(&self, col: usize) -> (usize, isize, isize) {
+        let (b, q) = (col / self.p, col % self.p);
+        let (oh, ow) = (q / self.w_out, q % self.w_out);
+        (
+            b * self.x_plane,
+            (oh * self.stride) as isize - self.pad as isize,
+            (ow * self.stride) as isize - self.pad as isize,
+        )
+    }
 
-/// cols (K, n P) from the batch `x` (n, c_in, h_in, w_in): image b in columns [b P, (b + 1) P).
-fn im2col(p: &ConvParams, x: &[f32], cols: &mut [f32]) {
-    let (h_in, w_in, g) = (p.h_in as usize, p.w_in as usize, geometry(p));
-    let np = p.n as usize * g.p;
-    for b in 0..p.n as usize {
-        let image = &x[b * g.x_plane..(b + 1) * g.x_plane];
-        let mut row = 0;
-        for ci in 0..p.c_in as usize {
-            let plane = &image[ci * h_in * w_in..(ci + 1) * h_in * w_in];
-            for i in 0..p.kh {
-                for j in 0..p.kw {
-                    let out = &mut cols[row * np + b * g.p..][..g.p];
-                    let mut q = 0;
-                    for oh in 0..p.h_out {
-                        let ih = tap(oh, i, p, p.h_in);
-                        for ow in 0..p.w_out {
-                            out[q] = match (ih, tap(ow, j, p, p.w_in)) {
-                                (Some(ih), Some(iw)) => plane[ih * w_in + iw],
-                                _ => 0.0,
-                            };
-                            q += 1;
-                        }
+    /// x at tap (ci, i, j) of an origin, 0 in padding.
+    #[inline(always)]
+    fn tap(&self, x: &[f32], (img, top, left): (usize, isize, isize), ci: usize, i: usize, j: usize) -> f32 {
+        let (ih, iw) = (top + i as isize, left + j as isize);
+        if ih < 0 || iw < 0 || ih >= self.h_in as isize || iw >= self.w_in as isize {
+            return 0.0;
+        }
+        x[img + (ci * self.h_in + ih as usize) * self.w_in + iw as usize]
+    }
+
+    /// The im2col panel of columns j0..j0 + NR (K rows): dst[kk NR + jj].
+    fn pack_cols(&self, x: &[f32], j0: usize, dst: &mut [f32]) {
+        let cols = self.np.saturating_sub(j0).min(NR);
+        let taps = self.kh * self.kw;
+        let plane = self.h_in * self.w_in;
+        // Per tap (i, j) and column: the offset in x of channel 0's value, or none (padding).
+        let mut src = vec![[NONE; NR]; taps];
+        #[allow(clippy::needless_range_loop)] // jj indexes the second dimension of src
+        for jj in 0..cols {
+            let (img, top, left) = self.origin(j0 + jj);
+            for i in 0..self.kh {
+                let ih = top + i as isize;
+                if ih < 0 || ih >= self.h_in as isize {
+                    continue;
+                }
+                for j in 0..self.kw {
+                    let iw = left + j as isize;
+                    if iw >= 0 && iw < self.w_in as isize {
+                        src[i * self.kw + j][jj] = img + ih as usize * self.w_in + iw as usize;
                     }
-                    row += 1;
+                }
+            }
+        }
+        let mut kk = 0;
+        for ci in 0..self.k / taps {
+            let xc = &x[ci * plane..];
+            for offs in &src {
+                let out = &mut dst[kk * NR..(kk + 1) * NR];
+                for (o, &off) in out.iter_mut().zip(offs) {
+                    *o = if off == NONE { 0.0 } else { xc[off] };
+                }
+                kk += 1;
+            }
+        }
+    }
+
+    /// The panel of cols^T (n P rows, K columns) for taps j0..j0 + NR: dst[col NR + jj].
+    fn pack_rows(&self, x: &[f32], j0: usize, dst: &mut [f32]) {
+        let taps = self.k.saturating_sub(j0).min(NR);
+        if taps < NR {
+            dst.iter_mut().for_each(|v| *v = 0.0);
+        }
+        let mut tap = [(0usize, 0usize, 0usize); NR];
+        for (jj, t) in tap.iter_mut().enumerate().take(taps) {
+            let kk = j0 + jj;
+            *t = (kk / (self.kh * self.kw), (kk / self.kw) % self.kh, kk % self.kw);
+        }
+        let mut rel = [0usize; NR];
+        for (r, &(ci, i, j)) in rel.iter_mut().zip(&tap).take(taps) {
+            *r = (ci * self.h_in + i) * self.w_in + j;
+        }
+        let (h, w) = (self.h_in as isize, self.w_in as isize);
+        let (kh, kw) = (self.kh as isize, self.kw as isize);
+        for col in 0..self.np {
+            let o @ (img, top, left) = self.origin(col);
+            let row = &mut dst[col * NR..col * NR + taps];
+            if top >= 0 && left >= 0 && top + kh <= h && left + kw <= w {
+                // Every tap inside the image: no checks.
+                let base = img + top as usize * self.w_in + left as usize;
+                for (v, &r) in row.iter_mut().zip(&rel) {
+                    *v = x[base + r];
+                }
+            } else {
+                for (v, &(ci, i, j)) in row.iter_mut().zip(&tap) {
+                    *v = self.tap(x, o, ci, i, j);
                 }
             }
         }
     }
 }
 
-/// Adds the taps of cols (K, n P) into the batch `dx` (n, c_in, h_in, w_in), zeroed first.
-fn col2im(p: &ConvParams, cols: &[f32], dx: &mut [f32]) {
-    let (h_in, w_in, g) = (p.h_in as usize, p.w_in as usize, geometry(p));
-    let np = p.n as usize * g.p;
-    dx.iter_mut().for_each(|v| *v = 0.0);
-    for b in 0..p.n as usize {
-        let image = &mut dx[b * g.x_plane..(b + 1) * g.x_plane];
-        let mut row = 0;
-        for ci in 0..p.c_in as usize {
-            let plane = &mut image[ci * h_in * w_in..(ci + 1) * h_in * w_in];
-            for i in 0..p.kh {
-                for j in 0..p.kw {
-                    let src = &cols[row * np + b * g.p..][..g.p];
-                    let mut q = 0;
-                    for oh in 0..p.h_out {
-                        let ih = tap(oh, i, p, p.h_in);
-                        for ow in 0..p.w_out {
-                            if let (Some(ih), Some(iw)) = (ih, tap(ow, j, p, p.w_in)) {
-                                plane[ih * w_in + iw] += src[q];
-                            }
-                            q += 1;
-                        }
-                    }
-                    row += 1;
-                }
-            }
-        }
-    }
-}
-
-/// C (m x n, row-major, row stride n) = A (m x k) B (k x n) + beta C, A and B with their strides.
-#[allow(clippy::too_many_arguments)]
-fn gemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    (rsa, csa): (usize, usize),
-    b: &[f32],
-    (rsb, csb): (usize, usize),
-    beta: f32,
-    c: &mut [f32],
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len());
-    assert!(k == 0 || (k - 1) * rsb + (n - 1) * csb < b.len());
-    assert!(m * n <= c.len());
-    // SAFETY: the asserts keep every access of sgemm inside the three slices.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
-}
-
-/// (c, n P) with image b in columns [b P, (b + 1) P), from or to (n, c, P).
-fn to_channel_major(t: &[f32], n: usize, c: usize, pp: usize, out: &mut [f32]) {
-    for b in 0..n {
-        for ch in 0..c {
-            out[ch * n * pp + b * pp..][..pp].copy_from_slice(&t[(b * c + ch) * pp..][..pp]);
-        }
-    }
-}
-
-fn store(out: &mut f32, v: f32, accumulate: bool) {
-    *out = if accumulate { *out + v } else { v };
-}
-
-pub fn conv2d_forward(p: &ConvParams, a: &[f32], c: &[f32], out: &mut [f32]) {
-    let (g, n, c_out) = (geometry(p), p.n as usize, p.c_out as usize);
-    let np = n * g.p;
-    let w = &c[p.w_off as usize..p.w_off as usize + c_out * g.k];
-    let mut cols = vec![0f32; g.k * np];
-    im2col(p, &a[p.x_off as usize..][..n * g.x_plane], &mut cols);
-    let mut y = vec![0f32; c_out * np];
-    gemm(c_out, g.k, np, w, (g.k, 1), &cols, (np, 1), 0.0, &mut y);
-    let y_out = &mut out[p.y_off as usize..][..n * c_out * g.p];
-    for co in 0..c_out {
-        let bias = if p.has_bias != 0 { c[p.bias_off as usize + co] } else { 0.0 };
+/// (c, n P) with image b in columns [b P, (b + 1) P), from (n, c, P); a task per channel block.
+fn to_channel_major(pool: &Pool, t: &[f32], n: usize, c: usize, pp: usize, out: &mut [f32]) {
+    let ptr = out.as_mut_ptr() as usize;
+    pool.run(c, &|ch| {
+        // SAFETY: row ch of out (n P values), written by this task only.
+        let row = unsafe { std::slice::from_raw_parts_mut((ptr as *mut f32).add(ch * n * pp), n * pp) };
         for b in 0..n {
-            let src = &y[co * np + b * g.p..][..g.p];
-            for (o, &v) in y_out[(b * c_out + co) * g.p..][..g.p].iter_mut().zip(src) {
-                store(o, v + bias, p.accumulate != 0);
+            row[b * pp..(b + 1) * pp].copy_from_slice(&t[(b * c + ch) * pp..][..pp]);
+        }
+    });
+}
+
+/// The NCHW offset of column b P + q of a (c, n P) result with c channels: b c P + q.
+fn nchw_offsets(n: usize, c: usize, pp: usize, offs: &mut [usize]) {
+    for b in 0..n {
+        for q in 0..pp {
+            offs[b * pp + q] = b * c * pp + q;
+        }
+    }
+}
+
+pub fn conv2d_forward(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], out: &mut [f32]) {
+    let (g, n, c_out) = (geometry(p), p.n as usize, p.c_out as usize);
+    let w = Mat::new(c, p.w_off as usize, g.k, 1);
+    let x = &a[p.x_off as usize..][..n * g.x_plane];
+    let y = &mut out[p.y_off as usize..][..n * c_out * g.p];
+    let bias = if p.has_bias != 0 { Bias::Row(&c[p.bias_off as usize..][..c_out]) } else { Bias::None };
+    let epi = Epilogue { bias, accumulate: p.accumulate != 0, act: 0, slope: 0.0 };
+    let pack = |j0: usize, dst: &mut [f32]| g.pack_cols(x, j0, dst);
+    with_scratch(&OFFS, g.np, |offs| {
+        nchw_offsets(n, c_out, g.p, offs);
+        gemm(pool, c_out, g.np, g.k, w, BSrc::Pack(&pack), Out { data: y, rs: g.p, col_off: Some(offs) }, epi);
+    });
+}
+
+pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], out: &mut [f32]) {
+    let taps = p.kh.div_ceil(p.stride) * p.kw.div_ceil(p.stride);
+    if (p.c_in as usize) < crate::kernels::gemm::MR || taps > 16 {
+        // Too few rows for the phase GEMMs (or too many taps per phase): one GEMM into a column
+        // matrix, then col2im.
+        return backward_input_cols(pool, p, a, c, out);
+    }
+    let (g, n, c_in, c_out) = (geometry(p), p.n as usize, p.c_in as usize, p.c_out as usize);
+    let (h_out, s) = (g.p / g.w_out, g.stride);
+    let dy = &a[p.y_off as usize..][..n * c_out * g.p];
+    let dx = &mut out[p.x_off as usize..][..n * g.x_plane];
+    let bias = (p.has_bias != 0).then(|| &c[p.bias_off as usize..][..c_in]);
+    let accumulate = p.accumulate != 0;
+    let plane = g.h_in * g.w_in;
+    // dy with pad_lo zero rows and columns before and pad_hi after each plane: every tap a
+    // phase reads is then a plain load. A phase has at most ceil(k / s) taps per axis, reaching
+    // that many - 1 before its position and (with the rounding of the output size) fewer than
+    // ceil(k / s) + 1 past the end.
+    let pad_lo = g.kh.max(g.kw).div_ceil(s) - 1;
+    let pad_hi = g.kh.max(g.kw).div_ceil(s) + 1;
+    let (hpad, wpad) = (h_out + pad_lo + pad_hi, g.w_out + pad_lo + pad_hi);
+    let pp = hpad * wpad;
+    let wide = crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512;
+    with_scratch(&DY, n * c_out * pp + 1, |dyp| {
+        dyp.iter_mut().for_each(|v| *v = 0.0);
+        for bc in 0..n * c_out {
+            for oh in 0..h_out {
+                let (from, to) = (bc * g.p + oh * g.w_out, bc * pp + (oh + pad_lo) * wpad + pad_lo);
+                dyp[to..to + g.w_out].copy_from_slice(&dy[from..from + g.w_out]);
+            }
+        }
+        let dyp = &*dyp;
+        // Output phase (ph, pw): the positions with (ih + pad) % s = ph (and likewise for iw),
+        // which only the taps i = ph + s u (j = pw + s v) reach, from dy at (t - u, t' - v),
+        // where ih = s t + ph - pad. Each phase is one GEMM, k ordered (u, v, co):
+        //   dx_phase (n T T', c_in) = dy_taps (n T T', U V c_out) w_phase (U V c_out, c_in).
+        for ph in 0..s {
+            for pw in 0..s {
+                let (th_lo, th_n) = phase_positions(ph, g.pad, s, g.h_in);
+                let (tw_lo, tw_n) = phase_positions(pw, g.pad, s, g.w_in);
+                if th_n == 0 || tw_n == 0 {
+                    continue;
+                }
+                let us: Vec<usize> = (ph..g.kh).step_by(s).collect();
+                let vs: Vec<usize> = (pw..g.kw).step_by(s).collect();
+                let (nu, nv) = (us.len(), vs.len());
+                let kt = nu * nv * c_out;
+                let rows = n * th_n * tw_n;
+                // The phase's positions: where they go in dx, and where their taps start in dyp
+                // (the tap (nu - 1, nv - 1) away: every tap then adds a non-negative shift).
+                let mut row_off = Vec::with_capacity(rows);
+                let mut row_base = Vec::with_capacity(rows);
+                for b in 0..n {
+                    for th in th_lo..th_lo + th_n {
+                        for tw in tw_lo..tw_lo + tw_n {
+                            let (ih, iw) = (s * th + ph - g.pad, s * tw + pw - g.pad);
+                            row_off.push(b * g.x_plane + ih * g.w_in + iw);
+                            let (oh, ow) = (th + pad_lo + 1 - nu, tw + pad_lo + 1 - nv);
+                            row_base.push(b * c_out * pp + oh * wpad + ow);
+                        }
+                    }
+                }
+                let seg_shift: Vec<usize> =
+                    (0..nu).flat_map(|u| (0..nv).map(move |v| (nu - 1 - u) * wpad + (nv - 1 - v))).collect();
+                // w_phase ((u, v, co), ci) = w[co, ci, ph + s u, pw + s v].
+                let mut wph = vec![0f32; kt.max(1) * c_in];
+                for (uv, (u, v)) in (0..nu).flat_map(|u| (0..nv).map(move |v| (u, v))).enumerate() {
+                    for co in 0..c_out {
+                        let row = &mut wph[(uv * c_out + co) * c_in..][..c_in];
+                        for (ci, o) in row.iter_mut().enumerate() {
+                            *o = c[p.w_off as usize + ((co * c_in + ci) * g.kh + us[u]) * g.kw + vs[v]];
+                        }
+                    }
+                }
+                let wm = Mat::new(&wph, 0, c_in, 1);
+                let epi = Epilogue { bias: bias.map_or(Bias::None, Bias::Col), accumulate, act: 0, slope: 0.0 };
+                if wide || kt == 0 {
+                    let ga =
+                        GatherA { data: dyp, row_base: &row_base, seg_shift: &seg_shift, seg_len: c_out, stride: pp };
+                    let o = ScatterOut { data: &mut *dx, row_off: &row_off, cs: plane };
+                    gemm_gather(pool, rows, c_in, ga, BSrc::Mat(wm), o, epi);
+                } else {
+                    // The same sums on the plain gemm: dy_taps (rows, (u, v, co)) copied out.
+                    let mut am = vec![0f32; rows * kt];
+                    for (r, arow) in am.chunks_mut(kt).enumerate() {
+                        for (seg, &shift) in seg_shift.iter().enumerate() {
+                            for co in 0..c_out {
+                                arow[seg * c_out + co] = dyp[row_base[r] + shift + co * pp];
+                            }
+                        }
+                    }
+                    let mut tmp = vec![0f32; rows * c_in];
+                    let plain = Epilogue::PLAIN;
+                    let o = Out { data: &mut tmp, rs: c_in, col_off: None };
+                    gemm(pool, rows, c_in, kt, Mat::new(&am, 0, kt, 1), BSrc::Mat(wm), o, plain);
+                    for (r, &off) in row_off.iter().enumerate() {
+                        for ci in 0..c_in {
+                            let d = &mut dx[off + ci * plane];
+                            *d = epi_apply(&epi, tmp[r * c_in + ci], ci, *d);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The epilogue of one element whose bias is per column `j` (the phase GEMMs' c_in).
+fn epi_apply(epi: &Epilogue, v: f32, j: usize, old: f32) -> f32 {
+    let v = match epi.bias {
+        Bias::Col(b) => v + b[j],
+        _ => v,
+    };
+    if epi.accumulate {
+        old + v
+    } else {
+        v
+    }
+}
+
+/// (first t, count) of the positions x = s t + phase - pad inside [0, size).
+fn phase_positions(phase: usize, pad: usize, s: usize, size: usize) -> (usize, usize) {
+    let lo = pad.saturating_sub(phase).div_ceil(s);
+    let hi = (size + pad).saturating_sub(phase).div_ceil(s);
+    (lo, hi.saturating_sub(lo))
+}
+
+/// `conv2d_backward_input` through a column matrix and col2im (for few input channels).
+fn backward_input_cols(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], out: &mut [f32]) {
+    let (g, n, c_out, c_in) = (geometry(p), p.n as usize, p.c_out as usize, p.c_in as usize);
+    // w^T (K, c_out): A(kk, co) = w[co K + kk].
+    let wt = Mat::new(c, p.w_off as usize, 1, g.k);
+    let dy = &a[p.y_off as usize..][..n * c_out * g.p];
+    let pack = |j0: usize, dst: &mut [f32]| {
+        let cols = g.np.saturating_sub(j0).min(NR);
+        if cols < NR {
+            dst.iter_mut().for_each(|v| *v = 0.0);
+        }
+        for jj in 0..cols {
+            let (b, q) = ((j0 + jj) / g.p, (j0 + jj) % g.p);
+            let src = &dy[b * c_out * g.p + q..];
+            for co in 0..c_out {
+                dst[co * NR + jj] = src[co * g.p];
+            }
+        }
+    };
+    let bias = (p.has_bias != 0).then(|| &c[p.bias_off as usize..][..c_in]);
+    let dx = &mut out[p.x_off as usize..][..n * g.x_plane];
+    with_scratch(&COLS, g.k * g.np, |cols| {
+        gemm(
+            pool,
+            g.k,
+            g.np,
+            c_out,
+            wt,
+            BSrc::Pack(&pack),
+            Out { data: cols, rs: g.np, col_off: None },
+            Epilogue::PLAIN,
+        );
+        let (cols, dx_ptr) = (&*cols, dx.as_mut_ptr() as usize);
+        let plane = g.h_in * g.w_in;
+        pool.run(n, &|b| {
+            // SAFETY: image b of dx, written by this task only.
+            let img = unsafe { std::slice::from_raw_parts_mut((dx_ptr as *mut f32).add(b * g.x_plane), g.x_plane) };
+            with_scratch(&PLANE, g.x_plane, |acc| {
+                col2im_image(&g, cols, b, acc);
+                for (e, (o, &v)) in img.iter_mut().zip(acc.iter()).enumerate() {
+                    let v = match bias {
+                        Some(bias) => v + bias[e / plane],
+                        None => v,
+                    };
+                    *o = if p.accumulate != 0 { *o + v } else { v };
+                }
+            });
+        });
+    });
+}
+
+/// Adds the taps of image b's columns of cols (K, n P) into acc (c_in, h_in, w_in), zeroed
+/// first, tap by tap in (ci, i, j) order.
+fn col2im_image(g: &Geometry, cols: &[f32], b: usize, acc: &mut [f32]) {
+    acc.iter_mut().for_each(|v| *v = 0.0);
+    let (s, pad) = (g.stride, g.pad);
+    // Output columns ow whose tap j lands inside the row: 0 <= ow s + j - pad < w_in.
+    let range = |j: usize, size: usize, outs: usize| {
+        let lo = pad.saturating_sub(j).div_ceil(s);
+        let hi = ((size + pad).saturating_sub(j)).div_ceil(s).min(outs);
+        (lo, hi.max(lo))
+    };
+    let h_out = g.p / g.w_out;
+    let mut kk = 0;
+    for ci in 0..g.k / (g.kh * g.kw) {
+        let plane = &mut acc[ci * g.h_in * g.w_in..][..g.h_in * g.w_in];
+        for i in 0..g.kh {
+            let (oh_lo, oh_hi) = range(i, g.h_in, h_out);
+            for j in 0..g.kw {
+                let (ow_lo, ow_hi) = range(j, g.w_in, g.w_out);
+                let src = &cols[kk * g.np + b * g.p..][..g.p];
+                for oh in oh_lo..oh_hi {
+                    let ih = oh * s + i - pad;
+                    let row = &mut plane[ih * g.w_in..][..g.w_in];
+                    let srow = &src[oh * g.w_out..][..g.w_out];
+                    for ow in ow_lo..ow_hi {
+                        row[ow * s + j - pad] += srow[ow];
+                    }
+                }
+                kk += 1;
             }
         }
     }
 }
 
-pub fn conv2d_backward_input(p: &ConvParams, a: &[f32], c: &[f32], out: &mut [f32]) {
+pub fn conv2d_backward_weight(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], out: &mut [f32]) {
     let (g, n, c_out) = (geometry(p), p.n as usize, p.c_out as usize);
-    let np = n * g.p;
-    let w = &c[p.w_off as usize..p.w_off as usize + c_out * g.k];
-    let mut dy = vec![0f32; c_out * np];
-    to_channel_major(&a[p.y_off as usize..][..n * c_out * g.p], n, c_out, g.p, &mut dy);
-    // cols (K, n P) = w^T (K, c_out) dy (c_out, n P): w read with swapped strides.
-    let mut cols = vec![0f32; g.k * np];
-    gemm(g.k, c_out, np, w, (1, g.k), &dy, (np, 1), 0.0, &mut cols);
-    let mut dx = vec![0f32; n * g.x_plane];
-    col2im(p, &cols, &mut dx);
-    let plane = (p.h_in * p.w_in) as usize;
-    let dx_out = &mut out[p.x_off as usize..][..n * g.x_plane];
-    for (i, (o, &v)) in dx_out.iter_mut().zip(&dx).enumerate() {
-        let bias = if p.has_bias != 0 { c[p.bias_off as usize + (i / plane) % p.c_in as usize] } else { 0.0 };
-        store(o, v + bias, p.accumulate != 0);
-    }
-}
-
-pub fn conv2d_backward_weight(p: &ConvParams, a: &[f32], c: &[f32], out: &mut [f32]) {
-    let (g, n, c_out) = (geometry(p), p.n as usize, p.c_out as usize);
-    let np = n * g.p;
-    let mut cols = vec![0f32; g.k * np];
-    im2col(p, &c[p.x_off as usize..][..n * g.x_plane], &mut cols);
-    let mut dy = vec![0f32; c_out * np];
-    to_channel_major(&a[p.y_off as usize..][..n * c_out * g.p], n, c_out, g.p, &mut dy);
-    // dw (c_out, K) (+)= dy (c_out, n P) cols^T (n P, K).
+    let x = &c[p.x_off as usize..][..n * g.x_plane];
     let dw = &mut out[p.w_off as usize..p.w_off as usize + c_out * g.k];
-    let beta = if p.accumulate != 0 { 1.0 } else { 0.0 };
-    gemm(c_out, np, g.k, &dy, (np, 1), &cols, (1, np), beta, dw);
+    let epi = Epilogue { accumulate: p.accumulate != 0, ..Epilogue::PLAIN };
+    let pack = |j0: usize, dst: &mut [f32]| g.pack_rows(x, j0, dst);
+    with_scratch(&DY, c_out * g.np, |dy| {
+        to_channel_major(pool, &a[p.y_off as usize..][..n * c_out * g.p], n, c_out, g.p, dy);
+        // dw (c_out, K) (+)= dy (c_out, n P) cols^T (n P, K).
+        let dy = Mat::new(dy, 0, g.np, 1);
+        gemm(pool, c_out, g.k, g.np, dy, BSrc::Pack(&pack), Out { data: dw, rs: g.k, col_off: None }, epi);
+    });
 }
 
 /// The bias gradient has no fast path: its fixed-order sums are cheap next to the convolutions.

@@ -566,10 +566,10 @@ impl Kernel for Conv2dForward {
         s
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c, fast) = (&self.p, self.a, self.c, host.fast);
+        let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
         host.with_out(self.out, |b, o| {
             if fast {
-                fast::conv2d_forward(p, &b[a], &b[c], o)
+                fast::conv2d_forward(pool, p, &b[a], &b[c], o)
             } else {
                 twin::conv2d_forward(p, &b[a], &b[c], o)
             }
@@ -609,10 +609,10 @@ impl Kernel for Conv2dBackwardInput {
         s
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c, fast) = (&self.p, self.a, self.c, host.fast);
+        let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
         host.with_out(self.out, |b, o| {
             if fast {
-                fast::conv2d_backward_input(p, &b[a], &b[c], o)
+                fast::conv2d_backward_input(pool, p, &b[a], &b[c], o)
             } else {
                 twin::conv2d_backward_input(p, &b[a], &b[c], o)
             }
@@ -651,10 +651,10 @@ impl Kernel for Conv2dBackwardWeight {
         ]
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c, fast) = (&self.p, self.a, self.c, host.fast);
+        let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
         host.with_out(self.out, |b, o| {
             if fast {
-                fast::conv2d_backward_weight(p, &b[a], &b[c], o)
+                fast::conv2d_backward_weight(pool, p, &b[a], &b[c], o)
             } else {
                 twin::conv2d_backward_weight(p, &b[a], &b[c], o)
             }

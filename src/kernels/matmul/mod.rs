@@ -129,10 +129,10 @@ impl Kernel for MatmulForward {
         ]
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c, fast) = (&self.p, self.a, self.c, host.fast);
+        let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
         host.with_out(self.out, |b, o| {
             if fast {
-                fast::matmul_forward(p, &b[a], &b[c], o)
+                fast::matmul_forward(pool, p, &b[a], &b[c], o)
             } else {
                 twin::matmul_forward(p, &b[a], &b[c], o)
             }
@@ -174,10 +174,10 @@ impl Kernel for MatmulBackwardInput {
         ]
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c, fast) = (&self.p, self.a, self.c, host.fast);
+        let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
         host.with_out(self.out, |b, o| {
             if fast {
-                fast::matmul_backward_input(p, &b[a], &b[c], o)
+                fast::matmul_backward_input(pool, p, &b[a], &b[c], o)
             } else {
                 twin::matmul_backward_input(p, &b[a], &b[c], o)
             }
@@ -219,10 +219,10 @@ impl Kernel for MatmulBackwardWeight {
         ]
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c, fast) = (&self.p, self.a, self.c, host.fast);
+        let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
         host.with_out(self.out, |b, o| {
             if fast {
-                fast::matmul_backward_weight(p, &b[a], &b[c], o)
+                fast::matmul_backward_weight(pool, p, &b[a], &b[c], o)
             } else {
                 twin::matmul_backward_weight(p, &b[a], &b[c], o)
             }
