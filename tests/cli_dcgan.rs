@@ -72,9 +72,7 @@ fn flags_dcgan_cannot_take_exit_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
     for (flags, needle) in [
-        (&["--pack", "2"][..], "--pack is for --arch mlp"),
-        (&["--g-hidden", "32"], "--g-hidden is for --arch mlp"),
-        (&["--d-dropout", "0.3"], "--d-dropout is for --arch mlp"),
+        (&["--g-hidden", "32"][..], "--g-hidden is for --arch mlp"),
         (&["--precision", "f16"], "--precision f16 is for --arch mlp"),
         (&["--toy", "ring8"], "--arch dcgan trains on images"),
     ] {

@@ -31,7 +31,14 @@ fn images(n: usize, channels: usize, size: usize) -> Arc<Dataset> {
 }
 
 fn config(data: &Dataset, g_ema: f32) -> TrainConfig {
+    packed_config(data, g_ema, 1, 0.0)
+}
+
+/// With PacGAN packing (images stacked as channels) and dropout in D.
+fn packed_config(data: &Dataset, g_ema: f32, pack: usize, d_dropout: f32) -> TrainConfig {
     TrainOptions {
+        pack: Some(pack),
+        d_dropout: Some(d_dropout),
         arch: Arch::Dcgan,
         g_channels: 4,
         d_channels: 4,
@@ -64,25 +71,38 @@ fn assert_close(what: &str, g: &Snapshot, c: &Snapshot) {
 fn gpu_and_cpu_agree_over_a_few_dcgan_steps() {
     for (channels, size, ema) in [(1, 28, 0.0), (1, 28, 0.9), (3, 32, 0.9), (1, 64, 0.0)] {
         let data = images(24, channels, size);
-        let cfg = config(&data, ema);
-        let mut cpu = cpu_trainer(&cfg, &data, false);
-        let Some(mut gpu) = gpu_trainer(&cfg, &data) else { return };
-        let what = format!("{channels}x{size}x{size}, g-ema {ema}");
-        assert_eq!(gpu.snapshot().unwrap(), cpu.snapshot().unwrap(), "{what}: initial state");
-        for _ in 0..4 {
-            cpu.train(1).unwrap();
-            gpu.train(1).unwrap();
-        }
-        let (gs, cs) = (gpu.stats().unwrap(), cpu.stats().unwrap());
-        let t = tolerance("train_10_steps");
-        compare(&what, &[gs.d_loss, gs.g_loss, gs.d_real, gs.d_fake], &[cs.d_loss, cs.g_loss, cs.d_real, cs.d_fake], t)
-            .unwrap();
-        assert_close(&what, &gpu.snapshot().unwrap(), &cpu.snapshot().unwrap());
-        // Sampling: G in eval mode, from the running statistics (of the average, with one).
-        let z = uniform(5 * 8, 3, -2.0, 2.0);
-        let (a, b) = (gpu.sample(&z).unwrap(), cpu.sample(&z).unwrap());
-        compare("samples", &a, &b, t).unwrap_or_else(|e| panic!("{what}: {e}"));
+        agree_over_a_few_steps(&data, &config(&data, ema), &format!("{channels}x{size}x{size}, g-ema {ema}"));
     }
+}
+
+#[test]
+fn packed_dcgan_with_d_dropout_agrees_on_gpu_and_cpu() {
+    for (channels, size, pack) in [(1, 28, 2), (3, 32, 4)] {
+        let data = images(24, channels, size);
+        let cfg = packed_config(&data, 0.9, pack, 0.3);
+        assert_eq!(cfg.model.discriminator(0.3, false).input_features(), pack * channels * size * size);
+        agree_over_a_few_steps(&data, &cfg, &format!("{channels}x{size}x{size}, pack {pack}, d-dropout 0.3"));
+    }
+}
+
+/// Four steps on both backends: the same stats, weights, running statistics and samples.
+fn agree_over_a_few_steps(data: &Arc<Dataset>, cfg: &TrainConfig, what: &str) {
+    let mut cpu = cpu_trainer(cfg, data, false);
+    let Some(mut gpu) = gpu_trainer(cfg, data) else { return };
+    assert_eq!(gpu.snapshot().unwrap(), cpu.snapshot().unwrap(), "{what}: initial state");
+    for _ in 0..4 {
+        cpu.train(1).unwrap();
+        gpu.train(1).unwrap();
+    }
+    let (gs, cs) = (gpu.stats().unwrap(), cpu.stats().unwrap());
+    let t = tolerance("train_10_steps");
+    compare(what, &[gs.d_loss, gs.g_loss, gs.d_real, gs.d_fake], &[cs.d_loss, cs.g_loss, cs.d_real, cs.d_fake], t)
+        .unwrap();
+    assert_close(what, &gpu.snapshot().unwrap(), &cpu.snapshot().unwrap());
+    // Sampling: G in eval mode, from the running statistics (of the average, with one).
+    let z = uniform(5 * 8, 3, -2.0, 2.0);
+    let (a, b) = (gpu.sample(&z).unwrap(), cpu.sample(&z).unwrap());
+    compare("samples", &a, &b, t).unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
 #[test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::kernels::activation::Activation;
-use crate::nn::{self, BatchNorm, Cast, Conv2d, ConvTranspose2d, Init, Layer, Linear, Net};
+use crate::nn::{self, BatchNorm, Cast, Conv2d, ConvTranspose2d, Dropout, Init, Layer, Linear, Net};
 
 /// Which network keys the seeded initialisation (the Philox counter's net word).
 pub const NET_D: u32 = 0;
@@ -133,9 +133,6 @@ impl ModelConfig {
         if img.channels * img.height * img.width != self.data_dim {
             return Err(Error::input("the image shape does not match the data dimension"));
         }
-        if self.pack != 1 {
-            return Err(Error::input("--pack is for --arch mlp; the convolutional D judges one image at a time"));
-        }
         for (flag, width) in [("--g-channels", self.g_channels), ("--d-channels", self.d_channels)] {
             if width == 0 || width > 4096 {
                 return Err(Error::input(format!("{flag} must be from 1 to 4096, not {width}")));
@@ -171,7 +168,7 @@ impl ModelConfig {
     /// `--arch dcgan`, the convolutional D of the image size.
     pub fn discriminator(&self, dropout: f32, half: bool) -> Net {
         if self.arch == Arch::Dcgan {
-            return Net::new("D", NET_D, self.dcgan_discriminator());
+            return Net::new("D", NET_D, self.dcgan_discriminator(dropout));
         }
         let input = self.data_dim * self.pack;
         let mut layers = nn::mlp(input, &self.d_hidden, 1, self.d_activation, Activation::Identity, dropout);
@@ -262,14 +259,16 @@ impl ModelConfig {
     /// D of PyTorch's DCGAN example, shrunk to the image size: convolutions (4, 2, 1) halve the
     /// size and double the channels from ndf, `d_activation` after each, batch norm after all but
     /// the first; then one logit: a (4, 1, 0) convolution from 4x4 (32, 64), or a linear layer
-    /// from 7x7 (28).
-    fn dcgan_discriminator(&self) -> Layers {
+    /// from 7x7 (28). With `--pack P` the first convolution takes P images stacked as P x C
+    /// channels (in NCHW, P consecutive images of the batch are exactly that: no copy); with
+    /// `dropout`, dropout after every activation.
+    fn dcgan_discriminator(&self, dropout: f32) -> Layers {
         let img = self.image_shape();
         let (d, act) = (self.d_channels, self.d_activation);
         let normal = Init::Normal(DCGAN_INIT_STD);
         let mut layers = Layers::new();
         let end = if img.height == 28 { 7 } else { 4 };
-        let mut chw = (img.channels, img.height, img.width);
+        let mut chw = (img.channels * self.pack, img.height, img.width);
         let mut i = 1;
         while chw.1 > end {
             let (c, h, w) = chw;
@@ -280,6 +279,15 @@ impl ModelConfig {
                 self.act(&mut layers, format!("lrelu{i}"), chw, act);
             } else {
                 self.norm_act(&mut layers, i, chw, act, "lrelu");
+            }
+            if dropout > 0.0 {
+                let (c, h, w) = chw;
+                push(
+                    &mut layers,
+                    format!("dropout{i}"),
+                    Dropout { features: c * h * w, rate: dropout, salt: i as u32 },
+                    chw,
+                );
             }
             i += 1;
         }
@@ -410,12 +418,27 @@ mod dcgan_tests {
     }
 
     #[test]
-    fn other_sizes_and_packing_are_refused() {
+    fn other_sizes_are_refused() {
         for (c, s) in [(1, 48), (3, 16)] {
             let e = dcgan(c, s, 64).validate().unwrap_err().to_string();
             assert!(e.contains("28x28, 32x32 and 64x64"), "{e}");
         }
-        let e = ModelConfig { pack: 2, ..dcgan(1, 28, 64) }.validate().unwrap_err().to_string();
-        assert!(e.contains("--pack"), "{e}");
+    }
+
+    #[test]
+    fn packing_stacks_images_as_channels_and_dropout_follows_each_activation() {
+        let m = ModelConfig { pack: 3, ..dcgan(3, 32, 64) };
+        m.validate().unwrap();
+        let d = m.discriminator(0.25, false);
+        assert_eq!(d.input_features(), 3 * 3 * 32 * 32);
+        assert_eq!(d.tensors()[0].shape, [64, 9, 4, 4]);
+        let names: Vec<_> = d.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "conv1", "lrelu1", "dropout1", "conv2", "bn2", "lrelu2", "dropout2", "conv3", "bn3", "lrelu3",
+                "dropout3", "conv4"
+            ]
+        );
     }
 }

@@ -158,14 +158,12 @@ impl TrainOptions {
         let mlp_only = [
             ("--g-hidden", !self.g_hidden.is_empty()),
             ("--d-hidden", !self.d_hidden.is_empty()),
-            ("--pack", self.pack.is_some_and(|p| p != 1)),
-            ("--d-dropout", self.d_dropout.is_some_and(|d| d > 0.0)),
             ("--precision f16", self.precision == Precision::F16),
         ];
         if let Some((flag, _)) = mlp_only.iter().find(|(_, given)| *given) {
             return Err(Error::input(format!(
-                "{flag} is for --arch mlp; --arch dcgan sets its widths with --g-channels and --d-channels, \
-                 judges one image at a time, has batch norm instead of dropout and trains in f32"
+                "{flag} is for --arch mlp; --arch dcgan sets its widths with --g-channels and --d-channels \
+                 and trains in f32"
             )));
         }
         let mut cfg = self.resolve_mlp(data, toy);
@@ -178,7 +176,7 @@ impl TrainOptions {
         m.g_activation = self.g_activation.unwrap_or(Activation::Relu);
         m.d_activation = self.d_activation.unwrap_or(Activation::LeakyRelu);
         cfg.lr = self.lr.unwrap_or(DCGAN_LR);
-        cfg.d_dropout = 0.0;
+        cfg.d_dropout = self.d_dropout.unwrap_or(0.0);
         cfg.g_ema = self.g_ema.unwrap_or(DCGAN_G_EMA);
         cfg.model.validate()?;
         Ok(cfg)
