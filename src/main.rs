@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Train a GAN on the samples of a .npy file or a folder of images (default: 10,000 built-in
     /// MNIST digits).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Write samples from a checkpoint's generator.
     Generate(GenerateArgs),
     /// Measure a run's generator, printed as JSON: toy runs by modes captured, % high quality and
@@ -360,7 +360,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => {
             let given = matches.subcommand_matches("train").map(Given::from_matches).unwrap_or_default();
-            train(args, given)
+            train(*args, given)
         }
         Command::Generate(args) => generate(args),
         Command::Eval(args) => eval(args),
