@@ -140,7 +140,7 @@ impl Executor for CpuExecutor {
 
     fn device_name(&self) -> String {
         let threads = if self.fast { self.pool.threads() } else { 1 };
-        format!("{} ({threads} threads)", cpu_model())
+        format!("{} ({threads} thread{})", cpu_model(), if threads == 1 { "" } else { "s" })
     }
 
     fn add_section(&mut self, ops: &[Op]) -> Result<Section> {

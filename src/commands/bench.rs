@@ -79,11 +79,12 @@ fn bench_config(data: &Dataset, arch: Arch, batch: usize, precision: Precision) 
     use crate::kernels::activation::Activation::{Relu, Sigmoid};
     if arch == Arch::Dcgan {
         // The 28x28 DCGAN as PyTorch's peer (torch_dcgan.py) trains it: Adam 2e-4, no weight
-        // average (the peer keeps none).
+        // average and no packing (the peer has neither).
         let opts = TrainOptions {
             arch,
             batch_size: Some(batch),
             g_ema: Some(0.0),
+            pack: Some(1),
             lr_decay: Some(0.0),
             lr: Some(2e-4),
             precision,

@@ -53,7 +53,8 @@ pub struct TrainOptions {
     /// Decides the initial weights, the noise and the batch order, on both backends.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Adam's learning rate [default: 4e-4 for data in [0, 1], 2e-4 otherwise].
+    /// Adam's learning rate [default: 4e-4 for data in [0, 1] (8e-4 with --arch dcgan), 2e-4
+    /// otherwise].
     #[arg(long)]
     pub lr: Option<f32>,
     #[arg(long, default_value_t = 0.5)]
@@ -63,12 +64,12 @@ pub struct TrainOptions {
     /// One-sided label smoothing: D's label for real samples (e.g. 0.9); fakes stay 0.
     #[arg(long = "label-smoothing", default_value_t = 1.0)]
     pub real_label: f32,
-    /// PacGAN: D judges this many samples at once (real with real, fake with fake) [default: 1;
-    /// 2 for --toy].
+    /// PacGAN: D judges this many samples at once (real with real, fake with fake; stacked as
+    /// channels for --arch dcgan) [default: 1; 2 for --toy and --arch dcgan].
     #[arg(long)]
     pub pack: Option<usize>,
     /// Dropout rate on D's hidden layers (seeded; the same masks on both backends) [default: 0.3
-    /// for data in [0, 1] with a ReLU or leaky ReLU D, 0 otherwise].
+    /// for data in [0, 1] with a ReLU or leaky ReLU D and --arch mlp, 0 otherwise].
     #[arg(long)]
     pub d_dropout: Option<f32>,
     /// D updates per training step (each on its own batch), then one G update.
@@ -79,7 +80,8 @@ pub struct TrainOptions {
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
     /// Keep an exponential moving average of G's weights with this decay (e.g. 0.999) and sample
-    /// and evaluate with it; 0: off [default: 0.999 for data in [0, 1] and for --toy, 0 otherwise].
+    /// and evaluate with it; 0: off [default: 0.999 for data in [0, 1] with --arch mlp and for
+    /// --toy, 0 otherwise].
     #[arg(long)]
     pub g_ema: Option<f32>,
     /// Decay the learning rate linearly to 0 over this last fraction of the run (0: constant;
