@@ -218,8 +218,7 @@ pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], 
     let dy = &a[p.y_off as usize..][..n * c_out * g.p];
     let dx = &mut out[p.x_off as usize..][..n * g.x_plane];
     let bias = (p.has_bias != 0).then(|| &c[p.bias_off as usize..][..c_in]);
-    let accumulate = p.accumulate != 0;
-    let plane = g.h_in * g.w_in;
+    let epi = Epilogue { bias: bias.map_or(Bias::None, Bias::Col), accumulate: p.accumulate != 0, act: 0, slope: 0.0 };
     // dy with pad_lo zero rows and columns before and pad_hi after each plane: every tap a
     // phase reads is then a plain load. A phase has at most ceil(k / s) taps per axis, reaching
     // that many - 1 before its position and (with the rounding of the output size) fewer than
@@ -228,7 +227,6 @@ pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], 
     let pad_hi = g.kh.max(g.kw).div_ceil(s) + 1;
     let (hpad, wpad) = (h_out + pad_lo + pad_hi, g.w_out + pad_lo + pad_hi);
     let pp = hpad * wpad;
-    let wide = crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512;
     with_scratch(&DY, n * c_out * pp + 1, |dyp| {
         dyp.iter_mut().for_each(|v| *v = 0.0);
         for bc in 0..n * c_out {
@@ -237,80 +235,104 @@ pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], 
                 dyp[to..to + g.w_out].copy_from_slice(&dy[from..from + g.w_out]);
             }
         }
-        let dyp = &*dyp;
+        let padded = PaddedDy { data: dyp, pad_lo, wpad, pp };
         // Output phase (ph, pw): the positions with (ih + pad) % s = ph (and likewise for iw),
         // which only the taps i = ph + s u (j = pw + s v) reach, from dy at (t - u, t' - v),
         // where ih = s t + ph - pad. Each phase is one GEMM, k ordered (u, v, co):
         //   dx_phase (n T T', c_in) = dy_taps (n T T', U V c_out) w_phase (U V c_out, c_in).
         for ph in 0..s {
             for pw in 0..s {
-                let (th_lo, th_n) = phase_positions(ph, g.pad, s, g.h_in);
-                let (tw_lo, tw_n) = phase_positions(pw, g.pad, s, g.w_in);
-                if th_n == 0 || tw_n == 0 {
-                    continue;
-                }
-                let us: Vec<usize> = (ph..g.kh).step_by(s).collect();
-                let vs: Vec<usize> = (pw..g.kw).step_by(s).collect();
-                let (nu, nv) = (us.len(), vs.len());
-                let kt = nu * nv * c_out;
-                let rows = n * th_n * tw_n;
-                // The phase's positions: where they go in dx, and where their taps start in dyp
-                // (the tap (nu - 1, nv - 1) away: every tap then adds a non-negative shift).
-                let mut row_off = Vec::with_capacity(rows);
-                let mut row_base = Vec::with_capacity(rows);
-                for b in 0..n {
-                    for th in th_lo..th_lo + th_n {
-                        for tw in tw_lo..tw_lo + tw_n {
-                            let (ih, iw) = (s * th + ph - g.pad, s * tw + pw - g.pad);
-                            row_off.push(b * g.x_plane + ih * g.w_in + iw);
-                            let (oh, ow) = (th + pad_lo + 1 - nu, tw + pad_lo + 1 - nv);
-                            row_base.push(b * c_out * pp + oh * wpad + ow);
-                        }
-                    }
-                }
-                let seg_shift: Vec<usize> =
-                    (0..nu).flat_map(|u| (0..nv).map(move |v| (nu - 1 - u) * wpad + (nv - 1 - v))).collect();
-                // w_phase ((u, v, co), ci) = w[co, ci, ph + s u, pw + s v].
-                let mut wph = vec![0f32; kt.max(1) * c_in];
-                for (uv, (u, v)) in (0..nu).flat_map(|u| (0..nv).map(move |v| (u, v))).enumerate() {
-                    for co in 0..c_out {
-                        let row = &mut wph[(uv * c_out + co) * c_in..][..c_in];
-                        for (ci, o) in row.iter_mut().enumerate() {
-                            *o = c[p.w_off as usize + ((co * c_in + ci) * g.kh + us[u]) * g.kw + vs[v]];
-                        }
-                    }
-                }
-                let wm = Mat::new(&wph, 0, c_in, 1);
-                let epi = Epilogue { bias: bias.map_or(Bias::None, Bias::Col), accumulate, act: 0, slope: 0.0 };
-                if wide || kt == 0 {
-                    let ga =
-                        GatherA { data: dyp, row_base: &row_base, seg_shift: &seg_shift, seg_len: c_out, stride: pp };
-                    let o = ScatterOut { data: &mut *dx, row_off: &row_off, cs: plane };
-                    gemm_gather(pool, rows, c_in, ga, BSrc::Mat(wm), o, epi);
-                } else {
-                    // The same sums on the plain gemm: dy_taps (rows, (u, v, co)) copied out.
-                    let mut am = vec![0f32; rows * kt];
-                    for (r, arow) in am.chunks_mut(kt).enumerate() {
-                        for (seg, &shift) in seg_shift.iter().enumerate() {
-                            for co in 0..c_out {
-                                arow[seg * c_out + co] = dyp[row_base[r] + shift + co * pp];
-                            }
-                        }
-                    }
-                    let mut tmp = vec![0f32; rows * c_in];
-                    let plain = Epilogue::PLAIN;
-                    let o = Out { data: &mut tmp, rs: c_in, col_off: None };
-                    gemm(pool, rows, c_in, kt, Mat::new(&am, 0, kt, 1), BSrc::Mat(wm), o, plain);
-                    for (r, &off) in row_off.iter().enumerate() {
-                        for ci in 0..c_in {
-                            let d = &mut dx[off + ci * plane];
-                            *d = epi_apply(&epi, tmp[r * c_in + ci], ci, *d);
-                        }
-                    }
-                }
+                backward_input_phase(pool, p, &g, &padded, c, (ph, pw), &epi, dx);
             }
         }
     });
+}
+
+/// dy of a conv2d's backward input, each plane padded with zeros (`pad_lo` rows and columns
+/// before; planes of `pp` values, rows of `wpad`).
+struct PaddedDy<'a> {
+    data: &'a [f32],
+    pad_lo: usize,
+    wpad: usize,
+    pp: usize,
+}
+
+/// One output phase's GEMM of [`conv2d_backward_input`]: its rows (the phase's positions in dx
+/// and where their taps start in the padded dy), its weights, the product stored through `epi`.
+#[allow(clippy::too_many_arguments)]
+fn backward_input_phase(
+    pool: &Pool,
+    p: &ConvParams,
+    g: &Geometry,
+    dyp: &PaddedDy,
+    c: &[f32],
+    (ph, pw): (usize, usize),
+    epi: &Epilogue,
+    dx: &mut [f32],
+) {
+    let (n, c_in, c_out, s) = (p.n as usize, p.c_in as usize, p.c_out as usize, g.stride);
+    let (th_lo, th_n) = phase_positions(ph, g.pad, s, g.h_in);
+    let (tw_lo, tw_n) = phase_positions(pw, g.pad, s, g.w_in);
+    if th_n == 0 || tw_n == 0 {
+        return;
+    }
+    let us: Vec<usize> = (ph..g.kh).step_by(s).collect();
+    let vs: Vec<usize> = (pw..g.kw).step_by(s).collect();
+    let (nu, nv) = (us.len(), vs.len());
+    let kt = nu * nv * c_out;
+    let rows = n * th_n * tw_n;
+    // The phase's positions: where they go in dx, and where their taps start in dyp (the tap
+    // (nu - 1, nv - 1) away: every tap then adds a non-negative shift).
+    let mut row_off = Vec::with_capacity(rows);
+    let mut row_base = Vec::with_capacity(rows);
+    for b in 0..n {
+        for th in th_lo..th_lo + th_n {
+            for tw in tw_lo..tw_lo + tw_n {
+                let (ih, iw) = (s * th + ph - g.pad, s * tw + pw - g.pad);
+                row_off.push(b * g.x_plane + ih * g.w_in + iw);
+                let (oh, ow) = (th + dyp.pad_lo + 1 - nu, tw + dyp.pad_lo + 1 - nv);
+                row_base.push(b * c_out * dyp.pp + oh * dyp.wpad + ow);
+            }
+        }
+    }
+    let seg_shift: Vec<usize> =
+        (0..nu).flat_map(|u| (0..nv).map(move |v| (nu - 1 - u) * dyp.wpad + (nv - 1 - v))).collect();
+    // w_phase ((u, v, co), ci) = w[co, ci, ph + s u, pw + s v].
+    let mut wph = vec![0f32; kt.max(1) * c_in];
+    for (uv, (u, v)) in (0..nu).flat_map(|u| (0..nv).map(move |v| (u, v))).enumerate() {
+        for co in 0..c_out {
+            let row = &mut wph[(uv * c_out + co) * c_in..][..c_in];
+            for (ci, o) in row.iter_mut().enumerate() {
+                *o = c[p.w_off as usize + ((co * c_in + ci) * g.kh + us[u]) * g.kw + vs[v]];
+            }
+        }
+    }
+    let wm = Mat::new(&wph, 0, c_in, 1);
+    let plane = g.h_in * g.w_in;
+    if crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512 || kt == 0 {
+        let ga = GatherA { data: dyp.data, row_base: &row_base, seg_shift: &seg_shift, seg_len: c_out, stride: dyp.pp };
+        let o = ScatterOut { data: dx, row_off: &row_off, cs: plane };
+        gemm_gather(pool, rows, c_in, ga, BSrc::Mat(wm), o, *epi);
+        return;
+    }
+    // The same sums on the plain gemm: dy_taps (rows, (u, v, co)) copied out.
+    let mut am = vec![0f32; rows * kt];
+    for (r, arow) in am.chunks_mut(kt).enumerate() {
+        for (seg, &shift) in seg_shift.iter().enumerate() {
+            for co in 0..c_out {
+                arow[seg * c_out + co] = dyp.data[row_base[r] + shift + co * dyp.pp];
+            }
+        }
+    }
+    let mut tmp = vec![0f32; rows * c_in];
+    let o = Out { data: &mut tmp, rs: c_in, col_off: None };
+    gemm(pool, rows, c_in, kt, Mat::new(&am, 0, kt, 1), BSrc::Mat(wm), o, Epilogue::PLAIN);
+    for (r, &off) in row_off.iter().enumerate() {
+        for ci in 0..c_in {
+            let d = &mut dx[off + ci * plane];
+            *d = epi_apply(epi, tmp[r * c_in + ci], ci, *d);
+        }
+    }
 }
 
 /// The epilogue of one element whose bias is per column `j` (the phase GEMMs' c_in).
