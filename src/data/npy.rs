@@ -101,7 +101,7 @@ fn parse_npy(bytes: &[u8], name: &str, labels: bool, layout: Option<Layout>) -> 
         _ => return Err(fail(format!("unsupported dtype {}; {SUPPORTED}", short(&header.type_descriptor)))),
     };
 
-    let shape = header.shape;
+    let shape = header.shape.clone();
     let shape_str = python_tuple(&shape);
     let accepted = if labels {
         matches!(shape.as_slice(), [_] | [_, 1])
@@ -135,33 +135,7 @@ fn parse_npy(bytes: &[u8], name: &str, labels: bool, layout: Option<Layout>) -> 
     }
 
     // Sizes are now known to match real bytes, so allocating `len` elements is safe.
-    let fortran = header.layout.is_fortran();
-    let read_err = |e: ndarray_npy::ReadDataError| fail(format!("cannot decode the data: {e}"));
-    let values = match dtype {
-        "uint8" => DataValues::U8(to_c_order(data.to_vec(), &shape, fortran).map_err(fail)?),
-        "float32" => {
-            let v = f32::read_to_end_exact_vec(data, &header.type_descriptor, len).map_err(read_err)?;
-            let v = to_c_order(v, &shape, fortran).map_err(fail)?;
-            check_finite(&v, dim, name)?;
-            DataValues::F32(v)
-        }
-        _ => {
-            let v = f64::read_to_end_exact_vec(data, &header.type_descriptor, len).map_err(read_err)?;
-            let v = to_c_order(v, &shape, fortran).map_err(fail)?;
-            let mut out = Vec::with_capacity(v.len());
-            for (i, &x) in v.iter().enumerate() {
-                if !x.is_finite() {
-                    return Err(bad_value(name, i, dim, x, ""));
-                }
-                let y = x as f32;
-                if !y.is_finite() {
-                    return Err(bad_value(name, i, dim, x, ", outside float32's finite range"));
-                }
-                out.push(y);
-            }
-            DataValues::F32(out)
-        }
-    };
+    let values = decode_values(data, dtype, &header, len, dim, name)?;
     match image {
         None => Ok(Dataset::flat(n, dim, values, dtype)),
         Some((shape, layout)) => {
@@ -179,6 +153,39 @@ fn parse_npy(bytes: &[u8], name: &str, labels: bool, layout: Option<Layout>) -> 
             Dataset::images(n, shape, values, dtype, sample_shape, layout)
         }
     }
+}
+
+/// The data bytes after the header as values in C order: u8 as they are, floats as f32 (checked
+/// finite; f64 also within f32's range). `len` elements, `dim` per sample (for error messages).
+fn decode_values(data: &[u8], dtype: &str, header: &Header, len: usize, dim: usize, name: &str) -> Result<DataValues> {
+    let fail = |msg: String| Error::input(format!("{name}: {msg}"));
+    let (shape, fortran) = (&header.shape, header.layout.is_fortran());
+    let read_err = |e: ndarray_npy::ReadDataError| fail(format!("cannot decode the data: {e}"));
+    Ok(match dtype {
+        "uint8" => DataValues::U8(to_c_order(data.to_vec(), shape, fortran).map_err(fail)?),
+        "float32" => {
+            let v = f32::read_to_end_exact_vec(data, &header.type_descriptor, len).map_err(read_err)?;
+            let v = to_c_order(v, shape, fortran).map_err(fail)?;
+            check_finite(&v, dim, name)?;
+            DataValues::F32(v)
+        }
+        _ => {
+            let v = f64::read_to_end_exact_vec(data, &header.type_descriptor, len).map_err(read_err)?;
+            let v = to_c_order(v, shape, fortran).map_err(fail)?;
+            let mut out = Vec::with_capacity(v.len());
+            for (i, &x) in v.iter().enumerate() {
+                if !x.is_finite() {
+                    return Err(bad_value(name, i, dim, x, ""));
+                }
+                let y = x as f32;
+                if !y.is_finite() {
+                    return Err(bad_value(name, i, dim, x, ", outside float32's finite range"));
+                }
+                out.push(y);
+            }
+            DataValues::F32(out)
+        }
+    })
 }
 
 /// The image geometry of a sample shape and where its channel axis is: None for (D,); (H, W) is
