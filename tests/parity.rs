@@ -93,6 +93,34 @@ fn gpu_and_cpu_agree_over_ten_steps() {
     }
 }
 
+/// The largest |a - b| over two parameter vectors.
+fn max_step(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn d_lr_gives_d_its_own_rate_on_both_backends() {
+    // Adam's first step moves a weight by lr * m / (sqrt(v) + eps) = lr * g / (|g| + eps): by
+    // almost exactly its rate wherever the gradient is not tiny. So one step shows each net's rate.
+    let data = image_data();
+    let mut cfg = config(&data, Activation::LeakyRelu, Activation::LeakyRelu, Some(Activation::Tanh));
+    (cfg.lr, cfg.d_lr) = (1e-4, Some(1e-2));
+    assert_eq!(cfg.d_lr(), 1e-2);
+    let mut trainers: Vec<Box<dyn Trainer>> = vec![Box::new(cpu_trainer(&cfg, &data))];
+    if let Some(g) = gpu_trainer(&cfg, &data) {
+        trainers.push(Box::new(g));
+    }
+    for t in &mut trainers {
+        let name = format!("{:?}", t.backend());
+        let before = t.snapshot().unwrap();
+        t.train(1).unwrap();
+        let after = t.snapshot().unwrap();
+        let (g, d) = (max_step(&before.g.params, &after.g.params), max_step(&before.d.params, &after.d.params));
+        assert!((0.99e-4..=1.0001e-4).contains(&g), "{name}: G moved by {g}, its rate is 1e-4");
+        assert!((0.99e-2..=1.0001e-2).contains(&d), "{name}: D moved by {d}, its rate is 1e-2");
+    }
+}
+
 #[test]
 fn lr_decay_reaches_zero_at_the_end_on_both_backends() {
     let data = image_data();

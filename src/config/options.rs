@@ -57,6 +57,9 @@ pub struct TrainOptions {
     /// otherwise].
     #[arg(long)]
     pub lr: Option<f32>,
+    /// D's own learning rate (the two time-scale rule, TTUR); G keeps --lr [default: --lr].
+    #[arg(long)]
+    pub d_lr: Option<f32>,
     #[arg(long, default_value_t = 0.5)]
     pub beta1: f32,
     #[arg(long, default_value_t = 0.999)]

@@ -41,7 +41,11 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Decides the initial weights, every step's noise and the batch order, on both backends.
     pub seed: u64,
+    /// G's learning rate, and D's unless `d_lr` is set.
     pub lr: f32,
+    /// D's own learning rate (`--d-lr`); None in runs that used one rate for both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d_lr: Option<f32>,
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
@@ -232,6 +236,7 @@ impl TrainOptions {
             batch_size: self.batch_size_for(toy),
             seed: self.seed,
             lr: self.lr.unwrap_or(if image { IMAGE_LR } else { LR }),
+            d_lr: self.d_lr,
             beta1: self.beta1,
             beta2: self.beta2,
             eps: 1e-8,
@@ -261,6 +266,11 @@ impl TrainConfig {
     pub fn with_run_length(mut self, total: u32) -> Self {
         self.lr_decay_end = if self.lr_decay > 0.0 { total } else { 0 };
         self
+    }
+
+    /// D's learning rate: `--d-lr`, else `--lr`.
+    pub fn d_lr(&self) -> f32 {
+        self.d_lr.unwrap_or(self.lr)
     }
 
     /// Steps over which the learning rate decays (0: constant).
@@ -301,6 +311,9 @@ impl TrainConfig {
         let finite_pos = |v: f32| v.is_finite() && v > 0.0;
         if !finite_pos(self.lr) {
             return Err(Error::input(format!("--lr must be a positive number, not {}", self.lr)));
+        }
+        if let Some(d_lr) = self.d_lr.filter(|&v| !finite_pos(v)) {
+            return Err(Error::input(format!("--d-lr must be a positive number, not {d_lr}")));
         }
         if !(self.real_label > 0.0 && self.real_label <= 1.0) {
             return Err(Error::input(format!("--label-smoothing must be in (0, 1], not {}", self.real_label)));
@@ -365,6 +378,14 @@ mod tests {
         };
         let c = given.resolve(&images).unwrap();
         assert_eq!((c.lr, c.d_dropout, c.g_ema, c.lr_decay), (1e-3, 0.1, 0.0, 0.5));
+        // D trains at --lr unless --d-lr gives it a rate of its own; a bad rate is refused.
+        assert_eq!((c.d_lr, c.d_lr()), (None, 1e-3));
+        let ttur = TrainOptions { d_lr: Some(4e-3), ..given.clone() }.resolve(&images).unwrap();
+        assert_eq!((ttur.lr, ttur.d_lr()), (1e-3, 4e-3));
+        for bad in [0.0, -1e-3, f32::NAN] {
+            let e = TrainOptions { d_lr: Some(bad), ..given.clone() }.resolve(&images).unwrap_err();
+            assert!(e.to_string().contains("--d-lr must be a positive number"), "{e}");
+        }
         // The decay is fixed to a run's length when it starts.
         let c = c.with_run_length(1000);
         assert_eq!((c.lr_decay_end, c.lr_decay_steps()), (1000, 500));

@@ -216,7 +216,7 @@ impl Builder<'_> {
         let p = AdamParams {
             len: net.params_len as u32,
             net: optimizer,
-            lr: cfg.lr,
+            lr: if optimizer == OPTIMIZER_D { cfg.d_lr() } else { cfg.lr },
             beta1: cfg.beta1,
             beta2: cfg.beta2,
             eps: cfg.eps,

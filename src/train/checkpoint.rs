@@ -315,6 +315,7 @@ mod tests {
             batch_size,
             seed,
             lr,
+            d_lr: Some(3e-4),
             beta1,
             beta2,
             eps,

@@ -42,6 +42,7 @@ const FLAGS: &[FlagCheck] = &[
     ("batch_size", "--batch-size", |o| opt(o.batch_size), |c| c.batch_size.to_string()),
     ("seed", "--seed", |o| o.seed.to_string(), |c| c.seed.to_string()),
     ("lr", "--lr", |o| opt(o.lr), |c| c.lr.to_string()),
+    ("d_lr", "--d-lr", |o| opt(o.d_lr), |c| c.d_lr().to_string()),
     ("beta1", "--beta1", |o| o.beta1.to_string(), |c| c.beta1.to_string()),
     ("beta2", "--beta2", |o| o.beta2.to_string(), |c| c.beta2.to_string()),
     ("real_label", "--label-smoothing", |o| o.real_label.to_string(), |c| c.real_label.to_string()),
@@ -149,5 +150,10 @@ mod tests {
             d,
             ["--latent-dim 3 (checkpoint: 64)", "--seed 5 (checkpoint: 0)", "--lr 0.001 (checkpoint: 0.0004)"]
         );
+        // D's rate is --lr's unless the run set its own: giving that value again is fine.
+        other.d_lr = Some(4e-4);
+        assert!(flags_differing(&other, &Given::of(&["d_lr"]), &ck).is_empty());
+        other.d_lr = Some(1e-4);
+        assert_eq!(flags_differing(&other, &Given::of(&["d_lr"]), &ck), ["--d-lr 0.0001 (checkpoint: 0.0004)"]);
     }
 }
