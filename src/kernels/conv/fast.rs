@@ -28,6 +28,33 @@ thread_local! {
     static DY: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static PLANE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static OFFS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    static TAPS: RefCell<Vec<[usize; NR]>> = const { RefCell::new(Vec::new()) };
+    static PHASE: RefCell<PhaseScratch> = const { RefCell::new(PhaseScratch::new()) };
+}
+
+/// The index vectors and weights of one output phase of `conv2d_backward_input`, kept per
+/// thread so that a training step allocates nothing once the first has run.
+struct PhaseScratch {
+    row_off: Vec<usize>,
+    row_base: Vec<usize>,
+    seg_shift: Vec<usize>,
+    wph: Vec<f32>,
+    /// The copied-out taps and the product, for CPUs without AVX-512.
+    am: Vec<f32>,
+    tmp: Vec<f32>,
+}
+
+impl PhaseScratch {
+    const fn new() -> Self {
+        PhaseScratch { row_off: vec![], row_base: vec![], seg_shift: vec![], wph: vec![], am: vec![], tmp: vec![] }
+    }
+}
+
+/// `v` emptied and refilled with `len` copies of `fill`, its capacity kept.
+fn refill<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) -> &mut [T] {
+    v.clear();
+    v.resize(len, fill);
+    v
 }
 
 /// A thread-local scratch vector of at least `len` (contents unspecified).
@@ -102,11 +129,18 @@ impl Geometry {
 
     /// The im2col panel of columns j0..j0 + NR (K rows): dst[kk NR + jj].
     fn pack_cols(&self, x: &[f32], j0: usize, dst: &mut [f32]) {
+        TAPS.with(|cell| {
+            let mut src = cell.borrow_mut();
+            let src = refill(&mut src, self.kh * self.kw, [NONE; NR]);
+            self.pack_cols_with(x, j0, src, dst);
+        });
+    }
+
+    /// `pack_cols` with `src` (one row of NR per tap (i, j), all NONE) to hold, per tap and
+    /// column, the offset in x of channel 0's value, or NONE (padding).
+    fn pack_cols_with(&self, x: &[f32], j0: usize, src: &mut [[usize; NR]], dst: &mut [f32]) {
         let cols = self.np.saturating_sub(j0).min(NR);
-        let taps = self.kh * self.kw;
         let plane = self.h_in * self.w_in;
-        // Per tap (i, j) and column: the offset in x of channel 0's value, or none (padding).
-        let mut src = vec![[NONE; NR]; taps];
         #[allow(clippy::needless_range_loop)] // jj indexes the second dimension of src
         for jj in 0..cols {
             let (img, top, left) = self.origin(j0 + jj);
@@ -124,9 +158,9 @@ impl Geometry {
             }
         }
         let mut kk = 0;
-        for ci in 0..self.k / taps {
+        for ci in 0..self.k / src.len() {
             let xc = &x[ci * plane..];
-            for offs in &src {
+            for offs in src.iter() {
                 let out = &mut dst[kk * NR..(kk + 1) * NR];
                 for (o, &off) in out.iter_mut().zip(offs) {
                     *o = if off == NONE { 0.0 } else { xc[off] };
@@ -276,63 +310,67 @@ fn backward_input_phase(
     if th_n == 0 || tw_n == 0 {
         return;
     }
-    let us: Vec<usize> = (ph..g.kh).step_by(s).collect();
-    let vs: Vec<usize> = (pw..g.kw).step_by(s).collect();
-    let (nu, nv) = (us.len(), vs.len());
+    // Tap i = ph + s u for u < nu, j = pw + s v for v < nv.
+    let (nu, nv) = (g.kh.saturating_sub(ph).div_ceil(s), g.kw.saturating_sub(pw).div_ceil(s));
     let kt = nu * nv * c_out;
     let rows = n * th_n * tw_n;
-    // The phase's positions: where they go in dx, and where their taps start in dyp (the tap
-    // (nu - 1, nv - 1) away: every tap then adds a non-negative shift).
-    let mut row_off = Vec::with_capacity(rows);
-    let mut row_base = Vec::with_capacity(rows);
-    for b in 0..n {
-        for th in th_lo..th_lo + th_n {
-            for tw in tw_lo..tw_lo + tw_n {
-                let (ih, iw) = (s * th + ph - g.pad, s * tw + pw - g.pad);
-                row_off.push(b * g.x_plane + ih * g.w_in + iw);
-                let (oh, ow) = (th + dyp.pad_lo + 1 - nu, tw + dyp.pad_lo + 1 - nv);
-                row_base.push(b * c_out * dyp.pp + oh * dyp.wpad + ow);
+    PHASE.with(|cell| {
+        let scratch = &mut *cell.borrow_mut();
+        // The phase's positions: where they go in dx, and where their taps start in dyp (the
+        // tap (nu - 1, nv - 1) away: every tap then adds a non-negative shift).
+        let (row_off, row_base) = (&mut scratch.row_off, &mut scratch.row_base);
+        (row_off.clear(), row_base.clear());
+        for b in 0..n {
+            for th in th_lo..th_lo + th_n {
+                for tw in tw_lo..tw_lo + tw_n {
+                    let (ih, iw) = (s * th + ph - g.pad, s * tw + pw - g.pad);
+                    row_off.push(b * g.x_plane + ih * g.w_in + iw);
+                    let (oh, ow) = (th + dyp.pad_lo + 1 - nu, tw + dyp.pad_lo + 1 - nv);
+                    row_base.push(b * c_out * dyp.pp + oh * dyp.wpad + ow);
+                }
             }
         }
-    }
-    let seg_shift: Vec<usize> =
-        (0..nu).flat_map(|u| (0..nv).map(move |v| (nu - 1 - u) * dyp.wpad + (nv - 1 - v))).collect();
-    // w_phase ((u, v, co), ci) = w[co, ci, ph + s u, pw + s v].
-    let mut wph = vec![0f32; kt.max(1) * c_in];
-    for (uv, (u, v)) in (0..nu).flat_map(|u| (0..nv).map(move |v| (u, v))).enumerate() {
-        for co in 0..c_out {
-            let row = &mut wph[(uv * c_out + co) * c_in..][..c_in];
-            for (ci, o) in row.iter_mut().enumerate() {
-                *o = c[p.w_off as usize + ((co * c_in + ci) * g.kh + us[u]) * g.kw + vs[v]];
-            }
-        }
-    }
-    let wm = Mat::new(&wph, 0, c_in, 1);
-    let plane = g.h_in * g.w_in;
-    if crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512 || kt == 0 {
-        let ga = GatherA { data: dyp.data, row_base: &row_base, seg_shift: &seg_shift, seg_len: c_out, stride: dyp.pp };
-        let o = ScatterOut { data: dx, row_off: &row_off, cs: plane };
-        gemm_gather(pool, rows, c_in, ga, BSrc::Mat(wm), o, *epi);
-        return;
-    }
-    // The same sums on the plain gemm: dy_taps (rows, (u, v, co)) copied out.
-    let mut am = vec![0f32; rows * kt];
-    for (r, arow) in am.chunks_mut(kt).enumerate() {
-        for (seg, &shift) in seg_shift.iter().enumerate() {
+        let seg_shift = &mut scratch.seg_shift;
+        seg_shift.clear();
+        seg_shift.extend((0..nu).flat_map(|u| (0..nv).map(move |v| (nu - 1 - u) * dyp.wpad + (nv - 1 - v))));
+        // w_phase ((u, v, co), ci) = w[co, ci, ph + s u, pw + s v].
+        let wph = refill(&mut scratch.wph, kt.max(1) * c_in, 0.0);
+        for (uv, (u, v)) in (0..nu).flat_map(|u| (0..nv).map(move |v| (u, v))).enumerate() {
+            let (i, j) = (ph + s * u, pw + s * v);
             for co in 0..c_out {
-                arow[seg * c_out + co] = dyp.data[row_base[r] + shift + co * dyp.pp];
+                let row = &mut wph[(uv * c_out + co) * c_in..][..c_in];
+                for (ci, o) in row.iter_mut().enumerate() {
+                    *o = c[p.w_off as usize + ((co * c_in + ci) * g.kh + i) * g.kw + j];
+                }
             }
         }
-    }
-    let mut tmp = vec![0f32; rows * c_in];
-    let o = Out { data: &mut tmp, rs: c_in, col_off: None };
-    gemm(pool, rows, c_in, kt, Mat::new(&am, 0, kt, 1), BSrc::Mat(wm), o, Epilogue::PLAIN);
-    for (r, &off) in row_off.iter().enumerate() {
-        for ci in 0..c_in {
-            let d = &mut dx[off + ci * plane];
-            *d = epi_apply(epi, tmp[r * c_in + ci], ci, *d);
+        let wm = Mat::new(wph, 0, c_in, 1);
+        let plane = g.h_in * g.w_in;
+        if crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512 || kt == 0 {
+            let ga = GatherA { data: dyp.data, row_base, seg_shift, seg_len: c_out, stride: dyp.pp };
+            let o = ScatterOut { data: dx, row_off, cs: plane };
+            gemm_gather(pool, rows, c_in, ga, BSrc::Mat(wm), o, *epi);
+            return;
         }
-    }
+        // The same sums on the plain gemm: dy_taps (rows, (u, v, co)) copied out.
+        let am = refill(&mut scratch.am, rows * kt, 0.0);
+        for (r, arow) in am.chunks_mut(kt).enumerate() {
+            for (seg, &shift) in seg_shift.iter().enumerate() {
+                for co in 0..c_out {
+                    arow[seg * c_out + co] = dyp.data[row_base[r] + shift + co * dyp.pp];
+                }
+            }
+        }
+        let tmp = refill(&mut scratch.tmp, rows * c_in, 0.0);
+        let o = Out { data: tmp, rs: c_in, col_off: None };
+        gemm(pool, rows, c_in, kt, Mat::new(am, 0, kt, 1), BSrc::Mat(wm), o, Epilogue::PLAIN);
+        for (r, &off) in row_off.iter().enumerate() {
+            for ci in 0..c_in {
+                let d = &mut dx[off + ci * plane];
+                *d = epi_apply(epi, tmp[r * c_in + ci], ci, *d);
+            }
+        }
+    });
 }
 
 /// The epilogue of one element whose bias is per column `j` (the phase GEMMs' c_in).
