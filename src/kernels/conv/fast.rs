@@ -319,7 +319,8 @@ fn backward_input_phase(
         // The phase's positions: where they go in dx, and where their taps start in dyp (the
         // tap (nu - 1, nv - 1) away: every tap then adds a non-negative shift).
         let (row_off, row_base) = (&mut scratch.row_off, &mut scratch.row_base);
-        (row_off.clear(), row_base.clear());
+        row_off.clear();
+        row_base.clear();
         for b in 0..n {
             for th in th_lo..th_lo + th_n {
                 for tw in tw_lo..tw_lo + tw_n {
