@@ -261,14 +261,8 @@ pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], 
     let pad_hi = g.kh.max(g.kw).div_ceil(s) + 1;
     let (hpad, wpad) = (h_out + pad_lo + pad_hi, g.w_out + pad_lo + pad_hi);
     let pp = hpad * wpad;
-    with_scratch(&DY, n * c_out * pp + 1, |dyp| {
-        dyp.iter_mut().for_each(|v| *v = 0.0);
-        for bc in 0..n * c_out {
-            for oh in 0..h_out {
-                let (from, to) = (bc * g.p + oh * g.w_out, bc * pp + (oh + pad_lo) * wpad + pad_lo);
-                dyp[to..to + g.w_out].copy_from_slice(&dy[from..from + g.w_out]);
-            }
-        }
+    with_scratch(&DY, n * pp * c_out + 1, |dyp| {
+        pad_channels_last(pool, dy, (n, c_out, h_out, g.w_out), (pad_lo, wpad, pp), dyp);
         let padded = PaddedDy { data: dyp, pad_lo, wpad, pp };
         // Output phase (ph, pw): the positions with (ih + pad) % s = ph (and likewise for iw),
         // which only the taps i = ph + s u (j = pw + s v) reach, from dy at (t - u, t' - v),
@@ -282,8 +276,35 @@ pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], 
     });
 }
 
-/// dy of a conv2d's backward input, each plane padded with zeros (`pad_lo` rows and columns
-/// before; planes of `pp` values, rows of `wpad`).
+/// dyp (n, hpad, wpad, c) = dy (n, c, h, w) channels last, with `pad_lo` zero rows and columns
+/// before each image's h x w and zeros after (planes of pp = hpad wpad positions): a task per
+/// image. Channels last, a phase GEMM reads each row's taps as runs of c consecutive values.
+fn pad_channels_last(
+    pool: &Pool,
+    dy: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    (pad_lo, wpad, pp): (usize, usize, usize),
+    dyp: &mut [f32],
+) {
+    let ptr = dyp.as_mut_ptr() as usize;
+    pool.run(n, &|b| {
+        // SAFETY: image b of dyp (pp c values), written by this task only.
+        let img = unsafe { std::slice::from_raw_parts_mut((ptr as *mut f32).add(b * pp * c), pp * c) };
+        img.iter_mut().for_each(|v| *v = 0.0);
+        let src = &dy[b * c * h * w..][..c * h * w];
+        for oh in 0..h {
+            for ow in 0..w {
+                let at = ((oh + pad_lo) * wpad + ow + pad_lo) * c;
+                let q = oh * w + ow;
+                for (ch, v) in img[at..at + c].iter_mut().enumerate() {
+                    *v = src[ch * h * w + q];
+                }
+            }
+        }
+    });
+}
+
+/// dy of a conv2d's backward input, channels last and padded (see [`pad_channels_last`]).
 struct PaddedDy<'a> {
     data: &'a [f32],
     pad_lo: usize,
@@ -327,13 +348,13 @@ fn backward_input_phase(
                     let (ih, iw) = (s * th + ph - g.pad, s * tw + pw - g.pad);
                     row_off.push(b * g.x_plane + ih * g.w_in + iw);
                     let (oh, ow) = (th + dyp.pad_lo + 1 - nu, tw + dyp.pad_lo + 1 - nv);
-                    row_base.push(b * c_out * dyp.pp + oh * dyp.wpad + ow);
+                    row_base.push((b * dyp.pp + oh * dyp.wpad + ow) * c_out);
                 }
             }
         }
         let seg_shift = &mut scratch.seg_shift;
         seg_shift.clear();
-        seg_shift.extend((0..nu).flat_map(|u| (0..nv).map(move |v| (nu - 1 - u) * dyp.wpad + (nv - 1 - v))));
+        seg_shift.extend((0..nu).flat_map(|u| (0..nv).map(move |v| ((nu - 1 - u) * dyp.wpad + (nv - 1 - v)) * c_out)));
         // w_phase ((u, v, co), ci) = w[co, ci, ph + s u, pw + s v].
         let wph = refill(&mut scratch.wph, kt.max(1) * c_in, 0.0);
         for (uv, (u, v)) in (0..nu).flat_map(|u| (0..nv).map(move |v| (u, v))).enumerate() {
@@ -348,7 +369,7 @@ fn backward_input_phase(
         let wm = Mat::new(wph, 0, c_in, 1);
         let plane = g.h_in * g.w_in;
         if crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512 || kt == 0 {
-            let ga = GatherA { data: dyp.data, row_base, seg_shift, seg_len: c_out, stride: dyp.pp };
+            let ga = GatherA { data: dyp.data, row_base, seg_shift, seg_len: c_out, stride: 1 };
             let o = ScatterOut { data: dx, row_off, cs: plane };
             gemm_gather(pool, rows, c_in, ga, BSrc::Mat(wm), o, *epi);
             return;
@@ -358,7 +379,7 @@ fn backward_input_phase(
         for (r, arow) in am.chunks_mut(kt).enumerate() {
             for (seg, &shift) in seg_shift.iter().enumerate() {
                 for co in 0..c_out {
-                    arow[seg * c_out + co] = dyp.data[row_base[r] + shift + co * dyp.pp];
+                    arow[seg * c_out + co] = dyp.data[row_base[r] + shift + co];
                 }
             }
         }
