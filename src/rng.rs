@@ -65,8 +65,14 @@ pub fn box_muller(wa: u32, wb: u32) -> (f32, f32) {
 
 /// Fills `out` with normals: value i comes from counter (i / 4, a, b, c) under `key`.
 pub fn normals(key: [u32; 2], a: u32, b: u32, c: u32, out: &mut [f32]) {
+    normals_from(key, a, b, c, 0, out)
+}
+
+/// `normals` for the values from 4 `first_quad` on: value i of `out` is value 4 first_quad + i
+/// of the whole (so a long fill can be cut into pieces at multiples of 4, on any threads).
+pub fn normals_from(key: [u32; 2], a: u32, b: u32, c: u32, first_quad: usize, out: &mut [f32]) {
     for (q, chunk) in out.chunks_mut(4).enumerate() {
-        let w = philox4x32([q as u32, a, b, c], key);
+        let w = philox4x32([(first_quad + q) as u32, a, b, c], key);
         let (z0, z1) = box_muller(w[0], w[1]);
         let (z2, z3) = box_muller(w[2], w[3]);
         for (o, z) in chunk.iter_mut().zip([z0, z1, z2, z3]) {

@@ -144,6 +144,38 @@ fn fast_convolutions_match_the_twins() {
 }
 
 /// Every fast path on fixed inputs at awkward shapes, on `pool`: their outputs in one list.
+/// The threaded noise and the row-by-row bias gradient are the twins' own sums: bit for bit, on
+/// 1, 2 and 3 threads, at lengths around their pieces and blocks.
+#[test]
+fn threaded_noise_and_bias_gradient_are_the_twins_bit_for_bit() {
+    use shadergan::kernels::random::{noise_normal, noise_normal_threaded, RandomParams};
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for threads in [1, 2, 3] {
+        let pool = Pool::new(threads);
+        for len in [1usize, 63, 2048, 2049, 16_387] {
+            let state = TrainState::at(17, 3, 3, 0.5, 0.999);
+            let p =
+                RandomParams { len: len as u32, stream: 2, seed_lo: 9, seed_hi: 1, out_off: 5, ..Default::default() };
+            let (mut a, mut b) = (vec![f32::NAN; len + 7], vec![f32::NAN; len + 7]);
+            noise_normal_threaded(&pool, &p, &state, &mut a);
+            noise_normal(&p, &state, &mut b);
+            assert_eq!(bits(&a), bits(&b), "noise, {len} values, {threads} threads");
+        }
+        for (m, n) in [(1, 1), (63, 65), (7, 33), (65, 257), (512, 256), (256, 784), (3, 1000)] {
+            let dz = uniform(m * n + 3, 13, -1.0, 1.0);
+            for accumulate in [0, 1] {
+                let p =
+                    MatmulParams { m: m as u32, n: n as u32, a_off: 3, bias_off: 2, accumulate, ..Default::default() };
+                let init = uniform(n + 2, 14, -1.0, 1.0);
+                let (mut a, mut b) = (init.clone(), init);
+                fast::bias_backward(&pool, &p, &dz, &mut a);
+                ops::bias_backward(&p, &dz, &mut b);
+                assert_eq!(bits(&a), bits(&b), "bias gradient {m}x{n}, accumulate {accumulate}, {threads} threads");
+            }
+        }
+    }
+}
+
 fn every_fast_path(pool: &Pool) -> Vec<Vec<f32>> {
     use shadergan::kernels::activation::{activation_backward_fast, activation_forward_fast, EwParams};
     use shadergan::kernels::conv::{fast as cfast, Conv2dShape, ConvParams};

@@ -122,8 +122,14 @@ impl Kernel for NoiseNormal {
         vec![Span::write(self.out, self.p.out_off, self.p.len as usize)]
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, state) = (&self.p, *host.state);
-        host.with_out(self.out, |_, o| noise_normal(p, &state, o))
+        let (p, state, fast, pool) = (&self.p, *host.state, host.fast, host.pool);
+        host.with_out(self.out, |_, o| {
+            if fast {
+                noise_normal_threaded(pool, p, &state, o)
+            } else {
+                noise_normal(p, &state, o)
+            }
+        })
     }
 }
 
@@ -261,6 +267,23 @@ pub fn noise_normal(p: &RandomParams, state: &crate::ir::TrainState, out: &mut [
     let off = p.out_off as usize;
     let key = [p.seed_lo, p.seed_hi];
     rng::normals(key, state.step, p.stream, rng::PURPOSE_NOISE, &mut out[off..off + p.len as usize]);
+}
+
+/// `noise_normal` cut into pieces of whole groups of 4 on the pool: every value comes from its
+/// own counter, so the bits are the twin's whatever the thread count.
+pub fn noise_normal_threaded(pool: &crate::ir::Pool, p: &RandomParams, state: &crate::ir::TrainState, out: &mut [f32]) {
+    const PIECE: usize = 2048; // values per task, a multiple of 4
+    let (off, len) = (p.out_off as usize, p.len as usize);
+    if len <= PIECE {
+        return noise_normal(p, state, out);
+    }
+    let (key, ptr) = ([p.seed_lo, p.seed_hi], out[off..off + len].as_mut_ptr() as usize);
+    pool.run(len.div_ceil(PIECE), &|t| {
+        let (start, end) = (t * PIECE, ((t + 1) * PIECE).min(len));
+        // SAFETY: values start..end of the noise, written by this task only.
+        let piece = unsafe { std::slice::from_raw_parts_mut((ptr as *mut f32).add(start), end - start) };
+        rng::normals_from(key, state.step, p.stream, rng::PURPOSE_NOISE, start / 4, piece);
+    });
 }
 
 /// Where batch row `r` starts in the bound chunk (`data` holds rows [row_lo, row_hi)), or None

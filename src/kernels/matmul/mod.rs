@@ -256,7 +256,13 @@ impl Kernel for BiasBackward {
         vec![Span::read(self.a, p.a_off, m * n), Span::write(self.out, p.bias_off, n)]
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a) = (&self.p, self.a);
-        host.with_out(self.out, |b, o| twin::bias_backward(p, &b[a], o))
+        let (p, a, fast, pool) = (&self.p, self.a, host.fast, host.pool);
+        host.with_out(self.out, |b, o| {
+            if fast {
+                fast::bias_backward(pool, p, &b[a], o)
+            } else {
+                twin::bias_backward(p, &b[a], o)
+            }
+        })
     }
 }
