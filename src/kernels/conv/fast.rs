@@ -8,8 +8,11 @@
 //! output position q of image b):
 //!   forward          y (c_out, n P)  = w (c_out, K) cols (K, n P) (+ bias per row), stored
 //!                    straight into NCHW through column offsets
-//!   backward_input   cols (K, n P) = w^T (K, c_out) dy (c_out, n P), then col2im adds each
-//!                    image's taps into dx (a task per image)
+//!   backward_input   one implicit GEMM per output phase (the positions of dx that the same
+//!                    taps reach), reading a padded, channels-last copy of dy in place:
+//!                    dx_phase (n T T', c_in) = dy_taps (n T T', taps c_out) w_phase (taps c_out,
+//!                    c_in); with fewer than 8 input channels, cols (K, n P) = w^T dy, then
+//!                    col2im adds each image's taps into dx (a task per image)
 //!   backward_weight  dw (c_out, K)  (+)= dy (c_out, n P) cols^T (n P, K)
 //! where cols[(ci, i, j), (b, oh, ow)] = x[b, ci, oh s - pad + i, ow s - pad + j], 0 in padding.
 
