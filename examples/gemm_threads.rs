@@ -10,31 +10,11 @@ fn time_gemm(pool: &Pool, m: usize, n: usize, k: usize, ta: bool) -> f64 {
     let mut c = vec![0f32; m * n];
     let am = if ta { Mat::new(&a, 0, 1, m) } else { Mat::new(&a, 0, k, 1) };
     let reps = (2e9 / (2.0 * (m * n * k) as f64)).max(5.0) as usize;
-    for _ in 0..3 {
-        gemm(
-            pool,
-            m,
-            n,
-            k,
-            am,
-            BSrc::Mat(Mat::new(&b, 0, n, 1)),
-            Out { data: &mut c, rs: n, col_off: None },
-            Epilogue::PLAIN,
-        );
-    }
+    let bm = BSrc::Mat(Mat::new(&b, 0, n, 1));
+    let mut call = || gemm(pool, m, n, k, am, bm, Out { data: &mut c, rs: n, col_off: None }, Epilogue::PLAIN);
+    (0..3).for_each(|_| call());
     let t = Instant::now();
-    for _ in 0..reps {
-        gemm(
-            pool,
-            m,
-            n,
-            k,
-            am,
-            BSrc::Mat(Mat::new(&b, 0, n, 1)),
-            Out { data: &mut c, rs: n, col_off: None },
-            Epilogue::PLAIN,
-        );
-    }
+    (0..reps).for_each(|_| call());
     let s = t.elapsed().as_secs_f64() / reps as f64;
     2.0 * (m * n * k) as f64 / s / 1e9
 }
