@@ -1,9 +1,12 @@
 //! The CPU backend's one persistent thread pool. `run(tasks, f)` calls `f(0)`, ..., `f(tasks -
-//! 1)` across the pool's threads and the caller's, and returns when all are done. Tasks are
-//! claimed one at a time from a shared counter, so which thread runs a task depends on timing;
-//! every fast path therefore splits its work into tasks by the shape of the problem alone and
-//! writes each output element from exactly one task, so that its bits never depend on the
-//! thread count or on timing (tests/cpu_fast.rs checks 1, 2 and 3 threads give the same bits).
+//! 1)` across the pool's threads and the caller's, and returns when all are done. The tasks are
+//! dealt out in contiguous ranges, thread i (the caller is 0) first taking the tasks of range i
+//! in order, so that consecutive calls cut alike keep the same data on the same thread (the
+//! rows of a batch from layer to layer: BENCHMARKS.md on why that matters); a thread done with
+//! its range takes tasks from the others'. Which thread runs a task still depends on timing, so
+//! every fast path computes each output element in exactly one task, in an order fixed by the
+//! shape: its bits never depend on the thread count or on timing (tests/cpu_fast.rs checks that
+//! 1, 2 and 3 threads give the same bits).
 //!
 //! Idle workers spin briefly (the next kernel call of a step usually comes within microseconds),
 //! then sleep on a condition variable. A second caller while the pool is busy (tests running in
@@ -27,10 +30,11 @@ struct Job {
 }
 
 struct Shared {
-    /// (epoch << 32) | next task index of the current job.
+    /// epoch << 32 of the current job: a new value wakes the workers.
     ticket: AtomicU64,
     job: AtomicPtr<Job>,
-    tasks: AtomicUsize,
+    /// Per thread, (next << 32) | end of its range of the current job's tasks.
+    ranges: Vec<AtomicU64>,
     done: AtomicUsize,
     /// Sleeping workers wait here for a new epoch (or shutdown, epoch u32::MAX).
     sleep: Mutex<u32>,
@@ -50,26 +54,34 @@ fn epoch_of(t: u64) -> u32 {
 }
 
 impl Shared {
-    /// Claims and runs tasks of `epoch` until there are none left. SAFETY: see `Pool::run`.
-    fn work(&self, epoch: u32) {
+    /// Claims the next task of range r, if any is left.
+    fn claim(&self, r: usize) -> Option<usize> {
+        let range = &self.ranges[r];
+        let mut v = range.load(Ordering::Acquire);
         loop {
-            let t = self.ticket.load(Ordering::Acquire);
-            if epoch_of(t) != epoch {
-                return;
+            let (next, end) = (v >> 32, v & 0xffff_ffff);
+            if next >= end {
+                return None;
             }
-            let job = self.job.load(Ordering::Acquire);
-            let index = (t & 0xffff_ffff) as usize;
-            if index >= self.tasks.load(Ordering::Acquire) {
-                return;
+            match range.compare_exchange_weak(v, v + (1 << 32), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(next as usize),
+                Err(now) => v = now,
             }
-            if self.ticket.compare_exchange_weak(t, t + 1, Ordering::AcqRel, Ordering::Relaxed).is_err() {
-                continue;
+        }
+    }
+
+    /// Runs tasks of the current job, its own range `me` first, until none is left.
+    fn work(&self, me: usize) {
+        let n = self.ranges.len();
+        for r in (0..n).map(|i| (me + i) % n) {
+            while let Some(index) = self.claim(r) {
+                // SAFETY: the claim succeeded, so the job whose ranges were published (after its
+                // Job, Release) has task `index` unfinished: its Job, on the caller's stack,
+                // lives until all its tasks are done.
+                let job = self.job.load(Ordering::Acquire);
+                unsafe { (*(*job).f)(index) };
+                self.done.fetch_add(1, Ordering::AcqRel);
             }
-            // SAFETY: the claim succeeded, so `epoch` is still current with task `index`
-            // unfinished: `job` and `tasks` were published before its ticket and its Job (on the
-            // caller's stack) lives until all its tasks are done.
-            unsafe { (*(*job).f)(index) };
-            self.done.fetch_add(1, Ordering::AcqRel);
         }
     }
 }
@@ -81,7 +93,7 @@ impl Pool {
         let shared = Arc::new(Shared {
             ticket: AtomicU64::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
-            tasks: AtomicUsize::new(0),
+            ranges: (0..threads).map(|_| AtomicU64::new(0)).collect(),
             done: AtomicUsize::new(0),
             sleep: Mutex::new(0),
             wake: Condvar::new(),
@@ -92,7 +104,7 @@ impl Pool {
                 let s = shared.clone();
                 std::thread::Builder::new()
                     .name(format!("shadergan-cpu-{i}"))
-                    .spawn(move || worker(&s))
+                    .spawn(move || worker(&s, i))
                     .expect("spawning a CPU worker thread")
             })
             .collect();
@@ -121,15 +133,19 @@ impl Pool {
         let mut job = Job { f };
         let epoch = epoch_of(s.ticket.load(Ordering::Relaxed)).wrapping_add(1) % (u32::MAX - 1);
         s.done.store(0, Ordering::Relaxed);
-        s.tasks.store(tasks, Ordering::Relaxed);
         s.job.store(&mut job, Ordering::Release);
+        let n = s.ranges.len();
+        for (r, range) in s.ranges.iter().enumerate() {
+            let (lo, hi) = (r * tasks / n, (r + 1) * tasks / n);
+            range.store(((lo as u64) << 32) | hi as u64, Ordering::Release);
+        }
         s.ticket.store((epoch as u64) << 32, Ordering::Release);
         if s.sleepers.load(Ordering::Acquire) > 0 {
             let mut e = s.sleep.lock().unwrap_or_else(|p| p.into_inner());
             *e = epoch;
             s.wake.notify_all();
         }
-        s.work(epoch);
+        s.work(0);
         let start = Instant::now();
         let mut spins = 0u32;
         while s.done.load(Ordering::Acquire) < tasks {
@@ -145,7 +161,7 @@ impl Pool {
     }
 }
 
-fn worker(s: &Shared) {
+fn worker(s: &Shared, me: usize) {
     let mut seen = 0u32;
     loop {
         let start = Instant::now();
@@ -181,7 +197,7 @@ fn worker(s: &Shared) {
             return;
         }
         seen = epoch;
-        s.work(epoch);
+        s.work(me);
     }
 }
 

@@ -1,7 +1,9 @@
 //! The CPU fast paths' sgemm: C = A B (+ bias, + the old C, then an activation), m x n x k, on
-//! the pool. A and B are packed once per call into panels (A: MR rows by k, B: k by NR
-//! columns), the packing split into tasks by panel; then tasks of output blocks run the
-//! micro-kernel over the whole of k and apply the epilogue as they store.
+//! the pool. The output is cut into one band of rows (or of columns) per thread; each task
+//! packs its own A rows into panels of MR rows by k, then for each panel of B (k by NR columns:
+//! read in place when B is row-major, else packed into the task's scratch) runs the
+//! micro-kernel over the whole of k and applies the epilogue as it stores (see `Split` for why
+//! nothing is packed for another thread).
 //!
 //! The order of every sum is fixed by the shape alone: each output element is one chain of fused
 //! multiply-adds over k = 0, 1, ..., k - 1 starting from 0, whichever kernel (AVX-512, AVX2 or
@@ -24,8 +26,6 @@ pub const NR: usize = 32;
 pub const K_CHUNK: usize = 1024;
 /// Below this many multiply-adds a call runs the plain loop on the caller's thread.
 const SMALL: usize = 1 << 15;
-/// Packed A of one task's row block stays in L2: rows x k at most this many floats.
-const A_BLOCK: usize = 1 << 16;
 
 /// A matrix view: element (i, j) at data[off + i rs + j cs].
 #[derive(Clone, Copy)]
@@ -214,61 +214,127 @@ pub fn gemm(pool: &Pool, m: usize, n: usize, k: usize, a: Mat, b: BSrc, out: Out
         }
     }
     let (mp, np) = (m.div_ceil(MR), n.div_ceil(NR));
-    PACK.with(|cell| {
-        let mut pack = cell.borrow_mut();
-        let need = (mp * MR + np * NR) * k.max(1);
-        if pack.len() < need {
-            pack.resize(need, 0.0);
-        }
-        let (pa, pb) = pack[..need].split_at_mut(mp * MR * k.max(1));
-        pack_all(pool, m, n, k, &a, &b, pa, pb);
-        let (pa, pb) = (ConstPtr(pa.as_ptr()), ConstPtr(pb.as_ptr()));
-        let kernel = kernel_for(isa());
-        let panel = |q: usize| panel_of(&b, pb, q, n, k);
-        let split = mp * np < 4 && k >= 4 * K_CHUNK;
-        if split {
+    let kernel = kernel_for(isa());
+    if mp * np < 4 && k >= 4 * K_CHUNK {
+        return PACK.with(|cell| {
+            let mut pack = cell.borrow_mut();
+            let need = (mp * MR + np * NR) * k;
+            if pack.len() < need {
+                pack.resize(need, 0.0);
+            }
+            let (pa, pb) = pack[..need].split_at_mut(mp * MR * k);
+            pack_all(pool, m, n, k, &a, &b, pa, pb);
+            let (pa, pb) = (ConstPtr(pa.as_ptr()), ConstPtr(pb.as_ptr()));
+            let panel = |q: usize| panel_of(&b, pb, q, n, k);
             split_k(pool, m, n, k, pa, &panel, o, col_off, &epi, kernel);
-        } else {
-            let rb = ((A_BLOCK / k.max(1)) / MR).max(1); // A panels per row block
-            let cb = 2; // B panels per column block
-            let (nrb, ncb) = (mp.div_ceil(rb), np.div_ceil(cb));
-            let wide = isa() == Isa::Avx512;
-            pool.run(nrb * ncb, &|t| {
-                let (r, c) = (t % nrb, t / nrb);
-                let block = Block {
-                    ps: r * rb..((r + 1) * rb).min(mp),
-                    qs: c * cb..((c + 1) * cb).min(np),
-                    k,
-                    pa,
-                    panel: &panel,
-                    m,
-                    n,
-                    o,
-                    col_off,
-                    epi: &epi,
-                    kernel,
-                };
-                #[cfg(target_arch = "x86_64")]
-                if wide {
-                    // SAFETY: the CPU has AVX-512F; the output was checked in `gemm`.
-                    if col_off.is_none() {
-                        return unsafe { block.run_fused_avx512() };
-                    }
-                    return unsafe { block.run_avx512() };
-                }
-                block.run()
-            });
+        });
+    }
+    // One task per thread, each packing what it reads into its own scratch, so that no thread
+    // reads panels the other just wrote (see `Split`). Each element is still one chain over k,
+    // so how the output is cut into tasks does not change a bit.
+    let threads = pool.threads().max(1);
+    let split = if (matches!(b, BSrc::Pack(_)) && np >= 2) || mp < 2 { Split::Cols } else { Split::Rows };
+    let (parts, tasks) = match split {
+        Split::Rows => (mp, mp.min(threads)),
+        Split::Cols => (np, np.min(threads)),
+    };
+    let task = Task { m, n, k, a: &a, b: &b, o, col_off, epi: &epi, kernel };
+    pool.run(tasks, &|t| {
+        let range = t * parts / tasks..(t + 1) * parts / tasks;
+        match split {
+            Split::Rows => task.run(range, 0..np),
+            Split::Cols => task.run(0..mp, range),
         }
     });
 }
 
-/// One task's output block: panels ps of A by panels qs of B.
+/// How `gemm` cuts its output between the threads: into bands of rows (each task packs its own
+/// rows of A and every panel of B, or reads B in place) or of columns (its own panels of B, every
+/// row of A). Rows keep a batch's rows on one thread from layer to layer; columns suit a B that
+/// is built while packing (im2col), which is then built once. Threads that read panels another
+/// thread has just written run at up to half speed on some machines (BENCHMARKS.md, the
+/// two-thread modes); packing what a task reads avoids it.
+#[derive(Clone, Copy)]
+enum Split {
+    Rows,
+    Cols,
+}
+
+thread_local! {
+    /// A task's packed A rows and its current B panel.
+    static TASK_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What every task of one `gemm` call shares.
+struct Task<'a> {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &'a Mat<'a>,
+    b: &'a BSrc<'a>,
+    o: OutPtr,
+    col_off: Option<&'a [usize]>,
+    epi: &'a Epilogue<'a>,
+    kernel: Kernel,
+}
+
+impl Task<'_> {
+    /// Output panels ps x qs: packs A's panels ps, then for each panel q of B (read in place, or
+    /// packed) the tiles of every p.
+    fn run(&self, ps: std::ops::Range<usize>, qs: std::ops::Range<usize>) {
+        if ps.is_empty() || qs.is_empty() {
+            return;
+        }
+        let (m, n, k) = (self.m, self.n, self.k);
+        TASK_PACK.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            let na = ps.len() * MR * k;
+            if buf.len() < na + NR * k {
+                buf.resize(na + NR * k, 0.0);
+            }
+            let (pa, pb) = buf.split_at_mut(na);
+            for (p, dst) in ps.clone().zip(pa.chunks_mut(MR * k)) {
+                pack_a(self.a, p * MR, m, k, dst);
+            }
+            for q in qs {
+                let (bp, ldb) = direct(self.b, q, n).unwrap_or_else(|| {
+                    let dst = &mut pb[..NR * k];
+                    match self.b {
+                        BSrc::Mat(bm) => pack_b(bm, q * NR, n, k, dst),
+                        BSrc::Pack(f) => f(q * NR, dst),
+                    }
+                    (dst.as_ptr(), NR)
+                });
+                let block = Block {
+                    ps: ps.clone(),
+                    p0: ps.start,
+                    q,
+                    k,
+                    pa: pa.as_ptr(),
+                    bp,
+                    ldb,
+                    m,
+                    n,
+                    o: self.o,
+                    col_off: self.col_off,
+                    epi: self.epi,
+                    kernel: self.kernel,
+                };
+                block.dispatch();
+            }
+        });
+    }
+}
+
+/// Panels ps of A (packed from p0 on at pa) against one panel q of B (at bp, row stride ldb).
 struct Block<'a> {
     ps: std::ops::Range<usize>,
-    qs: std::ops::Range<usize>,
+    p0: usize,
+    q: usize,
     k: usize,
-    pa: ConstPtr,
-    panel: &'a (dyn Fn(usize) -> (*const f32, usize) + Sync),
+    pa: *const f32,
+    bp: *const f32,
+    ldb: usize,
     m: usize,
     n: usize,
     o: OutPtr,
@@ -278,35 +344,38 @@ struct Block<'a> {
 }
 
 impl Block<'_> {
+    fn dispatch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        if isa() == Isa::Avx512 {
+            // SAFETY: the CPU has AVX-512F; the output was checked in `gemm`.
+            if self.col_off.is_none() {
+                return unsafe { self.run_fused_avx512() };
+            }
+            return unsafe { self.run_avx512() };
+        }
+        self.run()
+    }
+
+    /// A panel p's packed values.
+    fn a_panel(&self, p: usize) -> *const f32 {
+        // SAFETY: panels p0..ps.end were packed at pa, k MR values each.
+        unsafe { self.pa.add((p - self.p0) * MR * self.k) }
+    }
+
     /// With AVX-512 and a row-major output: the micro-kernel stores through the epilogue itself.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn run_fused_avx512(&self) {
         let act = self.epi.act;
-        for q in self.qs.clone() {
-            let (bp, ldb) = (self.panel)(q);
-            let (j0, cols) = (q * NR, (self.n - q * NR).min(NR));
-            for p in self.ps.clone() {
-                let (i0, rows) = (p * MR, (self.m - p * MR).min(MR));
-                let c = self.o.ptr.add(i0 * self.o.rs + j0);
-                kernel_avx512_fused(
-                    self.k,
-                    self.pa.get().add(p * MR * self.k),
-                    bp,
-                    ldb,
-                    c,
-                    self.o.rs,
-                    rows,
-                    cols,
-                    i0,
-                    j0,
-                    self.epi,
-                );
-                if act > 2 {
-                    for i in 0..rows {
-                        let row = std::slice::from_raw_parts_mut(c.add(i * self.o.rs), cols);
-                        row.iter_mut().for_each(|v| *v = activate(*v, act, self.epi.slope));
-                    }
+        let (j0, cols) = (self.q * NR, (self.n - self.q * NR).min(NR));
+        for p in self.ps.clone() {
+            let (i0, rows) = (p * MR, (self.m - p * MR).min(MR));
+            let c = self.o.ptr.add(i0 * self.o.rs + j0);
+            kernel_avx512_fused(self.k, self.a_panel(p), self.bp, self.ldb, c, self.o.rs, rows, cols, i0, j0, self.epi);
+            if act > 2 {
+                for i in 0..rows {
+                    let row = std::slice::from_raw_parts_mut(c.add(i * self.o.rs), cols);
+                    row.iter_mut().for_each(|v| *v = activate(*v, act, self.epi.slope));
                 }
             }
         }
@@ -314,14 +383,11 @@ impl Block<'_> {
 
     #[inline(always)]
     fn run(&self) {
-        for q in self.qs.clone() {
-            let (bp, ldb) = (self.panel)(q);
-            for p in self.ps.clone() {
-                let mut acc = [[0f32; NR]; MR];
-                // SAFETY: panel p lies inside the packed A buffer (k MR values), panel q in B.
-                unsafe { (self.kernel)(self.k, self.pa.get().add(p * MR * self.k), bp, ldb, &mut acc) };
-                store_tile(&acc, p * MR, q * NR, self.m, self.n, self.o, self.col_off, self.epi);
-            }
+        for p in self.ps.clone() {
+            let mut acc = [[0f32; NR]; MR];
+            // SAFETY: panel p lies inside the packed A buffer (k MR values), panel q in B.
+            unsafe { (self.kernel)(self.k, self.a_panel(p), self.bp, self.ldb, &mut acc) };
+            store_tile(&acc, p * MR, self.q * NR, self.m, self.n, self.o, self.col_off, self.epi);
         }
     }
 
