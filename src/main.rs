@@ -89,7 +89,7 @@ struct BenchArgs {
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Also list the GPU time of every kernel entry point.
+    /// Also list the time of every kernel entry point (GPU timestamps; on the CPU, wall clock).
     #[arg(long)]
     kernels: bool,
     /// Storage precisions to measure, comma-separated (f16 on the GPU needs shader-f16).

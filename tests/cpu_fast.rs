@@ -90,6 +90,9 @@ fn fast_convolutions_match_the_twins() {
         (1, 10, 9, 9, 4, 5, 3, 2),
         (2, 8, 7, 7, 3, 2, 3, 0),
         (3, 16, 14, 14, 9, 4, 2, 1),
+        // c_in a multiple of 32: the weight gradient reads a channels-last copy of x in place.
+        (2, 32, 7, 6, 9, 4, 2, 1),
+        (1, 64, 5, 5, 3, 3, 1, 1),
     ];
     for (n, c_in, h, w, c_out, k, stride, pad) in convs {
         let shape = Conv2dShape { n, c_in, h_in: h, w_in: w, c_out, kh: k, kw: k, stride, pad };
@@ -208,7 +211,8 @@ fn every_fast_path(pool: &Pool) -> Vec<Vec<f32>> {
         fast::matmul_backward_weight(pool, &p, &dz, &x, &mut dw);
         outs.extend([dx, dw]);
     }
-    for (n, c_in, h, c_out, k, stride, pad) in [(3, 16, 14, 9, 4, 2, 1), (2, 3, 9, 5, 4, 2, 1), (2, 8, 7, 3, 2, 3, 0)] {
+    let convs = [(3, 16, 14, 9, 4, 2, 1), (2, 3, 9, 5, 4, 2, 1), (2, 8, 7, 3, 2, 3, 0), (2, 32, 7, 9, 4, 2, 1)];
+    for (n, c_in, h, c_out, k, stride, pad) in convs {
         let shape = Conv2dShape { n, c_in, h_in: h, w_in: h, c_out, kh: k, kw: k, stride, pad };
         let p = ConvParams { has_bias: 1, bias_off: shape.params().w_len() as u32, ..shape.params() };
         let x = uniform(p.x_len(), 5, -1.0, 1.0);

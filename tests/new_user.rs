@@ -103,3 +103,31 @@ fn bench_takes_backend_like_train() {
     let o = bin().args(["bench", "--backend", "tpu"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// `bench --backend cpu --kernels` says where a CPU step's time goes: the wall clock of each op,
+/// by kernel family and by entry point, the convolutions (the DCGAN's tiled entry points too)
+/// under `conv`, and the families add up to the total it prints.
+#[test]
+fn cpu_bench_lists_the_time_of_every_kernel() {
+    let o = bin()
+        .args(["bench", "--backend", "cpu", "--arch", "dcgan", "--seconds", "0.05", "--batch-sizes", "4", "--kernels"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let head = out.lines().find(|l| l.starts_with("CPU time per step")).unwrap_or_else(|| panic!("no CPU times:\n{out}"));
+    let total: f64 = head.rsplit(':').next().unwrap().trim().trim_end_matches(" ms").parse().unwrap();
+    let families: Vec<(&str, f64)> = out
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("    ") && l.ends_with('%'))
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next().unwrap(), w.next().unwrap().parse().unwrap())
+        })
+        .collect();
+    assert!(families.iter().any(|(f, ms)| *f == "conv" && *ms > 0.0), "{out}");
+    assert!(!families.iter().any(|(f, _)| *f == "other"), "an entry point without a family:\n{out}");
+    let sum: f64 = families.iter().map(|(_, ms)| ms).sum();
+    assert!((sum - total).abs() <= 0.01 * total + 0.01, "{sum} against {total}:\n{out}");
+    assert!(out.contains("    conv2d_backward_weight"), "no entry points listed:\n{out}");
+}

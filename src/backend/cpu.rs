@@ -127,6 +127,10 @@ impl CpuExecutor {
 }
 
 /// The CPU's model name ("AMD EPYC 9654"), from /proc/cpuinfo where there is one.
+/// Runs of a section that `profile` averages over on the CPU (its clock is noisier than the GPU's
+/// timestamp queries).
+pub const PROFILE_RUNS: u32 = 5;
+
 pub fn cpu_model() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = info.lines().find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim()));
@@ -156,6 +160,22 @@ impl Executor for CpuExecutor {
         }
         self.sections[section.0] = list;
         Ok(())
+    }
+
+    /// Wall-clock time of each op, the mean over `PROFILE_RUNS` runs of the section.
+    fn profile(&mut self, section: Section) -> Result<Option<Vec<(String, f64)>>> {
+        let list = std::mem::take(&mut self.sections[section.0]);
+        let mut secs = vec![0f64; list.len()];
+        for _ in 0..PROFILE_RUNS {
+            for (op, t) in list.iter().zip(secs.iter_mut()) {
+                let start = std::time::Instant::now();
+                self.run_ops(std::slice::from_ref(op));
+                *t += start.elapsed().as_secs_f64();
+            }
+        }
+        let per = list.iter().zip(&secs).map(|(op, t)| (op.entry().to_string(), t / PROFILE_RUNS as f64)).collect();
+        self.sections[section.0] = list;
+        Ok(Some(per))
     }
 
     fn read(&mut self, buf: BufId) -> Result<Vec<f32>> {

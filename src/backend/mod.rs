@@ -49,8 +49,9 @@ pub trait Executor {
     fn write(&mut self, buf: BufId, values: &[f32]) -> Result<()>;
     fn read_state(&mut self) -> Result<TrainState>;
     fn write_state(&mut self, state: &TrainState) -> Result<()>;
-    /// GPU time of each dispatch of one run of `section`, in seconds (this runs it once, so it
-    /// advances training). None where there are no timestamp queries, and on the CPU.
+    /// The time of each dispatch of one run of `section`, in seconds: GPU time from timestamp
+    /// queries (None without them), on the CPU the wall clock of each op, averaged over
+    /// `cpu::PROFILE_RUNS` runs. It runs the section, so it advances training.
     fn profile(&mut self, _section: Section) -> Result<Option<Vec<(String, f64)>>> {
         Ok(None)
     }

@@ -133,10 +133,30 @@ fn family(entry: &str) -> &'static str {
         Some("loss") => "loss",
         Some("adam") => "adam",
         Some("random" | "random_f16") => "rng/gather",
-        Some("conv") => "conv",
+        Some("conv" | "conv_gemm") => "conv",
         Some("norm") => "batch_norm",
         _ => "other",
     }
+}
+
+/// Milliseconds per step by kernel family and by entry point, from a profile's seconds per
+/// dispatch.
+type PerKernel = Option<Vec<(String, f64)>>;
+fn per_kernel_ms(per: Option<Vec<(String, f64)>>) -> (PerKernel, PerKernel) {
+    let sum_by = |key: &dyn Fn(&str) -> String| {
+        per.as_ref().map(|per| {
+            let mut out: Vec<(String, f64)> = vec![];
+            for (entry, s) in per {
+                let k = key(entry);
+                match out.iter_mut().find(|(n, _)| *n == k) {
+                    Some((_, v)) => *v += s * 1e3,
+                    None => out.push((k, s * 1e3)),
+                }
+            }
+            out
+        })
+    };
+    (sum_by(&|e| family(e).to_string()), sum_by(&|e| e.to_string()))
 }
 
 fn gpu_steps(
@@ -152,22 +172,7 @@ fn gpu_steps(
     let exec = GpuExecutor::new(ctx.clone(), &program.bufs, Some(data))?;
     let mut t = GanTrainer::new(cfg, program, Box::new(exec))?;
     let (steps, rate) = time_steps(&mut t, seconds)?;
-    let per = t.profile_step()?;
-    let sum_by = |key: &dyn Fn(&str) -> String| {
-        per.as_ref().map(|per| {
-            let mut out: Vec<(String, f64)> = vec![];
-            for (entry, s) in per {
-                let k = key(entry);
-                match out.iter_mut().find(|(n, _)| *n == k) {
-                    Some((_, v)) => *v += s * 1e3,
-                    None => out.push((k, s * 1e3)),
-                }
-            }
-            out
-        })
-    };
-    let kernel_ms = sum_by(&|e| family(e).to_string());
-    let entry_ms = sum_by(&|e| e.to_string());
+    let (kernel_ms, entry_ms) = per_kernel_ms(t.profile_step()?);
     Ok(StepResult {
         backend: "gpu".into(),
         device: t.device_name(),
@@ -188,6 +193,7 @@ fn cpu_steps(data: &Arc<Dataset>, arch: Arch, batch: usize, precision: Precision
     let threads = exec.thread_count();
     let mut t = GanTrainer::new(cfg, program, Box::new(exec))?;
     let (steps, rate) = time_steps(&mut t, seconds)?;
+    let (kernel_ms, entry_ms) = per_kernel_ms(t.profile_step()?);
     Ok(StepResult {
         backend: "cpu".into(),
         device: t.device_name(),
@@ -196,8 +202,8 @@ fn cpu_steps(data: &Arc<Dataset>, arch: Arch, batch: usize, precision: Precision
         steps,
         steps_per_s: rate,
         threads: Some(threads),
-        kernel_ms: None,
-        entry_ms: None,
+        kernel_ms,
+        entry_ms,
     })
 }
 
@@ -356,16 +362,24 @@ pub fn table(r: &BenchReport, entries: bool) -> String {
     for x in r.steps.iter().filter(|x| x.kernel_ms.is_some()) {
         let fam = x.kernel_ms.as_ref().expect("filtered");
         let total: f64 = fam.iter().map(|(_, v)| v).sum();
-        s += &format!(
-            "\nGPU time per step, {}, batch {} (timestamp queries, one pass per dispatch): {total:.3} ms\n",
-            x.precision, x.batch
-        );
+        s += &match x.backend.as_str() {
+            "gpu" => format!(
+                "\nGPU time per step, {}, batch {} (timestamp queries, one pass per dispatch): {total:.3} ms\n",
+                x.precision, x.batch
+            ),
+            _ => format!(
+                "\nCPU time per step, {}, batch {} (wall clock of each op, mean of {} steps): {total:.3} ms\n",
+                x.precision,
+                x.batch,
+                crate::backend::cpu::PROFILE_RUNS
+            ),
+        };
         for (name, v) in fam {
             s += &format!("  {name:<12} {v:>10.3} ms  {:>5.1}%\n", 100.0 * v / total.max(1e-12));
         }
         if let (true, Some(per)) = (entries, &x.entry_ms) {
             for (name, v) in per {
-                s += &format!("    {name:<24} {v:>10.3} ms\n");
+                s += &format!("    {name:<30} {v:>10.3} ms\n");
             }
         }
     }

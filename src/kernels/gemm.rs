@@ -929,6 +929,117 @@ unsafe fn kernel_portable(k: usize, pa: *const f32, pb: *const f32, ldb: usize, 
 /// `segs` segments of `seg_len` values each, value kk of segment s at
 /// data[row_base[i] + seg_shift[s] + kk stride]. (A convolution's taps: a segment per tap, its
 /// values the channels.)
+/// A B read in place row by row: B(kk, q NR + jj) = data[row_off[kk] + panel_off[q] + jj], so
+/// each row of a panel is NR consecutive values somewhere in `data` (a convolution's
+/// channels-last input at one tap: no im2col copy).
+#[derive(Clone, Copy)]
+pub struct GatherB<'a> {
+    pub data: &'a [f32],
+    pub row_off: &'a [usize],
+    pub panel_off: &'a [usize],
+}
+
+/// Fills the packed A panel of rows i0..i0 + MR (all k): dst[kk MR + ii], 0 past m.
+pub type PackAFn<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
+
+/// C = epilogue(A B) with A packed by `pack_a` and B read in place through `b` (n a multiple of
+/// NR), with the AVX-512 kernel: the same chains of fused multiply-adds as `gemm` (each element
+/// one chain over k in order), so the same bits. One band of rows per thread; nothing is packed
+/// but each task's own rows of A. The CPU must have AVX-512F (callers check `isa()`).
+#[cfg(target_arch = "x86_64")]
+pub fn gemm_gather_b(pool: &Pool, m: usize, n: usize, k: usize, pack_a: PackAFn, b: GatherB, out: Out, epi: Epilogue) {
+    assert!(isa() == Isa::Avx512, "gemm_gather_b: AVX-512 only");
+    assert!(n % NR == 0 && b.panel_off.len() >= n / NR && b.row_off.len() >= k, "gemm_gather_b: B's offsets");
+    if m == 0 || n == 0 || k == 0 {
+        assert!(k > 0 || m == 0 || n == 0, "gemm_gather_b: k = 0");
+        return;
+    }
+    let reach = b.row_off[..k].iter().max().copied().unwrap_or(0) + b.panel_off.iter().max().copied().unwrap_or(0) + NR;
+    assert!(reach <= b.data.len(), "gemm_gather_b: B reaches {reach} of {}", b.data.len());
+    let col_off = out.col_off;
+    let max_col = col_off.map_or(n - 1, |c| c[..n].iter().copied().max().unwrap_or(0));
+    assert!((m - 1) * out.rs + max_col < out.data.len(), "gemm_gather_b: the output is too short");
+    if let Bias::Col(bias) = epi.bias {
+        assert!(bias.len() >= n);
+    }
+    if let Bias::Row(bias) = epi.bias {
+        assert!(bias.len() >= m);
+    }
+    let o = OutPtr { ptr: out.data.as_mut_ptr(), rs: out.rs };
+    let mp = m.div_ceil(MR);
+    let tasks = mp.min(pool.threads().max(1));
+    pool.run(tasks, &|t| {
+        let ps = t * mp / tasks..(t + 1) * mp / tasks;
+        TASK_PACK.with(|cell| {
+            let mut pa = cell.borrow_mut();
+            if pa.len() < ps.len() * MR * k {
+                pa.resize(ps.len() * MR * k, 0.0);
+            }
+            for (p, dst) in ps.clone().zip(pa.chunks_mut(MR * k)) {
+                pack_a(p * MR, dst);
+            }
+            // k in blocks of KC, each tile's sum carried from block to block in `acc` (the
+            // same chain of fused multiply-adds, paused): a block's A panels and B rows stay
+            // in cache across the tiles.
+            let (np, rows) = (n / NR, ps.len());
+            ACC.with(|cell| {
+                let mut acc = cell.borrow_mut();
+                acc.clear();
+                acc.resize(rows * np, [[0f32; NR]; MR]);
+                for k0 in (0..k).step_by(KC) {
+                    let kc = (k - k0).min(KC);
+                    for q in 0..np {
+                        // SAFETY: every row of panel q lies inside b.data (checked above).
+                        let bq = unsafe { b.data.as_ptr().add(b.panel_off[q]) };
+                        for r in 0..rows {
+                            // SAFETY: AVX-512F (asserted); panel r of pa holds k MR values.
+                            unsafe {
+                                let a = pa.as_ptr().add(r * MR * k + k0 * MR);
+                                kernel_avx512_rows(kc, a, bq, &b.row_off[k0..k0 + kc], &mut acc[q * rows + r]);
+                            }
+                        }
+                    }
+                }
+                for q in 0..np {
+                    for (r, p) in ps.clone().enumerate() {
+                        store_tile(&acc[q * rows + r], p * MR, q * NR, m, n, o, col_off, &epi);
+                    }
+                }
+            });
+        });
+    });
+}
+
+/// The k block of `gemm_gather_b`.
+const KC: usize = 256;
+
+thread_local! {
+    /// `gemm_gather_b`'s tiles in progress.
+    static ACC: RefCell<Vec<[[f32; NR]; MR]>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The AVX-512 micro-kernel with row kk of B at b + row_off[kk], adding to the sums in acc.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_avx512_rows(k: usize, pa: *const f32, b: *const f32, row_off: &[usize], acc: &mut [[f32; NR]; MR]) {
+    use std::arch::x86_64::*;
+    let mut c = acc.map(|row| [_mm512_loadu_ps(row.as_ptr()), _mm512_loadu_ps(row.as_ptr().add(16))]);
+    for (kk, &off) in row_off[..k].iter().enumerate() {
+        let b0 = _mm512_loadu_ps(b.add(off));
+        let b1 = _mm512_loadu_ps(b.add(off + 16));
+        let a = pa.add(kk * MR);
+        for (i, ci) in c.iter_mut().enumerate() {
+            let ai = _mm512_set1_ps(*a.add(i));
+            ci[0] = _mm512_fmadd_ps(ai, b0, ci[0]);
+            ci[1] = _mm512_fmadd_ps(ai, b1, ci[1]);
+        }
+    }
+    for (row, ci) in acc.iter_mut().zip(&c) {
+        _mm512_storeu_ps(row.as_mut_ptr(), ci[0]);
+        _mm512_storeu_ps(row.as_mut_ptr().add(16), ci[1]);
+    }
+}
+
 #[derive(Clone, Copy)]
 pub struct GatherA<'a> {
     pub data: &'a [f32],

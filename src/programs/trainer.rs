@@ -130,7 +130,7 @@ impl GanTrainer {
         Ok(t)
     }
 
-    /// GPU time of each dispatch of one training step (runs one step); None on the CPU.
+    /// The time of each dispatch of one training step (see `Executor::profile`; it trains).
     pub fn profile_step(&mut self) -> Result<Option<Vec<(String, f64)>>> {
         let r = self.exec.profile(self.sections.train)?;
         self.step += 1;

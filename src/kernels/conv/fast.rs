@@ -29,6 +29,7 @@ const NONE: usize = usize::MAX;
 thread_local! {
     static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static DY: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static XCL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static PLANE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static OFFS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
     static TAPS: RefCell<Vec<[usize; NR]>> = const { RefCell::new(Vec::new()) };
@@ -506,14 +507,87 @@ fn col2im_image(g: &Geometry, cols: &[f32], b: usize, acc: &mut [f32]) {
 pub fn conv2d_backward_weight(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], out: &mut [f32]) {
     let (g, n, c_out) = (geometry(p), p.n as usize, p.c_out as usize);
     let x = &c[p.x_off as usize..][..n * g.x_plane];
+    let dy = &a[p.y_off as usize..][..n * c_out * g.p];
     let dw = &mut out[p.w_off as usize..p.w_off as usize + c_out * g.k];
     let epi = Epilogue { accumulate: p.accumulate != 0, ..Epilogue::PLAIN };
+    let c_in = p.c_in as usize;
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512 && c_in % NR == 0 && !splits_k(c_out, g.k, g.np)
+    {
+        return backward_weight_channels_last(pool, &g, (n, c_in, c_out), x, dy, dw, epi);
+    }
     let pack = |j0: usize, dst: &mut [f32]| g.pack_rows(x, j0, dst);
-    with_scratch(&DY, c_out * g.np, |dy| {
-        to_channel_major(pool, &a[p.y_off as usize..][..n * c_out * g.p], n, c_out, g.p, dy);
+    with_scratch(&DY, c_out * g.np, |dyc| {
+        to_channel_major(pool, dy, n, c_out, g.p, dyc);
         // dw (c_out, K) (+)= dy (c_out, n P) cols^T (n P, K).
-        let dy = Mat::new(dy, 0, g.np, 1);
-        gemm(pool, c_out, g.k, g.np, dy, BSrc::Pack(&pack), Out { data: dw, rs: g.k, col_off: None }, epi);
+        let dyc = Mat::new(dyc, 0, g.np, 1);
+        gemm(pool, c_out, g.k, g.np, dyc, BSrc::Pack(&pack), Out { data: dw, rs: g.k, col_off: None }, epi);
+    });
+}
+
+/// Whether `gemm` would cut k into chunks for this weight gradient (its bits then differ).
+fn splits_k(c_out: usize, k_taps: usize, np: usize) -> bool {
+    use crate::kernels::gemm::{K_CHUNK, MR};
+    c_out.div_ceil(MR) * k_taps.div_ceil(NR) < 4 && np >= 4 * K_CHUNK
+}
+
+/// `conv2d_backward_weight` for c_in a multiple of NR, without im2col: x copied channels last
+/// and padded, so that for one tap (i, j) the NR channels of a B panel at output position
+/// (b, oh, ow) are NR consecutive values, read in place (`gemm_gather_b`). The panels run over
+/// (tap, channel block) and their columns are stored to dw's (ci, i, j) through column
+/// offsets; k runs over (b, oh, ow) as in the im2col path, so the bits are the same.
+#[cfg(target_arch = "x86_64")]
+fn backward_weight_channels_last(
+    pool: &Pool,
+    g: &Geometry,
+    (n, c_in, c_out): (usize, usize, usize),
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    epi: Epilogue,
+) {
+    use crate::kernels::gemm::{gemm_gather_b, GatherB, MR};
+    let (s, h_out) = (g.stride, g.p / g.w_out);
+    let hp = (s * (h_out - 1) + g.kh).max(g.h_in + g.pad);
+    let wp = (s * (g.w_out - 1) + g.kw).max(g.w_in + g.pad);
+    let (taps, blocks) = (g.kh * g.kw, c_in / NR);
+    with_scratch(&XCL, n * hp * wp * c_in, |xcl| {
+        pad_channels_last(pool, x, (n, c_in, g.h_in, g.w_in), (g.pad, wp, hp * wp), xcl);
+        with_scratch(&OFFS, g.np + g.k + taps * blocks, |offs| {
+            let (row_off, rest) = offs.split_at_mut(g.np);
+            let (col_off, panel_off) = rest.split_at_mut(g.k);
+            for (kk, r) in row_off.iter_mut().enumerate() {
+                let (b, q) = (kk / g.p, kk % g.p);
+                let (oh, ow) = (q / g.w_out, q % g.w_out);
+                *r = ((b * hp + s * oh) * wp + s * ow) * c_in;
+            }
+            // Panel (tap, block): column jj is channel block NR + jj at that tap.
+            for tap in 0..taps {
+                let (i, j) = (tap / g.kw, tap % g.kw);
+                for block in 0..blocks {
+                    panel_off[tap * blocks + block] = (i * wp + j) * c_in + block * NR;
+                    for jj in 0..NR {
+                        col_off[(tap * blocks + block) * NR + jj] = (block * NR + jj) * taps + tap;
+                    }
+                }
+            }
+            // A panel rows i0..: dy (b, co, q) as (co, b P + q), 0 past c_out.
+            let pack_a = |i0: usize, dst: &mut [f32]| {
+                let rows = (c_out - i0).min(MR);
+                for b in 0..n {
+                    for ii in 0..MR {
+                        let src = &dy[(b * c_out + i0 + ii.min(rows - 1)) * g.p..][..g.p];
+                        let zero = ii >= rows;
+                        for (q, &v) in src.iter().enumerate() {
+                            dst[(b * g.p + q) * MR + ii] = if zero { 0.0 } else { v };
+                        }
+                    }
+                }
+            };
+            let gb = GatherB { data: xcl, row_off, panel_off };
+            let o = Out { data: dw, rs: g.k, col_off: Some(col_off) };
+            gemm_gather_b(pool, c_out, g.k, g.np, &pack_a, gb, o, epi);
+        });
     });
 }
 
