@@ -115,7 +115,8 @@ fn cpu_bench_lists_the_time_of_every_kernel() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout).to_string();
-    let head = out.lines().find(|l| l.starts_with("CPU time per step")).unwrap_or_else(|| panic!("no CPU times:\n{out}"));
+    let head =
+        out.lines().find(|l| l.starts_with("CPU time per step")).unwrap_or_else(|| panic!("no CPU times:\n{out}"));
     let total: f64 = head.rsplit(':').next().unwrap().trim().trim_end_matches(" ms").parse().unwrap();
     let families: Vec<(&str, f64)> = out
         .lines()

@@ -947,9 +947,10 @@ pub type PackAFn<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
 /// one chain over k in order), so the same bits. One band of rows per thread; nothing is packed
 /// but each task's own rows of A. The CPU must have AVX-512F (callers check `isa()`).
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
 pub fn gemm_gather_b(pool: &Pool, m: usize, n: usize, k: usize, pack_a: PackAFn, b: GatherB, out: Out, epi: Epilogue) {
     assert!(isa() == Isa::Avx512, "gemm_gather_b: AVX-512 only");
-    assert!(n % NR == 0 && b.panel_off.len() >= n / NR && b.row_off.len() >= k, "gemm_gather_b: B's offsets");
+    assert!(n.is_multiple_of(NR) && b.panel_off.len() >= n / NR && b.row_off.len() >= k, "gemm_gather_b: B's offsets");
     if m == 0 || n == 0 || k == 0 {
         assert!(k > 0 || m == 0 || n == 0, "gemm_gather_b: k = 0");
         return;

@@ -512,7 +512,9 @@ pub fn conv2d_backward_weight(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32],
     let epi = Epilogue { accumulate: p.accumulate != 0, ..Epilogue::PLAIN };
     let c_in = p.c_in as usize;
     #[cfg(target_arch = "x86_64")]
-    if crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512 && c_in % NR == 0 && !splits_k(c_out, g.k, g.np)
+    if crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512
+        && c_in.is_multiple_of(NR)
+        && !splits_k(c_out, g.k, g.np)
     {
         return backward_weight_channels_last(pool, &g, (n, c_in, c_out), x, dy, dw, epi);
     }
