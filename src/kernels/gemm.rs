@@ -1153,6 +1153,16 @@ fn store_scatter(
     epi: &Epilogue,
 ) {
     let (rows, cols) = ((m - i0).min(MR), (n - j0).min(NR));
+    if o.rs == 1 {
+        // Each row's columns are consecutive: stored as a row-major tile.
+        for (ii, row) in acc.iter().enumerate().take(rows) {
+            // SAFETY: row i0 + ii's columns j0..j0 + cols (checked in `gemm_gather`), written by
+            // this task only.
+            let dst = unsafe { std::slice::from_raw_parts_mut(o.ptr.add(row_off[i0 + ii] + j0), cols) };
+            store_row(&row[..cols], dst, i0 + ii, j0, epi);
+        }
+        return;
+    }
     for (ii, row) in acc.iter().enumerate().take(rows) {
         let (i, base) = (i0 + ii, row_off[i0 + ii]);
         // SAFETY (the loads and stores below): element (i, j0 + jj) of the output, checked in

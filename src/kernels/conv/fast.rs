@@ -30,6 +30,7 @@ thread_local! {
     static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static DY: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static XCL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static DXCL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static PLANE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static OFFS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
     static TAPS: RefCell<Vec<[usize; NR]>> = const { RefCell::new(Vec::new()) };
@@ -135,29 +136,35 @@ impl Geometry {
     fn pack_cols(&self, x: &[f32], j0: usize, dst: &mut [f32]) {
         TAPS.with(|cell| {
             let mut src = cell.borrow_mut();
-            let src = refill(&mut src, self.kh * self.kw, [NONE; NR]);
-            self.pack_cols_with(x, j0, src, dst);
+            if src.len() < self.kh * self.kw {
+                src.resize(self.kh * self.kw, [NONE; NR]);
+            }
+            self.pack_cols_with(x, j0, &mut src[..self.kh * self.kw], dst);
         });
     }
 
-    /// `pack_cols` with `src` (one row of NR per tap (i, j), all NONE) to hold, per tap and
-    /// column, the offset in x of channel 0's value, or NONE (padding).
+    /// `pack_cols` with `src` (a row of NR per tap (i, j)) set to, per tap and column, the
+    /// offset in x of channel 0's value, or NONE (padding, or a column past the end).
     fn pack_cols_with(&self, x: &[f32], j0: usize, src: &mut [[usize; NR]], dst: &mut [f32]) {
         let cols = self.np.saturating_sub(j0).min(NR);
         let plane = self.h_in * self.w_in;
         #[allow(clippy::needless_range_loop)] // jj indexes the second dimension of src
-        for jj in 0..cols {
+        for jj in 0..NR {
+            if jj >= cols {
+                src.iter_mut().for_each(|t| t[jj] = NONE);
+                continue;
+            }
             let (img, top, left) = self.origin(j0 + jj);
             for i in 0..self.kh {
                 let ih = top + i as isize;
-                if ih < 0 || ih >= self.h_in as isize {
-                    continue;
-                }
+                let inside = ih >= 0 && ih < self.h_in as isize;
                 for j in 0..self.kw {
                     let iw = left + j as isize;
-                    if iw >= 0 && iw < self.w_in as isize {
-                        src[i * self.kw + j][jj] = img + ih as usize * self.w_in + iw as usize;
-                    }
+                    src[i * self.kw + j][jj] = if inside && iw >= 0 && iw < self.w_in as isize {
+                        img + ih as usize * self.w_in + iw as usize
+                    } else {
+                        NONE
+                    };
                 }
             }
         }
@@ -256,7 +263,6 @@ pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], 
     let dy = &a[p.y_off as usize..][..n * c_out * g.p];
     let dx = &mut out[p.x_off as usize..][..n * g.x_plane];
     let bias = (p.has_bias != 0).then(|| &c[p.bias_off as usize..][..c_in]);
-    let epi = Epilogue { bias: bias.map_or(Bias::None, Bias::Col), accumulate: p.accumulate != 0, act: 0, slope: 0.0 };
     // dy with pad_lo zero rows and columns before and pad_hi after each plane: every tap a
     // phase reads is then a plain load. A phase has at most ceil(k / s) taps per axis, reaching
     // that many - 1 before its position and (with the rounding of the output size) fewer than
@@ -271,10 +277,44 @@ pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], 
         // Output phase (ph, pw): the positions with (ih + pad) % s = ph (and likewise for iw),
         // which only the taps i = ph + s u (j = pw + s v) reach, from dy at (t - u, t' - v),
         // where ih = s t + ph - pad. Each phase is one GEMM, k ordered (u, v, co):
-        //   dx_phase (n T T', c_in) = dy_taps (n T T', U V c_out) w_phase (U V c_out, c_in).
-        for ph in 0..s {
-            for pw in 0..s {
-                backward_input_phase(pool, p, &g, &padded, c, (ph, pw), &epi, dx);
+        //   dx_phase (n T T', c_in) = dy_taps (n T T', U V c_out) w_phase (U V c_out, c_in),
+        // its rows stored into a channels-last dx (whole rows of c_in, not one value per
+        // channel plane), which every position of exactly one phase fills; then one pass
+        // moves it into NCHW through the epilogue (bias, accumulate).
+        with_scratch(&DXCL, n * g.x_plane, |dxcl| {
+            for ph in 0..s {
+                for pw in 0..s {
+                    backward_input_phase(pool, p, &g, &padded, c, (ph, pw), dxcl);
+                }
+            }
+            channels_last_to_nchw(pool, dxcl, (n, c_in, g.h_in * g.w_in), bias, p.accumulate != 0, dx);
+        });
+    });
+}
+
+/// dx (n, c, plane) = epilogue(src (n, plane, c)): + bias per channel, + the old dx if
+/// `accumulate` (the order of `Epilogue::apply`); a task per image.
+fn channels_last_to_nchw(
+    pool: &Pool,
+    src: &[f32],
+    (n, c, plane): (usize, usize, usize),
+    bias: Option<&[f32]>,
+    accumulate: bool,
+    dx: &mut [f32],
+) {
+    let ptr = dx.as_mut_ptr() as usize;
+    pool.run(n, &|b| {
+        // SAFETY: image b of dx (c plane values), written by this task only.
+        let img = unsafe { std::slice::from_raw_parts_mut((ptr as *mut f32).add(b * c * plane), c * plane) };
+        let src = &src[b * c * plane..][..c * plane];
+        for (ch, out) in img.chunks_exact_mut(plane).enumerate() {
+            let add = bias.map_or(0.0, |bias| bias[ch]);
+            for (q, o) in out.iter_mut().enumerate() {
+                let mut v = src[q * c + ch];
+                if bias.is_some() {
+                    v += add;
+                }
+                *o = if accumulate { *o + v } else { v };
             }
         }
     });
@@ -294,7 +334,14 @@ fn pad_channels_last(
     pool.run(n, &|b| {
         // SAFETY: image b of dyp (pp c values), written by this task only.
         let img = unsafe { std::slice::from_raw_parts_mut((ptr as *mut f32).add(b * pp * c), pp * c) };
-        img.iter_mut().for_each(|v| *v = 0.0);
+        // Zeros where nothing is copied: the rows above and below, the columns either side.
+        let (top, bottom) = (pad_lo * wpad * c, (pad_lo + h) * wpad * c);
+        img[..top].fill(0.0);
+        img[bottom..].fill(0.0);
+        for row in img[top..bottom].chunks_exact_mut(wpad * c) {
+            row[..pad_lo * c].fill(0.0);
+            row[(pad_lo + w) * c..].fill(0.0);
+        }
         let src = &dy[b * c * h * w..][..c * h * w];
         for oh in 0..h {
             for ow in 0..w {
@@ -317,8 +364,8 @@ struct PaddedDy<'a> {
 }
 
 /// One output phase's GEMM of [`conv2d_backward_input`]: its rows (the phase's positions in dx
-/// and where their taps start in the padded dy), its weights, the product stored through `epi`.
-#[allow(clippy::too_many_arguments)]
+/// and where their taps start in the padded dy), its weights, the product stored into the
+/// channels-last dxcl (n, h_in w_in, c_in).
 fn backward_input_phase(
     pool: &Pool,
     p: &ConvParams,
@@ -326,8 +373,7 @@ fn backward_input_phase(
     dyp: &PaddedDy,
     c: &[f32],
     (ph, pw): (usize, usize),
-    epi: &Epilogue,
-    dx: &mut [f32],
+    dxcl: &mut [f32],
 ) {
     let (n, c_in, c_out, s) = (p.n as usize, p.c_in as usize, p.c_out as usize, g.stride);
     let (th_lo, th_n) = phase_positions(ph, g.pad, s, g.h_in);
@@ -350,7 +396,7 @@ fn backward_input_phase(
             for th in th_lo..th_lo + th_n {
                 for tw in tw_lo..tw_lo + tw_n {
                     let (ih, iw) = (s * th + ph - g.pad, s * tw + pw - g.pad);
-                    row_off.push(b * g.x_plane + ih * g.w_in + iw);
+                    row_off.push((b * g.h_in * g.w_in + ih * g.w_in + iw) * c_in);
                     let (oh, ow) = (th + dyp.pad_lo + 1 - nu, tw + dyp.pad_lo + 1 - nv);
                     row_base.push((b * dyp.pp + oh * dyp.wpad + ow) * c_out);
                 }
@@ -371,11 +417,10 @@ fn backward_input_phase(
             }
         }
         let wm = Mat::new(wph, 0, c_in, 1);
-        let plane = g.h_in * g.w_in;
         if crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512 || kt == 0 {
             let ga = GatherA { data: dyp.data, row_base, seg_shift, seg_len: c_out, stride: 1 };
-            let o = ScatterOut { data: dx, row_off, cs: plane };
-            gemm_gather(pool, rows, c_in, ga, BSrc::Mat(wm), o, *epi);
+            let o = ScatterOut { data: dxcl, row_off, cs: 1 };
+            gemm_gather(pool, rows, c_in, ga, BSrc::Mat(wm), o, Epilogue::PLAIN);
             return;
         }
         // The same sums on the plain gemm: dy_taps (rows, (u, v, co)) copied out.
@@ -391,25 +436,9 @@ fn backward_input_phase(
         let o = Out { data: tmp, rs: c_in, col_off: None };
         gemm(pool, rows, c_in, kt, Mat::new(am, 0, kt, 1), BSrc::Mat(wm), o, Epilogue::PLAIN);
         for (r, &off) in row_off.iter().enumerate() {
-            for ci in 0..c_in {
-                let d = &mut dx[off + ci * plane];
-                *d = epi_apply(epi, tmp[r * c_in + ci], ci, *d);
-            }
+            dxcl[off..off + c_in].copy_from_slice(&tmp[r * c_in..][..c_in]);
         }
     });
-}
-
-/// The epilogue of one element whose bias is per column `j` (the phase GEMMs' c_in).
-fn epi_apply(epi: &Epilogue, v: f32, j: usize, old: f32) -> f32 {
-    let v = match epi.bias {
-        Bias::Col(b) => v + b[j],
-        _ => v,
-    };
-    if epi.accumulate {
-        old + v
-    } else {
-        v
-    }
 }
 
 /// (first t, count) of the positions x = s t + phase - pad inside [0, size).
