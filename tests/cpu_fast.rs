@@ -406,3 +406,31 @@ fn every_kernel_gives_the_same_bits() {
         }
     }
 }
+
+/// The blocked transpose (16 x 16 blocks in registers on AVX-512, edges one by one) moves every
+/// value, and only those, at awkward shapes and strides, on every kernel this CPU has.
+#[test]
+fn transpose_moves_every_value_at_awkward_shapes() {
+    use shadergan::kernels::gemm::{force_isa, isa, transpose, Isa};
+    let isas = if isa() == Isa::Avx512 { vec![None, Some(Isa::Portable)] } else { vec![None] };
+    for forced in isas {
+        force_isa(forced);
+        for (rows, cols) in [(1, 1), (1, 17), (15, 16), (16, 16), (17, 33), (64, 49), (33, 65)] {
+            let (src_rs, dst_rs) = (cols + 3, rows + 5);
+            let src = uniform(rows * src_rs, 7, -1.0, 1.0);
+            let mut dst = vec![f32::NAN; cols * dst_rs];
+            transpose(&src, src_rs, &mut dst, dst_rs, rows, cols);
+            for j in 0..cols {
+                for i in 0..dst_rs {
+                    let got = dst[j * dst_rs + i];
+                    if i < rows {
+                        assert_eq!(got.to_bits(), src[i * src_rs + j].to_bits(), "{rows}x{cols} at ({i}, {j})");
+                    } else {
+                        assert!(got.is_nan(), "{rows}x{cols}: wrote past the rows at ({i}, {j})");
+                    }
+                }
+            }
+        }
+        force_isa(None);
+    }
+}

@@ -574,7 +574,6 @@ pub fn pack_b(b: &Mat, j0: usize, n: usize, k: usize, dst: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_b_transposed_avx512(b: &Mat, j0: usize, k: usize, dst: &mut [f32]) {
-    use std::arch::x86_64::*;
     assert!(dst.len() >= k * NR);
     assert!(b.off + (j0 + NR - 1) * b.cs + k - 1 < b.data.len());
     let src = b.data.as_ptr().add(b.off + j0 * b.cs);
@@ -582,40 +581,84 @@ unsafe fn pack_b_transposed_avx512(b: &Mat, j0: usize, k: usize, dst: &mut [f32]
     for h in 0..2 {
         let cols = src.add(16 * h * b.cs);
         for k0 in (0..full).step_by(16) {
-            let r: [__m512; 16] = std::array::from_fn(|j| _mm512_loadu_ps(cols.add(j * b.cs + k0)));
-            let t: [__m512; 16] = std::array::from_fn(|i| {
-                let (a, c) = (r[i & !1], r[i | 1]);
-                if i % 2 == 0 {
-                    _mm512_unpacklo_ps(a, c)
-                } else {
-                    _mm512_unpackhi_ps(a, c)
-                }
-            });
-            // u[4 g + c] lane L: column 4 L + c of rows 4 g .. 4 g + 3.
-            let u: [__m512; 16] = std::array::from_fn(|i| {
-                let (g, c) = (i / 4, i % 4);
-                let (a, d) = (_mm512_castps_pd(t[4 * g + (c / 2)]), _mm512_castps_pd(t[4 * g + 2 + (c / 2)]));
-                _mm512_castpd_ps(if c % 2 == 0 { _mm512_unpacklo_pd(a, d) } else { _mm512_unpackhi_pd(a, d) })
-            });
-            let v: [__m512; 16] = std::array::from_fn(|i| {
-                let (half, c) = (i / 8, i % 8);
-                let (a, d) = (u[8 * half + c % 4], u[8 * half + 4 + c % 4]);
-                if c < 4 {
-                    _mm512_shuffle_f32x4::<0x88>(a, d)
-                } else {
-                    _mm512_shuffle_f32x4::<0xdd>(a, d)
-                }
-            });
-            for c in 0..16 {
-                let (a, d) = (v[c % 8], v[8 + c % 8]);
-                let out = if c < 8 { _mm512_shuffle_f32x4::<0x88>(a, d) } else { _mm512_shuffle_f32x4::<0xdd>(a, d) };
-                _mm512_storeu_ps(dst.as_mut_ptr().add((k0 + c) * NR + 16 * h), out);
-            }
+            transpose16_avx512(cols.add(k0), b.cs, dst.as_mut_ptr().add(k0 * NR + 16 * h), NR);
         }
         for kk in full..k {
             for j in 0..16 {
                 dst[kk * NR + 16 * h + j] = *cols.add(j * b.cs + kk);
             }
+        }
+    }
+}
+
+/// dst[j dst_rs + i] = src[i src_rs + j] for i, j < 16: a 16 x 16 block transposed in registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose16_avx512(src: *const f32, src_rs: usize, dst: *mut f32, dst_rs: usize) {
+    use std::arch::x86_64::*;
+    let r: [__m512; 16] = std::array::from_fn(|j| _mm512_loadu_ps(src.add(j * src_rs)));
+    let t: [__m512; 16] = std::array::from_fn(|i| {
+        let (a, c) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(a, c)
+        } else {
+            _mm512_unpackhi_ps(a, c)
+        }
+    });
+    // u[4 g + c] lane L: column 4 L + c of rows 4 g .. 4 g + 3.
+    let u: [__m512; 16] = std::array::from_fn(|i| {
+        let (g, c) = (i / 4, i % 4);
+        let (a, d) = (_mm512_castps_pd(t[4 * g + (c / 2)]), _mm512_castps_pd(t[4 * g + 2 + (c / 2)]));
+        _mm512_castpd_ps(if c % 2 == 0 { _mm512_unpacklo_pd(a, d) } else { _mm512_unpackhi_pd(a, d) })
+    });
+    let v: [__m512; 16] = std::array::from_fn(|i| {
+        let (half, c) = (i / 8, i % 8);
+        let (a, d) = (u[8 * half + c % 4], u[8 * half + 4 + c % 4]);
+        if c < 4 {
+            _mm512_shuffle_f32x4::<0x88>(a, d)
+        } else {
+            _mm512_shuffle_f32x4::<0xdd>(a, d)
+        }
+    });
+    for c in 0..16 {
+        let (a, d) = (v[c % 8], v[8 + c % 8]);
+        let out = if c < 8 { _mm512_shuffle_f32x4::<0x88>(a, d) } else { _mm512_shuffle_f32x4::<0xdd>(a, d) };
+        _mm512_storeu_ps(dst.add(c * dst_rs), out);
+    }
+}
+
+/// dst[j dst_rs + i] = src[i src_rs + j] for i < rows, j < cols: 16 x 16 blocks transposed in
+/// registers where the CPU has AVX-512, the edges one value at a time.
+pub fn transpose(src: &[f32], src_rs: usize, dst: &mut [f32], dst_rs: usize, rows: usize, cols: usize) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        (rows - 1) * src_rs + cols <= src.len() && (cols - 1) * dst_rs + rows <= dst.len(),
+        "transpose: out of bounds"
+    );
+    let (mut r16, mut c16) = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx512 {
+        (r16, c16) = (rows / 16 * 16, cols / 16 * 16);
+        for i0 in (0..r16).step_by(16) {
+            for j0 in (0..c16).step_by(16) {
+                // SAFETY: AVX-512F; the block lies inside both slices (checked above).
+                unsafe {
+                    transpose16_avx512(
+                        src.as_ptr().add(i0 * src_rs + j0),
+                        src_rs,
+                        dst.as_mut_ptr().add(j0 * dst_rs + i0),
+                        dst_rs,
+                    )
+                };
+            }
+        }
+    }
+    for i in 0..rows {
+        let js = if i < r16 { c16..cols } else { 0..cols };
+        for j in js {
+            dst[j * dst_rs + i] = src[i * src_rs + j];
         }
     }
 }
@@ -949,7 +992,8 @@ pub type PackAFn<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_gather_b(pool: &Pool, m: usize, n: usize, k: usize, pack_a: PackAFn, b: GatherB, out: Out, epi: Epilogue) {
-    assert!(isa() == Isa::Avx512, "gemm_gather_b: AVX-512 only");
+    // The CPU's, not the forced kernel (tests force others while this runs).
+    assert!(std::is_x86_feature_detected!("avx512f"), "gemm_gather_b: AVX-512 only");
     assert!(n.is_multiple_of(NR) && b.panel_off.len() >= n / NR && b.row_off.len() >= k, "gemm_gather_b: B's offsets");
     if m == 0 || n == 0 || k == 0 {
         assert!(k > 0 || m == 0 || n == 0, "gemm_gather_b: k = 0");

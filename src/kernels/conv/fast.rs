@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use super::twin;
 use super::ConvParams;
 use crate::ir::Pool;
-use crate::kernels::gemm::{gemm, gemm_gather, BSrc, Bias, Epilogue, GatherA, Mat, Out, ScatterOut, NR};
+use crate::kernels::gemm::{gemm, gemm_gather, transpose, BSrc, Bias, Epilogue, GatherA, Mat, Out, ScatterOut, NR};
 
 /// No source (a tap in the padding).
 const NONE: usize = usize::MAX;
@@ -307,6 +307,9 @@ fn channels_last_to_nchw(
         // SAFETY: image b of dx (c plane values), written by this task only.
         let img = unsafe { std::slice::from_raw_parts_mut((ptr as *mut f32).add(b * c * plane), c * plane) };
         let src = &src[b * c * plane..][..c * plane];
+        if bias.is_none() && !accumulate {
+            return transpose(src, c, img, plane, plane, c);
+        }
         for (ch, out) in img.chunks_exact_mut(plane).enumerate() {
             let add = bias.map_or(0.0, |bias| bias[ch]);
             for (q, o) in out.iter_mut().enumerate() {
@@ -343,15 +346,14 @@ fn pad_channels_last(
             row[(pad_lo + w) * c..].fill(0.0);
         }
         let src = &dy[b * c * h * w..][..c * h * w];
-        for oh in 0..h {
-            for ow in 0..w {
-                let at = ((oh + pad_lo) * wpad + ow + pad_lo) * c;
-                let q = oh * w + ow;
-                for (ch, v) in img[at..at + c].iter_mut().enumerate() {
-                    *v = src[ch * h * w + q];
-                }
+        with_scratch(&PLANE, h * w * c, |tmp| {
+            // (c, h w) -> (h w, c), then each row of w positions into its place.
+            transpose(src, h * w, tmp, c, c, h * w);
+            for oh in 0..h {
+                let at = ((oh + pad_lo) * wpad + pad_lo) * c;
+                img[at..at + w * c].copy_from_slice(&tmp[oh * w * c..][..w * c]);
             }
-        }
+        });
     });
 }
 
