@@ -57,6 +57,16 @@ impl<'a> Mat<'a> {
 /// Fills the packed B panel of columns j0..j0 + NR (all k rows): dst[kk NR + jj], zero past n.
 pub type PackFn<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
 
+/// Where A comes from: a strided matrix, or a packer that builds its panels itself.
+#[derive(Clone, Copy)]
+pub enum ASrc<'a> {
+    Mat(Mat<'a>),
+    Pack(PackAFn<'a>),
+}
+
+/// Fills the packed A panel of rows i0..i0 + MR (all k): dst[kk MR + ii], 0 past m.
+pub type PackAFn<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
+
 /// Where B comes from: a strided matrix, or a packer that builds panels itself (im2col).
 #[derive(Clone, Copy)]
 pub enum BSrc<'a> {
@@ -182,10 +192,18 @@ pub fn isa() -> Isa {
 /// C = epilogue(A B) for A m x k, B k x n. See the module header.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(pool: &Pool, m: usize, n: usize, k: usize, a: Mat, b: BSrc, out: Out, epi: Epilogue) {
+    gemm_a(pool, m, n, k, ASrc::Mat(a), b, out, epi)
+}
+
+/// `gemm` with A from a matrix or a packer.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_a(pool: &Pool, m: usize, n: usize, k: usize, a: ASrc, b: BSrc, out: Out, epi: Epilogue) {
     if m == 0 || n == 0 {
         return;
     }
-    a.check(m, k, "A");
+    if let ASrc::Mat(a) = &a {
+        a.check(m, k, "A");
+    }
     if let BSrc::Mat(b) = &b {
         b.check(k, n, "B");
     }
@@ -209,8 +227,8 @@ pub fn gemm(pool: &Pool, m: usize, n: usize, k: usize, a: Mat, b: BSrc, out: Out
         return small(m, n, 0, &none, &none, o, col_off, &epi);
     }
     if m * n * k <= SMALL {
-        if let BSrc::Mat(bm) = b {
-            return small(m, n, k, &a, &bm, o, col_off, &epi);
+        if let (ASrc::Mat(am), BSrc::Mat(bm)) = (a, b) {
+            return small(m, n, k, &am, &bm, o, col_off, &epi);
         }
     }
     let (mp, np) = (m.div_ceil(MR), n.div_ceil(NR));
@@ -270,7 +288,7 @@ struct Task<'a> {
     m: usize,
     n: usize,
     k: usize,
-    a: &'a Mat<'a>,
+    a: &'a ASrc<'a>,
     b: &'a BSrc<'a>,
     o: OutPtr,
     col_off: Option<&'a [usize]>,
@@ -294,7 +312,7 @@ impl Task<'_> {
             }
             let (pa, pb) = buf.split_at_mut(na);
             for (p, dst) in ps.clone().zip(pa.chunks_mut(MR * k)) {
-                pack_a(self.a, p * MR, m, k, dst);
+                fill_a(self.a, p * MR, m, k, dst);
             }
             for q in qs {
                 let (bp, ldb) = direct(self.b, q, n).unwrap_or_else(|| {
@@ -348,12 +366,19 @@ impl Block<'_> {
         #[cfg(target_arch = "x86_64")]
         if isa() == Isa::Avx512 {
             // SAFETY: the CPU has AVX-512F; the output was checked in `gemm`.
-            if self.col_off.is_none() {
+            if self.contiguous() {
                 return unsafe { self.run_fused_avx512() };
             }
             return unsafe { self.run_avx512() };
         }
         self.run()
+    }
+
+    /// Whether the panel's columns lie side by side in each output row (always without column
+    /// offsets; with them, when the panel does not straddle two of a convolution's images).
+    fn contiguous(&self) -> bool {
+        let (j0, cols) = (self.q * NR, (self.n - self.q * NR).min(NR));
+        self.col_off.is_none_or(|o| o[j0 + cols - 1] == o[j0] + cols - 1)
     }
 
     /// A panel p's packed values.
@@ -362,15 +387,17 @@ impl Block<'_> {
         unsafe { self.pa.add((p - self.p0) * MR * self.k) }
     }
 
-    /// With AVX-512 and a row-major output: the micro-kernel stores through the epilogue itself.
+    /// With AVX-512 and the panel's columns side by side in the output: the micro-kernel stores
+    /// through the epilogue itself.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn run_fused_avx512(&self) {
         let act = self.epi.act;
         let (j0, cols) = (self.q * NR, (self.n - self.q * NR).min(NR));
+        let at = self.col_off.map_or(j0, |o| o[j0]);
         for p in self.ps.clone() {
             let (i0, rows) = (p * MR, (self.m - p * MR).min(MR));
-            let c = self.o.ptr.add(i0 * self.o.rs + j0);
+            let c = self.o.ptr.add(i0 * self.o.rs + at);
             kernel_avx512_fused(self.k, self.a_panel(p), self.bp, self.ldb, c, self.o.rs, rows, cols, i0, j0, self.epi);
             if act > 2 {
                 for i in 0..rows {
@@ -469,7 +496,7 @@ fn fma(a: f32, b: f32, c: f32) -> f32 {
 
 /// Packs every A and B panel, in tasks of a few panels each.
 #[allow(clippy::too_many_arguments)]
-fn pack_all(pool: &Pool, m: usize, n: usize, k: usize, a: &Mat, b: &BSrc, pa: &mut [f32], pb: &mut [f32]) {
+fn pack_all(pool: &Pool, m: usize, n: usize, k: usize, a: &ASrc, b: &BSrc, pa: &mut [f32], pb: &mut [f32]) {
     let (mp, np, k1) = (m.div_ceil(MR), n.div_ceil(NR), k.max(1));
     // Panels per task: about 16k floats each.
     let a_per = (16384 / (MR * k1)).max(1);
@@ -481,7 +508,7 @@ fn pack_all(pool: &Pool, m: usize, n: usize, k: usize, a: &Mat, b: &BSrc, pa: &m
             for p in t * a_per..((t + 1) * a_per).min(mp) {
                 // SAFETY: panel p of the packed A buffer, written by this task only.
                 let dst = unsafe { std::slice::from_raw_parts_mut(pa_ptr.get().add(p * MR * k), MR * k) };
-                pack_a(a, p * MR, m, k, dst);
+                fill_a(a, p * MR, m, k, dst);
             }
         } else {
             let t = t - ta;
@@ -502,6 +529,14 @@ fn pack_all(pool: &Pool, m: usize, n: usize, k: usize, a: &Mat, b: &BSrc, pa: &m
         (0..ta + tb).for_each(run);
     } else {
         pool.run(ta + tb, &run);
+    }
+}
+
+/// The packed panel of A's rows i0..i0 + MR, from the matrix or its packer.
+fn fill_a(a: &ASrc, i0: usize, m: usize, k: usize, dst: &mut [f32]) {
+    match a {
+        ASrc::Mat(a) => pack_a(a, i0, m, k, dst),
+        ASrc::Pack(f) => f(i0, dst),
     }
 }
 
@@ -981,9 +1016,6 @@ pub struct GatherB<'a> {
     pub row_off: &'a [usize],
     pub panel_off: &'a [usize],
 }
-
-/// Fills the packed A panel of rows i0..i0 + MR (all k): dst[kk MR + ii], 0 past m.
-pub type PackAFn<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
 
 /// C = epilogue(A B) with A packed by `pack_a` and B read in place through `b` (n a multiple of
 /// NR), with the AVX-512 kernel: the same chains of fused multiply-adds as `gemm` (each element

@@ -21,7 +21,9 @@ use std::cell::RefCell;
 use super::twin;
 use super::ConvParams;
 use crate::ir::Pool;
-use crate::kernels::gemm::{gemm, gemm_gather, transpose, BSrc, Bias, Epilogue, GatherA, Mat, Out, ScatterOut, NR};
+use crate::kernels::gemm::{
+    gemm, gemm_a, gemm_gather, transpose, ASrc, BSrc, Bias, Epilogue, GatherA, Mat, Out, ScatterOut, NR,
+};
 
 /// No source (a tap in the padding).
 const NONE: usize = usize::MAX;
@@ -111,15 +113,27 @@ fn geometry(p: &ConvParams) -> Geometry {
 }
 
 impl Geometry {
-    /// (image offset in x, top row, left column) of output column `col` (b P + q), padded.
-    fn origin(&self, col: usize) -> (usize, isize, isize) {
-        let (b, q) = (col / self.p, col % self.p);
-        let (oh, ow) = (q / self.w_out, q % self.w_out);
-        (
-            b * self.x_plane,
-            (oh * self.stride) as isize - self.pad as isize,
-            (ow * self.stride) as isize - self.pad as isize,
-        )
+    /// (image offset in x, top row, left column) of output columns col0, col0 + 1, ... (b P +
+    /// q, padded): counters stepped along, no divisions per column.
+    fn origins(&self, col0: usize) -> impl Iterator<Item = (usize, isize, isize)> + '_ {
+        let (mut b, q) = (col0 / self.p, col0 % self.p);
+        let (mut oh, mut ow) = (q / self.w_out, q % self.w_out);
+        let h_out = self.p / self.w_out;
+        std::iter::from_fn(move || {
+            let o = (
+                b * self.x_plane,
+                (oh * self.stride) as isize - self.pad as isize,
+                (ow * self.stride) as isize - self.pad as isize,
+            );
+            ow += 1;
+            if ow == self.w_out {
+                (ow, oh) = (0, oh + 1);
+                if oh == h_out {
+                    (oh, b) = (0, b + 1);
+                }
+            }
+            Some(o)
+        })
     }
 
     /// x at tap (ci, i, j) of an origin, 0 in padding.
@@ -148,13 +162,14 @@ impl Geometry {
     fn pack_cols_with(&self, x: &[f32], j0: usize, src: &mut [[usize; NR]], dst: &mut [f32]) {
         let cols = self.np.saturating_sub(j0).min(NR);
         let plane = self.h_in * self.w_in;
+        let mut origins = self.origins(j0);
         #[allow(clippy::needless_range_loop)] // jj indexes the second dimension of src
         for jj in 0..NR {
             if jj >= cols {
                 src.iter_mut().for_each(|t| t[jj] = NONE);
                 continue;
             }
-            let (img, top, left) = self.origin(j0 + jj);
+            let (img, top, left) = origins.next().expect("endless");
             for i in 0..self.kh {
                 let ih = top + i as isize;
                 let inside = ih >= 0 && ih < self.h_in as isize;
@@ -198,8 +213,7 @@ impl Geometry {
         }
         let (h, w) = (self.h_in as isize, self.w_in as isize);
         let (kh, kw) = (self.kh as isize, self.kw as isize);
-        for col in 0..self.np {
-            let o @ (img, top, left) = self.origin(col);
+        for (col, o @ (img, top, left)) in self.origins(0).take(self.np).enumerate() {
             let row = &mut dst[col * NR..col * NR + taps];
             if top >= 0 && left >= 0 && top + kh <= h && left + kw <= w {
                 // Every tap inside the image: no checks.
@@ -214,18 +228,6 @@ impl Geometry {
             }
         }
     }
-}
-
-/// (c, n P) with image b in columns [b P, (b + 1) P), from (n, c, P); a task per channel block.
-fn to_channel_major(pool: &Pool, t: &[f32], n: usize, c: usize, pp: usize, out: &mut [f32]) {
-    let ptr = out.as_mut_ptr() as usize;
-    pool.run(c, &|ch| {
-        // SAFETY: row ch of out (n P values), written by this task only.
-        let row = unsafe { std::slice::from_raw_parts_mut((ptr as *mut f32).add(ch * n * pp), n * pp) };
-        for b in 0..n {
-            row[b * pp..(b + 1) * pp].copy_from_slice(&t[(b * c + ch) * pp..][..pp]);
-        }
-    });
 }
 
 /// The NCHW offset of column b P + q of a (c, n P) result with c channels: b c P + q.
@@ -456,17 +458,22 @@ fn backward_input_cols(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], out: &
     // w^T (K, c_out): A(kk, co) = w[co K + kk].
     let wt = Mat::new(c, p.w_off as usize, 1, g.k);
     let dy = &a[p.y_off as usize..][..n * c_out * g.p];
+    // B (c_out, n P) = dy (n, c_out, P): a panel's columns within one image are a run of each
+    // channel's plane.
     let pack = |j0: usize, dst: &mut [f32]| {
         let cols = g.np.saturating_sub(j0).min(NR);
         if cols < NR {
             dst.iter_mut().for_each(|v| *v = 0.0);
         }
-        for jj in 0..cols {
+        let mut jj = 0;
+        while jj < cols {
             let (b, q) = ((j0 + jj) / g.p, (j0 + jj) % g.p);
+            let run = (g.p - q).min(cols - jj);
             let src = &dy[b * c_out * g.p + q..];
             for co in 0..c_out {
-                dst[co * NR + jj] = src[co * g.p];
+                dst[co * NR + jj..co * NR + jj + run].copy_from_slice(&src[co * g.p..co * g.p + run]);
             }
+            jj += run;
         }
     };
     let bias = (p.has_bias != 0).then(|| &c[p.bias_off as usize..][..c_in]);
@@ -549,13 +556,31 @@ pub fn conv2d_backward_weight(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32],
     {
         return backward_weight_channels_last(pool, &g, (n, c_in, c_out), x, dy, dw, epi);
     }
+    // dw (c_out, K) (+)= dy (c_out, n P) cols^T (n P, K).
     let pack = |j0: usize, dst: &mut [f32]| g.pack_rows(x, j0, dst);
-    with_scratch(&DY, c_out * g.np, |dyc| {
-        to_channel_major(pool, dy, n, c_out, g.p, dyc);
-        // dw (c_out, K) (+)= dy (c_out, n P) cols^T (n P, K).
-        let dyc = Mat::new(dyc, 0, g.np, 1);
-        gemm(pool, c_out, g.k, g.np, dyc, BSrc::Pack(&pack), Out { data: dw, rs: g.k, col_off: None }, epi);
-    });
+    let pack_a = |i0: usize, dst: &mut [f32]| pack_dy_rows(dy, (n, c_out, g.p), i0, dst);
+    let o = Out { data: dw, rs: g.k, col_off: None };
+    gemm_a(pool, c_out, g.k, g.np, ASrc::Pack(&pack_a), BSrc::Pack(&pack), o, epi);
+}
+
+/// The packed A panel of channels i0..i0 + MR of dy (n, c, P) read as (c, n P): dst[(b P + q)
+/// MR + ii] = dy[b, i0 + ii, q], 0 past c.
+fn pack_dy_rows(dy: &[f32], (n, c, pp): (usize, usize, usize), i0: usize, dst: &mut [f32]) {
+    use crate::kernels::gemm::MR;
+    let rows = (c - i0).min(MR);
+    for b in 0..n {
+        let out = &mut dst[b * pp * MR..][..pp * MR];
+        for ii in 0..MR {
+            if ii >= rows {
+                out.iter_mut().skip(ii).step_by(MR).for_each(|v| *v = 0.0);
+                continue;
+            }
+            let src = &dy[(b * c + i0 + ii) * pp..][..pp];
+            for (o, &v) in out.iter_mut().skip(ii).step_by(MR).zip(src) {
+                *o = v;
+            }
+        }
+    }
 }
 
 /// Whether `gemm` would cut k into chunks for this weight gradient (its bits then differ).
@@ -579,7 +604,7 @@ fn backward_weight_channels_last(
     dw: &mut [f32],
     epi: Epilogue,
 ) {
-    use crate::kernels::gemm::{gemm_gather_b, GatherB, MR};
+    use crate::kernels::gemm::{gemm_gather_b, GatherB};
     let (s, h_out) = (g.stride, g.p / g.w_out);
     let hp = (s * (h_out - 1) + g.kh).max(g.h_in + g.pad);
     let wp = (s * (g.w_out - 1) + g.kw).max(g.w_in + g.pad);
@@ -604,19 +629,7 @@ fn backward_weight_channels_last(
                     }
                 }
             }
-            // A panel rows i0..: dy (b, co, q) as (co, b P + q), 0 past c_out.
-            let pack_a = |i0: usize, dst: &mut [f32]| {
-                let rows = (c_out - i0).min(MR);
-                for b in 0..n {
-                    for ii in 0..MR {
-                        let src = &dy[(b * c_out + i0 + ii.min(rows - 1)) * g.p..][..g.p];
-                        let zero = ii >= rows;
-                        for (q, &v) in src.iter().enumerate() {
-                            dst[(b * g.p + q) * MR + ii] = if zero { 0.0 } else { v };
-                        }
-                    }
-                }
-            };
+            let pack_a = |i0: usize, dst: &mut [f32]| pack_dy_rows(dy, (n, c_out, g.p), i0, dst);
             let gb = GatherB { data: xcl, row_off, panel_off };
             let o = Out { data: dw, rs: g.k, col_off: Some(col_off) };
             gemm_gather_b(pool, c_out, g.k, g.np, &pack_a, gb, o, epi);
