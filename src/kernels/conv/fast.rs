@@ -567,17 +567,28 @@ pub fn conv2d_backward_weight(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32],
 /// MR + ii] = dy[b, i0 + ii, q], 0 past c.
 fn pack_dy_rows(dy: &[f32], (n, c, pp): (usize, usize, usize), i0: usize, dst: &mut [f32]) {
     use crate::kernels::gemm::MR;
+    const Q: usize = 16;
     let rows = (c - i0).min(MR);
     for b in 0..n {
         let out = &mut dst[b * pp * MR..][..pp * MR];
-        for ii in 0..MR {
-            if ii >= rows {
-                out.iter_mut().skip(ii).step_by(MR).for_each(|v| *v = 0.0);
-                continue;
+        let src = |ii: usize| &dy[(b * c + i0 + ii) * pp..][..pp];
+        // Blocks of Q positions through a fixed-size tile, which the compiler keeps in registers.
+        let full = pp / Q * Q;
+        for q0 in (0..full).step_by(Q) {
+            let mut t = [[0f32; Q]; MR];
+            for (ii, row) in t.iter_mut().enumerate().take(rows) {
+                row.copy_from_slice(&src(ii)[q0..q0 + Q]);
             }
-            let src = &dy[(b * c + i0 + ii) * pp..][..pp];
-            for (o, &v) in out.iter_mut().skip(ii).step_by(MR).zip(src) {
-                *o = v;
+            let o: &mut [f32; Q * MR] = (&mut out[q0 * MR..(q0 + Q) * MR]).try_into().expect("a block");
+            for qq in 0..Q {
+                for ii in 0..MR {
+                    o[qq * MR + ii] = t[ii][qq];
+                }
+            }
+        }
+        for q in full..pp {
+            for ii in 0..MR {
+                out[q * MR + ii] = if ii < rows { src(ii)[q] } else { 0.0 };
             }
         }
     }
