@@ -18,7 +18,9 @@ for B in 64 256; do echo "jax $B $(cd "$PEERS" && $JAX_PY jax_gan.py --batch $B 
 for B in 64 256; do
   echo "torch2 $B $(cd "$PEERS" && $TORCH_PY torch_gan.py --threads 2 --batch $B 2>/dev/null | grep -o 'steps_per_s=[0-9.]*')"
 done
-echo "shadergan dcgan $($NEW bench --arch dcgan --backends cpu --seconds 5 --batch-sizes 64 2>/dev/null \
-  | grep '^cpu' | awk '{printf "%s:%s ", $(NF-1), $NF}')"
+for b in $NEW $BASE; do
+  echo "$b dcgan $($b bench --arch dcgan --backends cpu --seconds 5 --batch-sizes 64 2>/dev/null \
+    | grep '^cpu' | awk '{printf "%s:%s ", $(NF-1), $NF}')"
+done
 echo "torch_dcgan2 64 $(cd "$PEERS" && $TORCH_PY torch_dcgan.py --device cpu --threads 2 --batch 64 --steps 20 \
   --warmup 3 2>/dev/null | grep -o 'steps_per_s=[0-9.]*')"
