@@ -237,9 +237,49 @@ impl Kernel for Cast {
 
 // The CPU twins.
 
+/// e^x for x <= 0, in plain f32 arithmetic (no library call, so that a loop of it vectorizes,
+/// with the same bits on every CPU): x = n ln 2 + r with n an integer (rounded by the 1.5 2^23
+/// trick) and |r| <= ln 2 / 2 (ln 2 in two parts, Cody and Waite), e^r by its Taylor series to
+/// r^7 / 7! (truncation under 6e-9 relative), times 2^n from the exponent bits. Within 2 ulp of
+/// the correctly rounded value; below -87 (e^x < 1.7e-38, near the smallest normal f32) it is 0.
+#[inline(always)]
+pub fn exp_neg(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4; // 355 / 512: n LN2_HI is exact for the n here
+    const LN2_LO: f32 = -2.121_944_4e-4; // ln 2 - LN2_HI
+    const ROUND: f32 = 12_582_912.0; // 1.5 2^23
+    let xc = x.clamp(-87.0, 0.0);
+    let n = (xc * LOG2E + ROUND) - ROUND;
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0 / 5040.0;
+    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = p * r + c;
+    }
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < -87.0 {
+        0.0
+    } else {
+        p * scale
+    }
+}
+
 /// 1 / (1 + e^-z) without overflow: exp() only ever sees -|z|.
 pub fn sigmoid(z: f32) -> f32 {
     let e = (-z.abs()).exp();
+    let s = 1.0 / (1.0 + e);
+    if z >= 0.0 {
+        s
+    } else {
+        e * s
+    }
+}
+
+/// `sigmoid` with [`exp_neg`] for the exponential: no library call, so the CPU fast paths'
+/// loops of it vectorize. Within a few ulp of `sigmoid` (the twins keep the library's exp,
+/// which runs from 0.1.0's checkpoints bit for bit; tests/compat.rs).
+#[inline(always)]
+pub fn sigmoid_fast(z: f32) -> f32 {
+    let e = exp_neg(-z.abs());
     let s = 1.0 / (1.0 + e);
     if z >= 0.0 {
         s
@@ -266,6 +306,16 @@ pub fn activate(z: f32, act: u32, slope: f32) -> f32 {
         3 => sigmoid(z),
         4 => tanh_safe(z),
         _ => z,
+    }
+}
+
+/// `activate` for the CPU fast paths: the same but for the sigmoid ([`sigmoid_fast`]).
+#[inline(always)]
+pub fn activate_fast(z: f32, act: u32, slope: f32) -> f32 {
+    if act == 3 {
+        sigmoid_fast(z)
+    } else {
+        activate(z, act, slope)
     }
 }
 
@@ -398,5 +448,42 @@ pub fn round_f16_slice(values: &mut [f32]) {
         let t = &mut tmp[..chunk.len()];
         t.convert_from_f32_slice(chunk);
         t.convert_to_f32_slice(chunk);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ulps between a and the f64 value b (as f32s).
+    fn ulps(a: f32, b: f64) -> f64 {
+        let ulp = (b.abs() as f32).max(f32::MIN_POSITIVE);
+        let ulp = (f32::from_bits(ulp.to_bits() + 1) - ulp) as f64;
+        (a as f64 - b).abs() / ulp
+    }
+
+    #[test]
+    fn exp_neg_is_within_two_ulp_and_flushes_below_minus_87() {
+        assert_eq!(exp_neg(0.0), 1.0);
+        assert_eq!(exp_neg(-0.0), 1.0);
+        let mut worst = 0f64;
+        for i in 0..=870_000 {
+            let x = -(i as f32) * 1e-4;
+            worst = worst.max(ulps(exp_neg(x), (x as f64).exp()));
+        }
+        assert!(worst <= 2.0, "worst error {worst} ulp");
+        for x in [-87.01f32, -88.0, -103.0, -1e4, f32::MIN, f32::NEG_INFINITY] {
+            assert_eq!(exp_neg(x), 0.0, "e^{x}");
+        }
+        // The sigmoid built on it stays in [0, 1], exact at 0, saturating at both ends, and
+        // within a few ulp of the twins' sigmoid.
+        assert_eq!(sigmoid_fast(0.0), 0.5);
+        assert_eq!(sigmoid_fast(100.0), 1.0);
+        assert_eq!(sigmoid_fast(-100.0), 0.0);
+        for i in -3000..=3000 {
+            let z = i as f32 * 0.01;
+            let (a, b) = (sigmoid_fast(z), sigmoid(z));
+            assert!(ulps(a, b as f64) <= 3.0, "sigmoid({z}): {a} against {b}");
+        }
     }
 }

@@ -80,7 +80,7 @@ pub(super) fn store_row(src: &[f32], dst: &mut [f32], i: usize, j0: usize, epi: 
         0 => dst.copy_from_slice(&v[..n]),
         1 => dst.iter_mut().zip(&v[..n]).for_each(|(o, &x)| *o = x.max(0.0)),
         2 => dst.iter_mut().zip(&v[..n]).for_each(|(o, &x)| *o = if x > 0.0 { x } else { x * epi.slope }),
-        act => dst.iter_mut().zip(&v[..n]).for_each(|(o, &x)| *o = activate(x, act, epi.slope)),
+        act => dst.iter_mut().zip(&v[..n]).for_each(|(o, &x)| *o = activate_fast(x, act, epi.slope)),
     }
 }
 
@@ -103,6 +103,6 @@ pub(super) fn store_full_row(src: &[f32; NR], dst: &mut [f32; NR], i: usize, j0:
         0 => *dst = v,
         1 => dst.iter_mut().zip(&v).for_each(|(o, &x)| *o = x.max(0.0)),
         2 => dst.iter_mut().zip(&v).for_each(|(o, &x)| *o = if x > 0.0 { x } else { x * epi.slope }),
-        act => dst.iter_mut().zip(&v).for_each(|(o, &x)| *o = activate(x, act, epi.slope)),
+        act => dst.iter_mut().zip(&v).for_each(|(o, &x)| *o = activate_fast(x, act, epi.slope)),
     }
 }
