@@ -28,6 +28,8 @@ pub struct CpuExecutor {
     /// The threads the fast paths run on: the process's shared pool unless [`Self::threads`]
     /// gave this executor its own. The thread count never changes the bits (ir::pool).
     pool: Arc<Pool>,
+    /// Whether any buffer is f16 (whose written spans are rounded after each op).
+    any_f16: bool,
 }
 
 impl CpuExecutor {
@@ -48,6 +50,7 @@ impl CpuExecutor {
             sections: vec![],
             fast: !std::env::var("SHADERGAN_CPU_REFERENCE").is_ok_and(|v| v == "1"),
             pool: pool::global(),
+            any_f16: specs.iter().any(|b| b.dtype == DType::F16),
         }
     }
 
@@ -70,23 +73,39 @@ impl CpuExecutor {
 
     /// Runs a list of ops once.
     pub fn run_ops(&mut self, list: &[Op]) {
+        self.run_ops_times(list, 1)
+    }
+
+    /// Runs a list of ops `times` times over (one list of data views for all: a training step
+    /// allocates nothing; tests/cpu_no_alloc.rs).
+    fn run_ops_times(&mut self, list: &[Op], times: u32) {
         let data = self.data.clone();
-        let views: Vec<DataView> = match data.as_deref() {
-            Some(d) => self
-                .chunks
-                .rows
-                .iter()
-                .map(|r| match &d.values {
-                    DataValues::U8(v) => DataView::U8(&v[r.start * d.dim..r.end * d.dim]),
-                    DataValues::F32(v) => DataView::F32(&v[r.start * d.dim..r.end * d.dim]),
-                })
-                .collect(),
-            None => vec![],
+        fn view<'a>(d: &'a Dataset, r: &std::ops::Range<usize>) -> DataView<'a> {
+            match &d.values {
+                DataValues::U8(v) => DataView::U8(&v[r.start * d.dim..r.end * d.dim]),
+                DataValues::F32(v) => DataView::F32(&v[r.start * d.dim..r.end * d.dim]),
+            }
+        }
+        // One chunk (every data set that fits a binding) on the stack: nothing allocated.
+        let (one, many): ([DataView; 1], Vec<DataView>);
+        let views: &[DataView] = match data.as_deref() {
+            Some(d) if self.chunks.rows.len() == 1 => {
+                one = [view(d, &self.chunks.rows[0])];
+                &one
+            }
+            Some(d) => {
+                many = self.chunks.rows.iter().map(|r| view(d, r)).collect();
+                &many
+            }
+            None => &[],
         };
-        for op in list {
+        for op in (0..times).flat_map(|_| list) {
             let mut host =
-                Host { bufs: &mut self.bufs, state: &mut self.state, data: &views, fast: self.fast, pool: &self.pool };
+                Host { bufs: &mut self.bufs, state: &mut self.state, data: views, fast: self.fast, pool: &self.pool };
             op.run_cpu(&mut host);
+            if !self.any_f16 {
+                continue; // (and no list of spans to allocate per op)
+            }
             // An f16 output: round what the twin wrote (values already f16 stay as they are).
             for s in op.spans().into_iter().filter(|s| s.write && self.specs[s.buf].dtype == DType::F16) {
                 round_f16_slice(&mut self.bufs[s.buf][s.off..s.off + s.len]);
@@ -155,9 +174,7 @@ impl Executor for CpuExecutor {
 
     fn run(&mut self, section: Section, times: u32) -> Result<()> {
         let list = std::mem::take(&mut self.sections[section.0]);
-        for _ in 0..times {
-            self.run_ops(&list);
-        }
+        self.run_ops_times(&list, times);
         self.sections[section.0] = list;
         Ok(())
     }

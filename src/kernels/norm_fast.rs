@@ -79,8 +79,31 @@ pub fn batch_norm_forward(
     state: &mut [f32],
     saved: &mut [f32],
 ) {
+    STATS.with(|cell| {
+        let mut stats = cell.borrow_mut();
+        stats.clear();
+        stats.resize(p.c as usize, [0.0; 2]);
+        forward_with(pool, p, x, params, y, state, saved, &mut stats);
+    });
+}
+
+thread_local! {
+    /// Each channel's (mean, variance), kept so that a step allocates nothing.
+    static STATS: std::cell::RefCell<Vec<[f32; 2]>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_with(
+    pool: &Pool,
+    p: &NormParams,
+    x: &[f32],
+    params: &[f32],
+    y: &mut [f32],
+    state: &mut [f32],
+    saved: &mut [f32],
+    stats: &mut [[f32; 2]],
+) {
     let (n, c, s) = (p.n as usize, p.c as usize, p.s as usize);
-    let mut stats = vec![[0f32; 2]; c];
     let stats_ptr = stats.as_mut_ptr() as usize;
     per_channel(pool, c, y, |ch, y| {
         let mean = channel_sums(n, s, c, p.x_off as usize, ch, |e| [x[e], 0.0])[0] * p.inv_m;
