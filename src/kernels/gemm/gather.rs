@@ -100,12 +100,7 @@ unsafe fn kernel_avx512_rows(k: usize, pa: *const f32, b: *const f32, row_off: &
     for (kk, &off) in row_off[..k].iter().enumerate() {
         let b0 = _mm512_loadu_ps(b.add(off));
         let b1 = _mm512_loadu_ps(b.add(off + 16));
-        let a = pa.add(kk * MR);
-        for (i, ci) in c.iter_mut().enumerate() {
-            let ai = _mm512_set1_ps(*a.add(i));
-            ci[0] = _mm512_fmadd_ps(ai, b0, ci[0]);
-            ci[1] = _mm512_fmadd_ps(ai, b1, ci[1]);
-        }
+        rank1_avx512!(c, pa.add(kk * MR), b0, b1);
     }
     for (row, ci) in acc.iter_mut().zip(&c) {
         _mm512_storeu_ps(row.as_mut_ptr(), ci[0]);

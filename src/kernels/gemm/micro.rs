@@ -17,6 +17,20 @@ pub(super) fn kernel_for(isa: Isa) -> Kernel {
     }
 }
 
+/// One k step of the AVX-512 kernels: c[i] += a[i] (b0, b1) for the tile's MR rows, a a packed
+/// column of A. A macro, so that every kernel's loop keeps it inline.
+macro_rules! rank1_avx512 {
+    ($c:expr, $a:expr, $b0:expr, $b1:expr) => {{
+        let a = $a;
+        for (i, ci) in $c.iter_mut().enumerate() {
+            let ai = _mm512_set1_ps(*a.add(i));
+            ci[0] = _mm512_fmadd_ps(ai, $b0, ci[0]);
+            ci[1] = _mm512_fmadd_ps(ai, $b1, ci[1]);
+        }
+    }};
+}
+pub(super) use rank1_avx512;
+
 /// SAFETY (all kernels): pa holds k MR floats and pb k NR floats.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -26,12 +40,7 @@ pub(super) unsafe fn kernel_avx512(k: usize, pa: *const f32, pb: *const f32, ldb
     for kk in 0..k {
         let b0 = _mm512_loadu_ps(pb.add(kk * ldb));
         let b1 = _mm512_loadu_ps(pb.add(kk * ldb + 16));
-        let a = pa.add(kk * MR);
-        for (i, ci) in c.iter_mut().enumerate() {
-            let ai = _mm512_set1_ps(*a.add(i));
-            ci[0] = _mm512_fmadd_ps(ai, b0, ci[0]);
-            ci[1] = _mm512_fmadd_ps(ai, b1, ci[1]);
-        }
+        rank1_avx512!(c, pa.add(kk * MR), b0, b1);
     }
     for (row, ci) in acc.iter_mut().zip(&c) {
         _mm512_storeu_ps(row.as_mut_ptr(), ci[0]);
@@ -63,12 +72,7 @@ pub(super) unsafe fn kernel_avx512_fused(
     for kk in 0..k {
         let b0 = _mm512_loadu_ps(pb.add(kk * ldb));
         let b1 = _mm512_loadu_ps(pb.add(kk * ldb + 16));
-        let a = pa.add(kk * MR);
-        for (i, ci) in acc.iter_mut().enumerate() {
-            let ai = _mm512_set1_ps(*a.add(i));
-            ci[0] = _mm512_fmadd_ps(ai, b0, ci[0]);
-            ci[1] = _mm512_fmadd_ps(ai, b1, ci[1]);
-        }
+        rank1_avx512!(acc, pa.add(kk * MR), b0, b1);
     }
     let mask = |h: usize| -> __mmask16 {
         let n = cols.saturating_sub(16 * h).min(16);
