@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{cpu_trainer, gpu_trainer, uniform};
-use shadergan::config::model::Arch;
+use shadergan::config::model::{Arch, DNorm};
 use shadergan::data::Dataset;
 use shadergan::kernels::tolerance::{compare, tolerance};
 use shadergan::{Snapshot, TrainConfig, TrainOptions, Trainer};
@@ -86,6 +86,15 @@ fn packed_dcgan_with_d_dropout_agrees_on_gpu_and_cpu() {
         assert_eq!(cfg.model.discriminator(0.3, false).input_features(), pack * channels * size * size);
         agree_over_a_few_steps(&data, &cfg, &format!("{channels}x{size}x{size}, pack {pack}, d-dropout 0.3"));
     }
+}
+
+#[test]
+fn dcgan_without_batch_norm_in_d_agrees_on_gpu_and_cpu() {
+    let data = images(24, 1, 28);
+    let mut cfg = packed_config(&data, 0.0, 2, 0.0);
+    cfg.model.d_norm = DNorm::None;
+    assert_eq!(cfg.model.discriminator(0.0, false).state_len, 0);
+    agree_over_a_few_steps(&data, &cfg, "1x28x28, pack 2, --d-norm none");
 }
 
 /// Four steps on both backends: the same stats, weights, running statistics and samples.

@@ -34,6 +34,27 @@ impl Arch {
     }
 }
 
+/// What follows D's convolutions after the first in `--arch dcgan` (`--d-norm`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DNorm {
+    /// Batch norm, as in PyTorch's example (per pass: the real and the fake batch each have
+    /// their own statistics).
+    #[default]
+    Batch,
+    /// Nothing: each convolution has a bias instead.
+    None,
+}
+
+impl DNorm {
+    pub fn name(self) -> &'static str {
+        match self {
+            DNorm::Batch => "batch",
+            DNorm::None => "none",
+        }
+    }
+}
+
 /// The images a convolutional model is built for (NCHW).
 pub use crate::data::ImageShape;
 
@@ -69,6 +90,10 @@ pub struct ModelConfig {
     /// fake), so its input is pack x data_dim wide. 1 = a plain GAN.
     #[serde(default = "one")]
     pub pack: usize,
+    /// `--arch dcgan`: what follows D's hidden convolutions (configs written before it existed
+    /// had batch norm).
+    #[serde(default)]
+    pub d_norm: DNorm,
 }
 
 fn one() -> usize {
@@ -273,9 +298,11 @@ impl ModelConfig {
         while chw.1 > end {
             let (c, h, w) = chw;
             let c_out = if i == 1 { d } else { 2 * c };
-            let conv = Conv2d { c_in: c, c_out, h, w, k: 4, stride: 2, pad: 1, bias: false, init: normal };
+            // Without batch norm after it, a hidden convolution has a bias of its own.
+            let bias = i > 1 && self.d_norm == DNorm::None;
+            let conv = Conv2d { c_in: c, c_out, h, w, k: 4, stride: 2, pad: 1, bias, init: normal };
             chw = push(&mut layers, format!("conv{i}"), conv, (c_out, h / 2, w / 2));
-            if i == 1 {
+            if i == 1 || self.d_norm == DNorm::None {
                 self.act(&mut layers, format!("lrelu{i}"), chw, act);
             } else {
                 self.norm_act(&mut layers, i, chw, act, "lrelu");
@@ -328,6 +355,7 @@ mod tests {
             d_activation: Activation::Relu,
             g_output: Activation::Sigmoid,
             pack: 1,
+            d_norm: DNorm::Batch,
         }
     }
 
@@ -375,6 +403,7 @@ mod dcgan_tests {
             d_activation: Activation::LeakyRelu,
             g_output: Activation::Tanh,
             pack: 1,
+            d_norm: DNorm::Batch,
         }
     }
 
@@ -415,6 +444,24 @@ mod dcgan_tests {
         let (g, d) = (m.generator(false), m.discriminator(0.0, false));
         assert_eq!((g.output_features(), d.input_features(), d.output_features()), (3072, 3072, 1));
         assert_eq!(g.tensors()[0].shape, [100, 256, 4, 4]);
+    }
+
+    #[test]
+    fn without_batch_norm_d_has_biases_instead() {
+        let m = ModelConfig { d_norm: DNorm::None, ..dcgan(1, 28, 64) };
+        m.validate().unwrap();
+        let d = m.discriminator(0.0, false);
+        let names: Vec<_> = d.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["conv1", "lrelu1", "conv2", "lrelu2", "fc"]);
+        assert_eq!(d.state_len, 0);
+        let tensors: Vec<_> = d.tensors().into_iter().map(|t| (t.name, t.shape)).collect();
+        assert!(tensors.contains(&("conv2.bias".into(), vec![128])), "{tensors:?}");
+        // bn2's gamma and beta (2 x 128) give way to conv2's bias (128).
+        assert_eq!(d.params_len, 138_625 - 128);
+        // A config written before the flag had batch norm.
+        let mut json = serde_json::to_value(dcgan(1, 28, 64)).unwrap();
+        json.as_object_mut().unwrap().remove("d_norm");
+        assert_eq!(serde_json::from_value::<ModelConfig>(json).unwrap().d_norm, DNorm::Batch);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, Parser};
 
-use super::model::Arch;
+use super::model::{Arch, DNorm};
 use super::train::Precision;
 use crate::kernels::activation::Activation;
 
@@ -27,6 +27,10 @@ pub struct TrainOptions {
     /// --arch dcgan: D's width, ndf (its first layer's channels).
     #[arg(long, default_value_t = 64)]
     pub d_channels: usize,
+    /// --arch dcgan: what follows D's hidden convolutions: batch norm (PyTorch's example) or
+    /// none (each convolution then has a bias).
+    #[arg(long, value_enum, default_value = "batch")]
+    pub d_norm: DNorm,
     /// Size of G's noise input [default: 64; 2 for --toy].
     #[arg(long)]
     pub latent_dim: Option<usize>,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Arch, ModelConfig};
+use super::model::{Arch, DNorm, ModelConfig};
 use super::options::TrainOptions;
 use crate::data::toy::Toy;
 use crate::data::{Dataset, ImageShape, Layout};
@@ -181,6 +181,7 @@ impl TrainOptions {
         m.image = Some(image);
         m.g_channels = self.g_channels;
         m.d_channels = self.d_channels;
+        m.d_norm = self.d_norm;
         (m.g_hidden, m.d_hidden) = (vec![], vec![]);
         m.g_activation = self.g_activation.unwrap_or(Activation::Relu);
         m.d_activation = self.d_activation.unwrap_or(Activation::LeakyRelu);
@@ -232,6 +233,7 @@ impl TrainOptions {
                 d_activation,
                 g_output,
                 pack: pick(self.pack, PACK, TOY_PACK),
+                d_norm: DNorm::Batch,
             },
             batch_size: self.batch_size_for(toy),
             seed: self.seed,
