@@ -1,6 +1,7 @@
 //! A CPU training step allocates nothing once the first steps have run (every fast path keeps its
-//! scratch per thread): the MLP and the DCGAN, with the pool's threads, counted by a global
-//! allocator that sees every thread.
+//! scratch per thread): the MLP and the DCGAN, on one thread (exactly nothing) and with the
+//! pool's two (at most a few one-off growths, never one per step), counted by a global allocator
+//! that sees every thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,22 +17,29 @@ struct Counting;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+/// The sizes of the first allocations counted, for the failure message.
+static SIZES: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+
+fn count(bytes: usize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        let i = ALLOCS.fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = SIZES.get(i) {
+            slot.store(bytes, Ordering::Relaxed);
+        }
+    }
+}
 
 // SAFETY: forwards to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        count(layout.size());
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        count(new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -55,17 +63,24 @@ fn cpu_training_steps_allocate_nothing_after_the_first() {
         seed: 3,
         ..Default::default()
     };
-    for opts in [mlp, dcgan] {
-        let cfg = opts.resolve(&data).unwrap();
+    for (opts, threads) in [(&mlp, 1), (&dcgan, 1), (&mlp, 2), (&dcgan, 2)] {
+        let cfg = opts.clone().resolve(&data).unwrap();
         let p = GanProgram::build(&cfg, data.n, matches!(data.values, DataValues::U8(_)));
-        let exec = CpuExecutor::new(&p.bufs, Some(data.clone())).threads(2);
+        let exec = CpuExecutor::new(&p.bufs, Some(data.clone())).threads(threads);
         let mut t = GanTrainer::new(cfg.clone(), p, Box::new(exec)).unwrap();
-        t.train(3).unwrap();
+        t.train(4).unwrap();
         ALLOCS.store(0, Ordering::Relaxed);
         COUNTING.store(true, Ordering::Relaxed);
-        t.train(4).unwrap();
+        t.train(12).unwrap();
         COUNTING.store(false, Ordering::Relaxed);
         let allocs = ALLOCS.load(Ordering::Relaxed);
-        assert_eq!(allocs, 0, "{:?}: {allocs} allocations in 4 training steps", cfg.model.arch);
+        let sizes: Vec<usize> = SIZES.iter().take(allocs).map(|s| s.load(Ordering::Relaxed)).collect();
+        // One thread runs every task itself, the same ones every step: nothing may allocate.
+        // With two, a pool thread can first meet a scratch site late (it stole a task it had not
+        // run before) and grow its vector once (kernels/scratch.rs): a few, never one per step.
+        let most = if threads == 1 { 0 } else { 3 };
+        let what =
+            format!("{:?}, {threads} threads: {allocs} allocations in 12 steps, bytes {sizes:?}", cfg.model.arch);
+        assert!(allocs <= most, "{what}");
     }
 }

@@ -18,6 +18,7 @@ pub mod matmul;
 pub mod norm;
 pub mod norm_fast;
 pub mod random;
+pub mod scratch;
 pub mod tolerance;
 pub mod xent;
 

@@ -81,9 +81,8 @@ pub fn batch_norm_forward(
 ) {
     STATS.with(|cell| {
         let mut stats = cell.borrow_mut();
-        stats.clear();
-        stats.resize(p.c as usize, [0.0; 2]);
-        forward_with(pool, p, x, params, y, state, saved, &mut stats);
+        let stats = STATS_MARK.refill(&mut stats, p.c as usize, [0.0; 2]);
+        forward_with(pool, p, x, params, y, state, saved, stats);
     });
 }
 
@@ -91,6 +90,8 @@ thread_local! {
     /// Each channel's (mean, variance), kept so that a step allocates nothing.
     static STATS: std::cell::RefCell<Vec<[f32; 2]>> = const { std::cell::RefCell::new(Vec::new()) };
 }
+
+static STATS_MARK: crate::kernels::scratch::HighWater = crate::kernels::scratch::HighWater::new();
 
 #[allow(clippy::too_many_arguments)]
 fn forward_with(

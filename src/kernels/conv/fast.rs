@@ -24,6 +24,7 @@ use crate::ir::Pool;
 use crate::kernels::gemm::{
     gemm, gemm_a, gemm_gather, transpose, ASrc, BSrc, Bias, Epilogue, GatherA, Mat, Out, ScatterOut, NR,
 };
+use crate::kernels::scratch::HighWater;
 
 /// No source (a tap in the padding).
 const NONE: usize = usize::MAX;
@@ -38,6 +39,19 @@ thread_local! {
     static TAPS: RefCell<Vec<[usize; NR]>> = const { RefCell::new(Vec::new()) };
     static PHASE: RefCell<PhaseScratch> = const { RefCell::new(PhaseScratch::new()) };
 }
+
+// Each scratch's high-water mark over every thread (kernels::scratch).
+static COLS_MARK: HighWater = HighWater::new();
+static DY_MARK: HighWater = HighWater::new();
+static XCL_MARK: HighWater = HighWater::new();
+static DXCL_MARK: HighWater = HighWater::new();
+static PLANE_MARK: HighWater = HighWater::new();
+static OFFS_MARK: HighWater = HighWater::new();
+static TAPS_MARK: HighWater = HighWater::new();
+/// The most taps (kh x kw) `pack_cols` keeps on the stack.
+const STACK_TAPS: usize = 25;
+/// PhaseScratch's: row_off, row_base, seg_shift, wph, am, tmp.
+static PHASE_MARKS: [HighWater; 6] = [const { HighWater::new() }; 6];
 
 /// The index vectors and weights of one output phase of `conv2d_backward_input`, kept per
 /// thread so that a training step allocates nothing once the first has run.
@@ -57,26 +71,13 @@ impl PhaseScratch {
     }
 }
 
-/// `v` emptied and refilled with `len` copies of `fill`, its capacity kept.
-fn refill<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) -> &mut [T] {
-    v.clear();
-    v.resize(len, fill);
-    v
-}
-
 /// A thread-local scratch vector of at least `len` (contents unspecified).
 fn with_scratch<T: Copy + Default, R>(
-    key: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
+    (key, mark): (&'static std::thread::LocalKey<RefCell<Vec<T>>>, &HighWater),
     len: usize,
     f: impl FnOnce(&mut [T]) -> R,
 ) -> R {
-    key.with(|cell| {
-        let mut v = cell.borrow_mut();
-        if v.len() < len {
-            v.resize(len, T::default());
-        }
-        f(&mut v[..len])
-    })
+    key.with(|cell| f(mark.at_least(&mut cell.borrow_mut(), len, T::default())))
 }
 
 #[derive(Clone, Copy)]
@@ -148,12 +149,17 @@ impl Geometry {
 
     /// The im2col panel of columns j0..j0 + NR (K rows): dst[kk NR + jj].
     fn pack_cols(&self, x: &[f32], j0: usize, dst: &mut [f32]) {
+        // On the stack for kernels up to 5 x 5: a pool thread that first packs a panel late in
+        // a run (after stealing one) then allocates nothing.
+        let taps = self.kh * self.kw;
+        if taps <= STACK_TAPS {
+            let mut src = [[NONE; NR]; STACK_TAPS];
+            return self.pack_cols_with(x, j0, &mut src[..taps], dst);
+        }
         TAPS.with(|cell| {
-            let mut src = cell.borrow_mut();
-            if src.len() < self.kh * self.kw {
-                src.resize(self.kh * self.kw, [NONE; NR]);
-            }
-            self.pack_cols_with(x, j0, &mut src[..self.kh * self.kw], dst);
+            let mut held = cell.borrow_mut();
+            let src = TAPS_MARK.at_least(&mut held, self.kh * self.kw, [NONE; NR]);
+            self.pack_cols_with(x, j0, src, dst);
         });
     }
 
@@ -247,7 +253,7 @@ pub fn conv2d_forward(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], out: &m
     let bias = if p.has_bias != 0 { Bias::Row(&c[p.bias_off as usize..][..c_out]) } else { Bias::None };
     let epi = Epilogue { bias, accumulate: p.accumulate != 0, act: 0, slope: 0.0 };
     let pack = |j0: usize, dst: &mut [f32]| g.pack_cols(x, j0, dst);
-    with_scratch(&OFFS, g.np, |offs| {
+    with_scratch((&OFFS, &OFFS_MARK), g.np, |offs| {
         nchw_offsets(n, c_out, g.p, offs);
         gemm(pool, c_out, g.np, g.k, w, BSrc::Pack(&pack), Out { data: y, rs: g.p, col_off: Some(offs) }, epi);
     });
@@ -273,7 +279,7 @@ pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], 
     let pad_hi = g.kh.max(g.kw).div_ceil(s) + 1;
     let (hpad, wpad) = (h_out + pad_lo + pad_hi, g.w_out + pad_lo + pad_hi);
     let pp = hpad * wpad;
-    with_scratch(&DY, n * pp * c_out + 1, |dyp| {
+    with_scratch((&DY, &DY_MARK), n * pp * c_out + 1, |dyp| {
         pad_channels_last(pool, dy, (n, c_out, h_out, g.w_out), (pad_lo, wpad, pp), dyp);
         let padded = PaddedDy { data: dyp, pad_lo, wpad, pp };
         // Output phase (ph, pw): the positions with (ih + pad) % s = ph (and likewise for iw),
@@ -283,7 +289,7 @@ pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], 
         // its rows stored into a channels-last dx (whole rows of c_in, not one value per
         // channel plane), which every position of exactly one phase fills; then one pass
         // moves it into NCHW through the epilogue (bias, accumulate).
-        with_scratch(&DXCL, n * g.x_plane, |dxcl| {
+        with_scratch((&DXCL, &DXCL_MARK), n * g.x_plane, |dxcl| {
             for ph in 0..s {
                 for pw in 0..s {
                     backward_input_phase(pool, p, &g, &padded, c, (ph, pw), dxcl);
@@ -348,7 +354,7 @@ fn pad_channels_last(
             row[(pad_lo + w) * c..].fill(0.0);
         }
         let src = &dy[b * c * h * w..][..c * h * w];
-        with_scratch(&PLANE, h * w * c, |tmp| {
+        with_scratch((&PLANE, &PLANE_MARK), h * w * c, |tmp| {
             // (c, h w) -> (h w, c), then each row of w positions into its place.
             transpose(src, h * w, tmp, c, c, h * w);
             for oh in 0..h {
@@ -393,9 +399,8 @@ fn backward_input_phase(
         let scratch = &mut *cell.borrow_mut();
         // The phase's positions: where they go in dx, and where their taps start in dyp (the
         // tap (nu - 1, nv - 1) away: every tap then adds a non-negative shift).
-        let (row_off, row_base) = (&mut scratch.row_off, &mut scratch.row_base);
-        row_off.clear();
-        row_base.clear();
+        let row_off = PHASE_MARKS[0].emptied(&mut scratch.row_off, rows);
+        let row_base = PHASE_MARKS[1].emptied(&mut scratch.row_base, rows);
         for b in 0..n {
             for th in th_lo..th_lo + th_n {
                 for tw in tw_lo..tw_lo + tw_n {
@@ -406,11 +411,10 @@ fn backward_input_phase(
                 }
             }
         }
-        let seg_shift = &mut scratch.seg_shift;
-        seg_shift.clear();
+        let seg_shift = PHASE_MARKS[2].emptied(&mut scratch.seg_shift, nu * nv);
         seg_shift.extend((0..nu).flat_map(|u| (0..nv).map(move |v| ((nu - 1 - u) * dyp.wpad + (nv - 1 - v)) * c_out)));
         // w_phase ((u, v, co), ci) = w[co, ci, ph + s u, pw + s v].
-        let wph = refill(&mut scratch.wph, kt.max(1) * c_in, 0.0);
+        let wph = PHASE_MARKS[3].refill(&mut scratch.wph, kt.max(1) * c_in, 0.0);
         for (uv, (u, v)) in (0..nu).flat_map(|u| (0..nv).map(move |v| (u, v))).enumerate() {
             let (i, j) = (ph + s * u, pw + s * v);
             for co in 0..c_out {
@@ -428,7 +432,7 @@ fn backward_input_phase(
             return;
         }
         // The same sums on the plain gemm: dy_taps (rows, (u, v, co)) copied out.
-        let am = refill(&mut scratch.am, rows * kt, 0.0);
+        let am = PHASE_MARKS[4].refill(&mut scratch.am, rows * kt, 0.0);
         for (r, arow) in am.chunks_mut(kt).enumerate() {
             for (seg, &shift) in seg_shift.iter().enumerate() {
                 for co in 0..c_out {
@@ -436,7 +440,7 @@ fn backward_input_phase(
                 }
             }
         }
-        let tmp = refill(&mut scratch.tmp, rows * c_in, 0.0);
+        let tmp = PHASE_MARKS[5].refill(&mut scratch.tmp, rows * c_in, 0.0);
         let o = Out { data: tmp, rs: c_in, col_off: None };
         gemm(pool, rows, c_in, kt, Mat::new(am, 0, kt, 1), BSrc::Mat(wm), o, Epilogue::PLAIN);
         for (r, &off) in row_off.iter().enumerate() {
@@ -478,7 +482,7 @@ fn backward_input_cols(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], out: &
     };
     let bias = (p.has_bias != 0).then(|| &c[p.bias_off as usize..][..c_in]);
     let dx = &mut out[p.x_off as usize..][..n * g.x_plane];
-    with_scratch(&COLS, g.k * g.np, |cols| {
+    with_scratch((&COLS, &COLS_MARK), g.k * g.np, |cols| {
         gemm(
             pool,
             g.k,
@@ -494,7 +498,7 @@ fn backward_input_cols(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], out: &
         pool.run(n, &|b| {
             // SAFETY: image b of dx, written by this task only.
             let img = unsafe { std::slice::from_raw_parts_mut((dx_ptr as *mut f32).add(b * g.x_plane), g.x_plane) };
-            with_scratch(&PLANE, g.x_plane, |acc| {
+            with_scratch((&PLANE, &PLANE_MARK), g.x_plane, |acc| {
                 col2im_image(&g, cols, b, acc);
                 for (e, (o, &v)) in img.iter_mut().zip(acc.iter()).enumerate() {
                     let v = match bias {
@@ -620,9 +624,9 @@ fn backward_weight_channels_last(
     let hp = (s * (h_out - 1) + g.kh).max(g.h_in + g.pad);
     let wp = (s * (g.w_out - 1) + g.kw).max(g.w_in + g.pad);
     let (taps, blocks) = (g.kh * g.kw, c_in / NR);
-    with_scratch(&XCL, n * hp * wp * c_in, |xcl| {
+    with_scratch((&XCL, &XCL_MARK), n * hp * wp * c_in, |xcl| {
         pad_channels_last(pool, x, (n, c_in, g.h_in, g.w_in), (g.pad, wp, hp * wp), xcl);
-        with_scratch(&OFFS, g.np + g.k + taps * blocks, |offs| {
+        with_scratch((&OFFS, &OFFS_MARK), g.np + g.k + taps * blocks, |offs| {
             let (row_off, rest) = offs.split_at_mut(g.np);
             let (col_off, panel_off) = rest.split_at_mut(g.k);
             for (kk, r) in row_off.iter_mut().enumerate() {

@@ -45,9 +45,7 @@ pub fn gemm_gather_b(pool: &Pool, m: usize, n: usize, k: usize, pack_a: PackAFn,
         let ps = t * mp / tasks..(t + 1) * mp / tasks;
         TASK_PACK.with(|cell| {
             let mut pa = cell.borrow_mut();
-            if pa.len() < ps.len() * MR * k {
-                pa.resize(ps.len() * MR * k, 0.0);
-            }
+            let pa = TASK_PACK_MARK.at_least(&mut pa, ps.len() * MR * k, 0.0);
             for (p, dst) in ps.clone().zip(pa.chunks_mut(MR * k)) {
                 pack_a(p * MR, dst);
             }
@@ -57,8 +55,7 @@ pub fn gemm_gather_b(pool: &Pool, m: usize, n: usize, k: usize, pack_a: PackAFn,
             let (np, rows) = (n / NR, ps.len());
             ACC.with(|cell| {
                 let mut acc = cell.borrow_mut();
-                acc.clear();
-                acc.resize(rows * np, [[0f32; NR]; MR]);
+                let acc = ACC_MARK.refill(&mut acc, rows * np, [[0f32; NR]; MR]);
                 for k0 in (0..k).step_by(KC) {
                     let kc = (k - k0).min(KC);
                     for q in 0..np {
@@ -90,6 +87,8 @@ thread_local! {
     /// `gemm_gather_b`'s tiles in progress.
     static ACC: RefCell<Vec<[[f32; NR]; MR]>> = const { RefCell::new(Vec::new()) };
 }
+
+static ACC_MARK: HighWater = HighWater::new();
 
 /// The AVX-512 micro-kernel with row kk of B at b + row_off[kk], adding to the sums in acc.
 #[cfg(target_arch = "x86_64")]
@@ -158,12 +157,9 @@ pub fn gemm_gather(pool: &Pool, m: usize, n: usize, a: GatherA, b: BSrc, out: Sc
     let o = OutPtr { ptr: out.data.as_mut_ptr(), rs: out.cs };
     let row_off = out.row_off;
     PACK.with(|cell| {
-        let mut pack = cell.borrow_mut();
         let need = np * NR * k.max(1);
-        if pack.len() < need {
-            pack.resize(need, 0.0);
-        }
-        let pb = &mut pack[..need];
+        let mut pack = cell.borrow_mut();
+        let pb = PACK_MARK.at_least(&mut pack, need, 0.0);
         let pbp = OutPtr { ptr: pb.as_mut_ptr(), rs: 0 };
         let pack_q = |q: usize| {
             // SAFETY: panel q of the packed B buffer, written by this task only.

@@ -18,6 +18,7 @@
 //! `pack.rs`: packing panels (and the blocked transpose); `store.rs`: a tile through the
 //! epilogue; `gather.rs`: the implicit GEMMs of the convolutions, which read an operand in place.
 
+use crate::kernels::scratch::HighWater;
 use std::cell::RefCell;
 
 use crate::ir::Pool;
@@ -162,6 +163,11 @@ thread_local! {
     static PARTIAL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+// Their high-water marks over every thread (kernels::scratch).
+pub(super) static PACK_MARK: HighWater = HighWater::new();
+static PARTIAL_MARK: HighWater = HighWater::new();
+pub(super) static TASK_PACK_MARK: HighWater = HighWater::new();
+
 /// Which micro-kernel this CPU runs (all give the same bits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
@@ -251,12 +257,10 @@ pub fn gemm_a(pool: &Pool, m: usize, n: usize, k: usize, a: ASrc, b: BSrc, out: 
     let kernel = kernel_for(isa());
     if mp * np < 4 && k >= 4 * K_CHUNK {
         return PACK.with(|cell| {
-            let mut pack = cell.borrow_mut();
             let need = (mp * MR + np * NR) * k;
-            if pack.len() < need {
-                pack.resize(need, 0.0);
-            }
-            let (pa, pb) = pack[..need].split_at_mut(mp * MR * k);
+            let mut held = cell.borrow_mut();
+            let pack = PACK_MARK.at_least(&mut held, need, 0.0);
+            let (pa, pb) = pack.split_at_mut(mp * MR * k);
             pack_all(pool, m, n, k, &a, &b, pa, pb);
             let (pa, pb) = (ConstPtr(pa.as_ptr()), ConstPtr(pb.as_ptr()));
             let panel = |q: usize| panel_of(&b, pb, q, n, k);
@@ -333,11 +337,9 @@ impl Task<'_> {
         }
         let (m, n, k) = (self.m, self.n, self.k);
         TASK_PACK.with(|cell| {
-            let mut buf = cell.borrow_mut();
             let na = ps.len() * MR * k;
-            if buf.len() < na + NR * k {
-                buf.resize(na + NR * k, 0.0);
-            }
+            let mut held = cell.borrow_mut();
+            let buf = TASK_PACK_MARK.at_least(&mut held, na + NR * k, 0.0);
             let (pa, pb) = buf.split_at_mut(na);
             for (p, dst) in ps.clone().zip(pa.chunks_mut(MR * k)) {
                 fill_a(self.a, p * MR, m, k, dst);
@@ -545,11 +547,9 @@ fn split_k(
     let chunks = k.div_ceil(K_CHUNK);
     let tile = MR * NR;
     PARTIAL.with(|cell| {
-        let mut part = cell.borrow_mut();
         let need = chunks * mp * np * tile;
-        if part.len() < need {
-            part.resize(need, 0.0);
-        }
+        let mut held = cell.borrow_mut();
+        let part = PARTIAL_MARK.at_least(&mut held, need, 0.0);
         let pp = OutPtr { ptr: part.as_mut_ptr(), rs: 0 };
         pool.run(chunks * mp * np, &|t| {
             let (c, pq) = (t / (mp * np), t % (mp * np));
