@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The largest length one scratch site has needed, over every thread.
+#[derive(Default)]
 pub struct HighWater(AtomicUsize);
 
 impl HighWater {
