@@ -73,6 +73,11 @@ def dcgan_generator(m):
     doublings = 2 if linear else size.bit_length() - 3
     c = g << (doublings - 1)
     layers = []
+    hidden = m.get("g_fc_hidden", 0)
+    if hidden:
+        layers += [("hidden", nn.Linear(nz, hidden, bias=False)), ("bn_hidden", nn.BatchNorm1d(hidden)),
+                   ("relu_hidden", activation(act))]
+        nz = hidden
     if linear:
         layers += [("fc", nn.Linear(nz, c * 49, bias=False)), ("view", View(c, 7, 7))]
     else:
@@ -102,7 +107,7 @@ def main():
     state = {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in tensors.items() if k.startswith(prefix)}
     # PyTorch's batch-norm step counter is not a tensor of shadergan's; it is unused in eval mode.
     for name, module in g.named_children():
-        if isinstance(module, nn.BatchNorm2d):
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
             state[f"{name}.num_batches_tracked"] = torch.tensor(int(meta["step"]))
     g.load_state_dict(state, strict=True)
     g.eval()

@@ -162,24 +162,44 @@ fn conv_transpose(t: &HashMap<String, (Vec<usize>, Vec<f64>)>, name: &str, x: &[
 
 #[test]
 fn an_independent_f64_forward_of_the_28x28_generator_matches() {
+    for hidden in ["0", "6"] {
+        f64_forward_matches(hidden);
+    }
+}
+
+/// Trains a few steps with `--g-fc-hidden HIDDEN`, then G (its weight average, in eval mode) by
+/// PyTorch's definitions from the checkpoint's tensors alone against `sample`.
+fn f64_forward_matches(hidden: &str) {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("r");
-    ok(&train_args(run.to_str().unwrap(), "4"));
+    let mut args = train_args(run.to_str().unwrap(), "4");
+    args.extend(["--g-fc-hidden", hidden]);
+    ok(&args);
     let latest = run.join("checkpoints/latest.safetensors");
     let t = tensors(&latest, "G_ema.");
     let z = common::uniform(2 * 8, 7, -2.0, 2.0);
-    // shadergan's G (its weight average, in eval mode).
     let ck = checkpoint::load(&latest).unwrap();
     let data = Arc::new(Dataset::from_u8(16, 784, vec![0; 16 * 784]).unwrap());
     let mut trainer = shadergan::open_trainer(shadergan::Backend::Cpu, ck.config.clone(), data).unwrap();
     trainer.restore(&ck.snapshot).unwrap();
     let got = trainer.sample(&z).unwrap();
+    // torch.nn.Linear(in, out, bias=False) on x: a weight of shape (out, in).
+    let linear = |name: &str, x: &[f64]| -> Vec<f64> {
+        let (shape, w) = &t[&format!("{name}.weight")];
+        assert_eq!(shape[1], x.len(), "a Linear weight is (out, in)");
+        (0..shape[0]).map(|o| (0..x.len()).map(|i| w[o * x.len() + i] * x[i]).sum()).collect()
+    };
     for r in 0..2 {
-        // Linear(8, 8*49, bias=False) -> view(8, 7, 7) -> BN -> ReLU -> ConvT -> BN -> ReLU -> ConvT -> tanh.
-        let (shape, w) = &t["fc.weight"];
-        assert_eq!(shape, &[8 * 49, 8], "a Linear weight is (out, in)");
-        let zr: Vec<f64> = z[r * 8..(r + 1) * 8].iter().map(|&v| v as f64).collect();
-        let mut x: Vec<f64> = (0..shape[0]).map(|o| (0..8).map(|i| w[o * 8 + i] * zr[i]).sum()).collect();
+        // [Linear(8, h, bias=False) -> BatchNorm1d(h) -> ReLU ->] Linear(_, 8*49, bias=False) ->
+        // view(8, 7, 7) -> BN -> ReLU -> ConvT -> BN -> ReLU -> ConvT -> tanh.
+        let mut x: Vec<f64> = z[r * 8..(r + 1) * 8].iter().map(|&v| v as f64).collect();
+        if hidden != "0" {
+            x = linear("hidden", &x);
+            let features = x.len();
+            bn_relu(&t, "bn_hidden", &mut x, features);
+        }
+        let mut x = linear("fc", &x);
+        assert_eq!(x.len(), 8 * 49);
         bn_relu(&t, "bn1", &mut x, 8);
         let (mut x, hw) = conv_transpose(&t, "deconv1", &x, 7);
         bn_relu(&t, "bn2", &mut x, 4);
@@ -187,7 +207,7 @@ fn an_independent_f64_forward_of_the_28x28_generator_matches() {
         assert_eq!(y.len(), 784);
         assert_eq!(hw, 28);
         for (i, (&g, want)) in got[r * 784..(r + 1) * 784].iter().zip(y.iter().map(|v| v.tanh())).enumerate() {
-            assert!((g as f64 - want).abs() < 1e-5, "row {r}, pixel {i}: shadergan {g} vs f64 {want}");
+            assert!((g as f64 - want).abs() < 1e-5, "hidden {hidden}, row {r}, pixel {i}: shadergan {g} vs f64 {want}");
         }
     }
     assert!(t.keys().all(|k| !k.contains("num_batches")), "PyTorch's counter is not a tensor of ours");

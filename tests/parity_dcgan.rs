@@ -92,9 +92,17 @@ fn packed_dcgan_with_d_dropout_agrees_on_gpu_and_cpu() {
 fn dcgan_without_batch_norm_in_d_agrees_on_gpu_and_cpu() {
     let data = images(24, 1, 28);
     let mut cfg = packed_config(&data, 0.0, 2, 0.0);
-    cfg.model.d_norm = DNorm::None;
+    (cfg.model.d_norm, cfg.model.d_fc_hidden) = (DNorm::None, 0);
     assert_eq!(cfg.model.discriminator(0.0, false).state_len, 0);
     agree_over_a_few_steps(&data, &cfg, "1x28x28, pack 2, --d-norm none");
+}
+
+#[test]
+fn dcgan_with_hidden_linear_layers_agrees_on_gpu_and_cpu() {
+    let data = images(24, 1, 28);
+    let mut cfg = packed_config(&data, 0.9, 2, 0.3);
+    (cfg.model.g_fc_hidden, cfg.model.d_fc_hidden) = (24, 40);
+    agree_over_a_few_steps(&data, &cfg, "1x28x28, pack 2, d-dropout 0.3, fc-hidden 24 / 40");
 }
 
 /// Four steps on both backends: the same stats, weights, running statistics and samples.

@@ -87,6 +87,8 @@ fn bench_config(data: &Dataset, arch: Arch, batch: usize, precision: Precision) 
             pack: Some(1),
             lr_decay: Some(0.0),
             lr: Some(2e-4),
+            g_fc_hidden: Some(0),
+            d_fc_hidden: Some(0),
             precision,
             ..Default::default()
         };

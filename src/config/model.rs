@@ -94,6 +94,14 @@ pub struct ModelConfig {
     /// had batch norm).
     #[serde(default)]
     pub d_norm: DNorm,
+    /// `--arch dcgan` at 28x28: features of a hidden fully connected layer (batch norm, then
+    /// the activation) between z and G's first layer, and between D's last convolution and its
+    /// logit, as InfoGAN's MNIST model has (1024 each); 0: none, PyTorch's recipe (and every
+    /// config written before these existed).
+    #[serde(default)]
+    pub g_fc_hidden: usize,
+    #[serde(default)]
+    pub d_fc_hidden: usize,
 }
 
 fn one() -> usize {
@@ -161,6 +169,18 @@ impl ModelConfig {
         for (flag, width) in [("--g-channels", self.g_channels), ("--d-channels", self.d_channels)] {
             if width == 0 || width > 4096 {
                 return Err(Error::input(format!("{flag} must be from 1 to 4096, not {width}")));
+            }
+        }
+        for (flag, width) in [("--g-fc-hidden", self.g_fc_hidden), ("--d-fc-hidden", self.d_fc_hidden)] {
+            if width > 65536 {
+                return Err(Error::input(format!("{flag} must be from 0 to 65536, not {width}")));
+            }
+            if width > 0 && img.height != 28 {
+                return Err(Error::input(format!(
+                    "{flag} is for 28x28 images (whose G starts and D ends with a linear layer); \
+                     the {0}x{0} model has none",
+                    img.height
+                )));
             }
         }
         for (name, net) in [("G", self.generator(false)), ("D", self.discriminator(0.0, false))] {
@@ -240,6 +260,17 @@ impl ModelConfig {
         push(layers, name, nn::Activation { features: c * h * w, act }, (c, h, w));
     }
 
+    /// `hidden`: Linear(fan_in, features) without bias, `bn_hidden` (per feature), then
+    /// `{act_name}_hidden`; `--g-fc-hidden` / `--d-fc-hidden`.
+    fn fc_hidden(&self, layers: &mut Layers, fan_in: usize, features: usize, act: Activation, act_name: &str) {
+        let init = Init::Normal(DCGAN_INIT_STD);
+        let fc = Linear { fan_in, fan_out: features, activation: Activation::Identity, bias: false, init };
+        push(layers, "hidden".into(), fc, (features, 1, 1));
+        let bn = BatchNorm { channels: features, spatial: 1, init_std: DCGAN_INIT_STD };
+        push(layers, "bn_hidden".into(), bn, (features, 1, 1));
+        self.act(layers, format!("{act_name}_hidden"), (features, 1, 1), act);
+    }
+
     /// G of PyTorch's DCGAN example, shrunk to the image size: from z, transposed convolutions
     /// (4, 2, 1) double the size and halve the channels down to ngf, then to the image's channels
     /// and `g_output`; batch norm and `g_activation` after every hidden layer. 32 and 64 start
@@ -250,6 +281,13 @@ impl ModelConfig {
         let (g, nz, act) = (self.g_channels, self.latent_dim, self.g_activation);
         let normal = Init::Normal(DCGAN_INIT_STD);
         let mut layers = Layers::new();
+        let nz = match self.g_fc_hidden {
+            0 => nz,
+            hidden => {
+                self.fc_hidden(&mut layers, nz, hidden, act, "relu");
+                hidden
+            }
+        };
         // Blocks after the first double the size: 7 -> 28 in two, 4 -> 32 in three, 4 -> 64 in four.
         let (linear, doublings) =
             (img.height == 28, if img.height == 28 { 2 } else { img.height.trailing_zeros() as usize - 2 });
@@ -318,7 +356,15 @@ impl ModelConfig {
             }
             i += 1;
         }
-        let (c, h, w) = chw;
+        let (mut c, mut h, mut w) = chw;
+        if self.d_fc_hidden > 0 {
+            self.fc_hidden(&mut layers, c * h * w, self.d_fc_hidden, act, "lrelu");
+            (c, h, w) = (self.d_fc_hidden, 1, 1);
+            if dropout > 0.0 {
+                let dropout = Dropout { features: c, rate: dropout, salt: i as u32 };
+                push(&mut layers, "dropout_hidden".into(), dropout, (c, 1, 1));
+            }
+        }
         if img.height == 28 {
             let fc =
                 Linear { fan_in: c * h * w, fan_out: 1, activation: Activation::Identity, bias: true, init: normal };
@@ -356,6 +402,8 @@ mod tests {
             g_output: Activation::Sigmoid,
             pack: 1,
             d_norm: DNorm::Batch,
+            g_fc_hidden: 0,
+            d_fc_hidden: 0,
         }
     }
 
@@ -404,6 +452,8 @@ mod dcgan_tests {
             g_output: Activation::Tanh,
             pack: 1,
             d_norm: DNorm::Batch,
+            g_fc_hidden: 0,
+            d_fc_hidden: 0,
         }
     }
 
@@ -462,6 +512,26 @@ mod dcgan_tests {
         let mut json = serde_json::to_value(dcgan(1, 28, 64)).unwrap();
         json.as_object_mut().unwrap().remove("d_norm");
         assert_eq!(serde_json::from_value::<ModelConfig>(json).unwrap().d_norm, DNorm::Batch);
+    }
+
+    #[test]
+    fn hidden_linear_layers_sit_between_z_and_g_and_after_ds_convolutions() {
+        let m = ModelConfig { g_fc_hidden: 1024, d_fc_hidden: 1024, ..dcgan(1, 28, 64) };
+        m.validate().unwrap();
+        let (g, d) = (m.generator(false), m.discriminator(0.3, false));
+        let names = |n: &Net| n.layers.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&g)[..4], ["hidden", "bn_hidden", "relu_hidden", "fc"]);
+        assert_eq!(names(&d)[7..], ["hidden", "bn_hidden", "lrelu_hidden", "dropout_hidden", "fc"]);
+        // InfoGAN's MNIST model: z 64 -> 1024 (+ gamma, beta) -> 6272, and 6272 -> 1024 -> 1.
+        assert_eq!(g.params_len, 533_888 + 64 * 1024 + 2 * 1024 + 1024 * 6272 - 64 * 6272);
+        assert_eq!(d.params_len, 138_625 + 6272 * 1024 + 2 * 1024 + 1024 + 1 - 6272 - 1);
+        assert_eq!(g.state_tensors()[0].name, "bn_hidden.running_mean");
+        let e = ModelConfig { d_fc_hidden: 8, ..dcgan(3, 32, 64) }.validate().unwrap_err().to_string();
+        assert!(e.contains("--d-fc-hidden is for 28x28 images"), "{e}");
+        let mut json = serde_json::to_value(dcgan(1, 28, 64)).unwrap();
+        json.as_object_mut().unwrap().retain(|k, _| !k.ends_with("fc_hidden"));
+        let old: ModelConfig = serde_json::from_value(json).unwrap();
+        assert_eq!((old.g_fc_hidden, old.d_fc_hidden), (0, 0));
     }
 
     #[test]

@@ -31,6 +31,15 @@ pub struct TrainOptions {
     /// none (each convolution then has a bias).
     #[arg(long, value_enum, default_value = "batch")]
     pub d_norm: DNorm,
+    /// --arch dcgan, 28x28 images: a hidden fully connected layer of this many features (batch
+    /// norm, ReLU) between z and G's first layer, as InfoGAN's MNIST model has; 0: none, as
+    /// PyTorch's recipe [default: 16 x --g-channels at 28x28 (1024), else 0].
+    #[arg(long)]
+    pub g_fc_hidden: Option<usize>,
+    /// --arch dcgan, 28x28 images: the same between D's last convolution and its logit (batch
+    /// norm, leaky ReLU) [default: 16 x --d-channels at 28x28 (1024), else 0].
+    #[arg(long)]
+    pub d_fc_hidden: Option<usize>,
     /// Size of G's noise input [default: 64; 2 for --toy].
     #[arg(long)]
     pub latent_dim: Option<usize>,

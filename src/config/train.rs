@@ -110,6 +110,10 @@ pub const IMAGE_G_EMA: f32 = 0.999;
 pub const DCGAN_LR: f32 = 8e-4;
 pub const DCGAN_PACK: usize = 2;
 pub const DCGAN_G_EMA: f32 = 0.0;
+/// `--arch dcgan` at 28x28: the hidden linear layers' features per unit of width (ngf for G,
+/// ndf for D): 16 x 64 = 1024, InfoGAN's MNIST model. Measured on MNIST at 5 epochs, seed 0:
+/// Fréchet distance 27.6 without them, 12.25 with 1024 in both (README).
+pub const DCGAN_FC_HIDDEN_PER_WIDTH: usize = 16;
 /// Defaults for any data: the noise size, the batch, PacGAN's pack.
 pub const LATENT_DIM: usize = 64;
 pub const BATCH_SIZE: usize = 64;
@@ -182,6 +186,10 @@ impl TrainOptions {
         m.g_channels = self.g_channels;
         m.d_channels = self.d_channels;
         m.d_norm = self.d_norm;
+        // The hidden linear layers exist at 28x28 only (where G starts and D ends linear).
+        let per_width = if image.height == 28 { DCGAN_FC_HIDDEN_PER_WIDTH } else { 0 };
+        m.g_fc_hidden = self.g_fc_hidden.unwrap_or(per_width * self.g_channels);
+        m.d_fc_hidden = self.d_fc_hidden.unwrap_or(per_width * self.d_channels);
         (m.g_hidden, m.d_hidden) = (vec![], vec![]);
         m.g_activation = self.g_activation.unwrap_or(Activation::Relu);
         m.d_activation = self.d_activation.unwrap_or(Activation::LeakyRelu);
@@ -234,6 +242,8 @@ impl TrainOptions {
                 g_output,
                 pack: pick(self.pack, PACK, TOY_PACK),
                 d_norm: DNorm::Batch,
+                g_fc_hidden: 0,
+                d_fc_hidden: 0,
             },
             batch_size: self.batch_size_for(toy),
             seed: self.seed,

@@ -307,6 +307,8 @@ mod tests {
             g_output,
             pack: 1,
             d_norm: crate::config::model::DNorm::Batch,
+            g_fc_hidden: 0,
+            d_fc_hidden: 0,
         };
         let (g, d) = (model.generator(false), model.discriminator(0.0, false));
         let (batch_size, seed, lr, beta1, beta2, eps, real_label) = (2, 9, 2e-4, 0.5, 0.999, 1e-8, 0.9);

@@ -33,6 +33,8 @@ const FLAGS: &[FlagCheck] = &[
     ("g_channels", "--g-channels", |o| o.g_channels.to_string(), |c| c.model.g_channels.to_string()),
     ("d_channels", "--d-channels", |o| o.d_channels.to_string(), |c| c.model.d_channels.to_string()),
     ("d_norm", "--d-norm", |o| o.d_norm.name().into(), |c| c.model.d_norm.name().into()),
+    ("g_fc_hidden", "--g-fc-hidden", |o| opt(o.g_fc_hidden), |c| c.model.g_fc_hidden.to_string()),
+    ("d_fc_hidden", "--d-fc-hidden", |o| opt(o.d_fc_hidden), |c| c.model.d_fc_hidden.to_string()),
     ("latent_dim", "--latent-dim", |o| opt(o.latent_dim), |c| c.model.latent_dim.to_string()),
     ("g_hidden", "--g-hidden", |o| list(&o.g_hidden), |c| list(&c.model.g_hidden)),
     ("d_hidden", "--d-hidden", |o| list(&o.d_hidden), |c| list(&c.model.d_hidden)),
