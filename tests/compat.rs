@@ -1,7 +1,9 @@
 //! Run folders and checkpoints written by shadergan 0.1.0 (tests/fixtures/v0.1.0, made once by
-//! scripts/make_compat_fixture.sh with that release) still load, sample the same bits and resume
-//! to the same bits. The expected hashes were taken with 0.1.0 itself; they are never re-blessed
-//! by a later version (a later version that fails here broke users' checkpoints).
+//! scripts/make_compat_fixture.sh with that release) and a convolutional run written before the
+//! DCGAN's config gained `d_norm` and the hidden linear layers (tests/fixtures/dcgan-8af5826,
+//! scripts/make_dcgan_compat_fixture.sh) still load, sample the same bits and resume to the same
+//! bits. The expected hashes were taken with the binary that wrote each fixture; they are never
+//! re-blessed by a later version (a later version that fails here broke users' checkpoints).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,19 @@ use std::process::Command;
 use shadergan::data;
 
 const FIXTURE: &str = "tests/fixtures/v0.1.0";
+const DCGAN_FIXTURE: &str = "tests/fixtures/dcgan-8af5826";
+
+/// Only when blessing a fixture's hashes: the binary that wrote it (`SHADERGAN_COMPAT_BIN`).
+fn binary() -> String {
+    match std::env::var("SHADERGAN_COMPAT_BIN") {
+        Ok(bin) if blessing() => bin,
+        _ => env!("CARGO_BIN_EXE_shadergan").to_string(),
+    }
+}
+
+fn blessing() -> bool {
+    std::env::var("SHADERGAN_BLESS_COMPAT").is_ok_and(|v| v == "1")
+}
 
 fn fnv(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
@@ -21,11 +36,7 @@ fn fnv(bytes: &[u8]) -> String {
 }
 
 fn shadergan(args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_shadergan"))
-        .args(args)
-        .env("SHADERGAN_CPU_REFERENCE", "1")
-        .output()
-        .expect("run shadergan");
+    let o = Command::new(binary()).args(args).env("SHADERGAN_CPU_REFERENCE", "1").output().expect("run shadergan");
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "shadergan {args:?} failed:\n{err}");
     err
@@ -53,8 +64,8 @@ fn tensor_hashes(ckpt: &Path, prefix: &str, out: &mut BTreeMap<String, String>) 
 }
 
 /// Generate from the 0.1.0 checkpoint, then resume it three more steps: every hash.
-fn exercise(run: &str, data: &[&str], latent: usize, resume_to: u32) -> BTreeMap<String, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE);
+fn exercise(fixture: &str, run: &str, data: &[&str], latent: usize, resume_to: u32) -> BTreeMap<String, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(fixture);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join(run);
     copy_dir(&root.join(run), &dir);
@@ -91,18 +102,29 @@ fn exercise(run: &str, data: &[&str], latent: usize, resume_to: u32) -> BTreeMap
 
 #[test]
 fn v0_1_0_checkpoints_load_sample_and_resume_bit_for_bit() {
-    let mut got = exercise("image-ema", &["DATA", "--classifier", "none"], 64, 9);
-    got.extend(exercise("toy-f16", &["--toy", "ring8"], 2, 8));
+    let mut got = exercise(FIXTURE, "image-ema", &["DATA", "--classifier", "none"], 64, 9);
+    got.extend(exercise(FIXTURE, "toy-f16", &["--toy", "ring8"], 2, 8));
+    check(FIXTURE, &got, "a 0.1.0 checkpoint no longer samples or resumes the same");
+}
+
+#[test]
+fn dcgan_checkpoints_from_before_d_norm_and_the_hidden_layers_load_sample_and_resume() {
+    let got = exercise(DCGAN_FIXTURE, "dcgan-ema", &["DATA", "--classifier", "none"], 8, 7);
+    check(DCGAN_FIXTURE, &got, "a DCGAN checkpoint of 8af5826 no longer samples or resumes the same");
+}
+
+/// `got` against the fixture's expected.txt (or, blessing, written to it).
+fn check(fixture: &str, got: &BTreeMap<String, String>, what: &str) {
     let text: String = got.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
-    let expected = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE).join("expected.txt");
-    // Only ever with the 0.1.0 binary (see the header).
-    if std::env::var("SHADERGAN_BLESS_COMPAT").is_ok_and(|v| v == "1") {
+    let expected = Path::new(env!("CARGO_MANIFEST_DIR")).join(fixture).join("expected.txt");
+    // Only ever with the binary that wrote the fixture (see the header).
+    if blessing() {
         std::fs::write(&expected, &text).unwrap();
         return;
     }
     let want = std::fs::read_to_string(&expected).unwrap();
     for (w, g) in want.lines().zip(text.lines()) {
-        assert_eq!(w, g, "a 0.1.0 checkpoint no longer samples or resumes the same");
+        assert_eq!(w, g, "{what}");
     }
     assert_eq!(want.lines().count(), text.lines().count());
 }
