@@ -275,7 +275,8 @@ impl ModelConfig {
     /// (4, 2, 1) double the size and halve the channels down to ngf, then to the image's channels
     /// and `g_output`; batch norm and `g_activation` after every hidden layer. 32 and 64 start
     /// with a (4, 1, 0) transposed convolution from 1x1 to 4x4; 28 with a linear layer to 7x7
-    /// (PyTorch's 28x28 DCGAN recipe, ../shared/peers/torch_dcgan.py).
+    /// (PyTorch's 28x28 DCGAN recipe, ../shared/peers/torch_dcgan.py), after `--g-fc-hidden`'s
+    /// hidden linear layer when there is one.
     fn dcgan_generator(&self) -> Layers {
         let img = self.image_shape();
         let (g, nz, act) = (self.g_channels, self.latent_dim, self.g_activation);
@@ -324,7 +325,8 @@ impl ModelConfig {
     /// the first; then one logit: a (4, 1, 0) convolution from 4x4 (32, 64), or a linear layer
     /// from 7x7 (28). With `--pack P` the first convolution takes P images stacked as P x C
     /// channels (in NCHW, P consecutive images of the batch are exactly that: no copy); with
-    /// `dropout`, dropout after every activation.
+    /// `dropout`, dropout after every activation. `--d-norm none` leaves the batch norms out;
+    /// `--d-fc-hidden` adds a hidden linear layer before the logit.
     fn dcgan_discriminator(&self, dropout: f32) -> Layers {
         let img = self.image_shape();
         let (d, act) = (self.d_channels, self.d_activation);
