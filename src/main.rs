@@ -39,6 +39,44 @@ enum Command {
     /// The digit classifier that scores image runs (class coverage, class-KL, score, FD).
     #[command(subcommand)]
     Classifier(ClassifierCommand),
+    /// Write a folder a browser opens (index.html, WebGPU): a checkpoint's generator to sample
+    /// from, or a new run (train's flags, or a run's config.json) to train live, on shadergan's
+    /// own WGSL kernels.
+    ExportWeb(Box<ExportWebArgs>),
+}
+
+#[derive(Args)]
+struct ExportWebArgs {
+    /// A checkpoint or a run folder (its latest checkpoint): the page samples from its generator.
+    /// A run's config.json, a .npy or a folder of images (with train's flags), or nothing
+    /// (--toy, or the built-in digits): the page trains that run live.
+    source: Option<PathBuf>,
+    /// The folder to write (index.html, program.js and the page's scripts).
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace the files of a non-empty --out.
+    #[arg(long)]
+    overwrite: bool,
+    /// Train on a toy 2-D data set (100,000 points drawn from the seed).
+    #[arg(long, value_enum, conflicts_with = "source")]
+    toy: Option<Toy>,
+    #[command(flatten)]
+    data_options: DataOptions,
+    #[command(flatten)]
+    options: TrainOptions,
+    #[command(flatten)]
+    run: RunOptions,
+    /// Seeds the page offers (initial weights, noise, batch order, and toy data, each as `train
+    /// --seed` gives them); the first is shown first. Replaces --seed.
+    #[arg(long, value_delimiter = ',', conflicts_with = "seed")]
+    seeds: Vec<u64>,
+    /// Keep only the first N samples of the data (a smaller page; the program is then that of a
+    /// run on those N).
+    #[arg(long, value_name = "N")]
+    samples: Option<usize>,
+    /// The page's title.
+    #[arg(long)]
+    title: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -134,8 +172,8 @@ struct TrainArgs {
     /// Replace a run already in --out.
     #[arg(long)]
     overwrite: bool,
-    /// Continue from a checkpoint (its model and optimizer state, cadences and planned length;
-    /// --steps is the new total). The run goes on in its own folder, or in --out with its
+    /// Continue from a checkpoint, or a run folder's latest (its model and optimizer state,
+    /// cadences and planned length; --steps is the new total). The run goes on in its own folder, or in --out with its
     /// config.json and metrics.csv carried over.
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -171,7 +209,8 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct GenerateArgs {
-    /// A checkpoint written by `train` (e.g. runs/001/checkpoints/latest.safetensors).
+    /// A checkpoint written by `train` (e.g. runs/001/checkpoints/step_002000.safetensors), or a
+    /// run folder (runs/001: its latest checkpoint).
     checkpoint: PathBuf,
     /// How many samples (ignored with --z).
     #[arg(long, default_value_t = 64)]
@@ -262,6 +301,30 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let g = shadergan::commands::generate::generate(&req)?;
     let to: Vec<String> = out.iter().chain(&grid).map(|p| p.display().to_string()).collect();
     eprintln!("generated {} samples of {} values each: {}", g.n, g.dim, to.join(", "));
+    Ok(())
+}
+
+fn export_web(args: ExportWebArgs) -> Result<()> {
+    let req = shadergan::commands::export_web::ExportRequest {
+        source: args.source,
+        toy: args.toy,
+        data_options: args.data_options,
+        options: args.options,
+        run: args.run,
+        seeds: args.seeds,
+        samples: args.samples,
+        out: args.out,
+        overwrite: args.overwrite,
+        title: args.title,
+    };
+    let e = shadergan::commands::export_web::export(&req)?;
+    let what = if e.training { "trains this run live" } else { "samples from this generator" };
+    eprintln!(
+        "wrote {} ({:.1} MB): open {} in a browser with WebGPU; it {what}",
+        e.out.display(),
+        e.bytes as f64 / 1e6,
+        e.out.join("index.html").display()
+    );
     Ok(())
 }
 
@@ -367,6 +430,7 @@ fn main() -> ExitCode {
         Command::Info => info(),
         Command::Bench(args) => bench(args),
         Command::Classifier(ClassifierCommand::Train(args)) => classifier_train(args),
+        Command::ExportWeb(args) => export_web(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod gpu;
+pub mod web;
 
 use std::sync::Arc;
 

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::eval::{classifier_for, image, unscored_json, ClassifierChoice, Scorer};
 use crate::programs::trainer::Trainer;
 use crate::train::checkpoint;
-use crate::train::run_dir::RunDir;
+use crate::train::run_dir::{resolve_checkpoint, RunDir};
 
 /// The `eval` command's request.
 pub struct EvalRequest {
@@ -82,7 +82,7 @@ pub fn eval(req: &EvalRequest) -> Result<Value> {
     if req.target.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
         return eval_samples_file(req);
     }
-    let ckpt_path = if req.target.is_dir() { RunDir { root: req.target.clone() }.latest() } else { req.target.clone() };
+    let ckpt_path = resolve_checkpoint(&req.target)?;
     let ckpt = checkpoint::load(&ckpt_path)?;
     let cfg = ckpt.config.clone();
     // The run's config.json says what it trained on (unless the flags say otherwise).

@@ -11,9 +11,11 @@ use crate::io::png as images;
 use crate::programs::trainer::{to_data_scale, Trainer};
 use crate::rng;
 use crate::train::checkpoint;
+use crate::train::run_dir::resolve_checkpoint;
 
 #[derive(Clone, Debug)]
 pub struct GenerateRequest {
+    /// A checkpoint, or a run folder (its latest checkpoint).
     pub checkpoint: PathBuf,
     pub n: usize,
     /// Where the samples go (.npy): uint8 for uint8 data, float32 otherwise; shaped as the
@@ -76,7 +78,7 @@ fn image_of_shape(shape: &[usize]) -> Option<ImageShape> {
 }
 
 pub fn generate(req: &GenerateRequest) -> Result<Generated> {
-    let ckpt = checkpoint::load(&req.checkpoint)?;
+    let ckpt = checkpoint::load(&resolve_checkpoint(&req.checkpoint)?)?;
     let cfg = ckpt.config.clone();
     let latent = cfg.model.latent_dim;
     let dim = cfg.model.data_dim;

@@ -159,6 +159,25 @@ impl Dataset {
         Self::images(n, shape, DataValues::U8(pixels), "uint8", vec![height, width, channels], Some(Layout::Nhwc))
     }
 
+    /// The first `n` samples (all of them when there are fewer), with the same shape, dtype,
+    /// layout and image geometry.
+    pub fn first(&self, n: usize) -> Dataset {
+        let n = n.min(self.n);
+        let values = match &self.values {
+            DataValues::U8(v) => DataValues::U8(v[..n * self.dim].to_vec()),
+            DataValues::F32(v) => DataValues::F32(v[..n * self.dim].to_vec()),
+        };
+        Dataset {
+            n,
+            dim: self.dim,
+            sample_shape: self.sample_shape.clone(),
+            values,
+            dtype: self.dtype.clone(),
+            layout: self.layout,
+            image: self.image,
+        }
+    }
+
     /// The image geometry of the samples, or None when they are not images. Images are samples
     /// of shape (H, W), (C, H, W) or (H, W, C) with C = 1 or 3 (in the file or folder), or flat
     /// samples of a square size > 1 with values in [0, 1] (one channel). Their values are held as

@@ -226,6 +226,26 @@ impl RunDir {
     }
 }
 
+/// A checkpoint given on the command line: a checkpoint file as it is, or a run folder (or its
+/// `checkpoints/` folder) for its latest checkpoint, so that every command taking a checkpoint
+/// takes a run folder too.
+pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let run = RunDir { root: path.to_path_buf() };
+    for latest in [run.latest(), path.join("latest.safetensors")] {
+        if latest.is_file() {
+            return Ok(latest);
+        }
+    }
+    Err(Error::input(format!(
+        "{}: a folder with no checkpoint: give a checkpoint file, or a run folder (with \
+         checkpoints/latest.safetensors)",
+        path.display()
+    )))
+}
+
 /// `runs/001`, `runs/002`, ...: the first number not taken.
 fn next_free(base: &Path) -> Result<PathBuf> {
     for i in 1..100_000 {

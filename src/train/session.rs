@@ -13,7 +13,7 @@ use serde_json::json;
 use super::checkpoint::{self, Checkpoint};
 use super::log::LogRow;
 use super::resume;
-use super::run_dir::RunDir;
+use super::run_dir::{resolve_checkpoint, RunDir};
 use crate::backend::Backend;
 use crate::config::run::DataInfo;
 use crate::config::{Given, RunConfig, RunOptions, TrainConfig, TrainOptions};
@@ -288,6 +288,15 @@ fn run_length(
     })
 }
 
+/// The configuration a new run of `req` trains with on `data` (its schedule fixed to the run's
+/// length), as `train` resolves it: what `export-web` exports for the same flags.
+pub fn new_run_config(req: &TrainRequest, data: &Dataset, data_name: &str, toy: Option<Toy>) -> Result<TrainConfig> {
+    check_batch(req.options.batch_size_for(toy), data, data_name)?;
+    let cfg = req.options.resolve_for(data, toy)?;
+    let total = run_length(req, data, toy, steps_per_epoch(data, &cfg), None)?;
+    Ok(cfg.with_run_length(total))
+}
+
 /// Fixes the learning-rate schedule of a new run; a resumed run keeps its own, so it cannot
 /// train past the schedule's end.
 fn schedule(cfg: TrainConfig, resumed: bool, total: u32) -> Result<TrainConfig> {
@@ -305,6 +314,9 @@ fn schedule(cfg: TrainConfig, resumed: bool, total: u32) -> Result<TrainConfig> 
 }
 
 pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> {
+    // --resume takes a run folder too (its latest checkpoint).
+    let resume = req.resume.as_deref().map(resolve_checkpoint).transpose()?;
+    let req = &TrainRequest { resume, ..req.clone() };
     let Inputs { mut loaded, toy, ckpt } = load_inputs(req)?;
     let show = req.verbosity == Verbosity::Normal;
     if show {

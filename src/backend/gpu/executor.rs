@@ -158,40 +158,11 @@ impl GpuExecutor {
         })
     }
 
-    /// Every span an op reads or writes must lie inside its buffer: some families run without
-    /// runtime bounds checks.
-    fn check_spans(&self, op: &Op) -> Result<()> {
-        for s in op.spans() {
-            let have = self.specs[s.buf].len;
-            if s.off + s.len > have {
-                return Err(Error::gpu(format!(
-                    "internal error: {} reaches element {} of {} ({have} elements)",
-                    op.entry(),
-                    s.off + s.len,
-                    self.specs[s.buf].label,
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// The entry point for these buffers: the f16 variant when a bound buffer is f16.
-    fn entry_for(&self, op: &Op) -> Result<&'static str> {
-        let half = op.buffers().iter().any(|&b| self.specs[b].dtype == DType::F16);
-        match (half, op.entry_f16()) {
-            (false, _) => Ok(op.entry()),
-            (true, Some(e)) => Ok(e),
-            // A cast names its direction itself: its entry is already an f16 family's.
-            (true, None) if kernels::entry(op.entry()).is_some_and(|(f, _)| f.f16) => Ok(op.entry()),
-            (true, None) => Err(Error::gpu(format!("internal error: {} has no f16 variant", op.entry()))),
-        }
-    }
-
     fn compile(&mut self, ops: &[Op]) -> Result<Vec<Dispatch>> {
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
-            self.check_spans(op)?;
-            let entry = self.entry_for(op)?;
+            check_spans(&self.specs, op)?;
+            let entry = entry_for(&self.specs, op)?;
             let ctx = self.ctx.clone();
             let (family, e) = kernels::entry(entry).ok_or_else(|| Error::gpu(format!("no kernel named {entry}")))?;
             let storage = e.slots.iter().filter(|s| !matches!(s, Slot::Uniform(_))).count() as u32;
@@ -217,7 +188,7 @@ impl GpuExecutor {
                 entries.push(wgpu::BindGroupEntry { binding: 0, resource: b.as_entire_binding() });
             }
             for (role, r) in op.bindings() {
-                let binding = self.binding_slot(family, role, r);
+                let binding = binding_slot(&self.specs, family, role, r);
                 if !e.slots.iter().any(|s| s.binding() == binding) {
                     return Err(Error::gpu(format!(
                         "internal error: {entry} has no binding {binding} for {}",
@@ -241,14 +212,6 @@ impl GpuExecutor {
             out.push(Dispatch { entry: entry.to_string(), pipeline, bind_group, groups: op.workgroups() });
         }
         Ok(out)
-    }
-
-    /// An f16 family binds an f32 buffer at its role's slot + F32_SLOT_SHIFT.
-    fn binding_slot(&self, family: &Family, role: u32, r: Res) -> u32 {
-        match r {
-            Res::Buf(id) if family.f16 && self.specs[id].dtype == DType::F32 => role + F32_SLOT_SHIFT,
-            _ => role,
-        }
     }
 
     fn describe(&self, r: Res) -> String {
@@ -325,6 +288,43 @@ impl GpuExecutor {
                 })
                 .collect(),
         ))
+    }
+}
+
+/// Every span an op reads or writes must lie inside its buffer: some families run without
+/// runtime bounds checks.
+pub(crate) fn check_spans(specs: &[BufSpec], op: &Op) -> Result<()> {
+    for s in op.spans() {
+        let have = specs[s.buf].len;
+        if s.off + s.len > have {
+            return Err(Error::gpu(format!(
+                "internal error: {} reaches element {} of {} ({have} elements)",
+                op.entry(),
+                s.off + s.len,
+                specs[s.buf].label,
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The entry point for these buffers: the f16 variant when a bound buffer is f16.
+pub(crate) fn entry_for(specs: &[BufSpec], op: &Op) -> Result<&'static str> {
+    let half = op.buffers().iter().any(|&b| specs[b].dtype == DType::F16);
+    match (half, op.entry_f16()) {
+        (false, _) => Ok(op.entry()),
+        (true, Some(e)) => Ok(e),
+        // A cast names its direction itself: its entry is already an f16 family's.
+        (true, None) if kernels::entry(op.entry()).is_some_and(|(f, _)| f.f16) => Ok(op.entry()),
+        (true, None) => Err(Error::gpu(format!("internal error: {} has no f16 variant", op.entry()))),
+    }
+}
+
+/// An f16 family binds an f32 buffer at its role's slot + F32_SLOT_SHIFT.
+pub(crate) fn binding_slot(specs: &[BufSpec], family: &Family, role: u32, r: Res) -> u32 {
+    match r {
+        Res::Buf(id) if family.f16 && specs[id].dtype == DType::F32 => role + F32_SLOT_SHIFT,
+        _ => role,
     }
 }
 
