@@ -132,7 +132,8 @@ pub struct RunOptions {
     /// (eval.json).
     #[arg(long, default_value_t = 0)]
     pub eval_every: u32,
-    /// Step checkpoints to keep besides latest (0: all).
+    /// Step checkpoints to keep, the newest (0: all). Each holds the weights and Adam's state, what
+    /// an exact resume needs; latest.safetensors is a link to the newest (no extra space).
     #[arg(long, default_value_t = 5)]
     pub keep_checkpoints: usize,
 }

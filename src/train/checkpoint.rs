@@ -83,6 +83,13 @@ fn part_lens(model: &ModelConfig, ema: bool) -> [usize; PARTS] {
     [g.params_len, 2 * g.params_len, g.state_len, d.params_len, 2 * d.params_len, d.state_len, e, es]
 }
 
+/// The bytes of the tensors of a checkpoint of `cfg`'s model (the file adds a small header):
+/// G's and D's weights, Adam's two moments of each (what an exact resume needs), their running
+/// statistics, and G's weight average with `--g-ema`.
+pub fn tensor_bytes(cfg: &TrainConfig) -> u64 {
+    4 * part_lens(&cfg.model, cfg.g_ema > 0.0).iter().sum::<usize>() as u64
+}
+
 /// Every tensor of a model, G then D; each net's parameters, then its m, then its v, then its
 /// state; then G's weight average when `ema`.
 fn specs(model: &ModelConfig, ema: bool) -> Vec<Spec> {

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod log;
+pub mod progress;
 pub mod resume;
 pub mod run_dir;
 pub mod session;

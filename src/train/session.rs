@@ -2,7 +2,6 @@
 //! (log lines, metrics.csv, sample grids, loss plot, checkpoints), with resume (train/resume.rs)
 //! and a clean stop on Ctrl-C / SIGTERM.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use serde_json::json;
 
 use super::checkpoint::{self, Checkpoint};
 use super::log::LogRow;
+use super::progress::Progress;
 use super::resume;
 use super::run_dir::{resolve_checkpoint, RunDir};
 use crate::backend::Backend;
@@ -297,6 +297,20 @@ pub fn new_run_config(req: &TrainRequest, data: &Dataset, data_name: &str, toy: 
     Ok(cfg.with_run_length(total))
 }
 
+/// What the run folder keeps of its checkpoints, and what each weighs.
+pub fn checkpoint_note(cfg: &TrainConfig, keep: usize) -> String {
+    let mb = checkpoint::tensor_bytes(cfg) as f64 / 1e6;
+    let kept = match keep {
+        0 => "all are kept".to_string(),
+        1 => "the newest is kept".to_string(),
+        n => format!("the newest {n} are kept"),
+    };
+    format!(
+        "checkpoints: {mb:.1} MB each (weights and Adam's state, for an exact resume); {kept} \
+         (--keep-checkpoints N, 0: all), latest.safetensors links to the newest"
+    )
+}
+
 /// Fixes the learning-rate schedule of a new run; a resumed run keeps its own, so it cannot
 /// train past the schedule's end.
 fn schedule(cfg: TrainConfig, resumed: bool, total: u32) -> Result<TrainConfig> {
@@ -379,6 +393,7 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
             dir.root.display()
         );
         eprintln!("backend: {}, {}", trainer.backend().name(), trainer.device_name());
+        eprintln!("{}", checkpoint_note(trainer.config(), req.run.keep_checkpoints));
     }
     let classifier = req.classifier.clone();
     let keep = req.run.keep_checkpoints;
@@ -412,26 +427,6 @@ fn every(n: u32) -> u32 {
 }
 
 impl Run {
-    fn progress_bar(&self) -> Option<indicatif::ProgressBar> {
-        (self.show && std::io::stderr().is_terminal()).then(|| {
-            let pb = indicatif::ProgressBar::new(self.total as u64);
-            pb.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  ETA {eta}")
-                    .expect("valid template"),
-            );
-            pb.set_position(self.trainer.step() as u64);
-            pb
-        })
-    }
-
-    fn print(&self, bar: &Option<indicatif::ProgressBar>, line: String) {
-        match bar {
-            Some(b) => b.println(line),
-            None if self.show => println!("{line}"),
-            None => {}
-        }
-    }
-
     /// Trains to the end (or a stop request); returns the last logged row, whether it was
     /// stopped, and the last evaluation.
     fn train_loop(&mut self, stop: &AtomicBool) -> Result<(Option<LogRow>, bool, Option<Evaluation>)> {
@@ -440,7 +435,7 @@ impl Run {
             (every(c.log_every), every(c.sample_every), every(c.checkpoint_every));
         // Evaluations need something to judge by; without it --eval-every does nothing.
         let eval_every = if self.scorer.is_some() { every(c.eval_every) } else { u32::MAX };
-        let bar = self.progress_bar();
+        let bar = Progress::new(self.show, self.total, self.trainer.step(), self.per_epoch);
         let (mut last, mut last_eval, mut stopped) = (None, None, false);
         let (mut t0, mut s0) = (Instant::now(), self.trainer.step());
         while self.trainer.step() < self.total {
@@ -454,13 +449,6 @@ impl Run {
                 .expect("non-empty");
             self.trainer.train(next - at)?;
             let step = self.trainer.step();
-            if let Some(b) = &bar {
-                b.set_position(step as u64);
-                let losses = last.as_ref().map_or(String::new(), |r: &LogRow| {
-                    format!("  D {:.3}  G {:.3}  {:.1} steps/s", r.stats.d_loss, r.stats.g_loss, r.steps_per_s)
-                });
-                b.set_message(format!("epoch {:.2}{losses}", step as f64 / self.per_epoch as f64));
-            }
             let evaluate_now = step.is_multiple_of(eval_every) || (step == self.total && eval_every != u32::MAX);
             if step.is_multiple_of(log_every) || step == self.total || evaluate_now {
                 let row = LogRow::measure(self.trainer.stats()?, self.per_epoch, step - s0, t0.elapsed());
@@ -469,6 +457,7 @@ impl Run {
                 last = Some(row);
                 (t0, s0) = (Instant::now(), step);
             }
+            bar.update(step, last.as_ref());
             if step.is_multiple_of(sample_every) {
                 self.write_outputs(&self.dir.sample_at(step))?;
             }
@@ -482,19 +471,12 @@ impl Run {
                 break;
             }
         }
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
+        bar.finish();
         Ok((last, stopped, last_eval))
     }
 
     /// One log row: checked, evaluated when due, appended to metrics.csv and printed.
-    fn log(
-        &mut self,
-        row: &LogRow,
-        evaluate: bool,
-        bar: &Option<indicatif::ProgressBar>,
-    ) -> Result<Option<Evaluation>> {
+    fn log(&mut self, row: &LogRow, evaluate: bool, bar: &Progress) -> Result<Option<Evaluation>> {
         check_finite(&row.stats, &self.dir)?;
         let eval = match (&mut self.scorer, evaluate) {
             (Some(s), true) => Some(s.evaluate(&mut self.trainer)?),
@@ -502,9 +484,9 @@ impl Run {
         };
         let columns = self.scorer.as_ref().map_or(&[][..], |s| s.columns());
         self.dir.append_metrics(row, columns, eval.as_ref().map(|e| e.cells.as_slice()))?;
-        self.print(bar, row.line());
+        bar.println(row.line());
         if let Some(e) = &eval {
-            self.print(bar, format!("eval {}", e.line));
+            bar.println(format!("eval {}", e.line));
         }
         Ok(eval)
     }
