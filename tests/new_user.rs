@@ -139,6 +139,7 @@ fn cpu_bench_lists_the_time_of_every_kernel() {
 
 /// A run in a terminal (a pseudo-terminal from util-linux's `script`): what the progress bar
 /// drew, its escape codes and bar characters removed, one frame per line.
+#[cfg(target_os = "linux")]
 fn progress_frames(args: &[&str]) -> Vec<String> {
     let cmd =
         std::iter::once(env!("CARGO_BIN_EXE_shadergan")).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
@@ -171,7 +172,9 @@ fn progress_frames(args: &[&str]) -> Vec<String> {
 }
 
 /// The progress bar shows the losses of the row just logged (it showed the previous interval's),
-/// and no ETA before the run has made progress (it read "ETA 0s").
+/// and no ETA before the run has made progress (it read "ETA 0s"). Linux: util-linux's `script`
+/// gives the run a terminal.
+#[cfg(target_os = "linux")]
 #[test]
 fn the_progress_bar_shows_the_latest_losses_and_no_eta_before_progress() {
     let dir = tempfile::tempdir().unwrap();

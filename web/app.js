@@ -73,11 +73,13 @@
       this.stepBtn = el('button', { id: 'step', onclick: () => this.singleStep() }, 'Step');
       this.resetBtn = el('button', { id: 'reset', onclick: () => this.reset() }, 'Reset');
       this.status = el('span', { id: 'status', class: 'status' }, 'loading…');
-      controls.append(el('label', {}, 'seed ', this.seedSel), this.runBtn, this.stepBtn, this.resetBtn, this.status);
+      this.seedLabel = el('label', {}, 'seed ', this.seedSel);
+      controls.append(this.seedLabel, this.runBtn, this.stepBtn, this.resetBtn, this.status);
       this.knobs = el('div', { class: 'knobs', id: 'knobs' });
       this.title = el('h2', { id: 'title' });
       this.about = el('p', { class: 'about', id: 'about' });
       this.mainView = el('canvas', { id: 'view', class: 'view', width: 480, height: 480 });
+      this.caption = el('p', { class: 'caption', id: 'caption' });
       this.mainView.addEventListener('click', (e) => this.pick(e));
       this.lossChart = el('canvas', { id: 'losses', class: 'chart', width: 460, height: 200 });
       this.dChart = el('canvas', { id: 'dout', class: 'chart', width: 460, height: 200 });
@@ -88,7 +90,7 @@
         controls,
         this.knobs,
         this.error,
-        el('div', { class: 'views' }, el('div', { class: 'panel' }, this.mainView), el('div', { class: 'panel charts' }, this.lossChart, this.dChart)),
+        el('div', { class: 'views' }, el('div', { class: 'panel' }, this.mainView, this.caption), (this.charts = el('div', { class: 'panel charts' }, this.lossChart, this.dChart))),
         this.latent,
         this.about
       );
@@ -130,10 +132,11 @@
       this.error.textContent = '';
       this.title.textContent = program.title;
       this.training = !!program.sections.train;
-      [this.runBtn, this.stepBtn, this.resetBtn, this.seedSel].forEach((b) => (b.hidden = !this.training));
+      [this.runBtn, this.stepBtn, this.resetBtn, this.seedLabel, this.charts].forEach((b) => (b.hidden = !this.training));
       this.seedSel.replaceChildren(...program.seeds.map((s, i) => el('option', { value: i }, String(s.seed))));
       this.latents = SG.f32Of(program.views.latents).slice();
       this.sel = [0, 1];
+      this.drawLatent = null;
       this.player = await SG.Player.open(program);
       const a = this.player.adapter.info || {};
       this.about.textContent =
@@ -143,6 +146,12 @@
         ` · WebGPU: ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' ') || 'adapter'}` +
         ` · shadergan ${program.shadergan_version}`;
       this.buildKnobs();
+      this.caption.textContent =
+        program.io.data_dim === 2
+          ? 'Green dots: real data. Purple dots: G(z). Background: D(x) on a grid, green where D says real, purple where it says fake.'
+          : program.data.image
+          ? "G's samples from 64 fixed latent vectors (its weight average's, when it keeps one)."
+          : '';
       this.history = [];
       await this.refresh();
       this.showLatent();
@@ -258,6 +267,7 @@
         const pix = await this.samples(this.latents.subarray(0, 64 * this.program.io.latent_dim));
         const marks = [[this.sel[0], '#2ea043'], [this.sel[1], '#8957e5']];
         this.cell = V().imageGrid(this.mainView, pix, 64, d.image, 8, marks);
+        if (this.drawLatent) await this.drawLatent();
       }
       const h = this.history;
       V().lineChart(this.lossChart, [
@@ -277,6 +287,7 @@
       const k = Math.floor((e.clientY - r.top) / this.cell) * 8 + Math.floor((e.clientX - r.left) / this.cell);
       if (k < 0 || k >= 64) return;
       this.sel[e.shiftKey ? 1 : 0] = k;
+      this.drawLatent = null;
       this.refresh().then(() => this.showLatent());
     }
 
@@ -313,7 +324,7 @@
         const s = el('input', { type: 'range', min: -3, max: 3, step: 0.05, value: za()[i] });
         s.addEventListener('input', () => {
           za()[i] = Number(s.value);
-          this.refresh().then(draw);
+          this.refresh();
         });
         sliders.append(el('label', {}, `z${i} `, s));
       }

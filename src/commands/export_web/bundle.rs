@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::program::{self, Grid, Knob, Recorded, SeedVariant, GRID, REFRESH, SAMPLE, SECTIONS, TRAIN};
-use super::Export;
+use super::{SampleExport, TrainExport};
 use crate::backend::gpu::executor::MAX_STEPS_PER_SUBMIT;
 use crate::backend::web::{Action, Dispatch, Recording};
 use crate::config::TrainConfig;
@@ -266,8 +266,8 @@ fn toy_extent(toy: Option<Toy>, cfg: &TrainConfig) -> Result<Option<[f32; 4]>> {
 }
 
 /// A checkpoint's generator: the sampling section (and D's grid for a toy run), its weights.
-pub fn sample_program(what: &Export, title: Option<&str>) -> Result<Value> {
-    let Export::Sample { cfg, checkpoint: path, toy, step } = what else { unreachable!() };
+pub fn sample_program(what: &SampleExport, title: Option<&str>) -> Result<Value> {
+    let SampleExport { cfg, checkpoint: path, source, toy, step } = what;
     let ckpt = checkpoint::load(path)?;
     let extent = toy_extent(*toy, cfg)?;
     // As `generate`: the training step needs a data set to be built; sampling never reads it.
@@ -288,7 +288,7 @@ pub fn sample_program(what: &Export, title: Option<&str>) -> Result<Value> {
     };
     let name = toy.map_or("the run's data".to_string(), |t| format!("toy:{}", t.name()));
     v["data"] = data_json(cfg, preview_data.as_ref(), &name, 0);
-    v["title"] = json!(title.map_or_else(|| format!("{} at step {step}", path.display()), str::to_string));
+    v["title"] = json!(title.map_or_else(|| format!("{} at step {step}", source.display()), str::to_string));
     v["source"] = json!({ "checkpoint": path.display().to_string(), "step": step });
     v["knobs"] = json!([]);
     v["seeds"] =
@@ -316,8 +316,8 @@ fn seed_json(v: &SeedVariant, ids: &Ids, kept: &[usize], data: Option<&DataChunk
 }
 
 /// A new run's whole program: training, sampling and (2-D data) D's grid, its knobs and seeds.
-pub fn train_program(what: &Export, seeds: &[u64], title: Option<&str>) -> Result<Value> {
-    let Export::Train { cfg, data, data_name, toy } = what else { unreachable!() };
+pub fn train_program(what: &TrainExport, seeds: &[u64], title: Option<&str>) -> Result<Value> {
+    let TrainExport { cfg, data, data_name, toy } = what;
     let chunks = super::web_chunks(data)?;
     let extent = (cfg.model.data_dim == 2).then(|| program::grid_extent(data));
     let u8 = cfg.data_u8;

@@ -42,10 +42,29 @@ pub struct ExportRequest {
     pub title: Option<String>,
 }
 
-/// What the folder holds: a generator to sample from, or a program to train.
+/// A checkpoint's generator, to sample from.
+pub struct SampleExport {
+    pub cfg: TrainConfig,
+    pub checkpoint: PathBuf,
+    /// The path given (a run folder or a checkpoint), for the page's title.
+    pub source: PathBuf,
+    /// The run's toy data set, if its config.json names one (D's heat map and the real points).
+    pub toy: Option<Toy>,
+    pub step: u32,
+}
+
+/// A new run, to train live.
+pub struct TrainExport {
+    pub cfg: TrainConfig,
+    pub data: Arc<Dataset>,
+    pub data_name: String,
+    pub toy: Option<Toy>,
+}
+
+/// What the folder holds.
 pub enum Export {
-    Sample { cfg: TrainConfig, checkpoint: PathBuf, toy: Option<Toy>, step: u32 },
-    Train { cfg: TrainConfig, data: Arc<Dataset>, data_name: String, toy: Option<Toy> },
+    Sample(SampleExport),
+    Train(TrainExport),
 }
 
 /// What the command wrote.
@@ -110,7 +129,7 @@ fn from_run_config(path: &Path) -> Result<Export> {
             cfg.model.data_dim
         )));
     }
-    Ok(Export::Train { cfg, data: Arc::new(data), data_name, toy })
+    Ok(Export::Train(TrainExport { cfg, data: Arc::new(data), data_name, toy }))
 }
 
 /// What `train` with these flags would run.
@@ -139,7 +158,7 @@ fn from_flags(req: &ExportRequest) -> Result<Export> {
     train.options = options;
     train.run = req.run.clone();
     let cfg = session::new_run_config(&train, &data, &name, req.toy)?;
-    Ok(Export::Train { cfg, data: Arc::new(data), data_name: name, toy: req.toy })
+    Ok(Export::Train(TrainExport { cfg, data: Arc::new(data), data_name: name, toy: req.toy }))
 }
 
 /// Reads the source: what the folder will hold.
@@ -153,7 +172,8 @@ pub fn resolve(req: &ExportRequest) -> Result<Export> {
             let path = resolve_checkpoint(p)?;
             let ckpt = checkpoint::load(&path)?;
             let toy = run_toy(&path)?;
-            Ok(Export::Sample { cfg: ckpt.config, checkpoint: path, toy, step: ckpt.snapshot.state.step })
+            let step = ckpt.snapshot.state.step;
+            Ok(Export::Sample(SampleExport { cfg: ckpt.config, checkpoint: path, source: p.to_path_buf(), toy, step }))
         }
         Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) => {
             refuse_training_flags(req, "CONFIG.json")?;
@@ -175,9 +195,9 @@ pub fn export(req: &ExportRequest) -> Result<Exported> {
     bundle::check_out(&req.out, req.overwrite)?;
     let what = resolve(req)?;
     let program = match &what {
-        Export::Sample { .. } => bundle::sample_program(&what, req.title.as_deref())?,
-        Export::Train { .. } => bundle::train_program(&what, &req.seeds, req.title.as_deref())?,
+        Export::Sample(s) => bundle::sample_program(s, req.title.as_deref())?,
+        Export::Train(t) => bundle::train_program(t, &req.seeds, req.title.as_deref())?,
     };
     let bytes = bundle::write_folder(&req.out, &program)?;
-    Ok(Exported { out: req.out.clone(), bytes, training: matches!(what, Export::Train { .. }) })
+    Ok(Exported { out: req.out.clone(), bytes, training: matches!(what, Export::Train(_)) })
 }
