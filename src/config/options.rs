@@ -9,28 +9,40 @@ use std::collections::BTreeSet;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, Parser};
 
-use super::model::{Arch, DNorm};
+use super::model::{Arch, AugmentPolicy, DNorm};
 use super::train::Precision;
 use crate::kernels::activation::Activation;
 
 /// The model and optimizer choices a user makes; `resolve` completes them from the data.
 #[derive(Args, Clone, Debug, PartialEq)]
 pub struct TrainOptions {
-    /// The networks: mlp (fully connected; --g-hidden, --d-hidden) or dcgan (convolutional with
-    /// batch norm, PyTorch's DCGAN example for 28x28, 32x32 and 64x64 images; --g-channels,
-    /// --d-channels).
-    #[arg(long, value_enum, default_value = "mlp")]
-    pub arch: Arch,
+    /// The networks: mlp (fully connected; --g-hidden, --d-hidden) or dcgan (convolutional,
+    /// PyTorch's DCGAN example for 28x28, 32x32 and 64x64 images; --g-channels, --d-channels)
+    /// [default: dcgan for 32x32 and 64x64 images (measured far ahead of the MLP there: README),
+    /// mlp otherwise].
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
     /// --arch dcgan: G's width, ngf of PyTorch's example (its last hidden layer's channels).
     #[arg(long, default_value_t = 64)]
     pub g_channels: usize,
     /// --arch dcgan: D's width, ndf (its first layer's channels).
     #[arg(long, default_value_t = 64)]
     pub d_channels: usize,
-    /// --arch dcgan: what follows D's hidden convolutions: batch norm (PyTorch's example) or
-    /// none (each convolution then has a bias).
-    #[arg(long, value_enum, default_value = "batch")]
-    pub d_norm: DNorm,
+    /// D's normalisation: batch (batch norm after D's hidden convolutions, PyTorch's example;
+    /// --arch dcgan only), none (a bias on each hidden convolution instead), or spectral
+    /// (spectral normalisation of every D weight, one power iteration per D update, biases, no
+    /// batch norm; both architectures) [default: batch for --arch dcgan, none for mlp].
+    #[arg(long, value_enum)]
+    pub d_norm: Option<DNorm>,
+    /// D's and G's losses: bce (binary cross-entropy on D's logits, G's non-saturating loss) or
+    /// hinge (D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z))) [default: bce].
+    #[arg(long, value_enum)]
+    pub loss: Option<crate::config::train::Loss>,
+    /// DiffAugment on every image D judges, real and fake, in both steps: any of color,
+    /// translation, cutout (comma-separated, applied in that order), or none. Images only
+    /// [default: none].
+    #[arg(long)]
+    pub augment: Option<AugmentPolicy>,
     /// --arch dcgan, 28x28 images: a hidden fully connected layer of this many features (batch
     /// norm, ReLU) between z and G's first layer, as InfoGAN's MNIST model has; 0: none, as
     /// PyTorch's recipe [default: 16 x --g-channels at 28x28 (1024), else 0].

@@ -29,10 +29,12 @@ fn act(a: Option<crate::kernels::activation::Activation>) -> String {
 
 /// Every model and optimizer flag, as the user gives it and as a checkpoint holds it.
 const FLAGS: &[FlagCheck] = &[
-    ("arch", "--arch", |o| o.arch.name().into(), |c| c.model.arch.name().into()),
+    ("arch", "--arch", |o| opt(o.arch.map(|a| a.name())), |c| c.model.arch.name().into()),
     ("g_channels", "--g-channels", |o| o.g_channels.to_string(), |c| c.model.g_channels.to_string()),
     ("d_channels", "--d-channels", |o| o.d_channels.to_string(), |c| c.model.d_channels.to_string()),
-    ("d_norm", "--d-norm", |o| o.d_norm.name().into(), |c| c.model.d_norm.name().into()),
+    ("d_norm", "--d-norm", |o| opt(o.d_norm.map(|n| n.name())), |c| c.model.d_norm.name().into()),
+    ("loss", "--loss", |o| opt(o.loss.map(|l| l.name())), |c| c.loss.name().into()),
+    ("augment", "--augment", |o| opt(o.augment), |c| c.model.augment.name()),
     ("g_fc_hidden", "--g-fc-hidden", |o| opt(o.g_fc_hidden), |c| c.model.g_fc_hidden.to_string()),
     ("d_fc_hidden", "--d-fc-hidden", |o| opt(o.d_fc_hidden), |c| c.model.d_fc_hidden.to_string()),
     ("latent_dim", "--latent-dim", |o| opt(o.latent_dim), |c| c.model.latent_dim.to_string()),
