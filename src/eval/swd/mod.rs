@@ -243,22 +243,33 @@ fn ranges(len: usize, chunk: usize) -> Vec<std::ops::Range<usize>> {
     (0..len.div_ceil(chunk)).map(|t| t * chunk..((t + 1) * chunk).min(len)).collect()
 }
 
+/// `f(t, chunk t)` for the chunks of `chunk` values of `out`, on the CPU pool.
+fn par_fill(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let parts: Vec<Mutex<&mut [f32]>> = out.chunks_mut(chunk.max(1)).map(Mutex::new).collect();
+    pool::global().run(parts.len(), &|t| f(t, &mut parts[t].lock().expect("a task panicked")));
+}
+
 /// The pyramids of `n` images (channel planes): per level, n x C planes of that level's size.
 fn pyramid(images: &[f32], n: usize, shape: ImageShape, sizes: &[(usize, usize)]) -> Vec<Vec<f32>> {
-    let planes = n * shape.channels;
+    const PLANES: usize = 16;
     let plane = shape.height * shape.width;
-    let chunks = ranges(planes, 16);
-    let parts = par_map(chunks.len(), |t| {
-        let mut levels: Vec<Vec<f32>> =
-            sizes.iter().map(|(h, w)| Vec::with_capacity(chunks[t].len() * h * w)).collect();
-        for p in chunks[t].clone() {
-            for (out, level) in levels.iter_mut().zip(plane_pyramid(&images[p * plane..(p + 1) * plane], sizes)) {
-                out.extend_from_slice(&level);
+    let mut levels: Vec<Vec<f32>> = sizes.iter().map(|(h, w)| vec![0f32; n * shape.channels * h * w]).collect();
+    let parts: Vec<Vec<Mutex<&mut [f32]>>> = levels
+        .iter_mut()
+        .zip(sizes)
+        .map(|(l, (h, w))| l.chunks_mut(PLANES * h * w).map(Mutex::new).collect())
+        .collect();
+    pool::global().run(parts[0].len(), &|t| {
+        let mut outs: Vec<_> = parts.iter().map(|p| p[t].lock().expect("a task panicked")).collect();
+        let planes = images[t * PLANES * plane..].chunks(plane).take(outs[0].len() / plane);
+        for (i, src) in planes.enumerate() {
+            for ((out, level), (h, w)) in outs.iter_mut().zip(plane_pyramid(src, sizes)).zip(sizes) {
+                out[i * h * w..(i + 1) * h * w].copy_from_slice(&level);
             }
         }
-        levels
     });
-    (0..sizes.len()).map(|l| parts.iter().flat_map(|p| p[l].iter().copied()).collect()).collect()
+    drop(parts);
+    levels
 }
 
 // ---- descriptors ----
@@ -295,27 +306,30 @@ impl Set {
         let (h, w) = self.size;
         let (c, dim) = (self.channels, self.dim());
         assert_eq!(level.len(), self.n * c * h * w);
-        let chunks = ranges(self.n, 16);
-        let parts = par_map(chunks.len(), |t| {
-            let mut out = Vec::with_capacity(chunks[t].len() * NHOODS_PER_IMAGE * dim);
-            for i in chunks[t].clone() {
+        const IMAGES: usize = 16;
+        let mut desc = vec![0f32; self.n * NHOODS_PER_IMAGE * dim];
+        par_fill(&mut desc, IMAGES * NHOODS_PER_IMAGE * dim, |t, out| {
+            let images = out.len() / (NHOODS_PER_IMAGE * dim);
+            let mut rows = out.chunks_exact_mut(dim);
+            for i in t * IMAGES..t * IMAGES + images {
                 for j in 0..NHOODS_PER_IMAGE {
                     let (cy, cx) = self.centre(i, j);
-                    for ch in 0..c {
+                    let row = rows.next().expect("sized for the chunk's images");
+                    for (ch, block) in row.chunks_exact_mut(NHOOD * NHOOD).enumerate() {
                         let plane = &level[(i * c + ch) * h * w..][..h * w];
-                        for y in cy - HALF..=cy + HALF {
-                            let line = &plane[y * w + cx - HALF..=y * w + cx + HALF];
+                        for (dy, line) in block.chunks_exact_mut(NHOOD).enumerate() {
+                            let y = cy + dy - HALF;
+                            let src = &plane[y * w + cx - HALF..][..NHOOD];
                             match stats {
-                                Some(s) => out.extend(line.iter().map(|&v| s.apply(ch, v))),
-                                None => out.extend_from_slice(line),
+                                Some(s) => line.iter_mut().zip(src).for_each(|(o, &v)| *o = s.apply(ch, v)),
+                                None => line.copy_from_slice(src),
                             }
                         }
                     }
                 }
             }
-            out
         });
-        parts.concat()
+        desc
     }
 }
 
@@ -362,9 +376,7 @@ impl ChannelStats {
     fn normalise(&self, desc: &mut [f32]) {
         let per = NHOOD * NHOOD;
         let dim = self.mean.len() * per;
-        let parts: Vec<Mutex<&mut [f32]>> = desc.chunks_mut(4096 * dim).map(Mutex::new).collect();
-        pool::global().run(parts.len(), &|t| {
-            let mut part = parts[t].lock().expect("a task panicked");
+        par_fill(desc, 4096 * dim, |_, part| {
             for row in part.chunks_mut(dim) {
                 for (ch, vals) in row.chunks_mut(per).enumerate() {
                     vals.iter_mut().for_each(|v| *v = self.apply(ch, *v));

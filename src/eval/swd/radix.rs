@@ -25,17 +25,26 @@ thread_local! {
     static SORT: RefCell<(Vec<u32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// Sorts `keys` ascending: LSD radix, three passes of 11 bits (a pass whose digit is the same for
-/// every key is skipped), `tmp` as scratch.
-fn radix_sort_keys(keys: &mut Vec<u32>, tmp: &mut Vec<u32>) {
-    let n = keys.len();
-    let digit = |k: u32, pass: usize| ((k >> (pass as u32 * RADIX_BITS)) as usize) & (BUCKETS - 1);
-    let mut hist = vec![[0u32; BUCKETS]; 3];
-    for &k in keys.iter() {
+/// The digit of `key` that pass `pass` sorts by.
+#[inline(always)]
+fn digit(key: u32, pass: usize) -> usize {
+    ((key >> (pass as u32 * RADIX_BITS)) as usize) & (BUCKETS - 1)
+}
+
+/// Sorts the keys of `values` ascending into `keys`: their histograms as they are made, then LSD
+/// radix, three passes of 11 bits (a pass whose digit is the same for every key is skipped),
+/// `tmp` as scratch.
+fn sort_keys(values: &[f32], keys: &mut Vec<u32>, tmp: &mut Vec<u32>) {
+    let n = values.len();
+    let mut hist = [[0u32; BUCKETS]; 3];
+    keys.clear();
+    keys.extend(values.iter().map(|&v| {
+        let k = order_key(v);
         for (p, h) in hist.iter_mut().enumerate() {
             h[digit(k, p)] += 1;
         }
-    }
+        k
+    }));
     tmp.resize(n, 0);
     for (p, h) in hist.iter_mut().enumerate() {
         if n == 0 || h[digit(keys[0], p)] as usize == n {
@@ -45,9 +54,12 @@ fn radix_sort_keys(keys: &mut Vec<u32>, tmp: &mut Vec<u32>) {
         for c in h.iter_mut() {
             (*c, sum) = (sum, sum + *c);
         }
+        let dst = tmp.as_mut_slice();
         for &k in keys.iter() {
             let d = digit(k, p);
-            tmp[h[d] as usize] = k;
+            // The offsets of digit d run from the keys below it up to those and its own count,
+            // so each index is < n = dst.len().
+            dst[h[d] as usize] = k;
             h[d] += 1;
         }
         std::mem::swap(keys, tmp);
@@ -58,9 +70,7 @@ fn radix_sort_keys(keys: &mut Vec<u32>, tmp: &mut Vec<u32>) {
 pub fn with_sorted_keys<T>(values: &[f32], f: impl FnOnce(&[u32]) -> T) -> T {
     SORT.with(|cell| {
         let (keys, tmp) = &mut *cell.borrow_mut();
-        keys.clear();
-        keys.extend(values.iter().map(|&v| order_key(v)));
-        radix_sort_keys(keys, tmp);
+        sort_keys(values, keys, tmp);
         f(keys)
     })
 }

@@ -22,7 +22,7 @@ fn pictures(n: usize, size: usize) -> Dataset {
             for x in 0..size {
                 let (dy, dx) = (y as f32 - cy, x as f32 - cx);
                 let inside = dy * dy + dx * dx < r * r;
-                let stripe = if ((x as f32 + y as f32) / period) as usize % 2 == 0 { 0.1 } else { 0.0 };
+                let stripe = if (((x + y) as f32 / period) as usize).is_multiple_of(2) { 0.1 } else { 0.0 };
                 for ch in 0..3 {
                     let bg = 0.3 + 0.5 * d(10 + ch as u32) * (y as f32 / size as f32) + stripe;
                     let val = if inside { d(20 + ch as u32) } else { bg };
