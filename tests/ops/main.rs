@@ -7,9 +7,11 @@ mod common;
 
 mod activation;
 mod adam;
+mod augment;
 mod conv;
 mod ema;
 mod loss;
 mod matmul;
 mod random;
+mod spectral;
 mod xent;
