@@ -97,9 +97,28 @@ fn the_mlp_takes_spectral_norm_hinge_and_augmentation() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mlp");
     let args = [
-        "train", "--g-hidden", "16", "--d-hidden", "16", "--d-norm", "spectral", "--loss", "hinge", "--augment",
-        "translation,cutout", "--steps", "4", "--batch-size", "16", "--backend", "cpu", "--classifier", "none",
-        "--quiet", "--out", out.to_str().unwrap(),
+        "train",
+        "--g-hidden",
+        "16",
+        "--d-hidden",
+        "16",
+        "--d-norm",
+        "spectral",
+        "--loss",
+        "hinge",
+        "--augment",
+        "translation,cutout",
+        "--steps",
+        "4",
+        "--batch-size",
+        "16",
+        "--backend",
+        "cpu",
+        "--classifier",
+        "none",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
     ];
     ok(&args);
     let ck = checkpoint::load(&out.join("checkpoints/latest.safetensors")).unwrap();

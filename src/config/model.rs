@@ -106,9 +106,11 @@ impl std::str::FromStr for AugmentPolicy {
                 "color" | "colour" => p.color = true,
                 "translation" => p.translation = true,
                 "cutout" => p.cutout = true,
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "unknown augmentation '{other}': give any of color, translation, cutout (comma-separated), or none"
-                )),
+                ))
+                }
             }
         }
         Ok(p)
