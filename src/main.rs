@@ -96,9 +96,13 @@ struct BenchArgs {
     /// Storage precisions to measure, comma-separated (f16 on the GPU needs shader-f16).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,f16")]
     precision: Vec<Precision>,
-    /// The model: mlp (the benchmark MLP) or dcgan (the 28x28 convolutional GAN, f32 only).
+    /// The model: mlp (the benchmark MLP) or dcgan (the convolutional GAN, f32 only).
     #[arg(long, value_enum, default_value = "mlp")]
     arch: shadergan::config::model::Arch,
+    /// --arch dcgan: 28 (the 28x28 recipe of the PyTorch peer torch_dcgan.py), 32 or 64
+    /// (PyTorch's examples/dcgan on colour images, as scripts/torch_dcgan_bench.py).
+    #[arg(long, default_value_t = 28)]
+    image_size: usize,
     /// Threads of the CPU backend [default: SHADERGAN_THREADS, else every core this process may
     /// use].
     #[arg(long)]
@@ -317,6 +321,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         large: args.large,
         precisions: args.precision,
         arch: args.arch,
+        image_size: args.image_size,
     };
     let report = shadergan::commands::bench::run(&opts, |what| eprintln!("measuring {what} ..."))?;
     if args.json {

@@ -16,11 +16,12 @@ use crate::kernels::activation::Activation;
 /// The model and optimizer choices a user makes; `resolve` completes them from the data.
 #[derive(Args, Clone, Debug, PartialEq)]
 pub struct TrainOptions {
-    /// The networks: mlp (fully connected; --g-hidden, --d-hidden) or dcgan (convolutional with
-    /// batch norm, PyTorch's DCGAN example for 28x28, 32x32 and 64x64 images; --g-channels,
-    /// --d-channels).
-    #[arg(long, value_enum, default_value = "mlp")]
-    pub arch: Arch,
+    /// The networks: mlp (fully connected; --g-hidden, --d-hidden) or dcgan (convolutional,
+    /// PyTorch's DCGAN example for 28x28, 32x32 and 64x64 images; --g-channels, --d-channels)
+    /// [default: dcgan for 32x32 and 64x64 images (measured far ahead of the MLP there: README),
+    /// mlp otherwise].
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
     /// --arch dcgan: G's width, ngf of PyTorch's example (its last hidden layer's channels).
     #[arg(long, default_value_t = 64)]
     pub g_channels: usize,
