@@ -80,7 +80,8 @@ fn a_colour_folder_run_is_scored_by_the_swd_and_eval_reproduces_it() {
     let pics = folder(tmp.path(), "pics", 24);
     let out = tmp.path().join("run");
     let args = ["train", s(&pics), "--backend", "cpu", "--steps", "6", "--batch-size", "8", "--eval-every", "3"];
-    let o = ok(&[&args[..], &["--g-hidden", "32", "--d-hidden", "32", "--latent-dim", "8", "--out", s(&out)]].concat());
+    let small = ["--arch", "mlp", "--g-hidden", "32", "--d-hidden", "32", "--latent-dim", "8", "--out", s(&out)];
+    let o = ok(&[&args[..], &small].concat());
     // The log line at evaluation shows the SWD.
     let log = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(log.contains("eval step 3: SWD ") && log.contains("real-vs-real floor"), "{log}");
