@@ -29,8 +29,9 @@ enum Command {
     /// Write samples from a checkpoint's generator.
     Generate(GenerateArgs),
     /// Measure a run's generator, printed as JSON: toy runs by modes captured, % high quality and
-    /// reverse KL; image runs by a digit classifier (class coverage, class-KL, classifier score,
-    /// Fréchet distance beside the real-vs-real floor).
+    /// reverse KL; image runs by the sliced Wasserstein distance (16x16 and up) and, where a
+    /// classifier fits, class coverage, class-KL, classifier score and Fréchet distance, each
+    /// beside its real-vs-real floor.
     Eval(EvalArgs),
     /// List the GPU adapters wgpu can see (Vulkan, Metal, DX12; OpenGL too with WGPU_BACKEND=gl).
     Info,
@@ -193,7 +194,8 @@ struct TrainArgs {
 #[derive(Args)]
 struct EvalArgs {
     /// A run folder (its latest checkpoint), a checkpoint file, or a .npy of generated images
-    /// (uint8 or floats in [0, 1], e.g. from another trainer; scored against --data).
+    /// (uint8 or floats in [0, 1], e.g. from another trainer; scored against --data, a .npy or
+    /// an image folder read as `train` reads it, e.g. with --image-size).
     target: PathBuf,
     /// Measure against this toy benchmark [default: the run's own --toy].
     #[arg(long, value_enum)]

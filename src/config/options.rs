@@ -139,9 +139,10 @@ pub struct RunOptions {
     /// Write a checkpoint every this many steps, 0: only at the end.
     #[arg(long, default_value_t = 1000)]
     pub checkpoint_every: u32,
-    /// Evaluate G every this many steps into metrics.csv (toy metrics for --toy runs; class
-    /// coverage, class-KL, classifier score and Fréchet distance for images), 0: only at the end
-    /// (eval.json).
+    /// Evaluate G every this many steps into metrics.csv (toy metrics for --toy runs; for images
+    /// of 16x16 or more the sliced Wasserstein distance (swd, per level swd_64, ...), plus class
+    /// coverage, class-KL, classifier score and Fréchet distance where a classifier fits), 0: only
+    /// at the end (eval.json).
     #[arg(long, default_value_t = 0)]
     pub eval_every: u32,
     /// Step checkpoints to keep, the newest (0: all). Each holds the weights and Adam's state, what
