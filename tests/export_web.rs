@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use shadergan::backend::web::Recording;
 use shadergan::commands::export_web::program::{self, SECTIONS};
-use shadergan::config::TrainConfig;
+use shadergan::config::{Loss, TrainConfig};
 use shadergan::data::toy::Toy;
 use shadergan::ir::DataChunks;
 use shadergan::TrainOptions;
@@ -58,7 +58,7 @@ fn knobs_rewrite_the_program_into_the_one_with_that_setting() {
     let (cfg, data) = toy_config(0);
     let base = record(&cfg, data.n);
     let rerecord = |c: &TrainConfig| Ok(record(c, data.n));
-    let knobs = program::knobs(&cfg, &base, &rerecord).unwrap();
+    let knobs = program::knobs(&cfg, data.n, &base, &rerecord).unwrap();
     let names: Vec<&str> = knobs.iter().map(|k| k.name).collect();
     assert_eq!(names, ["lr", "d_lr", "beta1", "beta2", "real_label", "g_ema"]);
     let changed = [
@@ -86,6 +86,20 @@ fn knobs_rewrite_the_program_into_the_one_with_that_setting() {
         assert_eq!(patched, record(&want_cfg, data.n).sections, "{name}");
         assert!(knob.targets.iter().all(|t| SECTIONS[t.0] == "train"), "{name}: {:?}", knob.targets);
     }
+}
+
+/// A setting `train` refuses in this configuration is no knob: the hinge loss takes no label
+/// smoothing, so its page has no real-label slider (the rest stay).
+#[test]
+fn a_setting_train_would_refuse_is_no_knob() {
+    let (cfg, data) = toy_config(0);
+    let cfg = TrainConfig { loss: Loss::Hinge, ..cfg };
+    cfg.validate(data.n).unwrap();
+    let base = record(&cfg, data.n);
+    let rerecord = |c: &TrainConfig| Ok(record(c, data.n));
+    let knobs = program::knobs(&cfg, data.n, &base, &rerecord).unwrap();
+    let names: Vec<&str> = knobs.iter().map(|k| k.name).collect();
+    assert_eq!(names, ["lr", "d_lr", "beta1", "beta2", "g_ema"]);
 }
 
 /// Another seed's uniforms and initial actions make the program recorded with that seed.

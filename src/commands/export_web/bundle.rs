@@ -324,7 +324,7 @@ pub fn train_program(what: &TrainExport, seeds: &[u64], title: Option<&str>) -> 
     let rerecord = |c: &TrainConfig| program::record(c, &chunks, u8, extent, None)?.recording();
     let r = program::record(cfg, &chunks, u8, extent, None)?;
     let rec = r.recording()?;
-    let knobs = program::knobs(cfg, &rec, &rerecord)?;
+    let knobs = program::knobs(cfg, data.n, &rec, &rerecord)?;
     let mut variants = vec![SeedVariant {
         seed: cfg.seed,
         uniforms: vec![],

@@ -230,8 +230,11 @@ fn uniform_diff(base: &Recording, variant: &Recording) -> Result<Vec<WordDiff>> 
 
 /// The knobs of `cfg`'s program (`base` its recording): each setting changed to another value,
 /// the program recorded again, and the words that moved checked to hold exactly the setting.
+/// A setting `train` would refuse in this configuration (label smoothing with the hinge loss) is
+/// no knob.
 pub fn knobs(
     cfg: &TrainConfig,
+    n: usize,
     base: &Recording,
     rerecord: &dyn Fn(&TrainConfig) -> Result<Recording>,
 ) -> Result<Vec<Knob>> {
@@ -241,6 +244,9 @@ pub fn knobs(
         let other = if value != 0.0 { value * 0.5 } else { 0.5 };
         let mut changed = cfg.clone();
         (k.set)(&mut changed, other);
+        if changed.validate(n).is_err() {
+            continue;
+        }
         let diff = uniform_diff(base, &rerecord(&changed)?)?;
         if diff.iter().any(|&(_, _, _, b, v)| b != value.to_bits() || v != other.to_bits()) {
             return Err(Error::gpu(format!(
