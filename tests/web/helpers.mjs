@@ -14,8 +14,17 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const BIN = process.env.SHADERGAN_BIN || path.join(REPO, 'target/release/shadergan');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
+const temps = [];
+
+// A fresh folder under the system's temporary one, removed by `removeTemps`.
 export function tempDir(name) {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `shadergan-web-${name}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `shadergan-web-${name}-`));
+  temps.push(dir);
+  return dir;
+}
+
+export function removeTemps() {
+  for (const dir of temps.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 
 // Runs the shadergan binary; throws with its stderr when it fails.
