@@ -5,11 +5,12 @@
 //   cargo build --release && cd tests/web && npm ci && npm run screenshots
 //
 // SHADERGAN_SCREENSHOT_RUN=RUN_DIR takes the viewer's generator from a finished run instead of
-// training one (the default digits MLP for 3,000 steps on the CPU backend).
+// training one (the default run, `shadergan train`: 30 epochs of the digits MLP on the CPU
+// backend, a few more minutes).
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { REPO, launch, openPage, script, serve, shadergan, tempDir } from './helpers.mjs';
+import { REPO, launch, openPage, removeTemps, script, serve, shadergan, tempDir } from './helpers.mjs';
 
 const DOCS = path.join(REPO, 'docs');
 
@@ -59,10 +60,10 @@ try {
   let run = process.env.SHADERGAN_SCREENSHOT_RUN;
   if (!run) {
     run = path.join(tempDir('shots-run'), 'run');
-    shadergan(['train', '--steps', '3000', '--backend', 'cpu', '--out', run, '--quiet']);
+    shadergan(['train', '--backend', 'cpu', '--out', run, '--quiet']);
   }
   const out = path.join(tempDir('shots-export'), 'page');
-  shadergan(['export-web', run, '--out', out]);
+  shadergan(['export-web', run, '--out', out, '--title', 'the default run (shadergan train), 30 epochs']);
   const viewer = await openPage(browser, pathToFileURL(path.join(out, 'index.html')).href);
   await viewer.evaluate(async () => {
     const app = window.shadergan.app;
@@ -75,4 +76,5 @@ try {
 } finally {
   await browser.close();
   await server.close();
+  removeTemps();
 }
