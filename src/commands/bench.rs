@@ -387,11 +387,10 @@ pub fn table(r: &BenchReport, entries: bool) -> String {
             String::new()
         };
         // Three significant figures: the 64x64 DCGAN runs at a fraction of a step per second.
-        let rate = if x.steps_per_s >= 100.0 { format!("{:.1}", x.steps_per_s) } else { format!("{:.3}", x.steps_per_s) };
-        s += &format!(
-            "{:<7} {:<44} {:<9} {:>6} {:>10} {:>9}\n",
-            x.backend, x.device, x.precision, x.batch, rate, ratio
-        );
+        let rate =
+            if x.steps_per_s >= 100.0 { format!("{:.1}", x.steps_per_s) } else { format!("{:.3}", x.steps_per_s) };
+        s +=
+            &format!("{:<7} {:<44} {:<9} {:>6} {:>10} {:>9}\n", x.backend, x.device, x.precision, x.batch, rate, ratio);
     }
     for x in r.steps.iter().filter(|x| x.kernel_ms.is_some()) {
         let fam = x.kernel_ms.as_ref().expect("filtered");
