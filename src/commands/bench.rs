@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::plan::{dispatch_counts, dispatch_table, DispatchCount};
 use crate::backend::cpu::CpuExecutor;
 use crate::backend::gpu::{GpuContext, GpuExecutor};
 use crate::backend::Executor;
@@ -70,12 +71,14 @@ pub struct BenchReport {
     pub model: String,
     pub steps: Vec<StepResult>,
     pub matmul: Vec<MatmulResult>,
+    /// Dispatches per training step and per sampling pass of each model (`commands::plan`).
+    pub dispatches: Vec<DispatchCount>,
     pub notes: Vec<String>,
 }
 
 /// The benchmark model on the built-in MNIST digits: G 64-256-256-784 (ReLU, ReLU, sigmoid),
 /// D 784-256-256-1 (ReLU, ReLU, logit), Adam 2e-4.
-fn bench_config(data: &Dataset, arch: Arch, batch: usize, precision: Precision) -> Result<TrainConfig> {
+pub(crate) fn bench_config(data: &Dataset, arch: Arch, batch: usize, precision: Precision) -> Result<TrainConfig> {
     use crate::kernels::activation::Activation::{Relu, Sigmoid};
     if arch == Arch::Dcgan {
         // The 28x28 DCGAN as PyTorch's peer (torch_dcgan.py) trains it: Adam 2e-4, no weight
@@ -274,7 +277,7 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
                 10,000 MNIST digits"
         }
     };
-    let mut report = BenchReport { model: model.into(), ..Default::default() };
+    let mut report = BenchReport { model: model.into(), dispatches: dispatch_counts()?, ..Default::default() };
     let mut precisions = opts.precisions.clone();
     if opts.arch == Arch::Dcgan && precisions.contains(&Precision::F16) {
         precisions.retain(|&p| p == Precision::F32);
@@ -399,6 +402,7 @@ pub fn table(r: &BenchReport, entries: bool) -> String {
             );
         }
     }
+    s += &dispatch_table(&r.dispatches);
     for n in &r.notes {
         s += &format!("note: {n}\n");
     }
