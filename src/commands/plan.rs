@@ -144,11 +144,11 @@ mod tests {
         let got: Vec<(String, usize, usize)> =
             dispatch_counts().unwrap().into_iter().map(|c| (c.model, c.train_step, c.sample)).collect();
         let want = [
-            ("benchmark MLP", 48, 3),
-            ("MLP image defaults", 57, 3),
-            ("DCGAN as bench times it", 82, 8),
-            ("28x28 DCGAN defaults", 115, 11),
-            ("64x64 DCGAN", 146, 14),
+            ("benchmark MLP", 46, 3),
+            ("MLP image defaults", 55, 3),
+            ("DCGAN as bench times it", 80, 8),
+            ("28x28 DCGAN defaults", 113, 11),
+            ("64x64 DCGAN", 144, 14),
         ];
         let want: Vec<(String, usize, usize)> = want.iter().map(|&(m, t, s)| (m.to_string(), t, s)).collect();
         assert_eq!(got, want);

@@ -19,7 +19,7 @@ pub const TOLERANCES: &[(&str, Tolerance)] = &[
     ("leaky_relu", tol(0.0, 0.0)),
     ("gather", tol(0.0, 0.0)),
     ("dropout", tol(0.0, 0.0)),
-    ("adam_tick", tol(0.0, 0.0)),
+    ("step_tick", tol(0.0, 0.0)),
     // One exp and a division (GPU exp is not correctly rounded).
     ("sigmoid", tol(1e-5, 1e-6)),
     ("tanh", tol(1e-5, 1e-6)),

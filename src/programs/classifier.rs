@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::ir::state::OPTIMIZER_D;
 use crate::ir::{At, BufId, BufSpec, Buffers, DataChunks, Op, TrainState};
 use crate::kernels::activation::Activation;
-use crate::kernels::adam::{AdamParams, AdamStep, AdamTick, StepTick};
+use crate::kernels::adam::{AdamParams, AdamStep, StepTick};
 use crate::kernels::random::{self, RandomParams};
 use crate::kernels::xent::{SoftmaxXent, XentParams};
 use crate::nn::{self, Mode, Net, NetActs, NetParams, ParamGrads, Pass};
@@ -374,9 +374,8 @@ impl ClassifierProgram {
             ..Default::default()
         };
         let pb = &self.params;
-        ops.push(AdamTick { p: adam }.into());
         ops.push(AdamStep { p: adam, params: pb.params, grads: pb.grads, moments: pb.moments }.into());
-        ops.push(StepTick.into());
+        ops.push(StepTick { p: AdamParams { d_updates: 1, ..adam } }.into());
         ops
     }
 }

@@ -33,7 +33,7 @@ use crate::config::{Precision, TrainConfig};
 use crate::ir::state::{OPTIMIZER_D, OPTIMIZER_G};
 use crate::ir::{At, BufId, BufSpec, Buffers, DataChunks, Op};
 use crate::kernels::activation::{Cast, EwParams};
-use crate::kernels::adam::{AdamParams, AdamStep, AdamTick, StepTick};
+use crate::kernels::adam::{AdamParams, AdamStep, StepTick};
 use crate::kernels::ema::{EmaParams, EmaUpdate};
 use crate::kernels::loss::{BceLogits, LossParams, NO_SLOT};
 use crate::kernels::random::{self, NoiseNormal, RandomParams};
@@ -211,7 +211,9 @@ impl Builder<'_> {
         BceLogits { p, z: self.d_logits, dz: self.d_logits_grad, stats: self.stats }.into()
     }
 
-    fn adam(&self, ops: &mut Vec<Op>, net: &Net, bufs: &NetParams, optimizer: u32) {
+    /// The Adam update of `net`, its `earlier`-th in the step (its counters advance at the step's
+    /// end, in `step_tick`), then the f16 copy of its weights.
+    fn adam(&self, ops: &mut Vec<Op>, net: &Net, bufs: &NetParams, optimizer: u32, earlier: usize) {
         let cfg = self.cfg;
         let p = AdamParams {
             len: net.params_len as u32,
@@ -225,8 +227,9 @@ impl Builder<'_> {
                 0 => 0.0,
                 n => 1.0 / n as f32,
             },
+            earlier: earlier as u32,
+            ..Default::default()
         };
-        ops.push(AdamTick { p }.into());
         ops.push(AdamStep { p, params: bufs.params, grads: bufs.grads, moments: bufs.moments }.into());
         net.cast_weights(ops, bufs.params, bufs.params16);
     }
@@ -258,7 +261,7 @@ impl Builder<'_> {
                 self.d_net.backward(ops, w, fake_acts, &fake, dz.plus(db), None, ParamGrads::Add);
             }
         }
-        self.adam(ops, &self.d_net, &self.d, OPTIMIZER_D);
+        self.adam(ops, &self.d_net, &self.d, OPTIMIZER_D, j);
     }
 
     /// The G update through D (whose weights it does not touch), then G's weight average.
@@ -273,7 +276,7 @@ impl Builder<'_> {
         let (dout, dinput) = (At::start(self.d_logits_grad), At::start(self.d_input_grad));
         self.d_net.backward(ops, self.d.weights(), &self.d_acts, &pass, dout, Some(dinput), ParamGrads::None);
         self.g_net.backward(ops, self.g.weights(), &self.g_acts, &g_pass, dinput, None, ParamGrads::Write);
-        self.adam(ops, &self.g_net, &self.g, OPTIMIZER_G);
+        self.adam(ops, &self.g_net, &self.g, OPTIMIZER_G, 0);
     }
 
     /// G's weight average after G's update; with batch norm, its own running statistics from a
@@ -352,7 +355,14 @@ impl GanProgram {
         if let Some(ema) = &g_ema {
             s.ema_step(&mut train_step, ema);
         }
-        train_step.push(StepTick.into());
+        let updates = AdamParams {
+            d_updates: cfg.d_steps.max(1) as u32,
+            g_updates: 1,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            ..Default::default()
+        };
+        train_step.push(StepTick { p: updates }.into());
 
         let mut refresh = vec![];
         s.g_net.cast_weights(&mut refresh, s.g.params, s.g.params16);
