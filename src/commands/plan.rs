@@ -144,10 +144,10 @@ mod tests {
         let got: Vec<(String, usize, usize)> =
             dispatch_counts().unwrap().into_iter().map(|c| (c.model, c.train_step, c.sample)).collect();
         let want = [
-            ("benchmark MLP", 46, 3),
-            ("MLP image defaults", 55, 3),
-            ("DCGAN as bench times it", 80, 8),
-            ("28x28 DCGAN defaults", 113, 11),
+            ("benchmark MLP", 29, 3),
+            ("MLP image defaults", 38, 3),
+            ("DCGAN as bench times it", 76, 8),
+            ("28x28 DCGAN defaults", 106, 11),
             ("64x64 DCGAN", 144, 14),
         ];
         let want: Vec<(String, usize, usize)> = want.iter().map(|&(m, t, s)| (m.to_string(), t, s)).collect();

@@ -103,6 +103,11 @@ pub trait Kernel: fmt::Debug + Send + Sync {
     }
     /// The bytes of the uniform at binding 0, if the entry point has one.
     fn uniform(&self) -> Option<Vec<u8>>;
+    /// Values of the WGSL entry point's pipeline-overridable constants (`override` in WGSL):
+    /// the GPU executor compiles one pipeline per entry point and set of values.
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        vec![]
+    }
     /// (binding, resource) of every other binding, at the slots of the f32 entry point (an f16
     /// family binds an f32 buffer `F32_SLOT_SHIFT` further on; the executor applies that).
     fn bindings(&self) -> Vec<(u32, Res)>;
@@ -162,5 +167,17 @@ pub fn groups_1d(n: usize) -> [u32; 3] {
         [g as u32, 1, 1]
     } else {
         [65_535, g.div_ceil(65_535) as u32, 1]
+    }
+}
+
+/// Workgroups for a flat grid of `n` workgroups (a kernel that finds its part and tile from its
+/// workgroup's index wg.y nwg.x + wg.x), split so no dimension passes 65,535; the workgroups
+/// past `n` find nothing to do.
+pub fn groups_flat(n: usize) -> [u32; 3] {
+    let n = n.max(1);
+    if n <= 65_535 {
+        [n as u32, 1, 1]
+    } else {
+        [65_535, n.div_ceil(65_535) as u32, 1]
     }
 }

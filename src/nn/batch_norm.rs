@@ -68,7 +68,7 @@ impl Layer for BatchNorm {
         var.iter_mut().for_each(|v| *v = 1.0);
     }
 
-    fn scratch(&self, _rows: usize) -> Vec<(&'static str, usize)> {
+    fn scratch(&self, _rows: usize, _half: bool) -> Vec<(&'static str, usize)> {
         vec![("saved", 3 * self.channels)]
     }
 

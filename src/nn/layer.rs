@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::ir::{At, BufId, Op};
+use crate::kernels::activation::Activation;
 use crate::rng;
 
 /// Training (dropout masks keyed by `pass`, so that the backward pass recomputes the forward's)
@@ -110,13 +111,21 @@ pub struct Io {
 
 /// The backward pass's places: the gradient of the output, of the input (None: not wanted),
 /// whether to compute the layer's parameter gradients, and whether to add them to those already
-/// there (a second pass of the same step, e.g. D on fakes after D on reals).
+/// there (a second pass of the same step, e.g. D on fakes after D on reals). Where a layer ends
+/// in an activation and the next layer can scale its input gradient by that activation's
+/// derivative as it stores it ([`Layer::folds_input_activation`]), the network has it do so:
+/// the next layer's `dx_act` is the activation, and this layer's `dz_given` says its `dy`
+/// already is the gradient before its activation.
 #[derive(Clone, Copy, Debug)]
 pub struct Grads {
     pub dy: At,
     pub dx: Option<At>,
     pub weights: bool,
     pub accumulate: bool,
+    /// `dy` is already multiplied by the derivative of this layer's output activation.
+    pub dz_given: bool,
+    /// Scale `dx` by this activation's derivative at x (the layer before's output activation).
+    pub dx_act: Activation,
 }
 
 /// What the network hands a layer when it emits kernel calls.
@@ -135,6 +144,8 @@ pub struct Ctx<'a> {
     pub scratch: &'a [BufId],
     /// The program's seed (dropout masks).
     pub seed: u64,
+    /// The activations are f16 (`--precision f16`): the fused f32-only kernels do not apply.
+    pub half: bool,
 }
 
 /// One layer kind: its tensors, its storage needs and its kernel calls. Its parameters sit
@@ -160,12 +171,21 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn grad_in_place(&self) -> bool {
         false
     }
+    /// The activation this layer ends in (its output is act(z)), whose derivative the next layer
+    /// may apply for it ([`Grads`]); the identity when none or when the layer cannot take its dz.
+    fn output_activation(&self) -> Activation {
+        Activation::Identity
+    }
+    /// Its backward pass scales dx by [`Grads::dx_act`]'s derivative at x as it stores dx.
+    fn folds_input_activation(&self) -> bool {
+        false
+    }
     /// Seeded initial parameters (the layer's span of the flat buffer).
     fn init(&self, _key: InitKey, _params: &mut [f32]) {}
     /// Initial state.
     fn init_state(&self, _state: &mut [f32]) {}
-    /// f32 scratch buffers for `rows` rows: (name, length).
-    fn scratch(&self, _rows: usize) -> Vec<(&'static str, usize)> {
+    /// f32 scratch buffers for `rows` rows, with activations in f16 when `half`: (name, length).
+    fn scratch(&self, _rows: usize, _half: bool) -> Vec<(&'static str, usize)> {
         vec![]
     }
     fn forward(&self, cx: &mut Ctx, io: Io, mode: Mode);

@@ -5,7 +5,7 @@
 
 use super::layer::{Ctx, Grads, InitKey, Io, Layer, Mode, Output};
 use crate::ir::{At, BufId, Buffers, Op};
-use crate::kernels::activation::{Cast, EwParams};
+use crate::kernels::activation::{Activation, Cast, EwParams};
 
 /// A layer in a network.
 #[derive(Debug)]
@@ -97,6 +97,8 @@ pub struct NetActs {
     grads: Vec<Option<BufId>>,
     scratch: Vec<Vec<BufId>>,
     pub rows: usize,
+    /// Activations in f16.
+    half: bool,
 }
 
 impl NetActs {
@@ -204,10 +206,10 @@ impl Net {
             // the caller) or the next layer passes the gradient through in place.
             let aliased = i + 1 == n || self.layers[i + 1].layer.grad_in_place();
             grads.push((!aliased).then(|| bufs.f32(format!("{prefix}.{}.out.grad", l.name), len)));
-            let own = l.layer.scratch(rows).into_iter();
+            let own = l.layer.scratch(rows, bufs.half).into_iter();
             scratch.push(own.map(|(s, len)| bufs.f32(format!("{prefix}.{}.{s}", l.name), len)).collect());
         }
-        NetActs { vals, grads, scratch, rows }
+        NetActs { vals, grads, scratch, rows, half: bufs.half }
     }
 
     /// Where each value lives: the input, then each layer's output (the last at `out` if given).
@@ -257,6 +259,7 @@ impl Net {
             state_off: l.state_off,
             scratch: &acts.scratch[i],
             seed,
+            half: acts.half,
         }
     }
 
@@ -288,8 +291,25 @@ impl Net {
         for (i, l) in self.layers.iter().enumerate().rev() {
             let Some(dy) = g[i + 1] else { continue };
             let io = Io { x: v[i], y: v[i + 1], rows: pass.rows };
-            let grads = Grads { dy, dx: g[i], weights, accumulate: params == ParamGrads::Add };
+            let dx_act = if i > 0 { self.folded(i - 1, acts.half) } else { Activation::Identity };
+            let grads = Grads {
+                dy,
+                dx: g[i],
+                weights,
+                accumulate: params == ParamGrads::Add,
+                dz_given: self.folded(i, acts.half) != Activation::Identity,
+                dx_act,
+            };
             l.layer.backward(&mut self.ctx(ops, w, acts, i, pass.seed), io, grads, pass.mode);
+        }
+    }
+
+    /// The activation of layer `i` whose derivative layer `i + 1` applies to its input gradient
+    /// for it (the identity when none; never at f16, whose kernels do not fold).
+    fn folded(&self, i: usize, half: bool) -> Activation {
+        match self.layers.get(i + 1) {
+            Some(next) if !half && next.layer.folds_input_activation() => self.layers[i].layer.output_activation(),
+            _ => Activation::Identity,
         }
     }
 

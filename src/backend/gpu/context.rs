@@ -156,7 +156,7 @@ impl GpuContext {
         let mut limits = wgpu::Limits::downlevel_defaults();
         limits.max_storage_buffer_binding_size = offered.max_storage_buffer_binding_size;
         limits.max_buffer_size = offered.max_buffer_size;
-        // Batch norm's training forward binds five storage buffers (kernels::MAX_STORAGE_BINDINGS);
+        // matmul_backward binds six storage buffers (kernels::MAX_STORAGE_BINDINGS);
         // every Vulkan, Metal and DX12 device offers eight, only old GL ones fewer.
         limits.max_storage_buffers_per_shader_stage =
             offered.max_storage_buffers_per_shader_stage.min(crate::kernels::MAX_STORAGE_BINDINGS);

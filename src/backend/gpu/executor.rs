@@ -16,15 +16,21 @@ use crate::kernels::{self, Family, Slot, F32_SLOT_SHIFT};
 /// Training steps recorded into one command buffer at most.
 pub const MAX_STEPS_PER_SUBMIT: u32 = 32;
 
-/// One compute pipeline per entry point, compiled on first use.
+/// One compute pipeline per entry point and set of pipeline constants, compiled on first use.
 struct Kernels {
     modules: HashMap<&'static str, wgpu::ShaderModule>,
     pipelines: HashMap<String, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
 }
 
 impl Kernels {
-    fn get(&mut self, ctx: &GpuContext, entry: &str) -> Result<&(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
-        if !self.pipelines.contains_key(entry) {
+    fn get(
+        &mut self,
+        ctx: &GpuContext,
+        entry: &str,
+        constants: &[(&'static str, f64)],
+    ) -> Result<&(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
+        let key = pipeline_key(entry, constants);
+        if !self.pipelines.contains_key(&key) {
             let (family, e) = kernels::entry(entry).ok_or_else(|| Error::gpu(format!("no kernel named {entry}")))?;
             let device = &ctx.device;
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -75,16 +81,25 @@ impl Kernels {
                 layout: Some(&layout),
                 module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
                 cache: None,
             });
             if let Some(e) = pollster::block_on(scope.pop()) {
-                return Err(Error::gpu(format!("compiling kernel {entry}: {e}")));
+                return Err(Error::gpu(format!("compiling kernel {key}: {e}")));
             }
-            self.pipelines.insert(entry.to_string(), (pipeline, bgl));
+            self.pipelines.insert(key.clone(), (pipeline, bgl));
         }
-        Ok(&self.pipelines[entry])
+        Ok(&self.pipelines[&key])
     }
+}
+
+/// "entry" or "entry[NAME=value,...]": one pipeline per entry point and constants.
+fn pipeline_key(entry: &str, constants: &[(&'static str, f64)]) -> String {
+    if constants.is_empty() {
+        return entry.to_string();
+    }
+    let values: Vec<String> = constants.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{entry}[{}]", values.join(","))
 }
 
 /// A recorded kernel call: everything needed to dispatch it again.
@@ -203,7 +218,7 @@ impl GpuExecutor {
                     ctx.summary.name
                 )));
             }
-            let (pipeline, bgl) = self.kernels.get(&ctx, entry)?;
+            let (pipeline, bgl) = self.kernels.get(&ctx, entry, &op.constants())?;
             let (pipeline, bgl) = (pipeline.clone(), bgl.clone());
             let uniform_buf = op.uniform().map(|bytes| {
                 let label = format!("{entry}.params");

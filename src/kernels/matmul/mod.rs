@@ -7,7 +7,7 @@ pub mod twin;
 
 use super::activation::Activation;
 use super::{Entry, Family, Slot};
-use crate::ir::kernel::groups_1d;
+use crate::ir::kernel::{groups_1d, groups_flat};
 use crate::ir::{BufId, Host, Kernel, Res, Span, UniformLayout};
 
 crate::uniform! {
@@ -26,9 +26,29 @@ crate::uniform! {
         pub accumulate: u32,
         /// forward: 1 = no bias (nothing is read at `bias_off`).
         pub no_bias: u32,
+        /// matmul_backward: the activation (code) of the layer before, whose output x is: dx is
+        /// scaled by its derivative at x as it is stored.
+        pub act_in: u32,
+        /// matmul_backward: y (the activation's output, in dy's layout) in binding 4.
+        pub y_off: u32,
+        /// matmul_backward: x in binding 5.
+        pub x_off: u32,
+        /// matmul_backward: dx in binding 6.
+        pub dx_off: u32,
+        /// matmul_backward: [`PART_WEIGHT`] | [`PART_INPUT`] (set by [`MatmulBackward`]).
+        pub parts: u32,
+        /// matmul_backward: `act_in`'s slope.
+        pub slope_in: f32,
         pub _pad1: u32,
+        pub _pad2: u32,
+        pub _pad3: u32,
     }
 }
+
+/// matmul_backward computes dw (and db unless `no_bias`).
+pub const PART_WEIGHT: u32 = 1;
+/// matmul_backward computes dx.
+pub const PART_INPUT: u32 = 2;
 
 use Slot::{Read as R, ReadWrite as RW, Uniform as U};
 
@@ -46,6 +66,7 @@ pub const FAMILY: Family = Family {
         Entry { name: "matmul_backward_input", slots: ABC },
         Entry { name: "matmul_backward_weight", slots: ABC },
         Entry { name: "bias_backward", slots: &[U(0), R(1), RW(3)] },
+        Entry { name: "matmul_backward", slots: &[U(0), R(1), R(2), RW(3), R(4), R(5), RW(6)] },
     ],
     uniforms: &[MatmulParams::INFO],
 };
@@ -264,5 +285,96 @@ impl Kernel for BiasBackward {
                 twin::bias_backward(p, &b[a], o)
             }
         })
+    }
+}
+
+/// A linear layer's backward pass in one dispatch (`matmul_backward`): from dy, the gradient of
+/// its output y = act(x w^T + b), with dz = dy * act'(y) computed as dy is loaded: dw (+)= dz^T x
+/// and db (+)= the column sums of dz into `grads` (when given; db unless `p.no_bias`), and
+/// dx = (dz w) * act_in'(x) (when `dx` is given). Offsets: dy `a_off`, y `y_off`, w `c_off`, x
+/// `x_off`, dw `out_off`, db `bias_off`, dx `dx_off`; `p.act`, `p.slope` the activation applied
+/// on load (the identity when dy is already dz), `p.act_in`, `p.slope_in` the one applied to dx.
+#[derive(Clone, Debug)]
+pub struct MatmulBackward {
+    pub p: MatmulParams,
+    pub dy: BufId,
+    pub y: BufId,
+    pub w: BufId,
+    pub x: BufId,
+    pub grads: Option<BufId>,
+    pub dx: Option<BufId>,
+}
+
+impl MatmulBackward {
+    /// The params with `parts` set from the outputs given.
+    pub fn params(&self) -> MatmulParams {
+        let parts = if self.grads.is_some() { PART_WEIGHT } else { 0 } | if self.dx.is_some() { PART_INPUT } else { 0 };
+        MatmulParams { parts, ..self.p }
+    }
+
+    fn identity(&self) -> bool {
+        self.p.act == Activation::Identity.code()
+    }
+
+    /// Workgroups of each part, in grid order: dw tiles, db groups, dx tiles.
+    fn part_groups(&self) -> [usize; 3] {
+        let (m, n, k) = self.p.mnk();
+        let tiles = |cols: usize, rows: usize| cols.div_ceil(64) * rows.div_ceil(64);
+        let w = self.grads.is_some();
+        [
+            if w { tiles(k, n) } else { 0 },
+            if w && self.p.no_bias == 0 { n.div_ceil(256) } else { 0 },
+            if self.dx.is_some() { tiles(k, m) } else { 0 },
+        ]
+    }
+}
+
+impl Kernel for MatmulBackward {
+    fn entry(&self) -> &'static str {
+        "matmul_backward"
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        bytes(&self.params())
+    }
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        vec![("ACT", self.p.act as f64), ("ACT_IN", self.p.act_in as f64)]
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        let one = self.grads.or(self.dx).expect("matmul_backward computes dw or dx");
+        vec![
+            (1, Res::Buf(self.dy)),
+            (2, Res::Buf(self.w)),
+            (3, Res::Buf(self.grads.unwrap_or(one))),
+            (4, Res::Buf(if self.identity() { self.dy } else { self.y })),
+            (5, Res::Buf(self.x)),
+            (6, Res::Buf(self.dx.unwrap_or(one))),
+        ]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        groups_flat(self.part_groups().iter().sum())
+    }
+    fn spans(&self) -> Vec<Span> {
+        let (p, (m, n, k)) = (&self.p, self.p.mnk());
+        let mut s = vec![Span::read(self.dy, p.a_off, m * n)];
+        if !self.identity() {
+            s.push(Span::read(self.y, p.y_off, m * n));
+        }
+        if self.grads.is_some() || (self.dx.is_some() && p.act_in != Activation::Identity.code()) {
+            s.push(Span::read(self.x, p.x_off, m * k));
+        }
+        if let Some(g) = self.grads {
+            s.push(Span::write(g, p.out_off, n * k));
+            if p.no_bias == 0 {
+                s.push(Span::write(g, p.bias_off, n));
+            }
+        }
+        if let Some(dx) = self.dx {
+            s.push(Span::read(self.w, p.c_off, n * k));
+            s.push(Span::write(dx, p.dx_off, m * k));
+        }
+        s
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        twin::matmul_backward(self, host)
     }
 }
