@@ -146,9 +146,9 @@ mod tests {
         let want = [
             ("benchmark MLP", 29, 3),
             ("MLP image defaults", 38, 3),
-            ("DCGAN as bench times it", 76, 8),
-            ("28x28 DCGAN defaults", 106, 11),
-            ("64x64 DCGAN", 144, 14),
+            ("DCGAN as bench times it", 51, 5),
+            ("28x28 DCGAN defaults", 69, 7),
+            ("64x64 DCGAN", 95, 9),
         ];
         let want: Vec<(String, usize, usize)> = want.iter().map(|&(m, t, s)| (m.to_string(), t, s)).collect();
         assert_eq!(got, want);

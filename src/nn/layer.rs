@@ -101,13 +101,19 @@ impl InitKey {
     }
 }
 
-/// Where a layer's call reads and writes: input `x` and output `y` of `rows` rows.
+/// Where a layer's call reads and writes: input `x` and output `y` of `rows` rows, in `groups`
+/// batches of rows / groups rows one after the other that batch statistics keep apart (D's
+/// reals, then its fakes; 1 otherwise).
 #[derive(Clone, Copy, Debug)]
 pub struct Io {
     pub x: At,
     pub y: At,
     pub rows: usize,
+    pub groups: usize,
 }
+
+/// The most groups a pass has ([`Io::groups`]): D's reals and fakes.
+pub const MAX_GROUPS: usize = 2;
 
 /// The backward pass's places: the gradient of the output, of the input (None: not wanted),
 /// whether to compute the layer's parameter gradients, and whether to add them to those already

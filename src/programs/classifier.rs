@@ -112,7 +112,7 @@ impl Classifier {
                 Some(&(_, s)) => s,
                 None => {
                     let w = nn::Weights { read: params, grads: None, state: None };
-                    let pass = Pass { input: At::start(input), out: None, rows: m, mode: Mode::Eval, seed: 0 };
+                    let pass = Pass::new(At::start(input), m, Mode::Eval, 0);
                     let mut ops = vec![];
                     net.forward(&mut ops, w, &acts, &pass);
                     let s = exec.add_section(&ops).expect("sized for the network");
@@ -347,8 +347,7 @@ impl ClassifierProgram {
         let labels = RandomParams { len: b as u32, dim: 1, src_col: dim as u32, scale: 1.0, shift: 0.0, ..gather };
         let mut ops = random::gather_chunks(u8_data, pixels, self.input, chunks);
         ops.extend(random::gather_chunks(u8_data, labels, self.labels, chunks));
-        let pass =
-            Pass { input: At::start(self.input), out: None, rows: b, mode: Mode::Train { pass: 0 }, seed: req.seed };
+        let pass = Pass::new(At::start(self.input), b, Mode::Train { pass: 0 }, req.seed);
         self.net.forward(&mut ops, self.params.weights(), &self.acts, &pass);
         let p = XentParams {
             rows: b as u32,

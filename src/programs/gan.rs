@@ -32,7 +32,7 @@
 use crate::config::{Precision, TrainConfig};
 use crate::ir::state::{OPTIMIZER_D, OPTIMIZER_G};
 use crate::ir::{At, BufId, BufSpec, Buffers, DataChunks, Op};
-use crate::kernels::activation::{Cast, EwParams};
+use crate::kernels::activation::{Activation, Cast, EwParams};
 use crate::kernels::adam::{AdamParams, AdamStep, StepTick};
 use crate::kernels::ema::{EmaParams, EmaUpdate};
 use crate::kernels::loss::{BceLogits, LossParams, NO_SLOT};
@@ -133,13 +133,13 @@ impl Builder<'_> {
 
     fn g_pass(&self) -> Pass {
         let input = At::start(self.noise);
-        Pass { input, out: Some(self.fake()), rows: self.batch(), mode: Mode::Train { pass: 0 }, seed: self.cfg.seed }
+        Pass { out: Some(self.fake()), ..Pass::new(input, self.batch(), Mode::Train { pass: 0 }, self.cfg.seed) }
     }
 
     /// D on `rows` rows from `input`, its logits at row `logit_row` of the logits buffer.
     fn d_pass(&self, input: At, rows: usize, logit_row: usize, pass: u32) -> Pass {
         let out = Some(At { buf: self.d_logits, off: logit_row });
-        Pass { input, out, rows, mode: Mode::Train { pass }, seed: self.cfg.seed }
+        Pass { out, ..Pass::new(input, rows, Mode::Train { pass }, self.cfg.seed) }
     }
 
     fn noise_op(&self, stream: u32) -> Op {
@@ -270,12 +270,16 @@ impl Builder<'_> {
         let g_pass = self.g_pass();
         self.g_net.forward(ops, self.g.weights(), &self.g_acts, &g_pass);
         let rows = self.d_rows();
-        let pass = self.d_pass(self.fake(), rows, 0, 1);
+        // D's first layer applies the derivative of G's output activation to D.input's
+        // gradient where it can, so that G's last layer takes it as its dz (one kernel fewer).
+        let fold = self.d_net.input_fold(self.g_net.output_activation(), self.cfg.precision == Precision::F16);
+        let pass = Pass { input_act: fold, ..self.d_pass(self.fake(), rows, 0, 1) };
         self.d_net.forward(ops, self.d.weights(), &self.d_acts, &pass);
         ops.push(self.loss(rows, true));
         let (dout, dinput) = (At::start(self.d_logits_grad), At::start(self.d_input_grad));
         self.d_net.backward(ops, self.d.weights(), &self.d_acts, &pass, dout, Some(dinput), ParamGrads::None);
-        self.g_net.backward(ops, self.g.weights(), &self.g_acts, &g_pass, dinput, None, ParamGrads::Write);
+        let g_back = Pass { dout_is_dz: fold != Activation::Identity, ..g_pass };
+        self.g_net.backward(ops, self.g.weights(), &self.g_acts, &g_back, dinput, None, ParamGrads::Write);
         self.adam(ops, &self.g_net, &self.g, OPTIMIZER_G, 0);
     }
 
@@ -400,7 +404,7 @@ fn sample_section(s: &mut Builder, ema: Option<&EmaBufs>) -> (Vec<Op>, BufId, Bu
         }
         None => Weights { grads: None, ..s.g.weights() },
     };
-    let pass = Pass { input: At::start(sample_z), out: None, rows: SAMPLE_ROWS, mode: Mode::Eval, seed: s.cfg.seed };
+    let pass = Pass::new(At::start(sample_z), SAMPLE_ROWS, Mode::Eval, s.cfg.seed);
     s.g_net.forward(&mut ops, weights, &acts, &pass);
     (ops, sample_z, acts.output())
 }

@@ -11,5 +11,6 @@ mod conv;
 mod ema;
 mod loss;
 mod matmul;
+mod norm;
 mod random;
 mod xent;

@@ -127,7 +127,12 @@ pub fn matmul_backward(op: &super::MatmulBackward, host: &mut crate::ir::Host) {
                     matmul_backward_input(&q, dz, &b[w], dx);
                 }
                 let (o, len) = (p.dx_off as usize, (p.m * p.k) as usize);
-                scale_by_grad(p.act_in, p.slope_in, &b[x][p.x_off as usize..][..len], &mut dx[o..o + len]);
+                crate::kernels::activation::scale_by_grad(
+                    p.act_in,
+                    p.slope_in,
+                    &b[x][p.x_off as usize..][..len],
+                    &mut dx[o..o + len],
+                );
             }
         };
         match (op.grads, op.dx) {
@@ -137,24 +142,4 @@ pub fn matmul_backward(op: &super::MatmulBackward, host: &mut crate::ir::Host) {
             (None, None) => {}
         }
     });
-}
-
-/// g[i] = g[i] * act'(y[i]): `activation_backward`'s product (the same one rounding), in place;
-/// nothing for the identity.
-pub fn scale_by_grad(act: u32, slope: f32, y: &[f32], g: &mut [f32]) {
-    use crate::kernels::activation::activation_grad;
-    #[inline(always)]
-    fn each(y: &[f32], g: &mut [f32], grad: impl Fn(f32) -> f32) {
-        for (o, &v) in g.iter_mut().zip(y) {
-            *o *= grad(v);
-        }
-    }
-    match act {
-        0 => {}
-        1 => each(y, g, |v| activation_grad(v, 1, slope)),
-        2 => each(y, g, |v| activation_grad(v, 2, slope)),
-        3 => each(y, g, |v| activation_grad(v, 3, slope)),
-        4 => each(y, g, |v| activation_grad(v, 4, slope)),
-        _ => each(y, g, |v| activation_grad(v, act, slope)),
-    }
 }
