@@ -13,6 +13,10 @@ pub const PURPOSE_SAMPLES: u32 = 2;
 pub const PURPOSE_TOY: u32 = 3;
 /// The latents and the real-image order of image-quality evaluations.
 pub const PURPOSE_EVAL: u32 = 4;
+/// Spectral normalisation's initial u and v (`nn::spectral`).
+pub const PURPOSE_SPECTRAL: u32 = 5;
+/// DiffAugment's per-image draws (`nn::augment`, augment.wgsl).
+pub const PURPOSE_AUGMENT: u32 = 6;
 
 /// Noise stream of the D step and of the G step within one training step.
 pub const STREAM_D: u32 = 0;

@@ -6,6 +6,8 @@ mod common;
 
 use std::sync::Arc;
 
+use shadergan::config::model::DNorm;
+use shadergan::config::train::Loss;
 use shadergan::config::TrainConfig;
 use shadergan::data::Dataset;
 use shadergan::kernels::activation::{Activation, LEAKY_SLOPE};
@@ -93,6 +95,34 @@ fn bce(z: &[f64], y: f64) -> f64 {
     z.iter().map(|&z| z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()).sum::<f64>() / z.len() as f64
 }
 
+/// The loss of D's logits `z` against label `y` (1 real, 0 fake) under `--loss`, or G's (`g`).
+fn loss_of(loss: Loss, z: &[f64], y: f64, g: bool) -> f64 {
+    let mean = |f: &dyn Fn(f64) -> f64| z.iter().map(|&z| f(z)).sum::<f64>() / z.len() as f64;
+    match (loss, g) {
+        (Loss::Bce, _) => bce(z, y),
+        (Loss::Hinge, true) => mean(&|z| -z),
+        (Loss::Hinge, false) if y > 0.0 => mean(&|z| (1.0 - z).max(0.0)),
+        (Loss::Hinge, false) => mean(&|z| (1.0 + z).max(0.0)),
+    }
+}
+
+/// D's parameters with each spectrally normalised weight W replaced by W / (u^T W v), u and v
+/// read from D's state (held constant, as the gradient treats them).
+fn spectral(net: &Net, params: &[f64], state: &[f32]) -> Vec<f64> {
+    let mut p = params.to_vec();
+    for t in shadergan::nn::spectral::tensors(net) {
+        let (m, n) = (t.rows, t.cols);
+        let w = &params[t.w_off..t.w_off + m * n];
+        let sigma: f64 = (0..m)
+            .map(|i| (0..n).map(|j| state[t.u_off + i] as f64 * w[i * n + j] * state[t.v_off + j] as f64).sum::<f64>())
+            .sum();
+        for k in 0..m * n {
+            p[t.w_off + k] = w[k] / sigma;
+        }
+    }
+    p
+}
+
 fn to64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
@@ -104,6 +134,9 @@ fn check(cfg: TrainConfig, data: Arc<Dataset>) {
     let mut t = common::cpu_trainer(&zero_lr, &data, true);
     let start = t.snapshot().unwrap();
     t.train(1).unwrap();
+    // With spectral normalisation the D step reads u and v as they started; the G step after the
+    // D update's power iteration.
+    let after = t.snapshot().unwrap();
     assert_eq!(t.snapshot().unwrap().g.params, start.g.params);
     let d_grad = t.exec.read(t.program.d.grads).unwrap();
     let g_grad = t.exec.read(t.program.g.grads).unwrap();
@@ -134,13 +167,19 @@ fn check(cfg: TrainConfig, data: Arc<Dataset>) {
     let real_label = cfg.real_label as f64;
     let rate = cfg.d_dropout;
     let drop = |pass: u32, row0: usize| (rate > 0.0).then_some((cfg.seed, pass, rate, row0));
+    let sn = cfg.model.d_norm == DNorm::Spectral;
+    let d_net = &t.program.d_net;
+    let d_weights = |dp: &[f64], state: &[f32]| if sn { spectral(d_net, dp, state) } else { dp.to_vec() };
+    let loss = cfg.loss;
     let d_loss = |dp: &[f64]| {
+        let dp = d_weights(dp, &start.d.state);
         let fake = mlp(&gl, &gp, &zd, b);
         // One D pass over [real; fake]: the fake rows' mask indices follow the real rows'.
-        bce(&mlp_drop(&dl, dp, &real, db, drop(0, 0)), real_label)
-            + bce(&mlp_drop(&dl, dp, &fake, db, drop(0, db)), 0.0)
+        loss_of(loss, &mlp_drop(&dl, &dp, &real, db, drop(0, 0)), real_label, false)
+            + loss_of(loss, &mlp_drop(&dl, &dp, &fake, db, drop(0, db)), 0.0, false)
     };
-    let g_loss = |gp: &[f64]| bce(&mlp_drop(&dl, &dp, &mlp(&gl, gp, &zg, b), db, drop(1, 0)), 1.0);
+    let dp_g = d_weights(&dp, &after.d.state);
+    let g_loss = |gp: &[f64]| loss_of(loss, &mlp_drop(&dl, &dp_g, &mlp(&gl, gp, &zg, b), db, drop(1, 0)), 1.0, true);
 
     let h = 1e-6;
     for (name, params, analytic, loss) in
@@ -199,6 +238,36 @@ fn gradients_match_finite_differences() {
             cfg.real_label = 0.9;
             cfg.d_dropout = 0.3;
         }
+        check(cfg, data.clone());
+    }
+}
+
+/// The same check with the hinge loss, and with D's weights spectrally normalised (the gradient
+/// of W through W / sigma(W), u and v held constant), with PacGAN packing and dropout.
+#[test]
+fn hinge_and_spectral_norm_gradients_match_finite_differences() {
+    let data = data();
+    for (loss, d_norm) in
+        [(Loss::Hinge, None), (Loss::Bce, Some(DNorm::Spectral)), (Loss::Hinge, Some(DNorm::Spectral))]
+    {
+        let mut cfg = TrainOptions {
+            latent_dim: Some(3),
+            g_hidden: vec![4],
+            d_hidden: vec![6, 4],
+            g_activation: Some(Activation::LeakyRelu),
+            d_activation: Some(Activation::LeakyRelu),
+            g_output: Some(Activation::Tanh),
+            batch_size: Some(6),
+            pack: Some(2),
+            d_dropout: Some(0.3),
+            loss: Some(loss),
+            d_norm,
+            seed: 5,
+            ..Default::default()
+        }
+        .resolve(&data)
+        .unwrap();
+        cfg.g_ema = 0.0;
         check(cfg, data.clone());
     }
 }

@@ -9,7 +9,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{cpu_trainer, gpu_trainer, uniform};
-use shadergan::config::model::{Arch, DNorm};
+use shadergan::config::model::{Arch, AugmentPolicy, DNorm};
+use shadergan::config::train::Loss;
 use shadergan::data::Dataset;
 use shadergan::kernels::tolerance::{compare, tolerance};
 use shadergan::{Snapshot, TrainConfig, TrainOptions, Trainer};
@@ -105,6 +106,33 @@ fn dcgan_with_hidden_linear_layers_agrees_on_gpu_and_cpu() {
     agree_over_a_few_steps(&data, &cfg, "1x28x28, pack 2, d-dropout 0.3, fc-hidden 24 / 40");
 }
 
+/// The small-data remedies (`--d-norm spectral`, `--loss hinge`, `--augment`), alone and
+/// together, on both backends: D's spectrally normalised weights, their u and v (D's state), the
+/// augmented passes and G's gradient through them agree.
+#[test]
+fn spectral_norm_hinge_and_diffaugment_agree_on_gpu_and_cpu() {
+    let cases: [(usize, usize, usize, DNorm, Loss, &str, usize); 5] = [
+        (3, 32, 2, DNorm::Spectral, Loss::Hinge, "color,translation,cutout", 0),
+        (3, 32, 1, DNorm::Spectral, Loss::Bce, "none", 0),
+        (3, 32, 1, DNorm::Batch, Loss::Hinge, "translation", 0),
+        (1, 28, 2, DNorm::Spectral, Loss::Hinge, "color,cutout", 40),
+        (3, 64, 1, DNorm::Spectral, Loss::Hinge, "color,translation,cutout", 0),
+    ];
+    for (channels, size, pack, d_norm, loss, augment, d_fc_hidden) in cases {
+        let data = images(24, channels, size);
+        let mut cfg = packed_config(&data, 0.9, pack, 0.0);
+        cfg.model.d_norm = d_norm;
+        cfg.model.augment = augment.parse::<AugmentPolicy>().unwrap();
+        cfg.model.d_fc_hidden = d_fc_hidden;
+        cfg.loss = loss;
+        cfg.validate(data.n).unwrap();
+        let what = format!(
+            "{channels}x{size}x{size}, pack {pack}, {d_norm:?}, {loss:?}, augment {augment}, d-fc-hidden {d_fc_hidden}"
+        );
+        agree_over_a_few_steps(&data, &cfg, &what);
+    }
+}
+
 /// Four steps on both backends: the same stats, weights, running statistics and samples.
 fn agree_over_a_few_steps(data: &Arc<Dataset>, cfg: &TrainConfig, what: &str) {
     let mut cpu = cpu_trainer(cfg, data, false);
@@ -140,6 +168,65 @@ fn a_resumed_dcgan_run_is_bit_identical_on_the_cpu() {
     resumed.restore(&mid).unwrap();
     resumed.train(3).unwrap();
     assert_eq!(resumed.snapshot().unwrap(), straight.snapshot().unwrap());
+}
+
+#[test]
+fn a_resumed_run_with_spectral_norm_and_diffaugment_is_bit_identical_on_the_cpu() {
+    let data = images(24, 3, 32);
+    let mut cfg = packed_config(&data, 0.9, 2, 0.0);
+    (cfg.model.d_norm, cfg.loss) = (DNorm::Spectral, Loss::Hinge);
+    cfg.model.augment = AugmentPolicy::ALL;
+    let d = cfg.model.discriminator(0.0, false);
+    let names: Vec<String> = d.state_tensors().into_iter().map(|t| t.name).collect();
+    assert_eq!(names[..2], ["conv1.parametrizations.weight.0._u", "conv1.parametrizations.weight.0._v"]);
+    assert_eq!(d.tensors()[0].name, "conv1.parametrizations.weight.original");
+    assert!(!d.has_batch_norm() && d.layers[0].name == "augment");
+    let mut straight = cpu_trainer(&cfg, &data, false);
+    straight.train(6).unwrap();
+    let mut first = cpu_trainer(&cfg, &data, false);
+    first.train(3).unwrap();
+    let mid = first.snapshot().unwrap();
+    let mut resumed = cpu_trainer(&cfg, &data, false);
+    resumed.restore(&mid).unwrap();
+    // The restore rebuilds u and sigma from the stored v: u comes back to its bits.
+    assert_eq!(resumed.snapshot().unwrap(), mid);
+    resumed.train(3).unwrap();
+    assert_eq!(resumed.snapshot().unwrap(), straight.snapshot().unwrap());
+}
+
+/// After a D update the normalised weights have spectral norm ~1 (one power iteration per
+/// update keeps u and v close to the top singular vectors).
+#[test]
+fn spectral_norm_keeps_ds_weights_at_norm_one() {
+    let data = images(24, 3, 32);
+    let mut cfg = packed_config(&data, 0.0, 1, 0.0);
+    cfg.model.d_norm = DNorm::Spectral;
+    let mut t = cpu_trainer(&cfg, &data, true);
+    t.train(5).unwrap();
+    let s = t.snapshot().unwrap();
+    let d = cfg.model.discriminator(0.0, false);
+    let tensors = shadergan::nn::spectral::tensors(&d);
+    assert_eq!(tensors.len(), 4);
+    for st in tensors {
+        let (m, n) = (st.rows, st.cols);
+        let w = &s.d.params[st.w_off..st.w_off + m * n];
+        // sigma by 200 power iterations in f64 from the stored v.
+        let mut v: Vec<f64> = s.d.state[st.v_off..st.v_off + n].iter().map(|&x| x as f64).collect();
+        let mut sigma = 0.0;
+        for _ in 0..200 {
+            let u: Vec<f64> = (0..m).map(|i| (0..n).map(|j| w[i * n + j] as f64 * v[j]).sum()).collect();
+            sigma = u.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let wt: Vec<f64> = (0..n).map(|j| (0..m).map(|i| w[i * n + j] as f64 * u[i] / sigma).sum()).collect();
+            let nv = wt.iter().map(|x| x * x).sum::<f64>().sqrt();
+            v = wt.iter().map(|x| x / nv).collect();
+        }
+        // The stored u is the top left singular vector's estimate: W v / ||W v|| from the stored v.
+        let wv_norm = {
+            let v0: Vec<f64> = s.d.state[st.v_off..st.v_off + n].iter().map(|&x| x as f64).collect();
+            (0..m).map(|i| (0..n).map(|j| w[i * n + j] as f64 * v0[j]).sum::<f64>().powi(2)).sum::<f64>().sqrt()
+        };
+        assert!((wv_norm / sigma - 1.0).abs() < 0.05, "{m}x{n}: estimate {wv_norm} vs sigma {sigma}");
+    }
 }
 
 #[test]

@@ -44,6 +44,10 @@ pub enum DNorm {
     Batch,
     /// Nothing: each convolution has a bias instead.
     None,
+    /// Spectral normalisation (Miyato et al. 2018) of every convolution and linear weight of D,
+    /// one power iteration per D update (`nn::spectral`); no batch norm, a bias on each hidden
+    /// layer. For both architectures.
+    Spectral,
 }
 
 impl DNorm {
@@ -51,7 +55,84 @@ impl DNorm {
         match self {
             DNorm::Batch => "batch",
             DNorm::None => "none",
+            DNorm::Spectral => "spectral",
         }
+    }
+}
+
+/// DiffAugment's policy (`--augment`, Zhao et al. 2020): which of colour, translation and
+/// cutout the images D judges get, real and fake alike. Always applied in that order. Written in
+/// config.json as the flag spells it ("color,translation,cutout", "none").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AugmentPolicy {
+    pub color: bool,
+    pub translation: bool,
+    pub cutout: bool,
+}
+
+impl AugmentPolicy {
+    pub const ALL: AugmentPolicy = AugmentPolicy { color: true, translation: true, cutout: true };
+
+    pub fn is_none(&self) -> bool {
+        *self == AugmentPolicy::default()
+    }
+
+    /// The kernel's bits (`kernels::augment`).
+    pub fn flags(self) -> u32 {
+        use crate::kernels::augment::{COLOR, CUTOUT, TRANSLATION};
+        (self.color as u32 * COLOR) | (self.translation as u32 * TRANSLATION) | (self.cutout as u32 * CUTOUT)
+    }
+
+    pub fn name(self) -> String {
+        let on = [("color", self.color), ("translation", self.translation), ("cutout", self.cutout)];
+        let names: Vec<&str> = on.iter().filter(|(_, b)| *b).map(|(n, _)| *n).collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(",")
+        }
+    }
+}
+
+impl std::str::FromStr for AugmentPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let mut p = AugmentPolicy::default();
+        if s.trim() == "none" {
+            return Ok(p);
+        }
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "color" | "colour" => p.color = true,
+                "translation" => p.translation = true,
+                "cutout" => p.cutout = true,
+                other => {
+                    return Err(format!(
+                    "unknown augmentation '{other}': give any of color, translation, cutout (comma-separated), or none"
+                ))
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+impl std::fmt::Display for AugmentPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl Serialize for AugmentPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for AugmentPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -102,6 +183,10 @@ pub struct ModelConfig {
     pub g_fc_hidden: usize,
     #[serde(default)]
     pub d_fc_hidden: usize,
+    /// DiffAugment on D's inputs (`--augment`; configs written before it had none). Needs
+    /// `image`, which MLP configs then carry too.
+    #[serde(default, skip_serializing_if = "AugmentPolicy::is_none")]
+    pub augment: AugmentPolicy,
 }
 
 fn one() -> usize {
@@ -132,6 +217,16 @@ impl ModelConfig {
         }
         if self.d_hidden.contains(&0) {
             return bad("every --d-hidden size");
+        }
+        if !self.augment.is_none() {
+            match self.image {
+                Some(img) if img.channels * img.height * img.width == self.data_dim => {}
+                _ => {
+                    return Err(Error::input(
+                        "--augment is for images (it moves and cuts out pixels); this data is not images",
+                    ))
+                }
+            }
         }
         if self.arch == Arch::Dcgan {
             return self.validate_dcgan();
@@ -216,7 +311,17 @@ impl ModelConfig {
             return Net::new("D", NET_D, self.dcgan_discriminator(dropout));
         }
         let input = self.data_dim * self.pack;
-        let mut layers = nn::mlp(input, &self.d_hidden, 1, self.d_activation, Activation::Identity, dropout);
+        let mut layers = self.augment_layer();
+        let spectral = self.d_norm == DNorm::Spectral;
+        layers.extend(nn::mlp_with(
+            input,
+            &self.d_hidden,
+            1,
+            self.d_activation,
+            Activation::Identity,
+            dropout,
+            spectral,
+        ));
         if half {
             layers.push(("logits".into(), Box::new(Cast { features: 1, to_f16: false })));
         }
@@ -225,6 +330,19 @@ impl ModelConfig {
 }
 
 type Layers = Vec<(String, Box<dyn Layer>)>;
+
+impl ModelConfig {
+    /// D's first layer, `augment`, when `--augment` is on: the images of each row, augmented.
+    fn augment_layer(&self) -> Layers {
+        match self.image.filter(|_| !self.augment.is_none()) {
+            Some(image) => {
+                let aug = nn::Augment { image, pack: self.pack.max(1), flags: self.augment.flags() };
+                vec![("augment".into(), Box::new(aug) as Box<dyn Layer>)]
+            }
+            None => vec![],
+        }
+    }
+}
 
 /// Appends a layer and returns its output's (channels, height, width).
 fn push(
@@ -250,10 +368,17 @@ impl ModelConfig {
     }
 
     /// `hidden`: Linear(fan_in, features) without bias, then `bn_hidden` (per feature, ending in
-    /// the activation); `--g-fc-hidden` / `--d-fc-hidden`.
-    fn fc_hidden(&self, layers: &mut Layers, fan_in: usize, features: usize, act: Activation) {
+    /// the activation, `act_name`'s); `--g-fc-hidden` / `--d-fc-hidden`.
+    fn fc_hidden(&self, layers: &mut Layers, fan_in: usize, features: usize, act: Activation, act_name: &str) {
         let init = Init::Normal(DCGAN_INIT_STD);
-        let fc = Linear { fan_in, fan_out: features, activation: Activation::Identity, bias: false, init };
+        if act_name == "lrelu" && self.d_norm == DNorm::Spectral {
+            // D's, spectrally normalised: a bias and the activation, no batch norm.
+            let fc = Linear { fan_in, fan_out: features, activation: act, bias: true, init, spectral: true };
+            push(layers, "hidden".into(), fc, (features, 1, 1));
+            return;
+        }
+        let fc =
+            Linear { fan_in, fan_out: features, activation: Activation::Identity, bias: false, init, spectral: false };
         push(layers, "hidden".into(), fc, (features, 1, 1));
         let bn = BatchNorm { channels: features, spatial: 1, init_std: DCGAN_INIT_STD, act };
         push(layers, "bn_hidden".into(), bn, (features, 1, 1));
@@ -273,7 +398,7 @@ impl ModelConfig {
         let nz = match self.g_fc_hidden {
             0 => nz,
             hidden => {
-                self.fc_hidden(&mut layers, nz, hidden, act);
+                self.fc_hidden(&mut layers, nz, hidden, act, "relu");
                 hidden
             }
         };
@@ -283,8 +408,14 @@ impl ModelConfig {
         // Channels of the first block: ngf times 2^(doublings - 1), halved by each doubling.
         let c0 = g << (doublings - 1);
         let mut chw = if linear {
-            let fc =
-                Linear { fan_in: nz, fan_out: c0 * 49, activation: Activation::Identity, bias: false, init: normal };
+            let fc = Linear {
+                fan_in: nz,
+                fan_out: c0 * 49,
+                activation: Activation::Identity,
+                bias: false,
+                init: normal,
+                spectral: false,
+            };
             push(&mut layers, "fc".into(), fc, (c0, 7, 7))
         } else {
             let identity = Activation::Identity;
@@ -342,7 +473,9 @@ impl ModelConfig {
         let img = self.image_shape();
         let (d, act) = (self.d_channels, self.d_activation);
         let normal = Init::Normal(DCGAN_INIT_STD);
-        let mut layers = Layers::new();
+        let mut layers = self.augment_layer();
+        let spectral = self.d_norm == DNorm::Spectral;
+        let batch_norm = self.d_norm == DNorm::Batch;
         let end = if img.height == 28 { 7 } else { 4 };
         let mut chw = (img.channels * self.pack, img.height, img.width);
         let mut i = 1;
@@ -350,11 +483,12 @@ impl ModelConfig {
             let (c, h, w) = chw;
             let c_out = if i == 1 { d } else { 2 * c };
             // Without batch norm after it, a hidden convolution has a bias of its own.
-            let bias = i > 1 && self.d_norm == DNorm::None;
+            let bias = i > 1 && !batch_norm;
             // The activation in the convolution's epilogue where no batch norm follows it.
-            let plain = i == 1 || self.d_norm == DNorm::None;
+            let plain = i == 1 || !batch_norm;
             let activation = if plain { act } else { Activation::Identity };
-            let conv = Conv2d { c_in: c, c_out, h, w, k: 4, stride: 2, pad: 1, bias, init: normal, activation };
+            let conv =
+                Conv2d { c_in: c, c_out, h, w, k: 4, stride: 2, pad: 1, bias, init: normal, spectral, activation };
             chw = push(&mut layers, format!("conv{i}"), conv, (c_out, h / 2, w / 2));
             if !plain {
                 self.norm_act(&mut layers, i, chw, act);
@@ -372,7 +506,7 @@ impl ModelConfig {
         }
         let (mut c, mut h, mut w) = chw;
         if self.d_fc_hidden > 0 {
-            self.fc_hidden(&mut layers, c * h * w, self.d_fc_hidden, act);
+            self.fc_hidden(&mut layers, c * h * w, self.d_fc_hidden, act, "lrelu");
             (c, h, w) = (self.d_fc_hidden, 1, 1);
             if dropout > 0.0 {
                 let dropout = Dropout { features: c, rate: dropout, salt: i as u32 };
@@ -380,8 +514,14 @@ impl ModelConfig {
             }
         }
         if img.height == 28 {
-            let fc =
-                Linear { fan_in: c * h * w, fan_out: 1, activation: Activation::Identity, bias: true, init: normal };
+            let fc = Linear {
+                fan_in: c * h * w,
+                fan_out: 1,
+                activation: Activation::Identity,
+                bias: true,
+                init: normal,
+                spectral,
+            };
             push(&mut layers, "fc".into(), fc, (1, 1, 1));
         } else {
             let conv = Conv2d {
@@ -394,6 +534,7 @@ impl ModelConfig {
                 pad: 0,
                 bias: false,
                 init: normal,
+                spectral,
                 activation: Activation::Identity,
             };
             push(&mut layers, format!("conv{i}"), conv, (1, 1, 1));
@@ -429,6 +570,7 @@ mod tests {
             d_norm: DNorm::Batch,
             g_fc_hidden: 0,
             d_fc_hidden: 0,
+            augment: AugmentPolicy::default(),
         }
     }
 
@@ -479,6 +621,7 @@ mod dcgan_tests {
             d_norm: DNorm::Batch,
             g_fc_hidden: 0,
             d_fc_hidden: 0,
+            augment: AugmentPolicy::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, Parser};
 
-use super::model::{Arch, DNorm};
+use super::model::{Arch, AugmentPolicy, DNorm};
 use super::train::Precision;
 use crate::kernels::activation::Activation;
 
@@ -27,10 +27,21 @@ pub struct TrainOptions {
     /// --arch dcgan: D's width, ndf (its first layer's channels).
     #[arg(long, default_value_t = 64)]
     pub d_channels: usize,
-    /// --arch dcgan: what follows D's hidden convolutions: batch norm (PyTorch's example) or
-    /// none (each convolution then has a bias).
-    #[arg(long, value_enum, default_value = "batch")]
-    pub d_norm: DNorm,
+    /// D's normalisation: batch (batch norm after D's hidden convolutions, PyTorch's example;
+    /// --arch dcgan only), none (a bias on each hidden convolution instead), or spectral
+    /// (spectral normalisation of every D weight, one power iteration per D update, biases, no
+    /// batch norm; both architectures) [default: batch for --arch dcgan, none for mlp].
+    #[arg(long, value_enum)]
+    pub d_norm: Option<DNorm>,
+    /// D's and G's losses: bce (binary cross-entropy on D's logits, G's non-saturating loss) or
+    /// hinge (D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z))) [default: bce].
+    #[arg(long, value_enum)]
+    pub loss: Option<crate::config::train::Loss>,
+    /// DiffAugment on every image D judges, real and fake, in both steps: any of color,
+    /// translation, cutout (comma-separated, applied in that order), or none. Images only
+    /// [default: none].
+    #[arg(long)]
+    pub augment: Option<AugmentPolicy>,
     /// --arch dcgan, 28x28 images: a hidden fully connected layer of this many features (batch
     /// norm, ReLU) between z and G's first layer, as InfoGAN's MNIST model has; 0: none, as
     /// PyTorch's recipe [default: 16 x --g-channels at 28x28 (1024), else 0].

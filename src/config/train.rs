@@ -34,6 +34,27 @@ impl Precision {
     }
 }
 
+/// D's and G's losses (`--loss`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    /// Binary cross-entropy on D's logits; G's non-saturating loss (Goodfellow et al. 2014).
+    #[default]
+    Bce,
+    /// The hinge loss (SNGAN, BigGAN): D minimises relu(1 - D(x)) + relu(1 + D(G(z))), G
+    /// minimises -D(G(z)).
+    Hinge,
+}
+
+impl Loss {
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::Bce => "bce",
+            Loss::Hinge => "hinge",
+        }
+    }
+}
+
 /// What the trainers need: the model, the optimizer, the seed and how data values are scaled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -87,6 +108,9 @@ pub struct TrainConfig {
     /// writes samples in that layout; None when it had none ((N, D), (N, H, W)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layout: Option<Layout>,
+    /// D's and G's losses; configs written before `--loss` trained with BCE.
+    #[serde(default)]
+    pub loss: Loss,
 }
 
 /// Hidden layer sizes of both networks, unless the data is images.
@@ -150,6 +174,11 @@ impl TrainOptions {
     /// The configuration for `data`, with the defaults of its kind: images (data in [0, 1]), a
     /// `--toy` data set, or other data; flags given win.
     pub fn resolve_for(&self, data: &Dataset, toy: Option<Toy>) -> Result<TrainConfig> {
+        if self.arch == Arch::Mlp && self.d_norm == Some(DNorm::Batch) {
+            return Err(Error::input(
+                "--d-norm batch is for --arch dcgan (the MLP's D has no batch norm); the MLP takes none or spectral",
+            ));
+        }
         let cfg = match self.arch {
             Arch::Mlp => self.resolve_mlp(data, toy),
             Arch::Dcgan => self.resolve_dcgan(data, toy)?,
@@ -185,7 +214,7 @@ impl TrainOptions {
         m.image = Some(image);
         m.g_channels = self.g_channels;
         m.d_channels = self.d_channels;
-        m.d_norm = self.d_norm;
+        m.d_norm = self.d_norm.unwrap_or(DNorm::Batch);
         // The hidden linear layers exist at 28x28 only (where G starts and D ends linear).
         let per_width = if image.height == 28 { DCGAN_FC_HIDDEN_PER_WIDTH } else { 0 };
         m.g_fc_hidden = self.g_fc_hidden.unwrap_or(per_width * self.g_channels);
@@ -202,6 +231,15 @@ impl TrainOptions {
     }
 
     fn resolve_mlp(&self, data: &Dataset, toy: Option<Toy>) -> TrainConfig {
+        let mut cfg = self.resolve_mlp_plain(data, toy);
+        if !cfg.model.augment.is_none() && cfg.model.arch == Arch::Mlp {
+            // DiffAugment moves pixels, so the MLP's D needs to know the image's geometry.
+            cfg.model.image = data.image().filter(|_| toy.is_none());
+        }
+        cfg
+    }
+
+    fn resolve_mlp_plain(&self, data: &Dataset, toy: Option<Toy>) -> TrainConfig {
         // Defaults measured on MNIST: the plain benchmark model (ReLU, sigmoid output on [0, 1])
         // collapses to one blob; leaky ReLU with a tanh output on [-1, 1] draws varied digits.
         let image = data.is_unit_range();
@@ -241,9 +279,12 @@ impl TrainOptions {
                 d_activation,
                 g_output,
                 pack: pick(self.pack, PACK, TOY_PACK),
-                d_norm: DNorm::Batch,
+                // The MLP's D has no batch norm: "batch" (what configs have always said) reads as
+                // none; spectral normalisation is the one choice it takes.
+                d_norm: if self.d_norm == Some(DNorm::Spectral) { DNorm::Spectral } else { DNorm::Batch },
                 g_fc_hidden: 0,
                 d_fc_hidden: 0,
+                augment: self.augment.unwrap_or_default(),
             },
             batch_size: self.batch_size_for(toy),
             seed: self.seed,
@@ -269,6 +310,7 @@ impl TrainOptions {
             lr_decay_end: 0,
             image: data.image(),
             layout: data.layout,
+            loss: self.loss.unwrap_or_default(),
         }
     }
 }
@@ -341,6 +383,20 @@ impl TrainConfig {
             // Its backward pass reads the derivative from the dropped-out output, which is right
             // only for activations whose derivative depends on the sign alone.
             return Err(Error::input(format!("--d-dropout needs --d-activation relu or leaky-relu, not {act:?}")));
+        }
+        if self.loss == Loss::Hinge && self.real_label != 1.0 {
+            return Err(Error::input(
+                "--label-smoothing is for --loss bce (it is a label of the cross-entropy); the hinge loss has none",
+            ));
+        }
+        if self.precision == Precision::F16 {
+            let f32_only = [
+                ("--augment", !self.model.augment.is_none()),
+                ("--d-norm spectral", self.model.d_norm == DNorm::Spectral),
+            ];
+            if let Some((flag, _)) = f32_only.iter().find(|(_, on)| *on) {
+                return Err(Error::input(format!("{flag} trains in f32; leave out --precision f16")));
+            }
         }
         if !(0.0..1.0).contains(&self.g_ema) {
             return Err(Error::input(format!("--g-ema must be in [0, 1), not {}", self.g_ema)));

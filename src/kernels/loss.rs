@@ -1,5 +1,5 @@
-//! Binary cross-entropy on logits, loss and gradient fused (loss.wgsl): D's loss on real and
-//! fake rows, and G's non-saturating loss.
+//! D's and G's losses on logits, loss and gradient fused (loss.wgsl): binary cross-entropy (D's
+//! loss on real and fake rows, G's non-saturating loss) and the hinge loss (`--loss hinge`).
 
 use super::activation::sigmoid;
 use super::{Entry, Family, Slot};
@@ -22,7 +22,8 @@ crate::uniform! {
         pub slot_loss: u32,
         pub slot_prob_first: u32,
         pub slot_prob_second: u32,
-        pub _pad0: u32,
+        /// hinge_logits: 1 for D's max(0, 1 - y z), 0 for G's -y z.
+        pub hinge_margin: u32,
     }
 }
 
@@ -33,7 +34,10 @@ pub const FAMILY: Family = Family {
     wgsl: include_str!("../../shaders/loss.wgsl"),
     f16: false,
     unchecked: false,
-    entries: &[Entry { name: "bce_logits", slots: &[U(0), R(1), RW(2), RW(3)] }],
+    entries: &[
+        Entry { name: "bce_logits", slots: &[U(0), R(1), RW(2), RW(3)] },
+        Entry { name: "hinge_logits", slots: &[U(0), R(1), RW(2), RW(3)] },
+    ],
     uniforms: &[LossParams::INFO],
 };
 
@@ -46,30 +50,50 @@ pub struct BceLogits {
     pub stats: BufId,
 }
 
-impl Kernel for BceLogits {
-    fn entry(&self) -> &'static str {
-        "bce_logits"
-    }
-    fn uniform(&self) -> Option<Vec<u8>> {
-        Some(bytemuck::bytes_of(&self.p).to_vec())
-    }
-    fn bindings(&self) -> Vec<(u32, Res)> {
-        vec![(1, Res::Buf(self.z)), (2, Res::Buf(self.dz)), (3, Res::Buf(self.stats))]
-    }
-    fn workgroups(&self) -> [u32; 3] {
-        [1, 1, 1]
-    }
-    fn spans(&self) -> Vec<Span> {
-        let (p, rows) = (&self.p, self.p.rows as usize);
-        let slots = [p.slot_loss, p.slot_prob_first, p.slot_prob_second];
-        let mut s = vec![Span::read(self.z, p.z_off, rows), Span::write(self.dz, p.dz_off, rows)];
-        s.extend(slots.iter().filter(|&&x| x != NO_SLOT).map(|&x| Span::write(self.stats, x, 1)));
-        s
-    }
-    fn run_cpu(&self, host: &mut Host) {
-        let (p, z) = (&self.p, self.z);
-        host.with_outs(self.dz, self.stats, |b, dz, stats| bce_logits(p, &b[z], dz, stats))
-    }
+/// The hinge loss's twin of [`BceLogits`] (the same buffers; the labels are signs).
+#[derive(Clone, Debug)]
+pub struct HingeLogits {
+    pub p: LossParams,
+    pub z: BufId,
+    pub dz: BufId,
+    pub stats: BufId,
+}
+
+macro_rules! loss_kernel {
+    ($ty:ident, $entry:literal, $twin:ident) => {
+        impl Kernel for $ty {
+            fn entry(&self) -> &'static str {
+                $entry
+            }
+            fn uniform(&self) -> Option<Vec<u8>> {
+                Some(bytemuck::bytes_of(&self.p).to_vec())
+            }
+            fn bindings(&self) -> Vec<(u32, Res)> {
+                vec![(1, Res::Buf(self.z)), (2, Res::Buf(self.dz)), (3, Res::Buf(self.stats))]
+            }
+            fn workgroups(&self) -> [u32; 3] {
+                [1, 1, 1]
+            }
+            fn spans(&self) -> Vec<Span> {
+                loss_spans(&self.p, self.z, self.dz, self.stats)
+            }
+            fn run_cpu(&self, host: &mut Host) {
+                let (p, z) = (&self.p, self.z);
+                host.with_outs(self.dz, self.stats, |b, dz, stats| $twin(p, &b[z], dz, stats))
+            }
+        }
+    };
+}
+
+loss_kernel!(BceLogits, "bce_logits", bce_logits);
+loss_kernel!(HingeLogits, "hinge_logits", hinge_logits);
+
+fn loss_spans(p: &LossParams, z: BufId, dz: BufId, stats: BufId) -> Vec<Span> {
+    let rows = p.rows as usize;
+    let slots = [p.slot_loss, p.slot_prob_first, p.slot_prob_second];
+    let mut s = vec![Span::read(z, p.z_off, rows), Span::write(dz, p.dz_off, rows)];
+    s.extend(slots.iter().filter(|&&x| x != NO_SLOT).map(|&x| Span::write(stats, x, 1)));
+    s
 }
 
 /// log(1 + x) for x in [0, 1] (`log1p_small` in common.wgsl).
@@ -84,6 +108,29 @@ pub fn log1p_small(x: f32) -> f32 {
 /// Binary cross-entropy on logits, loss and gradient fused (see loss.wgsl). The sums are taken
 /// in the kernel's order (256 strided partial sums, then a tree) so that both sides round alike.
 pub fn bce_logits(p: &LossParams, z: &[f32], dz: &mut [f32], stats: &mut [f32]) {
+    loss_rows(p, z, dz, stats, |zi, y, scale| {
+        let loss = zi.max(0.0) - zi * y + log1p_small((-zi.abs()).exp());
+        (loss, (sigmoid(zi) - y) * scale)
+    })
+}
+
+/// The hinge loss (see loss.wgsl): labels are signs; `hinge_margin` 1 gives D's max(0, 1 - y z),
+/// 0 gives G's -y z.
+pub fn hinge_logits(p: &LossParams, z: &[f32], dz: &mut [f32], stats: &mut [f32]) {
+    let margin = p.hinge_margin != 0;
+    loss_rows(p, z, dz, stats, |zi, y, scale| {
+        let g = -y * scale;
+        if !margin {
+            return (-y * zi, g);
+        }
+        let m = 1.0 - y * zi;
+        (m.max(0.0), if m > 0.0 { g } else { 0.0 })
+    })
+}
+
+/// The loop and the fixed-order reduction both losses share: `row(z, y, scale)` gives a row's
+/// loss and gradient; the statistics are the scaled loss sums and the means of sigmoid(z).
+fn loss_rows(p: &LossParams, z: &[f32], dz: &mut [f32], stats: &mut [f32], row: impl Fn(f32, f32, f32) -> (f32, f32)) {
     const LANES: usize = 256;
     let mut partial = [[0f32; 4]; LANES];
     for (lane, acc) in partial.iter_mut().enumerate() {
@@ -93,8 +140,8 @@ pub fn bce_logits(p: &LossParams, z: &[f32], dz: &mut [f32], stats: &mut [f32]) 
             let first = (i as u32) < p.n_first;
             let (y, scale) = if first { (p.label_first, p.scale_first) } else { (p.label_second, p.scale_second) };
             let s = sigmoid(zi);
-            let loss = zi.max(0.0) - zi * y + log1p_small((-zi.abs()).exp());
-            dz[p.dz_off as usize + i] = (s - y) * scale;
+            let (loss, g) = row(zi, y, scale);
+            dz[p.dz_off as usize + i] = g;
             if first {
                 acc[0] += loss;
                 acc[2] += s;

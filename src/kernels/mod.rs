@@ -10,6 +10,7 @@
 
 pub mod activation;
 pub mod adam;
+pub mod augment;
 pub mod conv;
 pub mod ema;
 pub mod gemm;
@@ -19,6 +20,7 @@ pub mod norm;
 pub mod norm_fast;
 pub mod random;
 pub mod scratch;
+pub mod spectral;
 pub mod tolerance;
 pub mod xent;
 
@@ -89,6 +91,8 @@ pub const FAMILIES: &[&Family] = &[
     &conv::FAMILY,
     &conv::FAMILY_GEMM,
     &norm::FAMILY,
+    &spectral::FAMILY,
+    &augment::FAMILY,
 ];
 
 /// Structs declared in common.wgsl, prepended to every family.

@@ -24,6 +24,9 @@ pub const TOLERANCES: &[(&str, Tolerance)] = &[
     ("sigmoid", tol(1e-5, 1e-6)),
     ("tanh", tol(1e-5, 1e-6)),
     ("bce_logits", tol(1e-5, 1e-6)),
+    // Comparisons, signs and one product by +-1: exact but for the sums of the statistics
+    // (sigmoid's exp), as bce_logits.
+    ("hinge_logits", tol(1e-5, 1e-6)),
     // A max, a sum of exps, one log and one exp per class (GPU exp/log not correctly rounded).
     ("softmax_xent", tol(1e-5, 1e-6)),
     // Sums of up to ~1000 products in another order (GPU: 4-wide vectors, maybe fused FMA).
@@ -73,6 +76,20 @@ pub const TOLERANCES: &[(&str, Tolerance)] = &[
     // deviations into their sum; inv_std's error passes into y, dx and dgamma. Values of x_hat
     // near a cancellation make the absolute part matter.
     ("batch_norm", tol(1e-4, 1e-5)),
+    // Spectral normalisation. The power iteration's matrix-vector products and the gradient's
+    // dot product are sums of up to 8192 products in the twins' order (256 strided lanes, then a
+    // tree), which the GPU may fuse into FMAs: as matmul. Normalising and scaling divide, which
+    // WGSL allows 2.5 ulp; sqrt too: a few ulp relative.
+    ("spectral_matvec", tol(1e-4, 1e-5)),
+    ("spectral_grad_dot", tol(1e-4, 1e-5)),
+    ("spectral_normalize", tol(1e-5, 1e-7)),
+    ("spectral_scale", tol(1e-6, 0.0)),
+    // (g - c u v) / sigma: the product may be fused into the difference, which near a
+    // cancellation leaves an absolute error of about an ulp of c u v.
+    ("spectral_backward", tol(1e-5, 1e-6)),
+    // DiffAugment: a few products and sums per value (which the GPU may fuse into FMAs), and the
+    // image's sum for the contrast's mean in the twin's order: as a short matmul.
+    ("augment", tol(1e-5, 1e-6)),
     // Ten full training steps: the per-kernel differences above, compounded through Adam, whose
     // first steps divide by sqrt(v) ~ |g| and so turn tiny gradient differences into parameter
     // differences of order lr * (relative gradient difference).

@@ -67,7 +67,7 @@ impl Layer for BatchNorm {
         beta.iter_mut().for_each(|v| *v = 0.0);
     }
 
-    fn init_state(&self, state: &mut [f32]) {
+    fn init_state(&self, _key: InitKey, _params: &[f32], state: &mut [f32]) {
         let (mean, var) = state.split_at_mut(self.channels);
         mean.iter_mut().for_each(|v| *v = 0.0);
         var.iter_mut().for_each(|v| *v = 1.0);

@@ -1,7 +1,9 @@
 //! A 2-D convolution, torch.nn.Conv2d(c_in, c_out, k, stride, pad): weight (c_out, c_in, k, k),
-//! then bias (c_out) unless the layer has none; on rows of (c_in, h, w) NCHW values.
+//! then bias (c_out) unless the layer has none; on rows of (c_in, h, w) NCHW values. With
+//! `spectral`, the weight is spectrally normalised as a (c_out, c_in k k) matrix (`nn::spectral`).
 
 use super::layer::{Ctx, Grads, Init, InitKey, Io, Layer, Mode, TensorSpec};
+use super::spectral;
 use crate::ir::At;
 use crate::kernels::activation::{Activation, ActivationBackward, EwParams};
 use crate::kernels::conv::{conv2d_out_size, Conv2dShape};
@@ -18,6 +20,7 @@ pub struct Conv2d {
     pub pad: usize,
     pub bias: bool,
     pub init: Init,
+    pub spectral: bool,
     /// The activation after it, fused into its kernels' epilogue (the identity for none).
     pub activation: Activation,
 }
@@ -64,7 +67,8 @@ impl Layer for Conv2d {
     }
 
     fn params(&self) -> Vec<TensorSpec> {
-        let mut t = vec![TensorSpec::new("weight", &[self.c_out, self.c_in, self.k, self.k])];
+        let mut t =
+            vec![TensorSpec::new(spectral::weight_name(self.spectral), &[self.c_out, self.c_in, self.k, self.k])];
         if self.bias {
             t.push(TensorSpec::new("bias", &[self.c_out]));
         }
@@ -73,6 +77,23 @@ impl Layer for Conv2d {
 
     fn init(&self, key: InitKey, params: &mut [f32]) {
         key.weights_and_bias(self.init, self.c_in * self.k * self.k, self.weights(), params);
+    }
+
+    fn state(&self) -> Vec<TensorSpec> {
+        match self.spectral() {
+            Some((m, n)) => spectral::state_specs(m, n),
+            None => vec![],
+        }
+    }
+
+    fn init_state(&self, key: InitKey, params: &[f32], state: &mut [f32]) {
+        if let Some((m, n)) = self.spectral() {
+            spectral::init_state(key, params, m, n, state);
+        }
+    }
+
+    fn spectral(&self) -> Option<(usize, usize)> {
+        self.spectral.then_some((self.c_out, self.c_in * self.k * self.k))
     }
 
     fn forward(&self, cx: &mut Ctx, io: Io, _mode: Mode) {

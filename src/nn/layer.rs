@@ -188,8 +188,14 @@ pub trait Layer: fmt::Debug + Send + Sync {
     }
     /// Seeded initial parameters (the layer's span of the flat buffer).
     fn init(&self, _key: InitKey, _params: &mut [f32]) {}
-    /// Initial state.
-    fn init_state(&self, _state: &mut [f32]) {}
+    /// Initial state, from the layer's initial parameters (`params`, its span) where it depends
+    /// on them (spectral normalisation's u and v).
+    fn init_state(&self, _key: InitKey, _params: &[f32], _state: &mut [f32]) {}
+    /// With spectral normalisation: its weight, at its first parameter, read as an (m, n)
+    /// matrix; u (m) at its first state value, then v (n). See `nn::spectral`.
+    fn spectral(&self) -> Option<(usize, usize)> {
+        None
+    }
     /// f32 scratch buffers for `rows` rows, with activations in f16 when `half`: (name, length).
     fn scratch(&self, _rows: usize, _half: bool) -> Vec<(&'static str, usize)> {
         vec![]

@@ -1,7 +1,10 @@
 //! A linear layer with its bias and activation fused into one kernel: y = act(x w^T + b), w
 //! (out, in) like torch.nn.Linear, then b (out) unless the layer has none (before batch norm).
+//! With `spectral`, w is spectrally normalised (`nn::spectral`): the kernels read w / sigma(w)
+//! from the network's normalised copy, and w is named as PyTorch's parametrization names it.
 
 use super::layer::{Ctx, Grads, Init, InitKey, Io, Layer, Mode, TensorSpec};
+use super::spectral;
 use crate::ir::At;
 use crate::kernels::activation::{Activation, ActivationBackward, EwParams};
 use crate::kernels::matmul::{
@@ -15,12 +18,13 @@ pub struct Linear {
     pub activation: Activation,
     pub bias: bool,
     pub init: Init,
+    pub spectral: bool,
 }
 
 impl Linear {
     /// With a bias, initialised as nn.Linear's default.
     pub fn new(fan_in: usize, fan_out: usize, activation: Activation) -> Self {
-        Linear { fan_in, fan_out, activation, bias: true, init: Init::Default }
+        Linear { fan_in, fan_out, activation, bias: true, init: Init::Default, spectral: false }
     }
 
     /// Where the bias starts, from the layer's first parameter.
@@ -49,7 +53,7 @@ impl Layer for Linear {
     }
 
     fn params(&self) -> Vec<TensorSpec> {
-        let mut t = vec![TensorSpec::new("weight", &[self.fan_out, self.fan_in])];
+        let mut t = vec![TensorSpec::new(spectral::weight_name(self.spectral), &[self.fan_out, self.fan_in])];
         if self.bias {
             t.push(TensorSpec::new("bias", &[self.fan_out]));
         }
@@ -59,6 +63,24 @@ impl Layer for Linear {
     /// PyTorch's default draws weight and bias as one span: U(-1/sqrt(in), 1/sqrt(in)).
     fn init(&self, key: InitKey, params: &mut [f32]) {
         key.weights_and_bias(self.init, self.fan_in, self.bias_off(), params);
+    }
+
+    fn state(&self) -> Vec<TensorSpec> {
+        if self.spectral {
+            spectral::state_specs(self.fan_out, self.fan_in)
+        } else {
+            vec![]
+        }
+    }
+
+    fn init_state(&self, key: InitKey, params: &[f32], state: &mut [f32]) {
+        if self.spectral {
+            spectral::init_state(key, params, self.fan_out, self.fan_in, state);
+        }
+    }
+
+    fn spectral(&self) -> Option<(usize, usize)> {
+        self.spectral.then_some((self.fan_out, self.fan_in))
     }
 
     /// At f16 only: dz, the activation's backward pass, between its kernel and the matmuls (at

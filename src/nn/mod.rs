@@ -7,6 +7,7 @@
 //! `crate::kernels` (or the existing ones).
 
 pub mod activation;
+pub mod augment;
 pub mod batch_norm;
 pub mod cast;
 pub mod conv2d;
@@ -15,8 +16,10 @@ pub mod dropout;
 pub mod layer;
 pub mod linear;
 pub mod net;
+pub mod spectral;
 
 pub use activation::Activation;
+pub use augment::Augment;
 pub use batch_norm::BatchNorm;
 pub use cast::Cast;
 pub use conv2d::Conv2d;
@@ -24,4 +27,4 @@ pub use conv_transpose2d::ConvTranspose2d;
 pub use dropout::Dropout;
 pub use layer::{Ctx, Grads, Init, InitKey, Io, Layer, Mode, Output, TensorSpec};
 pub use linear::Linear;
-pub use net::{mlp, Net, NetActs, NetParams, ParamGrads, Pass, Tensor, Weights};
+pub use net::{mlp, mlp_with, Net, NetActs, NetParams, ParamGrads, Pass, Tensor, Weights};

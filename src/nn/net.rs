@@ -88,6 +88,9 @@ pub struct NetParams {
     pub moments: BufId,
     /// Non-trainable state (None when the network has none).
     pub state: Option<BufId>,
+    /// With spectrally normalised weights: the copy of the parameters the layers read, and the
+    /// power iteration's scratch (`nn::spectral`).
+    pub sn: Option<super::spectral::SpectralBufs>,
 }
 
 /// The weights a pass reads: a network's own, or another copy of them (G's weight average).
@@ -100,7 +103,8 @@ pub struct Weights {
 
 impl NetParams {
     pub fn weights(&self) -> Weights {
-        Weights { read: self.params16.unwrap_or(self.params), grads: Some(self.grads), state: self.state }
+        let read = self.params16.or(self.sn.map(|s| s.weights)).unwrap_or(self.params);
+        Weights { read, grads: Some(self.grads), state: self.state }
     }
 }
 
@@ -145,6 +149,11 @@ impl Net {
         Net { name: name.into(), id, layers: out, params_len, state_len }
     }
 
+    /// Whether a layer keeps batch statistics (then each pass through it has a batch of its own).
+    pub fn has_batch_norm(&self) -> bool {
+        self.layers.iter().any(|l| l.layer.kind() == "batch_norm")
+    }
+
     pub fn input_features(&self) -> usize {
         self.layers.first().map_or(0, |l| l.layer.in_features())
     }
@@ -186,11 +195,15 @@ impl Net {
         params
     }
 
-    pub fn init_state(&self) -> Vec<f32> {
+    /// Initial state for the initial parameters `params` (`init(seed)`).
+    pub fn init_state(&self, seed: u64, params: &[f32]) -> Vec<f32> {
         let mut state = vec![0f32; self.state_len];
         for l in &self.layers {
             let len: usize = l.layer.state().iter().map(|t| t.len()).sum();
-            l.layer.init_state(&mut state[l.state_off..l.state_off + len]);
+            let plen: usize = l.layer.params().iter().map(|t| t.len()).sum();
+            let key = InitKey { seed, net: self.id, index: l.index };
+            let p = &params[l.param_off..l.param_off + plen];
+            l.layer.init_state(key, p, &mut state[l.state_off..l.state_off + len]);
         }
         state
     }
@@ -203,7 +216,8 @@ impl Net {
         let grads = bufs.f32(format!("{name}.params.grad"), len);
         let moments = bufs.f32(format!("{name}.adam.moments"), 2 * len);
         let state = (self.state_len > 0).then(|| bufs.f32(format!("{name}.state"), self.state_len));
-        NetParams { params, params16, grads, moments, state }
+        let sn = super::spectral::alloc(self, bufs);
+        NetParams { params, params16, grads, moments, state, sn }
     }
 
     /// Buffers for one use of the network on up to `rows` rows, labelled `{prefix}.{layer}...`.
@@ -359,6 +373,19 @@ pub fn mlp(
     out_act: crate::kernels::activation::Activation,
     dropout: f32,
 ) -> Vec<(String, Box<dyn Layer>)> {
+    mlp_with(input, hidden, output, hidden_act, out_act, dropout, false)
+}
+
+/// [`mlp`], its linear layers spectrally normalised when `spectral` (`nn::spectral`).
+pub fn mlp_with(
+    input: usize,
+    hidden: &[usize],
+    output: usize,
+    hidden_act: crate::kernels::activation::Activation,
+    out_act: crate::kernels::activation::Activation,
+    dropout: f32,
+    spectral: bool,
+) -> Vec<(String, Box<dyn Layer>)> {
     let mut sizes = vec![input];
     sizes.extend_from_slice(hidden);
     sizes.push(output);
@@ -366,7 +393,8 @@ pub fn mlp(
     for (i, pair) in sizes.windows(2).enumerate() {
         let last = i + 2 == sizes.len();
         let act = if last { out_act } else { hidden_act };
-        layers.push((format!("fc{}", i + 1), Box::new(super::Linear::new(pair[0], pair[1], act))));
+        let linear = super::Linear { spectral, ..super::Linear::new(pair[0], pair[1], act) };
+        layers.push((format!("fc{}", i + 1), Box::new(linear)));
         if !last && dropout > 0.0 {
             let d = super::Dropout { features: pair[1], rate: dropout, salt: i as u32 };
             layers.push((format!("drop{}", i + 1), Box::new(d)));

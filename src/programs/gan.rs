@@ -29,15 +29,16 @@
 //! the master weights rounded to f16. The kernels that touch an f16 buffer are the `_f16` entry
 //! points, picked by the executor from the buffers' dtypes.
 
+use crate::config::train::Loss;
 use crate::config::{Precision, TrainConfig};
 use crate::ir::state::{OPTIMIZER_D, OPTIMIZER_G};
 use crate::ir::{At, BufId, BufSpec, Buffers, DataChunks, Op};
 use crate::kernels::activation::{Activation, Cast, EwParams};
 use crate::kernels::adam::{AdamParams, AdamStep, StepTick};
 use crate::kernels::ema::{EmaParams, EmaUpdate};
-use crate::kernels::loss::{BceLogits, LossParams, NO_SLOT};
+use crate::kernels::loss::{BceLogits, HingeLogits, LossParams, NO_SLOT};
 use crate::kernels::random::{self, NoiseNormal, RandomParams};
-use crate::nn::{Mode, Net, NetActs, NetParams, ParamGrads, Pass, Weights};
+use crate::nn::{spectral, Mode, Net, NetActs, NetParams, ParamGrads, Pass, Weights};
 use crate::rng;
 
 /// Rows G is run on per `sample` call.
@@ -179,11 +180,24 @@ impl Builder<'_> {
         }
     }
 
-    /// Mean BCE of D's logits (`rows` of them): with `g_step`, G's loss against label 1 on fakes
-    /// only; else D's, real rows first against the real label, then fakes against 0.
+    /// D's loss on its logits (`rows` of them): with `g_step`, G's loss on fakes only; else D's,
+    /// real rows first, then fakes. BCE: labels 1 (or the smoothed real label) and 0, G's
+    /// non-saturating loss against 1. Hinge: signs +1 and -1 with the margin, G's -D(G(z)).
     fn loss(&self, rows: usize, g_step: bool) -> Op {
+        let p = self.bce_params(rows, g_step);
+        let (z, dz, stats) = (self.d_logits, self.d_logits_grad, self.stats);
+        match self.cfg.loss {
+            Loss::Bce => BceLogits { p, z, dz, stats }.into(),
+            Loss::Hinge => {
+                let p = LossParams { label_second: -1.0, hinge_margin: !g_step as u32, ..p };
+                HingeLogits { p, z, dz, stats }.into()
+            }
+        }
+    }
+
+    fn bce_params(&self, rows: usize, g_step: bool) -> LossParams {
         let inv_b = 1.0 / self.d_rows() as f32;
-        let p = if g_step {
+        if g_step {
             LossParams {
                 rows: rows as u32,
                 n_first: rows as u32,
@@ -207,8 +221,7 @@ impl Builder<'_> {
                 slot_prob_second: SLOT_D_FAKE,
                 ..Default::default()
             }
-        };
-        BceLogits { p, z: self.d_logits, dz: self.d_logits_grad, stats: self.stats }.into()
+        }
     }
 
     /// The Adam update of `net`, its `earlier`-th in the step (its counters advance at the step's
@@ -230,8 +243,16 @@ impl Builder<'_> {
             earlier: earlier as u32,
             ..Default::default()
         };
+        if let (Some(sn), Some(state)) = (bufs.sn, bufs.state) {
+            // The gradients of W / sigma, every pass added, become those of W.
+            spectral::backward(ops, net, bufs.grads, state, sn);
+        }
         ops.push(AdamStep { p, params: bufs.params, grads: bufs.grads, moments: bufs.moments }.into());
         net.cast_weights(ops, bufs.params, bufs.params16);
+        if let (Some(sn), Some(state)) = (bufs.sn, bufs.state) {
+            // One power iteration on the new weights, and the weights the next passes read.
+            spectral::refresh(ops, net, bufs.params, state, sn, true);
+        }
     }
 
     /// D update `j` of the step, on fresh noise and a fresh real batch. The first uses noise
@@ -315,7 +336,7 @@ impl GanProgram {
         let (g, d) = (g_net.alloc(&mut bufs), d_net.alloc(&mut bufs));
         let g_acts = g_net.alloc_acts(&mut bufs, "G", b);
         // Batch norm in D: reals and fakes in passes of their own.
-        let apart = d_net.state_len > 0;
+        let apart = d_net.has_batch_norm();
         let d_acts = d_net.alloc_acts(&mut bufs, "D", if apart { db } else { 2 * db });
         let d_fake_acts = apart.then(|| d_net.alloc_acts(&mut bufs, "D.fake", db));
         let stats = bufs.f32("stats", 4);
@@ -371,6 +392,10 @@ impl GanProgram {
         let mut refresh = vec![];
         s.g_net.cast_weights(&mut refresh, s.g.params, s.g.params16);
         s.d_net.cast_weights(&mut refresh, s.d.params, s.d.params16);
+        if let (Some(sn), Some(state)) = (s.d.sn, s.d.state) {
+            // D's normalised weights from the stored v (u and sigma recomputed, u to its bits).
+            spectral::refresh(&mut refresh, &s.d_net, s.d.params, state, sn, false);
+        }
         let (sample, sample_z, sample_out) = sample_section(&mut s, g_ema.as_ref());
         GanProgram {
             bufs: s.bufs.specs,

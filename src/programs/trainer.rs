@@ -113,10 +113,10 @@ impl GanTrainer {
             sample: exec.add_section(&program.sample)?,
             refresh: exec.add_section(&program.refresh)?,
         };
-        let fresh = |net: &crate::nn::Net| NetSnapshot {
-            params: net.init(cfg.seed),
-            moments: vec![0.0; 2 * net.params_len],
-            state: net.init_state(),
+        let fresh = |net: &crate::nn::Net| {
+            let params = net.init(cfg.seed);
+            let state = net.init_state(cfg.seed, &params);
+            NetSnapshot { params, moments: vec![0.0; 2 * net.params_len], state }
         };
         let snapshot = Snapshot {
             state: TrainState::new(),

@@ -309,6 +309,7 @@ mod tests {
             d_norm: crate::config::model::DNorm::Batch,
             g_fc_hidden: 0,
             d_fc_hidden: 0,
+            augment: Default::default(),
         };
         let (g, d) = (model.generator(false), model.discriminator(0.0, false));
         let (batch_size, seed, lr, beta1, beta2, eps, real_label) = (2, 9, 2e-4, 0.5, 0.999, 1e-8, 0.9);
@@ -334,6 +335,7 @@ mod tests {
             lr_decay_end: 40,
             image: None,
             layout: None,
+            loss: crate::config::Loss::Bce,
         };
         let wave = |n: usize, k: f32| (0..n).map(|i| (i as f32 * k).sin() * 1e-3).collect::<Vec<f32>>();
         let snapshot = Snapshot {

@@ -7,10 +7,12 @@ mod common;
 
 mod activation;
 mod adam;
+mod augment;
 mod conv;
 mod ema;
 mod loss;
 mod matmul;
 mod norm;
 mod random;
+mod spectral;
 mod xent;
