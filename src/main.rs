@@ -29,8 +29,9 @@ enum Command {
     /// Write samples from a checkpoint's generator.
     Generate(GenerateArgs),
     /// Measure a run's generator, printed as JSON: toy runs by modes captured, % high quality and
-    /// reverse KL; image runs by a digit classifier (class coverage, class-KL, classifier score,
-    /// Fréchet distance beside the real-vs-real floor).
+    /// reverse KL; image runs by the sliced Wasserstein distance (16x16 and up) and, where a
+    /// classifier fits, class coverage, class-KL, classifier score and Fréchet distance, each
+    /// beside its real-vs-real floor.
     Eval(EvalArgs),
     /// List the GPU adapters wgpu can see (Vulkan, Metal, DX12; OpenGL too with WGPU_BACKEND=gl).
     Info,
@@ -95,9 +96,13 @@ struct BenchArgs {
     /// Storage precisions to measure, comma-separated (f16 on the GPU needs shader-f16).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,f16")]
     precision: Vec<Precision>,
-    /// The model: mlp (the benchmark MLP) or dcgan (the 28x28 convolutional GAN, f32 only).
+    /// The model: mlp (the benchmark MLP) or dcgan (the convolutional GAN, f32 only).
     #[arg(long, value_enum, default_value = "mlp")]
     arch: shadergan::config::model::Arch,
+    /// --arch dcgan: 28 (the 28x28 recipe of the PyTorch peer torch_dcgan.py), 32 or 64
+    /// (PyTorch's examples/dcgan on colour images, as scripts/torch_dcgan_bench.py).
+    #[arg(long, default_value_t = 28)]
+    image_size: usize,
     /// Threads of the CPU backend [default: SHADERGAN_THREADS, else every core this process may
     /// use].
     #[arg(long)]
@@ -151,7 +156,8 @@ struct TrainArgs {
 #[derive(Args)]
 struct EvalArgs {
     /// A run folder (its latest checkpoint), a checkpoint file, or a .npy of generated images
-    /// (uint8 or floats in [0, 1], e.g. from another trainer; scored against --data).
+    /// (uint8 or floats in [0, 1], e.g. from another trainer; scored against --data, a .npy or
+    /// an image folder read as `train` reads it, e.g. with --image-size).
     target: PathBuf,
     /// Measure against this toy benchmark [default: the run's own --toy].
     #[arg(long, value_enum)]
@@ -315,6 +321,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         large: args.large,
         precisions: args.precision,
         arch: args.arch,
+        image_size: args.image_size,
     };
     let report = shadergan::commands::bench::run(&opts, |what| eprintln!("measuring {what} ..."))?;
     if args.json {

@@ -152,7 +152,8 @@ fn image_runs_are_evaluated_at_the_end_and_every_eval_every_steps() {
 
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows[0][7..], ["classes", "class_kl", "classifier_score", "frechet_distance"]);
+    // The classifier's columns, then the SWD's (28x28: one pyramid level).
+    assert_eq!(rows[0][7..], ["classes", "class_kl", "classifier_score", "frechet_distance", "swd", "swd_28"]);
     let evaluated: Vec<&str> = rows[1..].iter().filter(|r| !r[10].is_empty()).map(|r| r[0]).collect();
     assert_eq!(evaluated, ["10", "20"], "{csv}");
     // The final evaluation in eval.json is the step-20 row.
@@ -163,17 +164,22 @@ fn image_runs_are_evaluated_at_the_end_and_every_eval_every_steps() {
     let o = run(&["eval", out.to_str().unwrap(), "--backend", "cpu"]);
     ok(&o);
     let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    for key in ["classes_hit", "class_kl", "classifier_score", "frechet_distance", "real_floor"] {
+    for key in
+        ["classes_hit", "class_kl", "classifier_score", "frechet_distance", "real_floor", "swd", "swd_real_floor"]
+    {
         assert_eq!(printed[key], eval[key], "{key}");
     }
+    assert_eq!((eval["swd_samples"].clone(), eval["scored"].clone()), (150.into(), true.into()));
 
-    // --classifier none: no image metrics, no eval.json.
+    // --classifier none: no classifier metrics, the SWD alone.
     let out2 = dir.path().join("run2");
     let mut args = vec!["train", npy.to_str().unwrap(), "--backend", "cpu", "--steps", "4", "--classifier", "none"];
     args.extend(small);
     args.extend(["--out", out2.to_str().unwrap()]);
     ok(&run(&args));
-    assert!(!out2.join("eval.json").exists());
+    let eval2: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out2.join("eval.json")).unwrap()).unwrap();
+    assert!(eval2["swd"].as_f64().is_some_and(f64::is_finite) && eval2.get("frechet_distance").is_none(), "{eval2}");
     // A missing classifier file is an input error, before any training.
     let out3 = dir.path().join("run3");
     let mut args = vec!["train", npy.to_str().unwrap(), "--backend", "cpu", "--classifier", "nope.safetensors"];

@@ -360,7 +360,7 @@ fn training_gives_the_same_bits_on_1_2_and_3_threads() {
         ..Default::default()
     };
     let dcgan = TrainOptions {
-        arch: Arch::Dcgan,
+        arch: Some(Arch::Dcgan),
         g_channels: 8,
         d_channels: 8,
         latent_dim: Some(8),

@@ -56,7 +56,7 @@ fn cpu_training_steps_allocate_nothing_after_the_first() {
     let data = Arc::new(data);
     let mlp = TrainOptions { batch_size: Some(32), seed: 3, ..Default::default() };
     let dcgan = TrainOptions {
-        arch: Arch::Dcgan,
+        arch: Some(Arch::Dcgan),
         g_channels: 32,
         d_channels: 32,
         batch_size: Some(8),

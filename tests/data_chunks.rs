@@ -20,6 +20,8 @@ use shadergan::{Snapshot, TrainOptions, Trainer};
 
 fn config(data: &Dataset, d_steps: usize) -> TrainConfig {
     let opts = TrainOptions {
+        // The MLP: 1,024 values in [0, 1] read as 32x32 images would default to the DCGAN.
+        arch: Some(shadergan::config::model::Arch::Mlp),
         latent_dim: Some(4),
         g_hidden: vec![12],
         d_hidden: vec![10],

@@ -122,10 +122,10 @@ fn a_colour_folder_of_mixed_sizes_trains_and_makes_colour_grids() {
     // The run folder's cache is a plain (N, H, W, C) uint8 array of the decoded images.
     let cached = fs::read(out.join("data-cache.npy")).unwrap();
     assert!(String::from_utf8_lossy(&cached[..128]).contains("'shape': (12, 16, 16, 3)"));
-    // No classifier fits 16x16 RGB: eval.json says so and the run ended cleanly.
+    // No classifier fits 16x16 RGB: the sliced Wasserstein distance scores it (one level).
     let eval = json(&out.join("eval.json"));
-    assert_eq!(eval["scored"], false);
-    assert!(eval["reason"].as_str().unwrap().contains("16x16 RGB"), "{eval}");
+    assert_eq!((eval["scored"].clone(), eval["swd_levels"].clone()), (Value::Bool(true), serde_json::json!(["16"])));
+    assert!(eval["swd"].as_f64().is_some_and(f64::is_finite), "{eval}");
 
     // generate writes the data's layout and dtype, and a colour grid.
     let (npy, grid) = (tmp.path().join("g.npy"), tmp.path().join("g.png"));
@@ -142,7 +142,7 @@ fn a_colour_folder_of_mixed_sizes_trains_and_makes_colour_grids() {
     assert!(stderr(&o).contains("images read from the cache"), "{}", stderr(&o));
     let o = ok(&["eval", s(&out), "--backend", "cpu"]);
     let printed: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!((printed["scored"].clone(), printed["step"].clone()), (Value::Bool(false), Value::from(9)));
+    assert_eq!((printed["scored"].clone(), printed["step"].clone()), (Value::Bool(true), Value::from(9)));
 
     // The same folder on the GPU backend.
     if common::gpu().is_some() {
@@ -264,7 +264,7 @@ fn colour_npy_in_either_layout() {
 }
 
 /// `--classifier auto` scores 28x28 gray digits only: on 28x28 colour the digit classifier is
-/// not used, and the run still ends with exit 0 and an eval.json saying why.
+/// not used; the sliced Wasserstein distance scores the run.
 #[test]
 fn auto_classifier_skips_colour_28x28() {
     let tmp = tempfile::tempdir().unwrap();
@@ -277,8 +277,8 @@ fn auto_classifier_skips_colour_28x28() {
     let cfg = json(&out.join("config.json"));
     assert_eq!(cfg["classifier"], Value::Null);
     let eval = json(&out.join("eval.json"));
-    assert_eq!(eval["scored"], false);
-    assert!(eval["reason"].as_str().unwrap().contains("28x28 RGB"), "{eval}");
+    assert_eq!((eval["scored"].clone(), eval["swd_samples"].clone()), (Value::Bool(true), Value::from(10)));
+    assert!(eval.get("classifier").is_none() && eval.get("frechet_distance").is_none(), "{eval}");
     // Asking for the built-in one explicitly is a clear error instead.
     let o = run(&["eval", s(&out), "--classifier", "builtin", "--backend", "cpu"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

@@ -43,7 +43,7 @@ fn packed_config(data: &Dataset, g_ema: f32, pack: usize, d_dropout: f32) -> Tra
         // The example's rate, not the default 8e-4: parity is under test, and rounding
         // differences between the backends grow faster at a higher rate.
         lr: Some(2e-4),
-        arch: Arch::Dcgan,
+        arch: Some(Arch::Dcgan),
         g_channels: 4,
         d_channels: 4,
         latent_dim: Some(8),

@@ -10,8 +10,10 @@ use crate::backend::Backend;
 use crate::config::RunConfig;
 use crate::data::source::{self, DataOptions};
 use crate::data::toy::{self, Toy};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::{classifier_for, image, unscored_json, ClassifierChoice, Scorer};
+use crate::eval::scorer::ImageScorer;
+use crate::eval::{classifier_for, swd, unscored_json, ClassifierChoice, Scorer};
 use crate::programs::trainer::Trainer;
 use crate::train::checkpoint;
 use crate::train::run_dir::RunDir;
@@ -31,8 +33,9 @@ pub struct EvalRequest {
 }
 
 /// Scores generated images saved as .npy (another trainer's, or `generate --out`) against real
-/// images, with the same classifier and metrics as a run's eval.json: the first `EVAL_SAMPLES`
-/// rows (the Fréchet distance depends on the count, so compare like with like).
+/// images, with the same metrics as a run's eval.json and the real reference a seed-0 run uses:
+/// the classifier metrics on the first `EVAL_SAMPLES` rows (the Fréchet distance depends on the
+/// count, so compare like with like), the SWD on the first min(2048, real images / 2, rows).
 fn eval_samples_file(req: &EvalRequest) -> Result<Value> {
     let name = req.target.display().to_string();
     if req.toy.is_some() {
@@ -40,18 +43,61 @@ fn eval_samples_file(req: &EvalRequest) -> Result<Value> {
     }
     let Some(real_path) = &req.data else {
         return Err(Error::input(format!(
-            "{name}: scoring a .npy of generated images needs --data REAL.npy, the real images to compare with"
+            "{name}: scoring a .npy of generated images needs --data REAL.npy (or an image folder), the real images to compare with"
         )));
     };
     let samples = crate::data::load_npy_with(&req.target, req.data_options.layout)?;
     let real = Arc::new(source::load(Some(real_path), &req.data_options, None, false)?.data);
-    if samples.dim != real.dim {
+    check_samples_fit(&name, &samples, &real, real_path)?;
+    let classifier = classifier_for(&req.classifier, &real)?;
+    let Some(mut scorer) = ImageScorer::new(&real, classifier, Some(samples.n)) else {
+        let why = match real.image() {
+            Some(shape) => swd::unfit(shape, real.n).unwrap_or_default(),
+            None => format!("{} holds no images", real_path.display()),
+        };
         return Err(Error::input(format!(
-            "{name}: samples of {} values cannot be compared with {} of {} values",
-            samples.dim,
-            real_path.display(),
-            real.dim
+            "{name}: nothing to score these images with: {why}; and no classifier fits them (pass --classifier FILE)"
         )));
+    };
+    let rows = scorer.rows().min(samples.n);
+    let images = crate::programs::classifier::rows_f32(&samples, 0..rows);
+    let mut v = scorer.score(&images, rows, 0)?.json;
+    v["samples_file"] = json!(name);
+    Ok(v)
+}
+
+/// Generated images comparable with the real ones: as many values, the same image shape, in
+/// [0, 1] (uint8 or floats).
+fn check_samples_fit(name: &str, samples: &Dataset, real: &Dataset, real_path: &Path) -> Result<()> {
+    let real_name = real_path.display();
+    match (samples.image(), real.image()) {
+        (Some(a), Some(b)) if a != b => {
+            let hint = if real_path.is_dir() && a.channels == b.channels && a.height == a.width {
+                format!(" (--image-size {} reads the folder at that size)", a.height)
+            } else {
+                String::new()
+            };
+            return Err(Error::input(format!(
+                "{name}: {} images ({} values) cannot be compared with the {} images ({} values) of {real_name}{hint}",
+                a.describe(),
+                samples.dim,
+                b.describe(),
+                real.dim
+            )));
+        }
+        (None, Some(b)) if b.channels > 1 && samples.dim == real.dim => {
+            return Err(Error::input(format!(
+                "{name}: samples of shape {} are not images; give colour samples as (N, H, W, C) or (N, C, H, W)",
+                samples.shape_text()
+            )));
+        }
+        _ if samples.dim != real.dim => {
+            return Err(Error::input(format!(
+                "{name}: samples of {} values cannot be compared with {real_name} of {} values",
+                samples.dim, real.dim
+            )));
+        }
+        _ => {}
     }
     if !samples.is_unit_range() {
         let (lo, hi) = samples.value_range();
@@ -60,20 +106,7 @@ fn eval_samples_file(req: &EvalRequest) -> Result<Value> {
              range over [{lo}, {hi}] (map a tanh output with (x + 1) / 2)"
         )));
     }
-    let Some((clf, clf_name)) = classifier_for(&req.classifier, &real)? else {
-        return Err(Error::input(format!(
-            "{name}: nothing to score these images with: they are not 28x28; pass --classifier FILE"
-        )));
-    };
-    let rows = samples.n.min(image::EVAL_SAMPLES);
-    let images = crate::programs::classifier::rows_f32(&samples, 0..rows);
-    let reference = image::real_reference(&clf, &real, 0);
-    let m = image::score_images(&clf, &images, rows, &reference);
-    let mut v = serde_json::to_value(&m).map_err(|e| Error::Io(e.to_string()))?;
-    v["samples_file"] = json!(name);
-    v["classifier"] = json!(clf_name);
-    v["classifier_test_accuracy"] = json!(clf.spec.test_accuracy);
-    Ok(v)
+    Ok(())
 }
 
 /// Evaluates a checkpoint's generator (or a .npy of generated images); returns the JSON `train`

@@ -51,7 +51,7 @@ pub fn models() -> Result<Vec<PlanModel>> {
     let rgb = rgb64()?;
     let u8_of = |d: &Dataset| matches!(d.values, DataValues::U8(_));
     let bench = |arch| super::bench::bench_config(&mnist, arch, PLAN_BATCH, Precision::F32);
-    let dcgan = TrainOptions { arch: Arch::Dcgan, ..Default::default() };
+    let dcgan = TrainOptions { arch: Some(Arch::Dcgan), ..Default::default() };
     Ok(vec![
         PlanModel {
             name: "benchmark MLP",

@@ -11,9 +11,7 @@ use nalgebra::{DMatrix, DVector, SymmetricEigen};
 use serde::Serialize;
 
 use crate::data::Dataset;
-use crate::error::Result;
 use crate::programs::classifier::{argmax, rows_f32, Classifier};
-use crate::programs::trainer::{fixed_latents_for, to_data_scale, Trainer};
 use crate::rng;
 
 /// Generated and real images scored per evaluation (fewer real ones when the data set is smaller).
@@ -174,15 +172,6 @@ pub fn real_reference(clf: &Classifier, data: &Dataset, seed: u64) -> RealRefere
         (frechet_distance(&fit(0..h), &fit(h..2 * h)), h)
     };
     RealReference { gaussian, samples, floor, floor_samples }
-}
-
-/// Scores `EVAL_SAMPLES` images from the trainer's G (fixed latents of the run's seed).
-pub fn evaluate(trainer: &mut dyn Trainer, clf: &Classifier, reference: &RealReference) -> Result<ImageMetrics> {
-    let cfg = trainer.config().clone();
-    let z = fixed_latents_for(&cfg, EVAL_SAMPLES, rng::PURPOSE_EVAL);
-    let div = if cfg.data_u8 { 255.0 } else { 1.0 };
-    let images: Vec<f32> = to_data_scale(&cfg, &trainer.sample(&z)?).iter().map(|v| v / div).collect();
-    Ok(score_images(clf, &images, EVAL_SAMPLES, reference))
 }
 
 /// The metrics of `rows` images in the data's units.

@@ -1,8 +1,12 @@
-//! Judging a generator: the toy mode-collapse metrics ([`toy`]) for `--toy` runs, the
-//! classifier-based image metrics ([`image`]) for image runs. Used at the end of `train`
-//! (eval.json), every `--eval-every` steps (columns of metrics.csv), and by the `eval` command.
+//! Judging a generator: the toy mode-collapse metrics ([`toy`]) for `--toy` runs; for image
+//! runs the classifier-based metrics ([`image`]) where a classifier fits and the sliced
+//! Wasserstein distance ([`swd`]) on images of 16x16 or more ([`scorer`] combines them). Used at
+//! the end of `train` (eval.json), every `--eval-every` steps (columns of metrics.csv), and by
+//! the `eval` command.
 
 pub mod image;
+pub mod scorer;
+pub mod swd;
 pub mod toy;
 
 use std::path::{Path, PathBuf};
@@ -10,7 +14,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use self::image::RealReference;
+use self::scorer::ImageScorer;
 use crate::data::toy::Toy;
 use crate::data::{Dataset, ImageShape};
 use crate::error::{Error, Result};
@@ -69,13 +73,7 @@ pub fn classifier_for(choice: &ClassifierChoice, data: &Dataset) -> Result<Optio
 /// What a run is judged by.
 pub enum Scorer {
     Toy(Toy),
-    Image {
-        clf: Box<Classifier>,
-        name: String,
-        data: Arc<Dataset>,
-        /// Fitted on first use (a second or two of host work).
-        reference: Option<RealReference>,
-    },
+    Image(Box<ImageScorer>),
 }
 
 /// One evaluation: its JSON (eval.json), its metrics.csv cells and a log line.
@@ -91,34 +89,30 @@ impl Scorer {
         if let Some(t) = toy {
             return Ok(Some(Scorer::Toy(t)));
         }
-        Ok(classifier_for(choice, data)?.map(|(clf, name)| Scorer::Image {
-            clf: Box::new(clf),
-            name,
-            data: data.clone(),
-            reference: None,
-        }))
+        let classifier = classifier_for(choice, data)?;
+        Ok(ImageScorer::new(data, classifier, None).map(|s| Scorer::Image(Box::new(s))))
     }
 
-    /// The classifier's name (image runs).
+    /// The classifier's name (image runs scored by one).
     pub fn classifier_name(&self) -> Option<String> {
         match self {
-            Scorer::Image { name, .. } => Some(name.clone()),
+            Scorer::Image(s) => s.classifier_name(),
             Scorer::Toy(_) => None,
         }
     }
 
     /// metrics.csv columns of this kind of evaluation.
-    pub fn columns(&self) -> &'static [&'static str] {
+    pub fn columns(&self) -> Vec<String> {
         match self {
-            Scorer::Toy(_) => &["modes", "high_quality_pct", "reverse_kl"],
-            Scorer::Image { .. } => &["classes", "class_kl", "classifier_score", "frechet_distance"],
+            Scorer::Toy(_) => ["modes", "high_quality_pct", "reverse_kl"].map(String::from).to_vec(),
+            Scorer::Image(s) => s.columns(),
         }
     }
 
     pub fn evaluate(&mut self, trainer: &mut dyn Trainer) -> Result<Evaluation> {
-        let step = trainer.step();
         match self {
             Scorer::Toy(t) => {
+                let step = trainer.step();
                 let m = toy::evaluate(trainer, *t)?;
                 let mut v = serde_json::to_value(&m).map_err(|e| Error::Io(e.to_string()))?;
                 v["toy"] = json!(t.name());
@@ -130,34 +124,24 @@ impl Scorer {
                 ];
                 Ok(Evaluation { json: v, cells, line: format!("{} at step {step}: {}", t.name(), m.line()) })
             }
-            Scorer::Image { clf, name, data, reference } => {
-                let seed = trainer.config().seed;
-                let reference = reference.get_or_insert_with(|| image::real_reference(clf, data, seed));
-                let m = image::evaluate(trainer, clf, reference)?;
-                let mut v = serde_json::to_value(&m).map_err(|e| Error::Io(e.to_string()))?;
-                v["step"] = json!(step);
-                v["classifier"] = json!(name);
-                v["classifier_test_accuracy"] = json!(clf.spec.test_accuracy);
-                let cells = vec![
-                    m.classes_hit.to_string(),
-                    format!("{:.5}", m.class_kl),
-                    format!("{:.4}", m.classifier_score),
-                    format!("{:.4}", m.frechet_distance),
-                ];
-                Ok(Evaluation { json: v, cells, line: format!("step {step}: {}", m.line()) })
-            }
+            Scorer::Image(s) => s.evaluate(trainer),
         }
     }
 }
 
-/// What eval.json says when nothing fits the run's data to score it with (no `--toy`, and no
-/// classifier for its images): `scored` false and why, so a run on any data ends cleanly.
+/// What eval.json says when nothing fits the run's data to score it with (no `--toy`, no
+/// classifier for its images, and images too small or too few for the sliced Wasserstein
+/// distance): `scored` false and why, so a run on any data ends cleanly.
 pub fn unscored_json(step: u32, data: &Dataset, choice: &ClassifierChoice) -> Value {
     let reason = match (choice, data.image()) {
-        (ClassifierChoice::None, _) => "--classifier none".to_string(),
+        (ClassifierChoice::None, None) => "--classifier none".to_string(),
+        (ClassifierChoice::None, Some(image)) => {
+            format!("{}; and --classifier none", swd::unfit(image, data.n).unwrap_or_default())
+        }
         (_, Some(image)) => format!(
-            "no classifier fits these {} images: the built-in one is for 28x28 gray digits; train one on \
-             labelled images of {} values with `shadergan classifier train` and pass --classifier FILE",
+            "{}; and no classifier fits these {} images (the built-in one is for 28x28 gray digits; train \
+             one on labelled images of {} values with `shadergan classifier train` and pass --classifier FILE)",
+            swd::unfit(image, data.n).unwrap_or_default(),
             image.describe(),
             data.dim
         ),

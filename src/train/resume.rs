@@ -29,7 +29,7 @@ fn act(a: Option<crate::kernels::activation::Activation>) -> String {
 
 /// Every model and optimizer flag, as the user gives it and as a checkpoint holds it.
 const FLAGS: &[FlagCheck] = &[
-    ("arch", "--arch", |o| o.arch.name().into(), |c| c.model.arch.name().into()),
+    ("arch", "--arch", |o| opt(o.arch.map(|a| a.name())), |c| c.model.arch.name().into()),
     ("g_channels", "--g-channels", |o| o.g_channels.to_string(), |c| c.model.g_channels.to_string()),
     ("d_channels", "--d-channels", |o| o.d_channels.to_string(), |c| c.model.d_channels.to_string()),
     ("d_norm", "--d-norm", |o| opt(o.d_norm.map(|n| n.name())), |c| c.model.d_norm.name().into()),

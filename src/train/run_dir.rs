@@ -122,7 +122,7 @@ impl RunDir {
     /// evaluation columns after the standard ones; `cells` fills them on evaluation steps and
     /// leaves them empty otherwise. A file from an earlier part of the run keeps its header: the
     /// row gets as many cells as it names.
-    pub fn append_metrics(&self, row: &LogRow, eval_columns: &[&str], cells: Option<&[String]>) -> Result<()> {
+    pub fn append_metrics(&self, row: &LogRow, eval_columns: &[String], cells: Option<&[String]>) -> Result<()> {
         let path = self.metrics();
         let new = !path.exists();
         let columns = if new {

@@ -488,8 +488,8 @@ impl Run {
             (Some(s), true) => Some(s.evaluate(&mut self.trainer)?),
             _ => None,
         };
-        let columns = self.scorer.as_ref().map_or(&[][..], |s| s.columns());
-        self.dir.append_metrics(row, columns, eval.as_ref().map(|e| e.cells.as_slice()))?;
+        let columns = self.scorer.as_ref().map_or(vec![], |s| s.columns());
+        self.dir.append_metrics(row, &columns, eval.as_ref().map(|e| e.cells.as_slice()))?;
         self.print(bar, row.line());
         if let Some(e) = &eval {
             self.print(bar, format!("eval {}", e.line));

@@ -1298,7 +1298,7 @@ fn dcgan_images(n: usize, channels: usize, size: usize) -> Arc<Dataset> {
 
 fn dcgan_config(data: &Dataset, width: usize, g_ema: f32) -> TrainConfig {
     shadergan::TrainOptions {
-        arch: shadergan::config::model::Arch::Dcgan,
+        arch: Some(shadergan::config::model::Arch::Dcgan),
         g_channels: width,
         d_channels: width,
         latent_dim: Some(8),

@@ -22,7 +22,7 @@ use super::twin;
 use super::ConvParams;
 use crate::ir::Pool;
 use crate::kernels::gemm::{
-    gemm, gemm_a, gemm_gather, transpose, ASrc, BSrc, Bias, Epilogue, GatherA, Mat, Out, ScatterOut, NR,
+    gemm, gemm_a, gemm_gather, transpose, ASrc, BSrc, Bias, Epilogue, GatherA, Mat, Out, ScatterOut, MR, NR,
 };
 use crate::kernels::scratch::HighWater;
 
@@ -50,8 +50,8 @@ static OFFS_MARK: HighWater = HighWater::new();
 static TAPS_MARK: HighWater = HighWater::new();
 /// The most taps (kh x kw) `pack_cols` keeps on the stack.
 const STACK_TAPS: usize = 25;
-/// PhaseScratch's: row_off, row_base, seg_shift, wph, am, tmp.
-static PHASE_MARKS: [HighWater; 6] = [const { HighWater::new() }; 6];
+/// PhaseScratch's: row_off, row_base, seg_shift, wph, tmp.
+static PHASE_MARKS: [HighWater; 5] = [const { HighWater::new() }; 5];
 
 /// The index vectors and weights of one output phase of `conv2d_backward_input`, kept per
 /// thread so that a training step allocates nothing once the first has run.
@@ -60,14 +60,13 @@ struct PhaseScratch {
     row_base: Vec<usize>,
     seg_shift: Vec<usize>,
     wph: Vec<f32>,
-    /// The copied-out taps and the product, for CPUs without AVX-512.
-    am: Vec<f32>,
+    /// The product (rows, c_in) before its rows are scattered into dx.
     tmp: Vec<f32>,
 }
 
 impl PhaseScratch {
     const fn new() -> Self {
-        PhaseScratch { row_off: vec![], row_base: vec![], seg_shift: vec![], wph: vec![], am: vec![], tmp: vec![] }
+        PhaseScratch { row_off: vec![], row_base: vec![], seg_shift: vec![], wph: vec![], tmp: vec![] }
     }
 }
 
@@ -425,24 +424,33 @@ fn backward_input_phase(
             }
         }
         let wm = Mat::new(wph, 0, c_in, 1);
-        if crate::kernels::gemm::isa() == crate::kernels::gemm::Isa::Avx512 || kt == 0 {
+        if kt == 0 {
             let ga = GatherA { data: dyp.data, row_base, seg_shift, seg_len: c_out, stride: 1 };
             let o = ScatterOut { data: dxcl, row_off, cs: 1 };
             gemm_gather(pool, rows, c_in, ga, BSrc::Mat(wm), o, Epilogue::PLAIN);
             return;
         }
-        // The same sums on the plain gemm: dy_taps (rows, (u, v, co)) copied out.
-        let am = PHASE_MARKS[4].refill(&mut scratch.am, rows * kt, 0.0);
-        for (r, arow) in am.chunks_mut(kt).enumerate() {
+        // dy_taps packed straight into the sgemm's A panels (MR rows, k interleaved), each task
+        // its own rows; the product into rows of c_in, then each row to its place in dxcl.
+        let (row_base, seg_shift) = (&*row_base, &*seg_shift);
+        let pack = |i0: usize, dst: &mut [f32]| {
+            let live = rows.saturating_sub(i0).min(MR);
+            if live < MR {
+                dst.iter_mut().for_each(|v| *v = 0.0);
+            }
             for (seg, &shift) in seg_shift.iter().enumerate() {
-                for co in 0..c_out {
-                    arow[seg * c_out + co] = dyp.data[row_base[r] + shift + co];
+                let block = &mut dst[seg * c_out * MR..][..c_out * MR];
+                for ii in 0..live {
+                    let src = &dyp.data[row_base[i0 + ii] + shift..][..c_out];
+                    for (co, &v) in src.iter().enumerate() {
+                        block[co * MR + ii] = v;
+                    }
                 }
             }
-        }
-        let tmp = PHASE_MARKS[5].refill(&mut scratch.tmp, rows * c_in, 0.0);
+        };
+        let tmp = PHASE_MARKS[4].refill(&mut scratch.tmp, rows * c_in, 0.0);
         let o = Out { data: tmp, rs: c_in, col_off: None };
-        gemm(pool, rows, c_in, kt, Mat::new(am, 0, kt, 1), BSrc::Mat(wm), o, Epilogue::PLAIN);
+        gemm_a(pool, rows, c_in, kt, ASrc::Pack(&pack), BSrc::Mat(wm), o, Epilogue::PLAIN);
         for (r, &off) in row_off.iter().enumerate() {
             dxcl[off..off + c_in].copy_from_slice(&tmp[r * c_in..][..c_in]);
         }

@@ -1,0 +1,142 @@
+//! What scores an image run: the classifier metrics ([`image`]) when a classifier fits the
+//! images, and the sliced Wasserstein distance ([`swd`]) when they are 16x16 or larger. Both
+//! read one set of generated images (the evaluation latents of the run's seed) and build their
+//! real side once, on first use.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::image::{self, RealReference};
+use super::swd;
+use super::Evaluation;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::programs::classifier::Classifier;
+use crate::programs::trainer::{fixed_latents_for, to_data_scale, Trainer};
+use crate::rng;
+
+/// The classifier metrics' part: the classifier and, once fitted, its real reference.
+struct ClassifierPart {
+    clf: Box<Classifier>,
+    name: String,
+    reference: Option<RealReference>,
+}
+
+/// The SWD's part: its sample count and, once built, its real reference.
+struct SwdPart {
+    samples: usize,
+    levels: Vec<String>,
+    reference: Option<swd::Reference>,
+}
+
+/// Scores image runs (and `eval` of a .npy of generated images).
+pub struct ImageScorer {
+    data: Arc<Dataset>,
+    classifier: Option<ClassifierPart>,
+    swd: Option<SwdPart>,
+}
+
+impl ImageScorer {
+    /// The scorer of images like `data`'s, with `classifier` (from `classifier_for`) when one
+    /// fits; None when nothing can score them. `fakes` caps the SWD's sample count (a .npy of
+    /// fewer generated images than the data set gives).
+    pub fn new(
+        data: &Arc<Dataset>,
+        classifier: Option<(Classifier, String)>,
+        fakes: Option<usize>,
+    ) -> Option<ImageScorer> {
+        let swd = data.image().filter(|&s| swd::unfit(s, data.n).is_none()).map(|shape| {
+            let samples = swd::sample_count(data.n).min(fakes.unwrap_or(usize::MAX));
+            SwdPart {
+                samples,
+                levels: swd::level_sizes(shape).into_iter().map(swd::level_name).collect(),
+                reference: None,
+            }
+        });
+        let classifier = classifier.map(|(clf, name)| ClassifierPart { clf: Box::new(clf), name, reference: None });
+        if classifier.is_none() && swd.as_ref().is_none_or(|s| s.samples == 0) {
+            return None;
+        }
+        Some(ImageScorer { data: data.clone(), classifier, swd })
+    }
+
+    pub fn classifier_name(&self) -> Option<String> {
+        self.classifier.as_ref().map(|c| c.name.clone())
+    }
+
+    /// metrics.csv columns: the classifier's, then `swd` (the mean) and `swd_<level>`.
+    pub fn columns(&self) -> Vec<String> {
+        let mut c: Vec<String> = vec![];
+        if self.classifier.is_some() {
+            c.extend(["classes", "class_kl", "classifier_score", "frechet_distance"].map(String::from));
+        }
+        if let Some(s) = &self.swd {
+            c.push("swd".into());
+            c.extend(s.levels.iter().map(|l| format!("swd_{l}")));
+        }
+        c
+    }
+
+    /// How many generated images an evaluation reads.
+    pub fn rows(&self) -> usize {
+        let clf = self.classifier.as_ref().map_or(0, |_| image::EVAL_SAMPLES);
+        clf.max(self.swd.as_ref().map_or(0, |s| s.samples))
+    }
+
+    /// Scores the trainer's G: `rows()` images from the evaluation latents of the run's seed.
+    pub fn evaluate(&mut self, trainer: &mut dyn Trainer) -> Result<Evaluation> {
+        let cfg = trainer.config().clone();
+        let rows = self.rows();
+        let z = fixed_latents_for(&cfg, rows, rng::PURPOSE_EVAL);
+        let div = if cfg.data_u8 { 255.0 } else { 1.0 };
+        let images: Vec<f32> = to_data_scale(&cfg, &trainer.sample(&z)?).iter().map(|v| v / div).collect();
+        let mut e = self.score(&images, rows, cfg.seed)?;
+        let step = trainer.step();
+        e.json["step"] = json!(step);
+        e.line = format!("step {step}: {}", e.line);
+        Ok(e)
+    }
+
+    /// Scores `rows` images (channel planes, in [0, 1] like the data) against the real images in
+    /// the order of `seed`: the classifier metrics on the first `EVAL_SAMPLES` (or all), the SWD
+    /// on the first `swd_samples`.
+    pub fn score(&mut self, images: &[f32], rows: usize, seed: u64) -> Result<Evaluation> {
+        let dim = self.data.dim;
+        let (mut v, mut cells, mut parts) = (json!({ "scored": true }), vec![], vec![]);
+        if let Some(c) = &mut self.classifier {
+            let reference = c.reference.get_or_insert_with(|| image::real_reference(&c.clf, &self.data, seed));
+            let n = rows.min(image::EVAL_SAMPLES);
+            let m = image::score_images(&c.clf, &images[..n * dim], n, reference);
+            merge(&mut v, serde_json::to_value(&m).map_err(|e| Error::Io(e.to_string()))?);
+            v["classifier"] = json!(c.name);
+            v["classifier_test_accuracy"] = json!(c.clf.spec.test_accuracy);
+            cells.extend([
+                m.classes_hit.to_string(),
+                format!("{:.5}", m.class_kl),
+                format!("{:.4}", m.classifier_score),
+                format!("{:.4}", m.frechet_distance),
+            ]);
+            parts.push(m.line());
+        }
+        if let Some(s) = &mut self.swd {
+            if s.reference.is_none() {
+                s.reference = Some(swd::Reference::new(&self.data, seed, s.samples)?);
+            }
+            let reference = s.reference.as_ref().expect("built above");
+            let m = reference.metrics(&images[..s.samples * dim]);
+            cells.push(format!("{:.4}", m.swd));
+            cells.extend(m.swd_per_level.iter().map(|d| format!("{d:.4}")));
+            parts.push(m.line());
+            merge(&mut v, serde_json::to_value(&m).map_err(|e| Error::Io(e.to_string()))?);
+        }
+        Ok(Evaluation { json: v, cells, line: parts.join("; ") })
+    }
+}
+
+/// Adds the fields of the object `from` to the object `into`.
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, from) {
+        a.extend(b);
+    }
+}
