@@ -26,8 +26,9 @@
 //              4 uniform        TrainState (the GPU-resident step state, read-only here)
 //   step_tick: 0 uniform AdamParams (d_updates, g_updates, beta1, beta2), 5 storage rw TrainState
 // p.net selects which optimizer's counters in TrainState are used (0 = D, 1 = G).
-// Indices: adam_step returns for i >= p.len, and the host checks that params, grads and moments
-// hold len, len and 2 len values; step_tick touches only the fixed-size TrainState.
+// Indices (the family runs without naga's runtime checks): adam_step returns for i >= p.len, and
+// the host checks that params, grads and moments hold len, len and 2 len values; step_tick
+// touches only the fixed-size TrainState.
 
 struct AdamParams {
     len: u32,

@@ -59,6 +59,14 @@
 // channel index being the workgroup's linear index in the same kind of grid. Invocations past
 // the end return before writing.
 //
+// Indices (the family runs without naga's runtime checks): each invocation returns past its
+// output count (o < n c_out h_out w_out, n c_in h_in w_in, c_out c_in kh kw; a workgroup past
+// the channels for the bias sum), so its output element and its (b, ci, co, i, j) lie inside
+// their tensors; every input tap is read only after its padded row and column are checked to
+// lie inside the input (ihp - pad < h_in, iwp - pad < w_in, oh < h_out, ow < w_out); the bias is
+// read at a channel below its count; aux at aux_off + o. The host checks before any call is
+// recorded that each tensor's span lies inside its buffer (the launchers' spans).
+//
 // The bias sum, in the order the twin follows: the channel's elements e = b S + s (S = h w, the
 // element at off + (b C + ch) S + s) are split over 256 lanes; lane l adds e = l, l+256, l+512...
 // in order, starting from 0; then a tree: for stride 128, 64, ..., 1, partial[l] += partial[l +

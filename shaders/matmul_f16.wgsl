@@ -43,7 +43,7 @@ struct MatmulParams {
     dx_off: u32,    // matmul_backward: dx in binding 6
     parts: u32,     // matmul_backward: PART_WEIGHT (dw, and db unless no_bias) | PART_INPUT (dx)
     slope_in: f32,  // matmul_backward: act_in's slope (leaky ReLU)
-    _pad1: u32,
+    groups: u32,    // matmul_backward: the CPU twin sums dw and db per group of m / groups rows
     _pad2: u32,
     _pad3: u32,
 }

@@ -61,9 +61,11 @@
 //                       when there is no PART_INPUT: never written then)
 //   batch_norm_backward binds out (3) to dx's buffer when there is no PART_PARAMS (never written).
 //
-// Indices: every channel index is below p.c (workgroups past it return), every element index is
-// element(off + g n c s, ch, e) with e < n s and g < groups, inside the spans the host checks
-// (`ir::Kernel::spans`) before recording the call.
+// Indices (the family runs without naga's runtime checks): every channel index is below p.c
+// (workgroups past it return), every element index is element(off + g n c s, ch, e) with
+// e < n s and g < groups (eval: o < groups n c s), inside the spans the host checks
+// (`ir::Kernel::spans`) before recording the call; the saved statistics at save_off + 3 g c + ch
+// (+ c, + 2c) and the running ones at mean_off + ch, var_off + ch; partial[] by the lane < 256.
 //
 // Dispatch: forward and backward run one workgroup of 256 per channel (c workgroups, as a 1-D
 // run split into an (x, y) grid of at most 65,535 per dimension); eval one invocation per

@@ -113,11 +113,32 @@ pub trait Kernel: fmt::Debug + Send + Sync {
     fn bindings(&self) -> Vec<(u32, Res)>;
     /// Workgroups to dispatch (see the family's WGSL header for what one covers).
     fn workgroups(&self) -> [u32; 3];
+    /// Floating-point operations of the call, for the cost model (`commands::plan`): a
+    /// multiply-add counts 2. The default, one per value written, suits element-wise kernels;
+    /// the GEMM-shaped families say theirs.
+    fn flops(&self) -> f64 {
+        self.spans().iter().filter(|s| s.write).fold(0.0, |acc, s| acc + s.len as f64)
+    }
     /// Every span of a buffer the call reads or writes: checked against the buffers' lengths
     /// before anything runs, and on the CPU the written f16 spans are rounded after the twin.
     fn spans(&self) -> Vec<Span>;
     /// The CPU twin.
     fn run_cpu(&self, host: &mut Host);
+    /// The call to record instead on `device` (a kernel variant with the same contract and
+    /// CPU twin: a tiled kernel on a real GPU), or None for this one. The GPU executor asks
+    /// when it compiles a section; f16 calls are not asked.
+    fn gpu_variant(&self, _device: DeviceClass) -> Option<Op> {
+        None
+    }
+}
+
+/// What the GPU executor tells an op about its adapter ([`Kernel::gpu_variant`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceClass {
+    /// The adapter emulates a GPU on the CPU (lavapipe's llvmpipe, WARP).
+    pub cpu_emulated: bool,
+    /// It has subgroup operations (wgpu's Features::SUBGROUP).
+    pub subgroups: bool,
 }
 
 /// A kernel call in a program (cheap to clone).

@@ -80,6 +80,7 @@ pub const F32_SLOT_SHIFT: u32 = 4;
 pub const FAMILIES: &[&Family] = &[
     &matmul::FAMILY,
     &matmul::FAMILY_F16,
+    &matmul::FAMILY_TILED,
     &activation::FAMILY,
     &activation::FAMILY_F16,
     &loss::FAMILY,

@@ -124,9 +124,11 @@ impl Layer for Conv2d {
         let (dy, x) = (self.dz(cx, io, g), io.x);
         if let (true, Some(grads)) = (g.weights, cx.grads) {
             let call = shape.backward_weight(dy.off as u32, x.off as u32, cx.off as u32, g.accumulate);
+            let call = call.in_groups(io.groups);
             cx.ops.push(call.op(dy.buf, x.buf, grads));
             if self.bias {
                 let call = shape.backward_bias(dy.off as u32, (cx.off + self.weights()) as u32, g.accumulate);
+                let call = call.in_groups(io.groups);
                 cx.ops.push(call.op(dy.buf, dy.buf, grads));
             }
         }

@@ -18,6 +18,17 @@ pub enum Mode {
     Eval,
 }
 
+impl Mode {
+    /// The mode of group `g` of a pass ([`Io::groups`]): its random draws (dropout,
+    /// augmentation) are those of a pass of its own, numbered 128 g on.
+    pub fn for_group(self, g: usize) -> Mode {
+        match self {
+            Mode::Train { pass } => Mode::Train { pass: pass + 128 * g as u32 },
+            Mode::Eval => Mode::Eval,
+        }
+    }
+}
+
 /// A tensor of a layer: its name within the layer ("weight") and its shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorSpec {
@@ -114,6 +125,13 @@ pub struct Io {
 
 /// The most groups a pass has ([`Io::groups`]): D's reals and fakes.
 pub const MAX_GROUPS: usize = 2;
+
+impl Io {
+    /// Rows per group.
+    pub fn group_rows(&self) -> usize {
+        self.rows / self.groups.max(1)
+    }
+}
 
 /// The backward pass's places: the gradient of the output, of the input (None: not wanted),
 /// whether to compute the layer's parameter gradients, and whether to add them to those already

@@ -136,6 +136,7 @@ impl Layer for Linear {
             no_bias: !self.bias as u32,
             accumulate: g.accumulate as u32,
             dx_off: g.dx.map_or(0, |d| d.off as u32),
+            groups: io.groups as u32,
             ..Default::default()
         };
         let (dy, y, w, x, dx) = (g.dy.buf, io.y.buf, cx.weights, io.x.buf, g.dx.map(|d| d.buf));

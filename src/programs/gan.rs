@@ -10,10 +10,12 @@
 //!           -> D backward to its input (no weight gradients) -> G backward -> Adam(G)
 //!           [-> EMA of G] -> step += 1
 //!
-//! A D with batch norm (the convolutional model) judges the real batch and the fake batch in two
-//! forward passes, so that each has its own batch statistics (PyTorch's DCGAN recipe); their
-//! backward passes add into one gradient. An MLP's D judges [real; fake] in one pass. Either way
-//! the logits land in one buffer, reals first. With batch norm in G, G's weight average keeps
+//! D judges [real; fake] in one pass, the logits in one buffer, reals first. A D with batch norm
+//! (the convolutional model) gives the reals and the fakes batch statistics of their own, as
+//! PyTorch's DCGAN recipe does with two passes: the pass has two groups of rows
+//! (`nn::Io::groups`), which batch norm normalises apart; on the CPU every sum over the batch
+//! (the weight and bias gradients) runs group by group in the order two passes would, so the
+//! bits are those of two passes, while one dispatch per layer serves both. With batch norm in G, G's weight average keeps
 //! running statistics of its own: after each update the averaged G runs forward in training mode
 //! on the step's noise.
 //!
@@ -103,10 +105,11 @@ struct Builder<'a> {
     g: NetParams,
     d: NetParams,
     g_acts: NetActs,
-    /// D's buffers: for [real; fake] in one pass, or the real pass.
+    /// D's buffers, for [real; fake] in one pass.
     d_acts: NetActs,
-    /// The fake pass's, when D judges them apart (batch norm).
-    d_fake_acts: Option<NetActs>,
+    /// D judges reals and fakes with batch statistics of their own (batch norm): the pass has
+    /// two groups of rows (`nn::Io::groups`).
+    apart: bool,
     noise: BufId,
     d_input: BufId,
     /// At f16: the gathered batch in f32, cast into D.input.
@@ -132,8 +135,9 @@ impl Builder<'_> {
         At { buf: self.d_input, off: self.batch() * self.cfg.model.data_dim }
     }
 
-    fn g_pass(&self) -> Pass {
-        let input = At::start(self.noise);
+    /// G on noise stream `stream` of the step (`noise_op`), into D.input's fake half.
+    fn g_pass(&self, stream: u32) -> Pass {
+        let input = At { buf: self.noise, off: stream as usize * self.batch() * self.cfg.model.latent_dim };
         Pass { out: Some(self.fake()), ..Pass::new(input, self.batch(), Mode::Train { pass: 0 }, self.cfg.seed) }
     }
 
@@ -143,11 +147,14 @@ impl Builder<'_> {
         Pass { out, ..Pass::new(input, rows, Mode::Train { pass }, self.cfg.seed) }
     }
 
-    fn noise_op(&self, stream: u32) -> Op {
+    /// The noise of every update of the step in one dispatch: stream k (0 the first D update, 1
+    /// the G update, 2, 3, ... the later D updates) at k batch x latent of the noise buffer.
+    fn noise_op(&self) -> Op {
         let (b, latent, seed) = (self.batch(), self.cfg.model.latent_dim, self.cfg.seed);
         let p = RandomParams {
             len: (b * latent) as u32,
-            stream,
+            stream: rng::STREAM_D,
+            streams: self.cfg.d_steps.max(1) as u32 + 1,
             seed_lo: seed as u32,
             seed_hi: (seed >> 32) as u32,
             ..Default::default()
@@ -256,39 +263,30 @@ impl Builder<'_> {
     }
 
     /// D update `j` of the step, on fresh noise and a fresh real batch. The first uses noise
-    /// stream 0 and dropout pass 0, the G step 1, later D steps 2, 3, ...; a separate fake pass
-    /// has its own dropout passes (128 on).
+    /// stream 0 and dropout pass 0, the G step 1, later D steps 2, 3, ... (the first makes the
+    /// noise of them all); with batch norm the
+    /// fakes are a second group of the pass, whose dropout and augmentation draw as a pass of
+    /// its own (128 on: `nn::Mode::for_group`).
     fn d_step(&self, ops: &mut Vec<Op>, j: usize) {
         let (stream, pass) = if j == 0 { (rng::STREAM_D, 0) } else { (1 + j as u32, 1 + j as u32) };
-        ops.push(self.noise_op(stream));
-        self.g_net.forward(ops, self.g.weights(), &self.g_acts, &self.g_pass());
+        if j == 0 {
+            ops.push(self.noise_op());
+        }
+        self.g_net.forward(ops, self.g.weights(), &self.g_acts, &self.g_pass(stream));
         self.gather_real(ops, j);
         let (db, w) = (self.d_rows(), self.d.weights());
         let dz = At::start(self.d_logits_grad);
-        match &self.d_fake_acts {
-            None => {
-                let both = self.d_pass(At::start(self.d_input), 2 * db, 0, pass);
-                self.d_net.forward(ops, w, &self.d_acts, &both);
-                ops.push(self.loss(2 * db, false));
-                self.d_net.backward(ops, w, &self.d_acts, &both, dz, None, ParamGrads::Write);
-            }
-            Some(fake_acts) => {
-                let real = self.d_pass(At::start(self.d_input), db, 0, pass);
-                let fake = self.d_pass(self.fake(), db, db, pass + 128);
-                self.d_net.forward(ops, w, &self.d_acts, &real);
-                self.d_net.forward(ops, w, fake_acts, &fake);
-                ops.push(self.loss(2 * db, false));
-                self.d_net.backward(ops, w, &self.d_acts, &real, dz, None, ParamGrads::Write);
-                self.d_net.backward(ops, w, fake_acts, &fake, dz.plus(db), None, ParamGrads::Add);
-            }
-        }
+        let groups = if self.apart { 2 } else { 1 };
+        let both = Pass { groups, ..self.d_pass(At::start(self.d_input), 2 * db, 0, pass) };
+        self.d_net.forward(ops, w, &self.d_acts, &both);
+        ops.push(self.loss(2 * db, false));
+        self.d_net.backward(ops, w, &self.d_acts, &both, dz, None, ParamGrads::Write);
         self.adam(ops, &self.d_net, &self.d, OPTIMIZER_D, j);
     }
 
     /// The G update through D (whose weights it does not touch), then G's weight average.
     fn g_step(&self, ops: &mut Vec<Op>) {
-        ops.push(self.noise_op(rng::STREAM_G));
-        let g_pass = self.g_pass();
+        let g_pass = self.g_pass(rng::STREAM_G);
         self.g_net.forward(ops, self.g.weights(), &self.g_acts, &g_pass);
         let rows = self.d_rows();
         // D's first layer applies the derivative of G's output activation to D.input's
@@ -312,7 +310,7 @@ impl Builder<'_> {
         if ema.state.is_some() {
             let rows = self.batch();
             let acts = self.g_net.alloc_acts(&mut self.bufs, "G_ema", rows);
-            let pass = Pass { out: None, ..self.g_pass() };
+            let pass = Pass { out: None, ..self.g_pass(rng::STREAM_G) };
             self.g_net.forward(ops, ema.weights(), &acts, &pass);
         }
     }
@@ -335,12 +333,12 @@ impl GanProgram {
         let db = b / cfg.model.pack.max(1);
         let (g, d) = (g_net.alloc(&mut bufs), d_net.alloc(&mut bufs));
         let g_acts = g_net.alloc_acts(&mut bufs, "G", b);
-        // Batch norm in D: reals and fakes in passes of their own.
+        // Batch norm in D: reals and fakes with statistics of their own, in one pass.
         let apart = d_net.has_batch_norm();
-        let d_acts = d_net.alloc_acts(&mut bufs, "D", if apart { db } else { 2 * db });
-        let d_fake_acts = apart.then(|| d_net.alloc_acts(&mut bufs, "D.fake", db));
+        let d_acts = d_net.alloc_acts(&mut bufs, "D", 2 * db);
         let stats = bufs.f32("stats", 4);
-        let noise = bufs.f32("noise", b * latent);
+        // The noise of every update of a step (`noise_op`).
+        let noise = bufs.f32("noise", (cfg.d_steps.max(1) + 1) * b * latent);
         let d_input = bufs.act("D.input", 2 * b * dim);
         let real32 = half.then(|| bufs.f32("D.input.real", b * dim));
         let d_input_grad = bufs.f32("D.input.grad", b * dim);
@@ -357,7 +355,7 @@ impl GanProgram {
             d,
             g_acts,
             d_acts,
-            d_fake_acts,
+            apart,
             noise,
             d_input,
             real32,

@@ -253,3 +253,36 @@ fn matmul_backward_matches_cpu() {
         }
     }
 }
+
+/// matmul_forward_tiled (workgroup-memory tiles for real GPUs) at every tile size against the
+/// twin: every shape, activations in turn, with and without a bias, offsets inside the buffers.
+/// (Run the whole suite with SHADERGAN_KERNELS=tiled16|tiled32|tiled64 to put every matmul of
+/// the training tests on it as well.)
+#[test]
+fn matmul_forward_tiled_matches_cpu() {
+    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+        for wg in [16u32, 8, 4] {
+            let act = ACTS[(i + wg as usize) % ACTS.len()];
+            let no_bias = (i % 2) as u32;
+            let mut c = Case::new();
+            let x = c.input("x", uniform(3 + (m * k) as usize, m, -1.0, 1.0));
+            let w = c.input("w", uniform(5 + (n * k + n) as usize, n, -1.0, 1.0));
+            let y = c.output("y", 2 + (m * n) as usize);
+            let p = MatmulParams {
+                m,
+                n,
+                k,
+                act: act.code(),
+                a_off: 3,
+                c_off: 5,
+                bias_off: 5 + n * k,
+                out_off: 2,
+                slope: act.slope(),
+                no_bias,
+                ..Default::default()
+            };
+            let what = format!("{m}x{n}x{k} {act:?} tile {} no_bias {no_bias}", 4 * wg);
+            c.check_from(MatmulForwardTiled { p, a: x, c: w, out: y, wg }, &[y], 2, &what);
+        }
+    }
+}

@@ -34,23 +34,10 @@ impl Kernels {
             let (family, e) = kernels::entry(entry).ok_or_else(|| Error::gpu(format!("no kernel named {entry}")))?;
             let device = &ctx.device;
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let module = self.modules.entry(family.name).or_insert_with(|| {
-                let src = kernels::source(family);
-                let desc = wgpu::ShaderModuleDescriptor {
-                    label: Some(family.name),
-                    source: wgpu::ShaderSource::Wgsl(src.into()),
-                };
-                if family.unchecked {
-                    // SAFETY: such families clamp every read into [offset, offset + rows x cols)
-                    // of each operand and guard every write (`Family::unchecked`), and
-                    // `check_spans` asserts on the host, before any op is recorded, that those
-                    // spans lie inside their buffers. So the bounds checks naga would add cannot
-                    // trigger; without them the inner loops run faster.
-                    unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
-                } else {
-                    device.create_shader_module(desc)
-                }
-            });
+            let module = self
+                .modules
+                .entry(family.name)
+                .or_insert_with(|| ctx.shader_module(family.name, kernels::source(family), family.unchecked));
             let entries: Vec<wgpu::BindGroupLayoutEntry> = e
                 .slots
                 .iter()
@@ -204,7 +191,13 @@ impl GpuExecutor {
 
     fn compile(&mut self, ops: &[Op]) -> Result<Vec<Dispatch>> {
         let mut out = Vec::with_capacity(ops.len());
+        let device = self.ctx.device_class();
         for op in ops {
+            // The variant for this adapter (a tiled kernel on a real GPU), where the op has one;
+            // f16 calls keep their kernels.
+            let half = op.buffers().iter().any(|&b| self.specs[b].dtype == DType::F16);
+            let variant = if half { None } else { op.gpu_variant(device) };
+            let op = variant.as_ref().unwrap_or(op);
             self.check_spans(op)?;
             let entry = self.entry_for(op)?;
             let ctx = self.ctx.clone();

@@ -147,7 +147,9 @@ pub const FAMILY: Family = Family {
     name: "conv",
     wgsl: include_str!("../../../shaders/conv.wgsl"),
     f16: false,
-    unchecked: false,
+    // Every index is guarded by the kernel itself (the WGSL header says how) and every span
+    // is checked on the host before a call is recorded: compiled without naga's runtime checks.
+    unchecked: true,
     entries: &[
         Entry { name: "conv2d_forward", slots: ABC_AUX },
         Entry { name: "conv2d_backward_input", slots: ABC_AUX },
@@ -561,6 +563,33 @@ impl ConvTranspose2dShape {
 }
 
 impl ConvParams {
+    /// 2 x the outputs x the inner dimension of the call's GEMM: its multiply-adds, padding taps
+    /// included (the cost model's count).
+    pub fn gemm_flops(&self, entry: ConvEntry) -> f64 {
+        let (outputs, inner) = gemm_size(entry, self);
+        2.0 * outputs as f64 * inner as f64
+    }
+
+    /// Groups of images whose sums the CPU keeps apart: at least 1.
+    pub fn group_count(&self) -> usize {
+        self.groups.max(1) as usize
+    }
+
+    /// The call on group `g` of the images alone: n / groups images, x- and y-shaped offsets
+    /// moved to them, added to the groups' before it.
+    pub fn group(&self, g: usize) -> ConvParams {
+        let n = self.n / self.group_count() as u32;
+        let g = g as u32;
+        ConvParams {
+            n,
+            x_off: self.x_off + g * n * self.c_in * self.h_in * self.w_in,
+            y_off: self.y_off + g * n * self.c_out * self.h_out * self.w_out,
+            accumulate: (self.accumulate != 0 || g > 0) as u32,
+            groups: 1,
+            ..*self
+        }
+    }
+
     /// The forward's and the input gradient's pipeline constants: ACT and GRAD_ACT.
     fn epilogue_constants(&self) -> Vec<(&'static str, f64)> {
         vec![("ACT", self.act as f64), ("GRAD_ACT", self.grad_act as f64)]
@@ -622,6 +651,9 @@ impl Kernel for Conv2dForward {
     fn bindings(&self) -> Vec<(u32, Res)> {
         vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out)), (4, Res::Buf(self.aux))]
     }
+    fn flops(&self) -> f64 {
+        self.p.gemm_flops(ConvEntry::Forward)
+    }
     fn workgroups(&self) -> [u32; 3] {
         groups_1d(self.p.y_len())
     }
@@ -672,6 +704,9 @@ impl Kernel for Conv2dBackwardInput {
     fn bindings(&self) -> Vec<(u32, Res)> {
         vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out)), (4, Res::Buf(self.aux))]
     }
+    fn flops(&self) -> f64 {
+        self.p.gemm_flops(ConvEntry::BackwardInput)
+    }
     fn workgroups(&self) -> [u32; 3] {
         groups_1d(self.p.x_len())
     }
@@ -717,6 +752,9 @@ impl Kernel for Conv2dBackwardWeight {
     fn bindings(&self) -> Vec<(u32, Res)> {
         vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out))]
     }
+    fn flops(&self) -> f64 {
+        self.p.gemm_flops(ConvEntry::BackwardWeight)
+    }
     fn workgroups(&self) -> [u32; 3] {
         groups_1d(self.p.w_len())
     }
@@ -731,10 +769,13 @@ impl Kernel for Conv2dBackwardWeight {
     fn run_cpu(&self, host: &mut Host) {
         let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
         host.with_out(self.out, |b, o| {
-            if fast {
-                fast::conv2d_backward_weight(pool, p, &b[a], &b[c], o)
-            } else {
-                twin::conv2d_backward_weight(p, &b[a], &b[c], o)
+            for g in 0..p.group_count() {
+                let q = p.group(g);
+                if fast {
+                    fast::conv2d_backward_weight(pool, &q, &b[a], &b[c], o)
+                } else {
+                    twin::conv2d_backward_weight(&q, &b[a], &b[c], o)
+                }
             }
         })
     }
@@ -771,6 +812,10 @@ impl Kernel for Conv2dBackwardBias {
     }
     fn run_cpu(&self, host: &mut Host) {
         let (p, a) = (&self.p, self.a);
-        host.with_out(self.out, |b, o| twin::conv2d_backward_bias(p, &b[a], o))
+        host.with_out(self.out, |b, o| {
+            for g in 0..p.group_count() {
+                twin::conv2d_backward_bias(&p.group(g), &b[a], o)
+            }
+        })
     }
 }

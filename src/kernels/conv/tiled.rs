@@ -113,6 +113,9 @@ impl Kernel for Conv2dForwardTiled {
     fn bindings(&self) -> Vec<(u32, Res)> {
         self.direct().bindings()
     }
+    fn flops(&self) -> f64 {
+        self.p.gemm_flops(super::ConvEntry::Forward)
+    }
     fn workgroups(&self) -> [u32; 3] {
         tile_groups(self.p.forward_tiles())
     }
@@ -155,6 +158,9 @@ impl Kernel for Conv2dBackwardInputTiled {
     fn bindings(&self) -> Vec<(u32, Res)> {
         self.direct().bindings()
     }
+    fn flops(&self) -> f64 {
+        self.p.gemm_flops(super::ConvEntry::BackwardInput)
+    }
     fn workgroups(&self) -> [u32; 3] {
         tile_groups(self.p.backward_input_tiles())
     }
@@ -191,6 +197,9 @@ impl Kernel for Conv2dBackwardWeightTiled {
     }
     fn bindings(&self) -> Vec<(u32, Res)> {
         abc(self.a, self.c, self.out)
+    }
+    fn flops(&self) -> f64 {
+        self.p.gemm_flops(super::ConvEntry::BackwardWeight)
     }
     fn workgroups(&self) -> [u32; 3] {
         tile_groups(self.p.backward_weight_tiles())

@@ -3,7 +3,10 @@
 //! x (M, K), w (N, K) like torch.nn.Linear, y (M, N), each at an element offset of its binding.
 
 pub mod fast;
+pub mod tiled;
 pub mod twin;
+
+pub use tiled::MatmulForwardTiled;
 
 use super::activation::Activation;
 use super::{Entry, Family, Slot};
@@ -39,7 +42,10 @@ crate::uniform! {
         pub parts: u32,
         /// matmul_backward: `act_in`'s slope.
         pub slope_in: f32,
-        pub _pad1: u32,
+        /// matmul_backward on the CPU: dw and db summed per group of m / groups rows, each
+        /// added to the ones before (the order of separate passes; 0 or 1: one). The GPU sums
+        /// all rows at once.
+        pub groups: u32,
         pub _pad2: u32,
         pub _pad3: u32,
     }
@@ -68,6 +74,18 @@ pub const FAMILY: Family = Family {
         Entry { name: "bias_backward", slots: &[U(0), R(1), RW(3)] },
         Entry { name: "matmul_backward", slots: &[U(0), R(1), R(2), RW(3), R(4), R(5), RW(6)] },
     ],
+    uniforms: &[MatmulParams::INFO],
+};
+
+/// matmul_forward tiled through workgroup memory, for real GPUs (`tiled.rs`).
+pub const FAMILY_TILED: Family = Family {
+    name: "matmul_tiled",
+    wgsl: include_str!("../../../shaders/matmul_tiled.wgsl"),
+    f16: false,
+    // Every read is clamped into its matrix and every write guarded (the WGSL header), and the
+    // spans are checked on the host before any call is recorded.
+    unchecked: true,
+    entries: &[Entry { name: "matmul_forward_tiled", slots: ABC }],
     uniforms: &[MatmulParams::INFO],
 };
 
@@ -111,7 +129,7 @@ fn tiles(cols: u32, rows: u32) -> [u32; 3] {
     [cols.div_ceil(64).max(1), rows.div_ceil(64).max(1), 1]
 }
 
-fn bytes(p: &MatmulParams) -> Option<Vec<u8>> {
+pub(crate) fn bytes(p: &MatmulParams) -> Option<Vec<u8>> {
     Some(bytemuck::bytes_of(p).to_vec())
 }
 
@@ -137,6 +155,10 @@ impl Kernel for MatmulForward {
     fn bindings(&self) -> Vec<(u32, Res)> {
         vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out))]
     }
+    fn flops(&self) -> f64 {
+        let (m, n, k) = self.p.mnk();
+        2.0 * (m * n * k) as f64
+    }
     fn workgroups(&self) -> [u32; 3] {
         tiles(self.p.n, self.p.m)
     }
@@ -148,6 +170,9 @@ impl Kernel for MatmulForward {
             Span::read(self.c, p.bias_off, if p.no_bias != 0 { 0 } else { n }),
             Span::write(self.out, p.out_off, m * n),
         ]
+    }
+    fn gpu_variant(&self, device: crate::ir::kernel::DeviceClass) -> Option<crate::ir::Op> {
+        tiled::forward_variant(self, device)
     }
     fn run_cpu(&self, host: &mut Host) {
         let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
@@ -182,6 +207,10 @@ impl Kernel for MatmulBackwardInput {
     }
     fn bindings(&self) -> Vec<(u32, Res)> {
         vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out))]
+    }
+    fn flops(&self) -> f64 {
+        let (m, n, k) = self.p.mnk();
+        2.0 * (m * n * k) as f64
     }
     fn workgroups(&self) -> [u32; 3] {
         tiles(self.p.k, self.p.m)
@@ -227,6 +256,10 @@ impl Kernel for MatmulBackwardWeight {
     }
     fn bindings(&self) -> Vec<(u32, Res)> {
         vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out))]
+    }
+    fn flops(&self) -> f64 {
+        let (m, n, k) = self.p.mnk();
+        2.0 * (m * n * k) as f64
     }
     fn workgroups(&self) -> [u32; 3] {
         tiles(self.p.k, self.p.n)
@@ -349,6 +382,11 @@ impl Kernel for MatmulBackward {
             (5, Res::Buf(self.x)),
             (6, Res::Buf(self.dx.unwrap_or(one))),
         ]
+    }
+    fn flops(&self) -> f64 {
+        let (m, n, k) = self.p.mnk();
+        let parts = self.grads.is_some() as usize + self.dx.is_some() as usize;
+        (2 * m * n * k * parts + m * n) as f64
     }
     fn workgroups(&self) -> [u32; 3] {
         groups_flat(self.part_groups().iter().sum())

@@ -105,17 +105,28 @@ pub fn matmul_backward(op: &super::MatmulBackward, host: &mut crate::ir::Host) {
                 (dz, 0)
             };
             if let Some(g) = grads {
-                let q = MatmulParams { a_off, c_off: p.x_off, ..p };
-                if fast {
-                    super::fast::matmul_backward_weight(pool, &q, dz, &b[x], g);
-                } else {
-                    matmul_backward_weight(&q, dz, &b[x], g);
-                }
-                if p.no_bias == 0 {
+                // Per group of rows: the sums of separate passes, added in order.
+                let groups = p.groups.max(1);
+                let rows = p.m / groups;
+                for k in 0..groups {
+                    let q = MatmulParams {
+                        m: rows,
+                        a_off: a_off + k * rows * p.n,
+                        c_off: p.x_off + k * rows * p.k,
+                        accumulate: (p.accumulate != 0 || k > 0) as u32,
+                        ..p
+                    };
                     if fast {
-                        super::fast::bias_backward(pool, &q, dz, g);
+                        super::fast::matmul_backward_weight(pool, &q, dz, &b[x], g);
                     } else {
-                        bias_backward(&q, dz, g);
+                        matmul_backward_weight(&q, dz, &b[x], g);
+                    }
+                    if p.no_bias == 0 {
+                        if fast {
+                            super::fast::bias_backward(pool, &q, dz, g);
+                        } else {
+                            bias_backward(&q, dz, g);
+                        }
                     }
                 }
             }
