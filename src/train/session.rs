@@ -81,6 +81,11 @@ impl TrainRequest {
 pub const DEFAULT_STEPS: u32 = 2000;
 /// Image runs train this many epochs unless told otherwise: what the MNIST measurements used.
 pub const DEFAULT_IMAGE_EPOCHS: f64 = 30.0;
+/// ... and at least this many steps, so that a small folder (64 images: one step an epoch) still
+/// trains long enough to learn something (README, "How long a run trains").
+pub const MIN_IMAGE_STEPS: u32 = 3000;
+/// Runs shorter than this get a warning: no model here learns more than blobs in fewer steps.
+pub const SHORT_RUN_STEPS: u32 = 500;
 
 /// What a finished (or stopped) run reports.
 #[derive(Clone, Debug)]
@@ -282,10 +287,22 @@ fn run_length(
         (None, None, Some(p)) => p.steps,
         (None, None, None) => match toy {
             Some(t) => crate::config::toy_steps(t),
-            None if data.image().is_some() => epochs(DEFAULT_IMAGE_EPOCHS),
+            None if data.image().is_some() => epochs(DEFAULT_IMAGE_EPOCHS).max(MIN_IMAGE_STEPS),
             None => DEFAULT_STEPS,
         },
     })
+}
+
+/// The warning a new run of `total` steps gets when it is too short to learn anything.
+fn short_run_warning(total: u32, per_epoch: usize, resumed: bool) -> Option<String> {
+    if resumed || total >= SHORT_RUN_STEPS {
+        return None;
+    }
+    let epochs = total as f64 / per_epoch.max(1) as f64;
+    Some(format!(
+        "warning: this run trains {total} steps ({epochs:.1} epochs); in under {SHORT_RUN_STEPS} steps a GAN \
+         rarely learns more than blurs: try --steps {MIN_IMAGE_STEPS} or more"
+    ))
 }
 
 /// Fixes the learning-rate schedule of a new run; a resumed run keeps its own, so it cannot
@@ -367,6 +384,9 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
             dir.root.display()
         );
         eprintln!("backend: {}, {}", trainer.backend().name(), trainer.device_name());
+        if let Some(w) = short_run_warning(total, per_epoch, ckpt.is_some()) {
+            eprintln!("{w}");
+        }
     }
     let classifier = req.classifier.clone();
     let keep = req.run.keep_checkpoints;
@@ -546,5 +566,39 @@ impl Run {
         };
         let dir = &self.dir;
         Ok(TrainSummary { run_dir: dir.root.clone(), last, interrupted, latest_checkpoint: dir.latest(), eval })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn images(n: usize) -> Dataset {
+        let shape = crate::data::ImageShape { channels: 3, height: 32, width: 32 };
+        Dataset::from_u8_images(n, shape, vec![7; n * 3 * 32 * 32]).unwrap()
+    }
+
+    #[test]
+    fn small_folders_train_at_least_the_step_floor() {
+        let req = TrainRequest::new(None);
+        // 64 images at batch 64: one step an epoch, so 30 epochs alone would be 30 steps.
+        assert_eq!(run_length(&req, &images(64), None, 1, None).unwrap(), MIN_IMAGE_STEPS);
+        // Big data sets keep their 30 epochs.
+        assert_eq!(run_length(&req, &images(64), None, 937, None).unwrap(), 28_110);
+        // What the user asks for is what runs, short or not.
+        let mut short = TrainRequest::new(None);
+        short.run.steps = Some(30);
+        assert_eq!(run_length(&short, &images(64), None, 1, None).unwrap(), 30);
+        short.run.steps = None;
+        short.run.epochs = Some(3.0);
+        assert_eq!(run_length(&short, &images(64), None, 1, None).unwrap(), 3);
+    }
+
+    #[test]
+    fn short_new_runs_are_warned() {
+        let w = short_run_warning(30, 1, false).unwrap();
+        assert!(w.starts_with("warning: this run trains 30 steps (30.0 epochs)"), "{w}");
+        assert!(short_run_warning(SHORT_RUN_STEPS, 1, false).is_none());
+        assert!(short_run_warning(30, 1, true).is_none(), "a resumed run was warned when it started");
     }
 }
