@@ -16,6 +16,10 @@
 //   1 storage read   x (forward) or y (backward), at p.in_off
 //   2 storage read   dy (backward only), at p.dy_off
 //   3 storage rw     y (forward) or dz (backward), at p.out_off
+//
+// Indices (the family runs without naga's runtime checks): every access is offset + i with
+// i < p.len, guarded by the kernel; the host checks that each offset + len lies inside its buffer
+// before the call is recorded.
 
 struct EwParams {
     len: u32,

@@ -42,6 +42,14 @@
 //                       has_bias); backward_weight x (x_off); unused by backward_bias
 //   3 storage rw     out: forward y (y_off); backward_input dx (x_off); backward_weight dw
 //                       (w_off); backward_bias db (bias_off)
+//   4 storage read   aux (forward, backward_input): GRAD_ACT's argument at aux_off, in the
+//                       output's layout (the layer's input x, whose gradient the output is); the
+//                       a buffer again when GRAD_ACT is the identity (never read then)
+//
+// Epilogue (forward, backward_input): the output is act(v) with ACT, the layer's activation
+// (a conv2d's forward, a conv_transpose2d's forward), or v act'(aux) with GRAD_ACT, the
+// activation of the layer before (an input gradient that the layer before takes as its dz):
+// the activation layer's kernels fused, with the same arithmetic.
 //
 // Dispatch: conv2d_forward, conv2d_backward_input, conv2d_backward_weight run one invocation per
 // output element (a direct "gather": no atomics, every output written by one invocation),
@@ -50,6 +58,14 @@
 // (linear_index in common.wgsl). conv2d_backward_bias runs one workgroup of 256 per channel, the
 // channel index being the workgroup's linear index in the same kind of grid. Invocations past
 // the end return before writing.
+//
+// Indices (the family runs without naga's runtime checks): each invocation returns past its
+// output count (o < n c_out h_out w_out, n c_in h_in w_in, c_out c_in kh kw; a workgroup past
+// the channels for the bias sum), so its output element and its (b, ci, co, i, j) lie inside
+// their tensors; every input tap is read only after its padded row and column are checked to
+// lie inside the input (ihp - pad < h_in, iwp - pad < w_in, oh < h_out, ow < w_out); the bias is
+// read at a channel below its count; aux at aux_off + o. The host checks before any call is
+// recorded that each tensor's span lies inside its buffer (the launchers' spans).
 //
 // The bias sum, in the order the twin follows: the channel's elements e = b S + s (S = h w, the
 // element at off + (b C + ch) S + s) are split over 256 lanes; lane l adds e = l, l+256, l+512...
@@ -75,20 +91,42 @@ struct ConvParams {
     has_bias: u32,    // forward, backward_input: add the bias at bias_off in binding 2
     accumulate: u32,  // out += v instead of out = v
     bias_side: u32,   // backward_bias: 0 sums a y-shaped g (c_out channels), 1 an x-shaped one
-    _pad0: u32,
-    _pad1: u32,
+    act: u32,        // forward, backward_input: the activation ACT applied to the output (code)
+    slope: f32,      // its slope
+    grad_act: u32,   // forward, backward_input: GRAD_ACT, whose derivative at aux scales the output
+    grad_slope: f32, // its slope
+    aux_off: u32,    // aux (binding 4): GRAD_ACT's argument, in the output's layout
+    groups: u32,     // the CPU twins sum weight and bias gradients per group of n / groups images
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> c: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> aux: array<f32>;
+
+// The output activation of conv2d_forward* and conv2d_backward_input* (an Activation code: a
+// layer's own activation, fused), and the activation whose derivative at aux scales their
+// output instead (the layer before's, whose dz the input gradient then is); one pipeline per
+// pair, the identity for neither.
+override ACT: u32 = 0u;
+override GRAD_ACT: u32 = 0u;
 
 var<workgroup> partial: array<f32, 256>;
 
 // out[idx] = v, or += v when accumulating.
 fn store(idx: u32, v: f32) {
     out[idx] = select(v, out[idx] + v, p.accumulate != 0u);
+}
+
+// The epilogue of the forward and the input gradient: output element `rel` of the tensor at
+// out[base..]: act(v), or v act'(aux[aux_off + rel]), then stored.
+fn store_out(base: u32, rel: u32, v: f32) {
+    var r = activate(v, ACT, p.slope);
+    if (GRAD_ACT != ACT_IDENTITY) {
+        r *= activation_grad(aux[p.aux_off + rel], GRAD_ACT, p.grad_slope);
+    }
+    store(base + rel, r);
 }
 
 // Index of this workgroup in a 1-D run of workgroups dispatched as a 2-D grid.
@@ -131,7 +169,7 @@ fn conv2d_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     if (p.has_bias != 0u) {
         acc += c[p.bias_off + co];
     }
-    store(p.y_off + o, acc);
+    store_out(p.y_off, o, acc);
 }
 
 // dx = conv's adjoint applied to dy (+ a per-c_in bias): a = dy, c = w and b, out = dx.
@@ -171,7 +209,7 @@ fn conv2d_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     if (p.has_bias != 0u) {
         acc += c[p.bias_off + ci];
     }
-    store(p.x_off + o, acc);
+    store_out(p.x_off, o, acc);
 }
 
 // dw = sum over the batch and output positions of dy times the input tap: a = dy, c = x,

@@ -27,6 +27,7 @@
 //   2 storage read   c: forward and backward_input w (w_off) and bias (bias_off, read only when
 //                       has_bias); backward_weight x (x_off)
 //   3 storage rw     out: forward y (y_off); backward_input dx (x_off); backward_weight dw (w_off)
+//   4 storage read   aux (forward, backward_input): GRAD_ACT's argument (conv.wgsl's epilogue)
 //
 // Tiling. Each invocation owns a 4x4 block of outputs (4 GEMM rows x 4 GEMM columns) in four
 // vec4 accumulators, unrolled by hand as in matmul.wgsl (loops over private arrays spill to
@@ -82,7 +83,9 @@
 //     0 <= iw < w_in, or the same for dy), replaced by the tensor's first element (x_off or
 //     y_off) elsewhere: select(first, index, inside), and the loaded value by 0;
 //   - bias[co] for co < c_out (ci < c_in), read only when has_bias.
-// Every write is guarded by row < rows and column < columns, so it lands inside y, dx or dw.
+// Every write is guarded by row < rows and column < columns, so it lands inside y, dx or dw;
+// the epilogue reads aux at aux_off + the written element's place in its tensor, inside the
+// aux span the host checks.
 // Workgroup memory (backward_weight) is indexed by (slice - 1) 16 + e < 48 times 64 plus the
 // owner index < 64: below 3072.
 
@@ -105,14 +108,26 @@ struct ConvParams {
     has_bias: u32,
     accumulate: u32,
     bias_side: u32,
-    _pad0: u32,
-    _pad1: u32,
+    act: u32,        // forward, backward_input: the activation ACT applied to the output (code)
+    slope: f32,      // its slope
+    grad_act: u32,   // forward, backward_input: GRAD_ACT, whose derivative at aux scales the output
+    grad_slope: f32, // its slope
+    aux_off: u32,    // aux (binding 4): GRAD_ACT's argument, in the output's layout
+    groups: u32,     // the CPU twins sum weight and bias gradients per group of n / groups images
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> c: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> aux: array<f32>;
+
+// The output activation of conv2d_forward* and conv2d_backward_input* (an Activation code: a
+// layer's own activation, fused), and the activation whose derivative at aux scales their
+// output instead (the layer before's, whose dz the input gradient then is); one pipeline per
+// pair, the identity for neither.
+override ACT: u32 = 0u;
+override GRAD_ACT: u32 = 0u;
 
 // backward_weight's partial sums of slices 1..3: 3 slices x 16 block entries x 64 owners.
 var<workgroup> slices: array<f32, 3072>;
@@ -120,6 +135,16 @@ var<workgroup> slices: array<f32, 3072>;
 // out[idx] = v, or += v when accumulating.
 fn store(idx: u32, v: f32) {
     out[idx] = select(v, out[idx] + v, p.accumulate != 0u);
+}
+
+// The epilogue of the forward and the input gradient: output element `rel` of the tensor at
+// out[base..]: act(v), or v act'(aux[aux_off + rel]), then stored.
+fn store_out(base: u32, rel: u32, v: f32) {
+    var r = activate(v, ACT, p.slope);
+    if (GRAD_ACT != ACT_IDENTITY) {
+        r *= activation_grad(aux[p.aux_off + rel], GRAD_ACT, p.grad_slope);
+    }
+    store(base + rel, r);
 }
 
 fn tile_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
@@ -240,7 +265,7 @@ fn conv2d_forward_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
         }
         for (var r = 0u; r < 4u; r++) {
             if (col0 + r * span < cols) {
-                store(ys[r] + co * plane_out, acc[r][e] + bias);
+                store_out(p.y_off, ys[r] + co * plane_out - p.y_off, acc[r][e] + bias);
             }
         }
     }
@@ -383,7 +408,7 @@ fn conv2d_backward_input_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(nu
         }
         for (var r = 0u; r < 4u; r++) {
             if (oks[r]) {
-                store(dxs[r] + ci * plane_dx, acc[r][e] + bias);
+                store_out(p.x_off, dxs[r] + ci * plane_dx - p.x_off, acc[r][e] + bias);
             }
         }
     }

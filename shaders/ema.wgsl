@@ -10,6 +10,9 @@
 //   ema_update: 0 uniform   EmaParams
 //               1 storage read  params (len)  the network's current (just updated) parameters
 //               3 storage rw    ema    (len)  their running average, same layout
+//
+// Indices (the family runs without naga's runtime checks): i < p.len, guarded by the kernel; the
+// host checks that both buffers hold len values before the call is recorded.
 
 struct EmaParams {
     len: u32,

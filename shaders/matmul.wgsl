@@ -13,12 +13,39 @@
 //   matmul_backward_input   dx[m,k] = sum_n dz[m,n] w[n,k]                 (dz w)
 //   matmul_backward_weight  dw[n,k] = sum_m dz[m,n] x[m,k]  (+= if p.accumulate)   (dz^T x)
 //   bias_backward           db[n]   = sum_m dz[m,n]         (+= if p.accumulate)   column sum
+//   matmul_backward         a linear layer's whole backward pass in one dispatch, from dy, the
+//                           gradient of its output y = act(z):
+//                             dz = dy * act'(y)   (act' from y, as activation.wgsl; computed as
+//                                                  each dy is loaded, never stored; act = ACT,
+//                                                  the identity when the next layer already
+//                                                  made dz, see below)
+//                             PART_WEIGHT: dw (+)= dz^T x, and db (+)= column sums of dz unless
+//                                          p.no_bias
+//                             PART_INPUT:  dx = (dz w) * act_in'(x)
+//                           where act_in is the activation of the layer before, whose output x
+//                           is: its derivative is applied here, once per dx value as it is
+//                           stored, so that the layer before receives its dz and loads it as it
+//                           is (ACT = identity) rather than applying act' on every load
+//                           (ACT_IN = identity when there is no such layer). The same
+//                           operations, in the same order, as activation_backward,
+//                           matmul_backward_weight, bias_backward and matmul_backward_input on
+//                           stored values. The grid is flat: the dw tiles, then the db groups
+//                           (256 columns each), then the dx tiles; each workgroup finds its part
+//                           and tile from its index. ACT and ACT_IN are pipeline constants (one
+//                           pipeline per pair), so no branch on them runs inside the loops.
 //
-// Bindings (all four entry points share one layout):
+// Bindings (the first four entry points share one layout):
 //   0 uniform MatmulParams
-//   1 storage read   a: x (forward) or dz (backward)
-//   2 storage read   c: w (forward, backward_input) or x (backward_weight); unused by bias_backward
+//   1 storage read   a: x (forward) or dz (backward); dy (matmul_backward)
+//   2 storage read   c: w (forward, backward_input, matmul_backward) or x (backward_weight);
+//                       unused by bias_backward
 //   3 storage rw     out: y, dx, or the network's flat gradient buffer (dw, db)
+//   4 storage read   act_out: y at p.y_off (matmul_backward; dy's layout)
+//   5 storage read   layer_in: x at p.x_off (matmul_backward)
+//   6 storage rw     dx_out: dx at p.dx_off (matmul_backward)
+// matmul_backward binds every slot: a part it does not compute has its slots filled with
+// buffers of the other part (so a layer with no dx binds its gradient buffer at 6 as well as at
+// 3), and ACT = identity binds dy at 4; those slots are never touched.
 // Each matrix sits at an element offset inside its binding (p.a_off, p.c_off, p.out_off, p.bias_off),
 // so one flat buffer holds all of a network's weights and biases.
 //
@@ -26,6 +53,10 @@
 // unrolled by hand (on lavapipe, Mesa 22, loops over a private array ran 4x slower: the array
 // lived in memory), and no workgroup memory (slower than plain loops on lavapipe).
 // Reads past the matrix edge are clamped to the last row/column and their results discarded.
+// Index guards (the family runs without naga's bounds checks): every read index is clamped into
+// [offset, offset + rows x cols) of its operand, every write sits behind m < M, n < N, k < K
+// (or n < N for the column sums), and the host checks before recording any call that those
+// spans lie inside their buffers (`ir::Kernel::spans`).
 
 struct MatmulParams {
     m: u32,
@@ -39,13 +70,32 @@ struct MatmulParams {
     slope: f32,
     accumulate: u32,
     no_bias: u32,   // forward: 1 = the layer has no bias (nothing read at bias_off)
-    _pad1: u32,
+    act_in: u32,    // matmul_backward: the activation that made x (its derivative scales dx)
+    y_off: u32,     // matmul_backward: y (the activation's output, dy's layout) in binding 4
+    x_off: u32,     // matmul_backward: x in binding 5
+    dx_off: u32,    // matmul_backward: dx in binding 6
+    parts: u32,     // matmul_backward: PART_WEIGHT (dw, and db unless no_bias) | PART_INPUT (dx)
+    slope_in: f32,  // matmul_backward: act_in's slope (leaky ReLU)
+    groups: u32,    // matmul_backward: the CPU twin sums dw and db per group of m / groups rows
+    _pad2: u32,
+    _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> c: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> act_out: array<f32>;
+@group(0) @binding(5) var<storage, read> layer_in: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx_out: array<f32>;
+
+// matmul_backward's activations (Activation codes: 0 identity, ..., 4 tanh): its own, applied
+// to dy as it is loaded, and the one before it, applied to dx as it is stored.
+override ACT: u32 = 0u;
+override ACT_IN: u32 = 0u;
+
+const PART_WEIGHT: u32 = 1u;
+const PART_INPUT: u32 = 2u;
 
 // Forward: a = x (M, K), c = w (N, K). Invocation (gx, gy) owns rows 4gy.., columns 4gx...
 // The 4x4 block is unrolled by hand into four vec4 accumulators so that it stays in registers.
@@ -193,4 +243,141 @@ fn bias_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     }
     let idx = p.bias_off + n;
     out[idx] = select(s, out[idx] + s, p.accumulate != 0u);
+}
+
+// dz of element i (row m, column n: i = m N + n) of the (M, N) gradient: dy * act'(y).
+fn dz_at(i: u32) -> f32 {
+    let g = a[p.a_off + i];
+    if (ACT == ACT_IDENTITY) {
+        return g;
+    }
+    return g * activation_grad(act_out[p.y_off + i], ACT, p.slope);
+}
+
+// dw[n0.., k0..] (+)= dz^T x for a 4x4 block, summed over m in order (as matmul_backward_weight).
+fn weight_block(k0: u32, n0: u32) {
+    if (n0 >= p.n || k0 >= p.k) {
+        return;
+    }
+    let k1 = min(k0 + 1u, p.k - 1u);
+    let k2 = min(k0 + 2u, p.k - 1u);
+    let k3 = min(k0 + 3u, p.k - 1u);
+    let n1 = min(n0 + 1u, p.n - 1u);
+    let n2 = min(n0 + 2u, p.n - 1u);
+    let n3 = min(n0 + 3u, p.n - 1u);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var m = 0u; m < p.m; m++) {
+        let xb = p.x_off + m * p.k;
+        let row = m * p.n;
+        let xv = vec4<f32>(layer_in[xb + k0], layer_in[xb + k1], layer_in[xb + k2], layer_in[xb + k3]);
+        acc0 += dz_at(row + n0) * xv;
+        acc1 += dz_at(row + n1) * xv;
+        acc2 += dz_at(row + n2) * xv;
+        acc3 += dz_at(row + n3) * xv;
+    }
+    let acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var i = 0u; i < 4u; i++) {
+        let n = n0 + i;
+        if (n >= p.n) {
+            break;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let kk = k0 + j;
+            if (kk < p.k) {
+                let idx = p.out_off + n * p.k + kk;
+                out[idx] = select(acc[i][j], out[idx] + acc[i][j], p.accumulate != 0u);
+            }
+        }
+    }
+}
+
+// db[n] (+)= sum_m dz[m, n], in order (as bias_backward).
+fn bias_column(n: u32) {
+    if (n >= p.n) {
+        return;
+    }
+    var s = 0.0;
+    for (var m = 0u; m < p.m; m++) {
+        s += dz_at(m * p.n + n);
+    }
+    let idx = p.bias_off + n;
+    out[idx] = select(s, out[idx] + s, p.accumulate != 0u);
+}
+
+// dx[m0.., k0..] = (dz w) act_in'(x) for a 4x4 block, summed over n in order (as
+// matmul_backward_input), then scaled as activation_backward would.
+fn input_block(k0: u32, m0: u32) {
+    if (m0 >= p.m || k0 >= p.k) {
+        return;
+    }
+    let k1 = min(k0 + 1u, p.k - 1u);
+    let k2 = min(k0 + 2u, p.k - 1u);
+    let k3 = min(k0 + 3u, p.k - 1u);
+    let r0 = m0 * p.n;
+    let r1 = min(m0 + 1u, p.m - 1u) * p.n;
+    let r2 = min(m0 + 2u, p.m - 1u) * p.n;
+    let r3 = min(m0 + 3u, p.m - 1u) * p.n;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var n = 0u; n < p.n; n++) {
+        let wb = p.c_off + n * p.k;
+        let wv = vec4<f32>(c[wb + k0], c[wb + k1], c[wb + k2], c[wb + k3]);
+        acc0 += dz_at(r0 + n) * wv;
+        acc1 += dz_at(r1 + n) * wv;
+        acc2 += dz_at(r2 + n) * wv;
+        acc3 += dz_at(r3 + n) * wv;
+    }
+    let acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + i;
+        if (m >= p.m) {
+            break;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let kk = k0 + j;
+            if (kk < p.k) {
+                var v = acc[i][j];
+                if (ACT_IN != ACT_IDENTITY) {
+                    v *= activation_grad(layer_in[p.x_off + m * p.k + kk], ACT_IN, p.slope_in);
+                }
+                dx_out[p.dx_off + m * p.k + kk] = v;
+            }
+        }
+    }
+}
+
+// Workgroups of 16x16 invocations; the flat grid (workgroup index wg.y nwg.x + wg.x) holds
+// the dw tiles of 64 x 64 (k, n), then the db groups, then the dx tiles of 64 x 64 (k, m).
+@compute @workgroup_size(16, 16)
+fn matmul_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    var g = wg.y * nwg.x + wg.x;
+    let tiles_k = (p.k + 63u) / 64u;
+    if ((p.parts & PART_WEIGHT) != 0u) {
+        let tiles = tiles_k * ((p.n + 63u) / 64u);
+        if (g < tiles) {
+            weight_block(((g % tiles_k) * 16u + lid.x) * 4u, ((g / tiles_k) * 16u + lid.y) * 4u);
+            return;
+        }
+        g -= tiles;
+        if (p.no_bias == 0u) {
+            let groups = (p.n + 255u) / 256u;
+            if (g < groups) {
+                bias_column(g * 256u + li);
+                return;
+            }
+            g -= groups;
+        }
+    }
+    if ((p.parts & PART_INPUT) != 0u) {
+        let tiles = tiles_k * ((p.m + 63u) / 64u);
+        if (g < tiles) {
+            input_block(((g % tiles_k) * 16u + lid.x) * 4u, ((g / tiles_k) * 16u + lid.y) * 4u);
+        }
+    }
 }

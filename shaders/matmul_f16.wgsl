@@ -37,7 +37,15 @@ struct MatmulParams {
     slope: f32,
     accumulate: u32,
     no_bias: u32,   // forward: 1 = the layer has no bias (nothing read at bias_off)
-    _pad1: u32,
+    act_in: u32,    // matmul_backward: the activation that made x (its derivative scales dx)
+    y_off: u32,     // matmul_backward: y (the activation's output, dy's layout) in binding 4
+    x_off: u32,     // matmul_backward: x in binding 5
+    dx_off: u32,    // matmul_backward: dx in binding 6
+    parts: u32,     // matmul_backward: PART_WEIGHT (dw, and db unless no_bias) | PART_INPUT (dx)
+    slope_in: f32,  // matmul_backward: act_in's slope (leaky ReLU)
+    groups: u32,    // matmul_backward: the CPU twin sums dw and db per group of m / groups rows
+    _pad2: u32,
+    _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;

@@ -4,20 +4,35 @@
 // off + (b c + ch) s + sp. A linear layer's batch norm over (n, f) is the same with c = f, s = 1.
 // Every channel ch is normalised over its m = n s elements, indexed e = b s + sp.
 //
+// Groups: with p.groups = G > 1 the tensor holds G batches of p.n rows one after the other (D's
+// reals, then its fakes), each normalised with its own statistics, as G separate calls would
+// (group g's elements at each offset + g n c s, its saved statistics at save_off + 3 g c; the
+// running statistics folded group after group, in order). G = 0 reads as 1.
+//
+// Activation: the forward and eval entry points end in act (the pipeline constant ACT, an
+// Activation code, p.slope its slope): y = act(gamma x_hat + beta), the layer's activation fused
+// (one dispatch instead of two); batch_norm_backward takes dy of that y and applies act'(y) as
+// it loads dy (ACT = identity when the next layer already did, or there is no activation).
+//
 // Entry points (training mode uses the batch's statistics, eval mode the running ones):
 //   batch_norm_forward          mean  = sum(x) inv_m
 //                               var   = sum((x - mean)^2) inv_m   (biased; a second pass over x,
 //                                       not E[x^2] - mean^2, which cancels catastrophically)
 //                               inv_std = inverseSqrt(var + eps)
-//                               y = gamma ((x - mean) inv_std) + beta
+//                               y = act(gamma ((x - mean) inv_std) + beta)
 //                               saves mean, inv_std and gamma of the channel for the backward;
 //                               if update_running: running_mean = (1 - mom) running_mean + mom mean,
 //                               running_var = (1 - mom) running_var + mom (var unbias)
-//   batch_norm_backward_params  x_hat = (x - mean) inv_std (saved mean and inv_std)
-//                               dgamma (+)= sum(dy x_hat), dbeta (+)= sum(dy)
-//   batch_norm_backward_input   dx (+)= (gamma inv_std) ((dy - sum(dy) inv_m) - x_hat sum(dy x_hat) inv_m)
-//                               (saved gamma: the backward of the forward that ran)
-//   batch_norm_eval             y = gamma ((x - running_mean) inverseSqrt(running_var + eps)) + beta
+//   batch_norm_backward         dz = dy act'(y)   (as each dy is loaded; never stored)
+//                               x_hat = (x - mean) inv_std (saved mean and inv_std)
+//                               PART_PARAMS: dgamma (+)= sum(dz x_hat), dbeta (+)= sum(dz)
+//                               PART_INPUT:  dx = (gamma inv_std) ((dz - sum(dz) inv_m) - x_hat sum(dz x_hat) inv_m)
+//                               (saved gamma: the backward of the forward that ran); one
+//                               workgroup per channel computes the two sums once and writes
+//                               dgamma, dbeta and dx from them (the CPU twins
+//                               batch_norm_backward_params and batch_norm_backward_input compute
+//                               the same sums in the same order)
+//   batch_norm_eval             y = act(gamma ((x - running_mean) inverseSqrt(running_var + eps)) + beta)
 // inv_m = 1 / m and unbias = m / (m - 1) are params computed on the host (NormParams::new), so
 // that they are one correctly rounded value on every backend (WGSL's division is not). For m = 1
 // unbias is 1 (PyTorch refuses training batch norm on one value per channel; here the variance
@@ -25,29 +40,34 @@
 // The GPU computes 1/sqrt with inverseSqrt (not correctly rounded: Vulkan allows 2 ulp); the CPU
 // twin computes 1.0 / (var + eps).sqrt() in f32, hence a tolerance on inv_std and all after it.
 //
-// The backward is two entry points (parameters, input), so that each binds at most five storage
-// buffers, the most any entry point of shadergan binds (the device is opened with at least five
-// per shader stage). Run both (in either order); each recomputes the same two sums in the same
-// order, so dx and dgamma/dbeta use identical values.
-//
 // Bindings:
 //   0 uniform NormParams
 //   1 storage read   a: x, at x_off (every entry point)
 //   2 storage read   c: forward, eval: the network's flat parameters, gamma at gamma_off and beta
-//                       at beta_off (c values each); backward_*: dy at dy_off
-//   3 storage rw     out: forward, eval: y at y_off; backward_input: dx at dx_off;
-//                       backward_params: the flat gradient buffer, dgamma at dgamma_off, dbeta
-//                       at dbeta_off
+//                       at beta_off (c values each); backward: dy at dy_off
+//   3 storage rw     out: forward, eval: y at y_off; backward: the flat gradient buffer, dgamma
+//                       at dgamma_off, dbeta at dbeta_off
 //   4 storage rw     state (forward, eval): the network's non-trainable state, running_mean at
 //                       mean_off and running_var at var_off (c values each; forward updates them
 //                       if update_running, eval reads them). Not trained, so it is not the
 //                       parameter buffer that Adam updates.
-//   5 storage rw     saved (forward, backward_*): this pass's statistics at save_off: mean
-//                       [0, c), inv_std [c, 2c), gamma [2c, 3c) (forward writes them, backward_*
-//                       read them); a scratch buffer of the pass, so that the passes of one step
-//                       (D on real, D on fake) each keep their own.
+//   5 storage rw     saved (forward, backward): this pass's statistics at save_off: mean
+//                       [0, c), inv_std [c, 2c), gamma [2c, 3c), per group (forward writes them,
+//                       backward reads them); a scratch buffer of the pass, so that the passes
+//                       of one step each keep their own.
+//   6 storage read   bn_out (batch_norm_backward): y = act(...) at y_off, dy's layout (dy bound
+//                       again when ACT is the identity: never read then)
+//   7 storage rw     dx_out (batch_norm_backward): dx at dx_off (the gradient buffer bound again
+//                       when there is no PART_INPUT: never written then)
+//   batch_norm_backward binds out (3) to dx's buffer when there is no PART_PARAMS (never written).
 //
-// Dispatch: forward and backward_* run one workgroup of 256 per channel (c workgroups, as a 1-D
+// Indices (the family runs without naga's runtime checks): every channel index is below p.c
+// (workgroups past it return), every element index is element(off + g n c s, ch, e) with
+// e < n s and g < groups (eval: o < groups n c s), inside the spans the host checks
+// (`ir::Kernel::spans`) before recording the call; the saved statistics at save_off + 3 g c + ch
+// (+ c, + 2c) and the running ones at mean_off + ch, var_off + ch; partial[] by the lane < 256.
+//
+// Dispatch: forward and backward run one workgroup of 256 per channel (c workgroups, as a 1-D
 // run split into an (x, y) grid of at most 65,535 per dimension); eval one invocation per
 // element (n c s invocations, workgroups of 256, linear_index in common.wgsl).
 //
@@ -60,22 +80,26 @@ struct NormParams {
     c: u32,
     s: u32,              // spatial size h w (1 for a linear layer's features)
     x_off: u32,          // x in binding 1
-    y_off: u32,          // y in binding 3 (forward, eval)
-    dy_off: u32,         // dy in binding 2 (backward_*)
-    dx_off: u32,         // dx in binding 3 (backward_input)
+    y_off: u32,          // y in binding 3 (forward, eval), in binding 6 (backward)
+    dy_off: u32,         // dy in binding 2 (backward)
+    dx_off: u32,         // dx in binding 7 (backward)
     gamma_off: u32,      // gamma in binding 2 (forward, eval)
     beta_off: u32,       // beta in binding 2 (forward, eval)
     mean_off: u32,       // running_mean in binding 4
     var_off: u32,        // running_var in binding 4
     save_off: u32,       // saved [mean | inv_std | gamma], 3c values in binding 5
-    dgamma_off: u32,     // dgamma in binding 3 (backward_params)
-    dbeta_off: u32,      // dbeta in binding 3 (backward_params)
+    dgamma_off: u32,     // dgamma in binding 3 (backward)
+    dbeta_off: u32,      // dbeta in binding 3 (backward)
     eps: f32,            // added to the variance (PyTorch: 1e-5)
     momentum: f32,       // running-statistics momentum (PyTorch: 0.1)
     inv_m: f32,          // 1 / (n s)
     unbias: f32,         // (n s) / (n s - 1), 1 when n s = 1
     update_running: u32, // forward: update the running statistics
-    accumulate: u32,     // backward_*: out += v instead of out = v
+    accumulate: u32,     // backward: dgamma += v, dbeta += v instead of = v
+    act: u32,            // the Activation code of ACT (the twins read it here)
+    slope: f32,          // its slope (leaky ReLU)
+    groups: u32,         // batches of n rows with their own statistics (0 or 1: one)
+    parts: u32,          // batch_norm_backward: PART_PARAMS | PART_INPUT
 }
 
 @group(0) @binding(0) var<uniform> p: NormParams;
@@ -84,6 +108,14 @@ struct NormParams {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> state: array<f32>;
 @group(0) @binding(5) var<storage, read_write> saved: array<f32>;
+@group(0) @binding(6) var<storage, read> bn_out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dx_out: array<f32>;
+
+// The activation after the normalisation (an Activation code; one pipeline per value).
+override ACT: u32 = 0u;
+
+const PART_PARAMS: u32 = 1u;
+const PART_INPUT: u32 = 2u;
 
 var<workgroup> partial: array<vec2<f32>, 256>;
 
@@ -113,43 +145,36 @@ fn workgroup_sum(li: u32, v: vec2<f32>) -> vec2<f32> {
     return total;
 }
 
-fn store(idx: u32, v: f32) {
-    out[idx] = select(v, out[idx] + v, p.accumulate != 0u);
+fn group_count() -> u32 {
+    return max(p.groups, 1u);
 }
 
-// The channel's batch mean (lane-strided sums of x, then the tree).
-fn batch_mean(li: u32, ch: u32) -> f32 {
+// Where group g starts, in elements, from each tensor's offset.
+fn group_shift(g: u32) -> u32 {
+    return g * p.n * p.c * p.s;
+}
+
+// The channel's batch mean (lane-strided sums of x, then the tree); group shift sh.
+fn batch_mean(li: u32, ch: u32, sh: u32) -> f32 {
     var acc = 0.0;
     for (var e = li; e < p.n * p.s; e += 256u) {
-        acc += a[element(p.x_off, ch, e)];
+        acc += a[element(p.x_off + sh, ch, e)];
     }
     return workgroup_sum(li, vec2<f32>(acc, 0.0)).x * p.inv_m;
 }
 
 // The channel's biased batch variance about `mean`, as a second pass.
-fn batch_var(li: u32, ch: u32, mean: f32) -> f32 {
+fn batch_var(li: u32, ch: u32, mean: f32, sh: u32) -> f32 {
     var acc = 0.0;
     for (var e = li; e < p.n * p.s; e += 256u) {
-        let d = a[element(p.x_off, ch, e)] - mean;
+        let d = a[element(p.x_off + sh, ch, e)] - mean;
         acc += d * d;
     }
     return workgroup_sum(li, vec2<f32>(acc, 0.0)).x * p.inv_m;
 }
 
-// (sum(dy), sum(dy x_hat)) of the channel, x_hat from the saved statistics.
-fn backward_sums(li: u32, ch: u32, mean: f32, inv_std: f32) -> vec2<f32> {
-    var acc = vec2<f32>(0.0);
-    for (var e = li; e < p.n * p.s; e += 256u) {
-        let dy = c[element(p.dy_off, ch, e)];
-        let x_hat = (a[element(p.x_off, ch, e)] - mean) * inv_std;
-        acc += vec2<f32>(dy, dy * x_hat);
-    }
-    return workgroup_sum(li, acc);
-}
-
 // Training mode: a = x, c = parameters (gamma, beta), out = y, state = running stats, saved =
-// this pass's statistics.
-// One workgroup per channel.
+// this pass's statistics. One workgroup per channel, its groups one after the other.
 @compute @workgroup_size(256)
 fn batch_norm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) li: u32) {
@@ -158,63 +183,28 @@ fn batch_norm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     if (ch >= p.c) {
         return;
     }
-    let mean = batch_mean(li, ch);
-    let variance = batch_var(li, ch, mean);
-    let inv_std = inverseSqrt(variance + p.eps);
     let gamma = c[p.gamma_off + ch];
     let beta = c[p.beta_off + ch];
-    for (var e = li; e < p.n * p.s; e += 256u) {
-        let x_hat = (a[element(p.x_off, ch, e)] - mean) * inv_std;
-        out[element(p.y_off, ch, e)] = gamma * x_hat + beta;
-    }
-    if (li == 0u) {
-        saved[p.save_off + ch] = mean;
-        saved[p.save_off + p.c + ch] = inv_std;
-        saved[p.save_off + 2u * p.c + ch] = gamma;
-        if (p.update_running != 0u) {
-            let keep = 1.0 - p.momentum;
-            state[p.mean_off + ch] = keep * state[p.mean_off + ch] + p.momentum * mean;
-            state[p.var_off + ch] = keep * state[p.var_off + ch] + p.momentum * (variance * p.unbias);
+    for (var g = 0u; g < group_count(); g++) {
+        let sh = group_shift(g);
+        let mean = batch_mean(li, ch, sh);
+        let variance = batch_var(li, ch, mean, sh);
+        let inv_std = inverseSqrt(variance + p.eps);
+        for (var e = li; e < p.n * p.s; e += 256u) {
+            let x_hat = (a[element(p.x_off + sh, ch, e)] - mean) * inv_std;
+            out[element(p.y_off + sh, ch, e)] = activate(gamma * x_hat + beta, ACT, p.slope);
         }
-    }
-}
-
-// dgamma, dbeta: a = x, c = dy, out = the flat gradient buffer, saved = the pass's statistics.
-// One workgroup per channel.
-@compute @workgroup_size(256)
-fn batch_norm_backward_params(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                              @builtin(local_invocation_index) li: u32) {
-    let ch = workgroup_index(wg, nwg);
-    if (ch >= p.c) {
-        return;
-    }
-    let mean = saved[p.save_off + ch];
-    let inv_std = saved[p.save_off + p.c + ch];
-    let sums = backward_sums(li, ch, mean, inv_std);
-    if (li == 0u) {
-        store(p.dgamma_off + ch, sums.y);
-        store(p.dbeta_off + ch, sums.x);
-    }
-}
-
-// dx: a = x, c = dy, out = dx, saved = the pass's statistics. One workgroup per channel.
-@compute @workgroup_size(256)
-fn batch_norm_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                             @builtin(local_invocation_index) li: u32) {
-    let ch = workgroup_index(wg, nwg);
-    if (ch >= p.c) {
-        return;
-    }
-    let mean = saved[p.save_off + ch];
-    let inv_std = saved[p.save_off + p.c + ch];
-    let scale = saved[p.save_off + 2u * p.c + ch] * inv_std;
-    let sums = backward_sums(li, ch, mean, inv_std);
-    let mean_dy = sums.x * p.inv_m;
-    let mean_dy_xhat = sums.y * p.inv_m;
-    for (var e = li; e < p.n * p.s; e += 256u) {
-        let dy = c[element(p.dy_off, ch, e)];
-        let x_hat = (a[element(p.x_off, ch, e)] - mean) * inv_std;
-        store(element(p.dx_off, ch, e), scale * ((dy - mean_dy) - x_hat * mean_dy_xhat));
+        if (li == 0u) {
+            let save = p.save_off + 3u * p.c * g;
+            saved[save + ch] = mean;
+            saved[save + p.c + ch] = inv_std;
+            saved[save + 2u * p.c + ch] = gamma;
+            if (p.update_running != 0u) {
+                let keep = 1.0 - p.momentum;
+                state[p.mean_off + ch] = keep * state[p.mean_off + ch] + p.momentum * mean;
+                state[p.var_off + ch] = keep * state[p.var_off + ch] + p.momentum * (variance * p.unbias);
+            }
+        }
     }
 }
 
@@ -224,11 +214,65 @@ fn batch_norm_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
 fn batch_norm_eval(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
     let o = linear_index(wg, nwg, li);
-    if (o >= p.n * p.c * p.s) {
+    if (o >= group_count() * p.n * p.c * p.s) {
         return;
     }
     let ch = (o / p.s) % p.c;
     let inv_std = inverseSqrt(state[p.var_off + ch] + p.eps);
     let x_hat = (a[p.x_off + o] - state[p.mean_off + ch]) * inv_std;
-    out[p.y_off + o] = c[p.gamma_off + ch] * x_hat + c[p.beta_off + ch];
+    out[p.y_off + o] = activate(c[p.gamma_off + ch] * x_hat + c[p.beta_off + ch], ACT, p.slope);
+}
+
+// dz = dy act'(y) of element e of channel ch (group shift sh): dy itself for the identity.
+fn dz_of(ch: u32, e: u32, sh: u32) -> f32 {
+    let g = c[element(p.dy_off + sh, ch, e)];
+    if (ACT == ACT_IDENTITY) {
+        return g;
+    }
+    return g * activation_grad(bn_out[element(p.y_off + sh, ch, e)], ACT, p.slope);
+}
+
+// (sum(dz), sum(dz x_hat)) of the channel in group shift sh, x_hat from the saved statistics.
+fn backward_sums_dz(li: u32, ch: u32, sh: u32, mean: f32, inv_std: f32) -> vec2<f32> {
+    var acc = vec2<f32>(0.0);
+    for (var e = li; e < p.n * p.s; e += 256u) {
+        let dz = dz_of(ch, e, sh);
+        let x_hat = (a[element(p.x_off + sh, ch, e)] - mean) * inv_std;
+        acc += vec2<f32>(dz, dz * x_hat);
+    }
+    return workgroup_sum(li, acc);
+}
+
+// The whole backward pass: a = x, c = dy, out = the flat gradient buffer (dgamma, dbeta),
+// saved = the pass's statistics, bn_out = y, dx_out = dx. One workgroup per channel, its groups
+// one after the other (dgamma, dbeta of group g > 0 added to group 0's).
+@compute @workgroup_size(256)
+fn batch_norm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) li: u32) {
+    let ch = workgroup_index(wg, nwg);
+    if (ch >= p.c) {
+        return;
+    }
+    for (var g = 0u; g < group_count(); g++) {
+        let sh = group_shift(g);
+        let save = p.save_off + 3u * p.c * g;
+        let mean = saved[save + ch];
+        let inv_std = saved[save + p.c + ch];
+        let sums = backward_sums_dz(li, ch, sh, mean, inv_std);
+        if ((p.parts & PART_PARAMS) != 0u && li == 0u) {
+            let add = p.accumulate != 0u || g > 0u;
+            out[p.dgamma_off + ch] = select(sums.y, out[p.dgamma_off + ch] + sums.y, add);
+            out[p.dbeta_off + ch] = select(sums.x, out[p.dbeta_off + ch] + sums.x, add);
+        }
+        if ((p.parts & PART_INPUT) != 0u) {
+            let scale = saved[save + 2u * p.c + ch] * inv_std;
+            let mean_dz = sums.x * p.inv_m;
+            let mean_dz_xhat = sums.y * p.inv_m;
+            for (var e = li; e < p.n * p.s; e += 256u) {
+                let dz = dz_of(ch, e, sh);
+                let x_hat = (a[element(p.x_off + sh, ch, e)] - mean) * inv_std;
+                dx_out[element(p.dx_off + sh, ch, e)] = scale * ((dz - mean_dz) - x_hat * mean_dz_xhat);
+            }
+        }
+    }
 }

@@ -1,7 +1,9 @@
 // random.wgsl: counter-based randomness, keyed by (seed, step), so that no host work and no
 // stored RNG state is needed per step; src/rng.rs computes the same bits on the CPU.
 //
-//   noise_normal  out[i] ~ N(0, 1), i < p.len. Philox-4x32-10 with key (seed_lo, seed_hi) and
+//   noise_normal  out[k len + i] ~ N(0, 1), i < p.len, for each of p.streams streams k (stream
+//                 number p.stream + k: the noise of every update of a step in one dispatch).
+//                 Philox-4x32-10 with key (seed_lo, seed_hi) and
 //                 counter (i / 4, step, stream, 0) gives four words; Box-Muller turns words
 //                 (0, 1) into normals 4q, 4q+1 (cos, sin) and words (2, 3) into 4q+2, 4q+3:
 //                 u1 = ((w_a >> 8) + 1) / 2^24 in (0, 1], u2 = (w_b >> 8) / 2^24 in [0, 1),
@@ -52,7 +54,7 @@ struct RandomParams {
     src_col: u32,          // gather: first column read from each data row
     row_lo: u32,           // gather: the first data row the bound chunk holds
     row_hi: u32,           // gather: one past its last (0 = n: the whole data set)
-    _pad0: u32,
+    streams: u32,    // noise_normal: consecutive streams from p.stream, p.len values each (0: one)
     _pad1: u32,
 }
 
@@ -67,11 +69,16 @@ const INV_2_24: f32 = 5.9604644775390625e-8;
 @compute @workgroup_size(256)
 fn noise_normal(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let q = linear_index(wg, nwg, li);
-    if (q * 4u >= p.len) {
+    // Quads (Philox blocks) per stream; invocation t makes quad q of stream k.
+    let quads = (p.len + 3u) / 4u;
+    let t = linear_index(wg, nwg, li);
+    let k = t / quads;
+    let q = t % quads;
+    if (k >= max(p.streams, 1u)) {
         return;
     }
-    let w = philox4x32(vec4<u32>(q, state.step, p.stream, 0u), vec2<u32>(p.seed_lo, p.seed_hi));
+    let w = philox4x32(vec4<u32>(q, state.step, p.stream + k, 0u), vec2<u32>(p.seed_lo, p.seed_hi));
+    let base = p.out_off + k * p.len;
     for (var h = 0u; h < 2u; h++) {
         let u1 = f32((w[2u * h] >> 8u) + 1u) * INV_2_24;
         let u2 = f32(w[2u * h + 1u] >> 8u) * INV_2_24;
@@ -79,10 +86,10 @@ fn noise_normal(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
         let theta = TWO_PI * u2;
         let i = q * 4u + 2u * h;
         if (i < p.len) {
-            out[p.out_off + i] = r * cos(theta);
+            out[base + i] = r * cos(theta);
         }
         if (i + 1u < p.len) {
-            out[p.out_off + i + 1u] = r * sin(theta);
+            out[base + i + 1u] = r * sin(theta);
         }
     }
 }

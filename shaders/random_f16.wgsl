@@ -33,7 +33,7 @@ struct RandomParams {
     src_col: u32,
     row_lo: u32,
     row_hi: u32,
-    _pad0: u32,
+    streams: u32,    // noise_normal: consecutive streams from p.stream, p.len values each (0: one)
     _pad1: u32,
 }
 

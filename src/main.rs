@@ -145,6 +145,16 @@ struct BenchArgs {
     /// use].
     #[arg(long)]
     threads: Option<usize>,
+    /// Print the cost model instead of measuring: every dispatch of a training step of the
+    /// model (--arch, the first of --batch-sizes) with its FLOPs, bytes, workgroups and
+    /// arithmetic intensity, and a roofline lower bound of the step's time on a modelled GPU;
+    /// then every model on every modelled GPU. No device is used.
+    #[arg(long)]
+    plan: bool,
+    /// The modelled GPU of --plan: h100, rtx4090, m2 (data-sheet figures, model inputs), or
+    /// custom:TFLOPS,GBS,US (peak f32 TFLOP/s, bandwidth GB/s, microseconds per dispatch).
+    #[arg(long, default_value = "h100", requires = "plan")]
+    plan_gpu: String,
 }
 
 #[derive(Args)]
@@ -373,6 +383,17 @@ fn classifier_train(args: ClassifierTrainArgs) -> Result<()> {
 fn bench(args: BenchArgs) -> Result<()> {
     if args.batch_sizes.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
         return Err(Error::input("--batch-sizes and --seconds must be positive"));
+    }
+    if args.plan {
+        use shadergan::commands::plan;
+        let gpu = plan::gpu_model(&args.plan_gpu)?;
+        let report = plan::bench_plan(args.arch, args.batch_sizes[0], &gpu)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Io(e.to_string()))?);
+        } else {
+            print!("{}", plan::plan_report_table(&report));
+        }
+        return Ok(());
     }
     set_threads(args.threads)?;
     let opts = shadergan::commands::bench::BenchOptions {

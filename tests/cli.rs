@@ -293,6 +293,27 @@ fn info_lists_adapters() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// `bench --plan` needs no device: every dispatch of the benchmark model's step, the models on
+/// the modelled GPUs (marked as model inputs), and the dispatch table; a GPU it does not know
+/// is refused with one line.
+#[test]
+fn bench_plan_prints_the_cost_model() {
+    let o = run(&["bench", "--plan", "--plan-gpu", "custom:20,900,25"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for needle in
+        ["matmul_backward", "adam_step", "step_tick", "total: 28 dispatches", "not measurements", "64x64 DCGAN"]
+    {
+        assert!(out.contains(needle), "bench --plan should print {needle:?}:\n{out}");
+    }
+    let o = run(&["bench", "--plan", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("bench --plan --json prints JSON");
+    for bad in ["foo", "custom:1,2", "custom:0,900,25", "custom:20,nan,25"] {
+        assert_input_error(&run(&["bench", "--plan", "--plan-gpu", bad]), "--plan-gpu");
+    }
+}
+
 #[test]
 fn a_model_beyond_the_gpu_binding_limit_is_a_clear_error() {
     let Some(ctx) = common::gpu() else { return };

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::plan::{dispatch_counts, dispatch_table, DispatchCount};
 use crate::backend::cpu::CpuExecutor;
 use crate::backend::gpu::{GpuContext, GpuExecutor};
 use crate::backend::Executor;
@@ -16,6 +17,7 @@ use crate::config::{Precision, TrainConfig, TrainOptions};
 use crate::data::{DataValues, Dataset};
 use crate::error::{Error, Result};
 use crate::ir::{BufSpec, Op};
+use crate::kernels::matmul::tiled::{with_kernels, Kernels};
 use crate::kernels::matmul::{fast, MatmulForward, MatmulParams};
 use crate::kernels::tolerance::{compare, tolerance};
 use crate::programs::gan::GanProgram;
@@ -61,6 +63,9 @@ pub struct StepResult {
 #[derive(Clone, Debug, Serialize)]
 pub struct MatmulResult {
     pub device: String,
+    /// "register" (matmul.wgsl, lavapipe's kernel) or "tiled64", "tiled32", "tiled16"
+    /// (matmul_tiled.wgsl), as SHADERGAN_KERNELS names them.
+    pub kernel: String,
     pub m: u32,
     pub n: u32,
     pub k: u32,
@@ -74,12 +79,14 @@ pub struct BenchReport {
     pub model: String,
     pub steps: Vec<StepResult>,
     pub matmul: Vec<MatmulResult>,
+    /// Dispatches per training step and per sampling pass of each model (`commands::plan`).
+    pub dispatches: Vec<DispatchCount>,
     pub notes: Vec<String>,
 }
 
 /// The benchmark model on the built-in MNIST digits: G 64-256-256-784 (ReLU, ReLU, sigmoid),
 /// D 784-256-256-1 (ReLU, ReLU, logit), Adam 2e-4.
-fn bench_config(data: &Dataset, arch: Arch, batch: usize, precision: Precision) -> Result<TrainConfig> {
+pub(crate) fn bench_config(data: &Dataset, arch: Arch, batch: usize, precision: Precision) -> Result<TrainConfig> {
     use crate::kernels::activation::Activation::{Relu, Sigmoid};
     if arch == Arch::Dcgan {
         // The 28x28 DCGAN as PyTorch's peer (torch_dcgan.py) trains it, and at 32x32 and 64x64
@@ -218,8 +225,8 @@ fn cpu_steps(data: &Arc<Dataset>, arch: Arch, batch: usize, precision: Precision
     })
 }
 
-/// One matmul_forward on the GPU: checked against the CPU, then timed.
-fn matmul_case(ctx: &Arc<GpuContext>, m: u32, n: u32, k: u32, seconds: f64) -> Result<MatmulResult> {
+/// One matmul_forward on the GPU on `kernel`: checked against the CPU, then timed.
+fn matmul_case(ctx: &Arc<GpuContext>, kernel: Kernels, m: u32, n: u32, k: u32, seconds: f64) -> Result<MatmulResult> {
     let (mu, nu, ku) = (m as usize, n as usize, k as usize);
     let rng_vals = |len: usize, salt: u32| {
         let mut v = vec![0f32; len];
@@ -236,7 +243,7 @@ fn matmul_case(ctx: &Arc<GpuContext>, m: u32, n: u32, k: u32, seconds: f64) -> R
     g.write(0, &x)?;
     g.write(1, &w)?;
     g.write(2, &vec![f32::NAN; mu * nu])?;
-    let section = g.add_section(std::slice::from_ref(&op))?;
+    let section = with_kernels(kernel, || g.add_section(std::slice::from_ref(&op)))?;
     g.run(section, 1)?;
     let got = g.read(2)?;
     let mut want = vec![0f32; mu * nu];
@@ -244,7 +251,7 @@ fn matmul_case(ctx: &Arc<GpuContext>, m: u32, n: u32, k: u32, seconds: f64) -> R
     fast::matmul_forward(&crate::ir::pool::global(), &p, &x, &w, &mut want);
     let cpu_s = t0.elapsed().as_secs_f64();
     compare("matmul_forward", &got, &want, tolerance("matmul_forward"))
-        .map_err(|e| Error::gpu(format!("matmul {m}x{n}x{k} is wrong on this GPU: {e}")))?;
+        .map_err(|e| Error::gpu(format!("matmul {m}x{n}x{k} ({}) is wrong on this GPU: {e}", kernel.name())))?;
     let flop = 2.0 * m as f64 * n as f64 * k as f64;
     // Time: repeat until `seconds`, in batches of dispatches, waiting at the end of each.
     let start = Instant::now();
@@ -259,6 +266,7 @@ fn matmul_case(ctx: &Arc<GpuContext>, m: u32, n: u32, k: u32, seconds: f64) -> R
     let gpu_s = start.elapsed().as_secs_f64() / reps as f64;
     Ok(MatmulResult {
         device: ctx.summary.describe(),
+        kernel: kernel.name(),
         m,
         n,
         k,
@@ -304,7 +312,7 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
                 10,000 MNIST digits"
         }
     };
-    let mut report = BenchReport { model: model.to_string(), ..Default::default() };
+    let mut report = BenchReport { model: model.to_string(), dispatches: dispatch_counts()?, ..Default::default() };
     let mut precisions = opts.precisions.clone();
     if opts.arch == Arch::Dcgan && precisions.contains(&Precision::F16) {
         precisions.retain(|&p| p == Precision::F32);
@@ -323,6 +331,15 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
         None
     };
     if let Some(c) = &ctx {
+        let k = crate::kernels::matmul::tiled::kernels();
+        let on = if k != Kernels::Auto {
+            "forced by SHADERGAN_KERNELS".to_string()
+        } else if c.summary.is_cpu {
+            "the register-blocked kernels on a CPU-emulated adapter".to_string()
+        } else {
+            "the tiled matmul_forward on a GPU".to_string()
+        };
+        report.notes.push(format!("matmul kernels: {} ({on})", k.name()));
         if c.summary.is_cpu {
             report
                 .notes
@@ -359,9 +376,13 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
                 } else {
                     report.notes.push("4096^2 skipped on a CPU-emulated adapter (pass --large)".into());
                 }
+                // Every kernel at every shape: the register-blocked one and the tiled ones.
+                let kernels = [Kernels::Register, Kernels::Tiled(16), Kernels::Tiled(8), Kernels::Tiled(4)];
                 for (m, n, k) in shapes {
-                    progress(&format!("matmul {m}x{n}x{k}"));
-                    report.matmul.push(matmul_case(c, m, n, k, opts.seconds.min(2.0))?);
+                    for kernel in kernels {
+                        progress(&format!("matmul {m}x{n}x{k} {}", kernel.name()));
+                        report.matmul.push(matmul_case(c, kernel, m, n, k, opts.seconds.min(2.0))?);
+                    }
                 }
             }
         }
@@ -418,18 +439,20 @@ pub fn table(r: &BenchReport, entries: bool) -> String {
     }
     if !r.matmul.is_empty() {
         s += &format!(
-            "\n{:<22} {:>12} {:>18}  (each result checked against the CPU first)\n",
-            "matmul_forward m x n x k", "GPU GFLOP/s", "CPU sgemm GFLOP/s"
+            "\n{:<22} {:<10} {:>12} {:>18}  (each result checked against the CPU first)\n",
+            "matmul_forward m x n x k", "kernel", "GPU GFLOP/s", "CPU sgemm GFLOP/s"
         );
         for m in &r.matmul {
             s += &format!(
-                "{:<22} {:>12.2} {:>18.2}\n",
+                "{:<22} {:<10} {:>12.2} {:>18.2}\n",
                 format!("{}x{}x{}", m.m, m.n, m.k),
+                m.kernel,
                 m.gflops,
                 m.cpu_sgemm_gflops
             );
         }
     }
+    s += &dispatch_table(&r.dispatches);
     for n in &r.notes {
         s += &format!("note: {n}\n");
     }

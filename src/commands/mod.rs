@@ -4,3 +4,4 @@ pub mod bench;
 pub mod eval;
 pub mod export_web;
 pub mod generate;
+pub mod plan;

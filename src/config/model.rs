@@ -360,26 +360,15 @@ impl ModelConfig {
         self.image.expect("validated: --arch dcgan has an image shape")
     }
 
-    /// Batch norm then an activation on (c, h, w), named `bnI` and `{act_name}I`.
-    fn norm_act(
-        &self,
-        layers: &mut Layers,
-        i: usize,
-        (c, h, w): (usize, usize, usize),
-        act: Activation,
-        act_name: &str,
-    ) {
-        let bn = BatchNorm { channels: c, spatial: h * w, init_std: DCGAN_INIT_STD };
+    /// Batch norm then an activation on (c, h, w), as one layer `bnI` (the activation fused
+    /// into its kernels).
+    fn norm_act(&self, layers: &mut Layers, i: usize, (c, h, w): (usize, usize, usize), act: Activation) {
+        let bn = BatchNorm { channels: c, spatial: h * w, init_std: DCGAN_INIT_STD, act };
         push(layers, format!("bn{i}"), bn, (c, h, w));
-        self.act(layers, format!("{act_name}{i}"), (c, h, w), act);
     }
 
-    fn act(&self, layers: &mut Layers, name: String, (c, h, w): (usize, usize, usize), act: Activation) {
-        push(layers, name, nn::Activation { features: c * h * w, act }, (c, h, w));
-    }
-
-    /// `hidden`: Linear(fan_in, features) without bias, `bn_hidden` (per feature), then
-    /// `{act_name}_hidden`; `--g-fc-hidden` / `--d-fc-hidden`.
+    /// `hidden`: Linear(fan_in, features) without bias, then `bn_hidden` (per feature, ending in
+    /// the activation, `act_name`'s); `--g-fc-hidden` / `--d-fc-hidden`.
     fn fc_hidden(&self, layers: &mut Layers, fan_in: usize, features: usize, act: Activation, act_name: &str) {
         let init = Init::Normal(DCGAN_INIT_STD);
         if act_name == "lrelu" && self.d_norm == DNorm::Spectral {
@@ -391,9 +380,8 @@ impl ModelConfig {
         let fc =
             Linear { fan_in, fan_out: features, activation: Activation::Identity, bias: false, init, spectral: false };
         push(layers, "hidden".into(), fc, (features, 1, 1));
-        let bn = BatchNorm { channels: features, spatial: 1, init_std: DCGAN_INIT_STD };
+        let bn = BatchNorm { channels: features, spatial: 1, init_std: DCGAN_INIT_STD, act };
         push(layers, "bn_hidden".into(), bn, (features, 1, 1));
-        self.act(layers, format!("{act_name}_hidden"), (features, 1, 1), act);
     }
 
     /// G of PyTorch's DCGAN example, shrunk to the image size: from z, transposed convolutions
@@ -430,24 +418,47 @@ impl ModelConfig {
             };
             push(&mut layers, "fc".into(), fc, (c0, 7, 7))
         } else {
-            let t =
-                ConvTranspose2d { c_in: nz, c_out: c0, h: 1, w: 1, k: 4, stride: 1, pad: 0, bias: false, init: normal };
+            let identity = Activation::Identity;
+            let t = ConvTranspose2d {
+                c_in: nz,
+                c_out: c0,
+                h: 1,
+                w: 1,
+                k: 4,
+                stride: 1,
+                pad: 0,
+                bias: false,
+                init: normal,
+                activation: identity,
+            };
             push(&mut layers, "deconv1".into(), t, (c0, 4, 4))
         };
-        self.norm_act(&mut layers, 1, chw, act, "relu");
+        self.norm_act(&mut layers, 1, chw, act);
         for block in 2..=doublings + 1 {
             let (c, h, w) = chw;
             let last = block == doublings + 1;
             let c_out = if last { img.channels } else { c / 2 };
-            let t = ConvTranspose2d { c_in: c, c_out, h, w, k: 4, stride: 2, pad: 1, bias: false, init: normal };
+            // The last ends in the output activation (fused); the others in batch norm's.
+            let activation = if last { self.g_output } else { Activation::Identity };
+            let t = ConvTranspose2d {
+                c_in: c,
+                c_out,
+                h,
+                w,
+                k: 4,
+                stride: 2,
+                pad: 1,
+                bias: false,
+                init: normal,
+                activation,
+            };
             // The transposed convolutions count from 1 (after 28's linear layer, from its block).
             let name = format!("deconv{}", if linear { block - 1 } else { block });
             chw = push(&mut layers, name, t, (c_out, 2 * h, 2 * w));
             if !last {
-                self.norm_act(&mut layers, block, chw, act, "relu");
+                self.norm_act(&mut layers, block, chw, act);
             }
         }
-        self.act(&mut layers, "out".into(), chw, self.g_output);
         layers
     }
 
@@ -473,12 +484,14 @@ impl ModelConfig {
             let c_out = if i == 1 { d } else { 2 * c };
             // Without batch norm after it, a hidden convolution has a bias of its own.
             let bias = i > 1 && !batch_norm;
-            let conv = Conv2d { c_in: c, c_out, h, w, k: 4, stride: 2, pad: 1, bias, init: normal, spectral };
+            // The activation in the convolution's epilogue where no batch norm follows it.
+            let plain = i == 1 || !batch_norm;
+            let activation = if plain { act } else { Activation::Identity };
+            let conv =
+                Conv2d { c_in: c, c_out, h, w, k: 4, stride: 2, pad: 1, bias, init: normal, spectral, activation };
             chw = push(&mut layers, format!("conv{i}"), conv, (c_out, h / 2, w / 2));
-            if i == 1 || !batch_norm {
-                self.act(&mut layers, format!("lrelu{i}"), chw, act);
-            } else {
-                self.norm_act(&mut layers, i, chw, act, "lrelu");
+            if !plain {
+                self.norm_act(&mut layers, i, chw, act);
             }
             if dropout > 0.0 {
                 let (c, h, w) = chw;
@@ -511,7 +524,19 @@ impl ModelConfig {
             };
             push(&mut layers, "fc".into(), fc, (1, 1, 1));
         } else {
-            let conv = Conv2d { c_in: c, c_out: 1, h, w, k: 4, stride: 1, pad: 0, bias: false, init: normal, spectral };
+            let conv = Conv2d {
+                c_in: c,
+                c_out: 1,
+                h,
+                w,
+                k: 4,
+                stride: 1,
+                pad: 0,
+                bias: false,
+                init: normal,
+                spectral,
+                activation: Activation::Identity,
+            };
             push(&mut layers, format!("conv{i}"), conv, (1, 1, 1));
         }
         layers
@@ -645,7 +670,7 @@ mod dcgan_tests {
         m.validate().unwrap();
         let d = m.discriminator(0.0, false);
         let names: Vec<_> = d.layers.iter().map(|l| l.name.as_str()).collect();
-        assert_eq!(names, ["conv1", "lrelu1", "conv2", "lrelu2", "fc"]);
+        assert_eq!(names, ["conv1", "conv2", "fc"]);
         assert_eq!(d.state_len, 0);
         let tensors: Vec<_> = d.tensors().into_iter().map(|t| (t.name, t.shape)).collect();
         assert!(tensors.contains(&("conv2.bias".into(), vec![128])), "{tensors:?}");
@@ -663,8 +688,9 @@ mod dcgan_tests {
         m.validate().unwrap();
         let (g, d) = (m.generator(false), m.discriminator(0.3, false));
         let names = |n: &Net| n.layers.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
-        assert_eq!(names(&g)[..4], ["hidden", "bn_hidden", "relu_hidden", "fc"]);
-        assert_eq!(names(&d)[7..], ["hidden", "bn_hidden", "lrelu_hidden", "dropout_hidden", "fc"]);
+        // The activations are fused into the layers before them (batch norm, the convolutions).
+        assert_eq!(names(&g)[..3], ["hidden", "bn_hidden", "fc"]);
+        assert_eq!(names(&d)[5..], ["hidden", "bn_hidden", "dropout_hidden", "fc"]);
         // InfoGAN's MNIST model: z 64 -> 1024 (+ gamma, beta) -> 6272, and 6272 -> 1024 -> 1.
         assert_eq!(g.params_len, 533_888 + 64 * 1024 + 2 * 1024 + 1024 * 6272 - 64 * 6272);
         assert_eq!(d.params_len, 138_625 + 6272 * 1024 + 2 * 1024 + 1024 + 1 - 6272 - 1);
@@ -693,12 +719,6 @@ mod dcgan_tests {
         assert_eq!(d.input_features(), 3 * 3 * 32 * 32);
         assert_eq!(d.tensors()[0].shape, [64, 9, 4, 4]);
         let names: Vec<_> = d.layers.iter().map(|l| l.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "conv1", "lrelu1", "dropout1", "conv2", "bn2", "lrelu2", "dropout2", "conv3", "bn3", "lrelu3",
-                "dropout3", "conv4"
-            ]
-        );
+        assert_eq!(names, ["conv1", "dropout1", "conv2", "bn2", "dropout2", "conv3", "bn3", "dropout3", "conv4"]);
     }
 }

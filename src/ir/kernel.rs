@@ -103,16 +103,42 @@ pub trait Kernel: fmt::Debug + Send + Sync {
     }
     /// The bytes of the uniform at binding 0, if the entry point has one.
     fn uniform(&self) -> Option<Vec<u8>>;
+    /// Values of the WGSL entry point's pipeline-overridable constants (`override` in WGSL):
+    /// the GPU executor compiles one pipeline per entry point and set of values.
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        vec![]
+    }
     /// (binding, resource) of every other binding, at the slots of the f32 entry point (an f16
     /// family binds an f32 buffer `F32_SLOT_SHIFT` further on; the executor applies that).
     fn bindings(&self) -> Vec<(u32, Res)>;
     /// Workgroups to dispatch (see the family's WGSL header for what one covers).
     fn workgroups(&self) -> [u32; 3];
+    /// Floating-point operations of the call, for the cost model (`commands::plan`): a
+    /// multiply-add counts 2. The default, one per value written, suits element-wise kernels;
+    /// the GEMM-shaped families say theirs.
+    fn flops(&self) -> f64 {
+        self.spans().iter().filter(|s| s.write).fold(0.0, |acc, s| acc + s.len as f64)
+    }
     /// Every span of a buffer the call reads or writes: checked against the buffers' lengths
     /// before anything runs, and on the CPU the written f16 spans are rounded after the twin.
     fn spans(&self) -> Vec<Span>;
     /// The CPU twin.
     fn run_cpu(&self, host: &mut Host);
+    /// The call to record instead on `device` (a kernel variant with the same contract and
+    /// CPU twin: a tiled kernel on a real GPU), or None for this one. The GPU executor asks
+    /// when it compiles a section; f16 calls are not asked.
+    fn gpu_variant(&self, _device: DeviceClass) -> Option<Op> {
+        None
+    }
+}
+
+/// What the GPU executor tells an op about its adapter ([`Kernel::gpu_variant`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceClass {
+    /// The adapter emulates a GPU on the CPU (lavapipe's llvmpipe, WARP).
+    pub cpu_emulated: bool,
+    /// It has subgroup operations (wgpu's Features::SUBGROUP).
+    pub subgroups: bool,
 }
 
 /// A kernel call in a program (cheap to clone).
@@ -162,5 +188,17 @@ pub fn groups_1d(n: usize) -> [u32; 3] {
         [g as u32, 1, 1]
     } else {
         [65_535, g.div_ceil(65_535) as u32, 1]
+    }
+}
+
+/// Workgroups for a flat grid of `n` workgroups (a kernel that finds its part and tile from its
+/// workgroup's index wg.y nwg.x + wg.x), split so no dimension passes 65,535; the workgroups
+/// past `n` find nothing to do.
+pub fn groups_flat(n: usize) -> [u32; 3] {
+    let n = n.max(1);
+    if n <= 65_535 {
+        [n as u32, 1, 1]
+    } else {
+        [65_535, n.div_ceil(65_535) as u32, 1]
     }
 }

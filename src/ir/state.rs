@@ -1,6 +1,7 @@
 //! The training state both backends keep beside the buffers: the step counter that keys noise,
 //! dropout and the batch order, and Adam's step counts and running powers. On the GPU it is one
-//! small buffer (`TrainState` in common.wgsl) advanced by the `adam_tick` and `step_tick` kernels.
+//! small buffer (`TrainState` in common.wgsl) advanced by the `step_tick` kernel at the end of each
+//! training step.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -28,7 +29,7 @@ impl TrainState {
     }
 
     /// One optimizer step of `optimizer` (D or G): t += 1 and the running powers beta^t, by the
-    /// repeated f32 multiplication `adam_tick` performs.
+    /// repeated f32 multiplication `step_tick` performs.
     pub fn tick_adam(&mut self, optimizer: u32, beta1: f32, beta2: f32) {
         if optimizer == OPTIMIZER_D {
             self.t_d += 1;

@@ -84,7 +84,9 @@ pub const FAMILY: Family = Family {
     name: "activation",
     wgsl: include_str!("../../shaders/activation.wgsl"),
     f16: false,
-    unchecked: false,
+    // Every index is guarded by the kernel itself (the WGSL header says how) and every span
+    // is checked on the host before a call is recorded: compiled without naga's runtime checks.
+    unchecked: true,
     entries: &[
         Entry { name: "relu_forward", slots: FORWARD },
         Entry { name: "leaky_relu_forward", slots: FORWARD },
@@ -348,6 +350,36 @@ pub fn activation_backward(act: u32, p: &EwParams, y: &[f32], dy: &[f32], dz: &m
     for i in 0..p.len as usize {
         let g = activation_grad(y[p.in_off as usize + i], act, p.slope);
         dz[p.out_off as usize + i] = dy[p.dy_off as usize + i] * g;
+    }
+}
+
+/// g[i] = g[i] * act'(y[i]): `activation_backward`'s product (the same one rounding), in place;
+/// nothing for the identity.
+pub fn scale_by_grad(act: u32, slope: f32, y: &[f32], g: &mut [f32]) {
+    #[inline(always)]
+    fn each(y: &[f32], g: &mut [f32], grad: impl Fn(f32) -> f32) {
+        for (o, &v) in g.iter_mut().zip(y) {
+            *o *= grad(v);
+        }
+    }
+    match act {
+        0 => {}
+        1 => each(y, g, |v| activation_grad(v, 1, slope)),
+        2 => each(y, g, |v| activation_grad(v, 2, slope)),
+        3 => each(y, g, |v| activation_grad(v, 3, slope)),
+        4 => each(y, g, |v| activation_grad(v, 4, slope)),
+        _ => each(y, g, |v| activation_grad(v, act, slope)),
+    }
+}
+
+/// y = act(y) in place, element by element with the per-element rules of
+/// `activation_forward_fast` (the same bits as `activation_forward`); nothing for the identity.
+pub fn activate_in_place(act: u32, slope: f32, y: &mut [f32]) {
+    match act {
+        0 => {}
+        1 => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+        2 => y.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { *v * slope }),
+        _ => y.iter_mut().for_each(|v| *v = activate(*v, act, slope)),
     }
 }
 

@@ -1,6 +1,7 @@
-//! Adam (adam.wgsl): the update over a whole flat parameter buffer in one dispatch, the tick that
-//! advances an optimizer's step count and bias-correction powers in the GPU-resident
-//! [`TrainState`], and the tick of the training step counter.
+//! Adam (adam.wgsl): the update over a whole flat parameter buffer in one dispatch, and the tick
+//! at the end of a training step that advances the step counter and each optimizer's step count
+//! and bias-correction powers in the GPU-resident [`TrainState`] (one dispatch a step: an update
+//! computes its own powers from the counters and `AdamParams::earlier`).
 
 use super::{Entry, Family, Slot};
 use crate::ir::kernel::groups_1d;
@@ -22,10 +23,28 @@ crate::uniform! {
         /// correctly rounded multiplication on every backend (WGSL's division is not exact).
         pub decay_end: u32,
         pub decay_inv: f32,
+        /// This optimizer's updates earlier in the same training step (the j-th of `--d-steps` D
+        /// updates has j): the counters in [`TrainState`] advance only at the step's end.
+        pub earlier: u32,
+        /// step_tick: the updates of the D optimizer (`OPTIMIZER_D`, also the classifier's) and
+        /// of the G optimizer in the step, by which it advances their counters.
+        pub d_updates: u32,
+        pub g_updates: u32,
+        pub _pad0: u32,
     }
 }
 
 impl AdamParams {
+    /// The training state this update sees: `state` (as at the start of the step) with this
+    /// optimizer's counter and powers advanced by its updates up to and including this one.
+    pub fn state_for(&self, state: &TrainState) -> TrainState {
+        let mut s = *state;
+        for _ in 0..=self.earlier {
+            s.tick_adam(self.net, self.beta1, self.beta2);
+        }
+        s
+    }
+
     /// The learning rate of the step whose counter (steps completed before it) is `step`.
     pub fn lr_at(&self, step: u32) -> f32 {
         if self.decay_inv > 0.0 {
@@ -42,41 +61,15 @@ pub const FAMILY: Family = Family {
     name: "adam",
     wgsl: include_str!("../../shaders/adam.wgsl"),
     f16: false,
-    unchecked: false,
+    // Every index is guarded by the kernel itself (the WGSL header says how) and every span
+    // is checked on the host before a call is recorded: compiled without naga's runtime checks.
+    unchecked: true,
     entries: &[
         Entry { name: "adam_step", slots: &[U(0), RW(1), R(2), RW(3), U(4)] },
-        Entry { name: "adam_tick", slots: &[U(0), RW(5)] },
-        Entry { name: "step_tick", slots: &[RW(5)] },
+        Entry { name: "step_tick", slots: &[U(0), RW(5)] },
     ],
     uniforms: &[AdamParams::INFO],
 };
-
-/// One optimizer step of the counters `p.net` names.
-#[derive(Clone, Debug)]
-pub struct AdamTick {
-    pub p: AdamParams,
-}
-
-impl Kernel for AdamTick {
-    fn entry(&self) -> &'static str {
-        "adam_tick"
-    }
-    fn uniform(&self) -> Option<Vec<u8>> {
-        Some(bytemuck::bytes_of(&self.p).to_vec())
-    }
-    fn bindings(&self) -> Vec<(u32, Res)> {
-        vec![(5, Res::State)]
-    }
-    fn workgroups(&self) -> [u32; 3] {
-        [1, 1, 1]
-    }
-    fn spans(&self) -> Vec<Span> {
-        vec![]
-    }
-    fn run_cpu(&self, host: &mut Host) {
-        adam_tick(host.state, self.p.net, self.p.beta1, self.p.beta2)
-    }
-}
 
 /// The Adam update of `params` from `grads`; `moments` holds m (first `len` values) then v.
 #[derive(Clone, Debug)]
@@ -97,6 +90,10 @@ impl Kernel for AdamStep {
     fn bindings(&self) -> Vec<(u32, Res)> {
         vec![(1, Res::Buf(self.params)), (2, Res::Buf(self.grads)), (3, Res::Buf(self.moments)), (4, Res::State)]
     }
+    /// The moments, a square root, a division and the update: about 12 per parameter.
+    fn flops(&self) -> f64 {
+        12.0 * self.p.len as f64
+    }
     fn workgroups(&self) -> [u32; 3] {
         groups_1d(self.p.len as usize)
     }
@@ -105,7 +102,7 @@ impl Kernel for AdamStep {
         vec![Span::write(self.params, 0, n), Span::read(self.grads, 0, n), Span::write(self.moments, 0, 2 * n)]
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, grads, state, fast, pool) = (&self.p, self.grads, *host.state, host.fast, host.pool);
+        let (p, grads, state, fast, pool) = (&self.p, self.grads, self.p.state_for(host.state), host.fast, host.pool);
         host.with_outs(self.params, self.moments, |b, params, m| {
             if fast {
                 adam_step_threaded(pool, p, &state, params, &b[grads], m)
@@ -116,16 +113,19 @@ impl Kernel for AdamStep {
     }
 }
 
-/// The training step counter, advanced once at the end of every training step.
+/// The end of a training step: the step counter, and the optimizers' counters by their updates.
 #[derive(Clone, Debug)]
-pub struct StepTick;
+pub struct StepTick {
+    /// `d_updates`, `g_updates`, `beta1`, `beta2`.
+    pub p: AdamParams,
+}
 
 impl Kernel for StepTick {
     fn entry(&self) -> &'static str {
         "step_tick"
     }
     fn uniform(&self) -> Option<Vec<u8>> {
-        None
+        Some(bytemuck::bytes_of(&self.p).to_vec())
     }
     fn bindings(&self) -> Vec<(u32, Res)> {
         vec![(5, Res::State)]
@@ -137,17 +137,19 @@ impl Kernel for StepTick {
         vec![]
     }
     fn run_cpu(&self, host: &mut Host) {
-        step_tick(host.state)
+        step_tick(&self.p, host.state)
     }
 }
 
-/// t += 1 and the running powers beta^t of one optimizer.
-pub fn adam_tick(state: &mut TrainState, net: u32, beta1: f32, beta2: f32) {
-    state.tick_adam(net, beta1, beta2)
-}
-
-pub fn step_tick(state: &mut TrainState) {
+/// step += 1; each optimizer's t += its updates, its running powers multiplied by beta as often.
+pub fn step_tick(p: &AdamParams, state: &mut TrainState) {
     state.step += 1;
+    for _ in 0..p.d_updates {
+        state.tick_adam(crate::ir::state::OPTIMIZER_D, p.beta1, p.beta2);
+    }
+    for _ in 0..p.g_updates {
+        state.tick_adam(crate::ir::state::OPTIMIZER_G, p.beta1, p.beta2);
+    }
 }
 
 /// One Adam update over a flat parameter buffer; `moments` holds m then v.

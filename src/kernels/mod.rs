@@ -68,10 +68,10 @@ pub struct Family {
     pub uniforms: &'static [UniformInfo],
 }
 
-/// The most storage buffers any entry point binds (batch norm's training forward: x, its
-/// parameters, y, the running statistics, the pass's saved statistics). The GPU context asks the
-/// device for this many per shader stage.
-pub const MAX_STORAGE_BINDINGS: u32 = 5;
+/// The most storage buffers any entry point binds (matmul_backward: dy, w, the gradients, y, x,
+/// dx). The GPU context asks the device for this many per shader stage (every Vulkan, Metal
+/// and DX12 device offers at least eight; WebGPU's default is eight).
+pub const MAX_STORAGE_BINDINGS: u32 = 6;
 
 /// Where an f16 family binds an f32 buffer: its role's slot plus this.
 pub const F32_SLOT_SHIFT: u32 = 4;
@@ -80,6 +80,7 @@ pub const F32_SLOT_SHIFT: u32 = 4;
 pub const FAMILIES: &[&Family] = &[
     &matmul::FAMILY,
     &matmul::FAMILY_F16,
+    &matmul::FAMILY_TILED,
     &activation::FAMILY,
     &activation::FAMILY_F16,
     &loss::FAMILY,

@@ -1,8 +1,10 @@
 //! Batch normalisation (norm.wgsl), per channel of an NCHW tensor (per feature of a linear
 //! layer's output: c = features, s = 1): training mode from the batch's statistics, which it
 //! saves for the backward pass and folds into the running statistics; eval mode from the running
-//! statistics; the backward pass as two calls (parameters, input). Every sum in a fixed order the
-//! twins follow; no atomics. Formulas and bindings in the WGSL header.
+//! statistics; the backward pass in one call (parameters and input). Each may end in an
+//! activation (y = act(batch norm), its derivative applied to dy) and run over several groups
+//! of rows with statistics of their own (D's reals and fakes in one call). Every sum in a fixed
+//! order the twins follow; no atomics. Formulas and bindings in the WGSL header.
 
 use super::conv::twin::lane_tree_sum;
 use super::conv::LANES;
@@ -41,10 +43,23 @@ crate::uniform! {
         pub unbias: f32,
         /// forward: update running_mean and running_var (a GAN's G step may run D without it).
         pub update_running: u32,
-        /// backward_*: out += v instead of out = v.
+        /// backward: dgamma, dbeta += v instead of = v.
         pub accumulate: u32,
+        /// The activation (code) after the normalisation: forward and eval apply it, backward
+        /// applies its derivative to dy (the identity when dy is already the gradient before it).
+        pub act: u32,
+        pub slope: f32,
+        /// Batches of `n` rows, one after the other, each with its own statistics (0 or 1: one).
+        pub groups: u32,
+        /// backward: [`PART_PARAMS`] | [`PART_INPUT`] (set by [`BatchNormBackward`]).
+        pub parts: u32,
     }
 }
+
+/// batch_norm_backward writes dgamma and dbeta.
+pub const PART_PARAMS: u32 = 1;
+/// batch_norm_backward writes dx.
+pub const PART_INPUT: u32 = 2;
 
 impl NormParams {
     /// A call over (n, c, s) with PyTorch's defaults (eps 1e-5, momentum 0.1), updating the
@@ -63,9 +78,35 @@ impl NormParams {
         (self.n * self.s) as usize
     }
 
-    /// Elements of the (n, c, s) tensor.
+    /// Elements of the (n, c, s) tensor of one group.
     pub fn len(&self) -> usize {
         (self.n * self.c * self.s) as usize
+    }
+
+    /// Groups (batches with their own statistics): at least 1.
+    pub fn group_count(&self) -> usize {
+        self.groups.max(1) as usize
+    }
+
+    /// Elements of all groups' tensors.
+    pub fn total_len(&self) -> usize {
+        self.group_count() * self.len()
+    }
+
+    /// The call on group `g` alone: every tensor offset moved to its rows, its saved statistics
+    /// at their place, and dgamma/dbeta added to the groups' before it.
+    pub fn group(&self, g: usize) -> NormParams {
+        let sh = (g * self.len()) as u32;
+        NormParams {
+            x_off: self.x_off + sh,
+            y_off: self.y_off + sh,
+            dy_off: self.dy_off + sh,
+            dx_off: self.dx_off + sh,
+            save_off: self.save_off + (3 * g) as u32 * self.c,
+            accumulate: (self.accumulate != 0 || g > 0) as u32,
+            groups: 1,
+            ..*self
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -84,11 +125,12 @@ pub const FAMILY: Family = Family {
     name: "norm",
     wgsl: include_str!("../../shaders/norm.wgsl"),
     f16: false,
-    unchecked: false,
+    // Every index is guarded by the kernel itself (the WGSL header says how) and every span
+    // is checked on the host before a call is recorded: compiled without naga's runtime checks.
+    unchecked: true,
     entries: &[
         Entry { name: "batch_norm_forward", slots: &[U(0), R(1), R(2), RW(3), RW(4), RW(5)] },
-        Entry { name: "batch_norm_backward_params", slots: &[U(0), R(1), R(2), RW(3), RW(5)] },
-        Entry { name: "batch_norm_backward_input", slots: &[U(0), R(1), R(2), RW(3), RW(5)] },
+        Entry { name: "batch_norm_backward", slots: &[U(0), R(1), R(2), RW(3), RW(5), R(6), RW(7)] },
         Entry { name: "batch_norm_eval", slots: &[U(0), R(1), R(2), RW(3), RW(4)] },
     ],
     uniforms: &[NormParams::INFO],
@@ -98,8 +140,8 @@ fn bytes(p: &NormParams) -> Option<Vec<u8>> {
     Some(bytemuck::bytes_of(p).to_vec())
 }
 
-/// Training mode: a = x, c = the parameters (gamma, beta), out = y, state = the running
-/// statistics, saved = this pass's statistics.
+/// Training mode: a = x, c = the parameters (gamma, beta), out = y = act(batch norm), state =
+/// the running statistics, saved = this pass's statistics (3c per group).
 #[derive(Clone, Debug)]
 pub struct BatchNormForward {
     pub p: NormParams,
@@ -117,9 +159,16 @@ impl Kernel for BatchNormForward {
     fn uniform(&self) -> Option<Vec<u8>> {
         bytes(&self.p)
     }
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        vec![("ACT", self.p.act as f64)]
+    }
     fn bindings(&self) -> Vec<(u32, Res)> {
         let b = Res::Buf;
         vec![(1, b(self.a)), (2, b(self.c)), (3, b(self.out)), (4, b(self.state)), (5, b(self.saved))]
+    }
+    /// Two passes of statistics and the normalisation: about 8 per element.
+    fn flops(&self) -> f64 {
+        8.0 * self.p.total_len() as f64
     }
     fn workgroups(&self) -> [u32; 3] {
         self.p.per_channel()
@@ -127,28 +176,34 @@ impl Kernel for BatchNormForward {
     fn spans(&self) -> Vec<Span> {
         let (p, c) = (&self.p, self.p.c as usize);
         vec![
-            Span::read(self.a, p.x_off, p.len()),
+            Span::read(self.a, p.x_off, p.total_len()),
             Span::read(self.c, p.gamma_off, c),
             Span::read(self.c, p.beta_off, c),
-            Span::write(self.out, p.y_off, p.len()),
+            Span::write(self.out, p.y_off, p.total_len()),
             Span::write(self.state, p.mean_off, c),
             Span::write(self.state, p.var_off, c),
-            Span::write(self.saved, p.save_off, 3 * c),
+            Span::write(self.saved, p.save_off, 3 * c * p.group_count()),
         ]
     }
     fn run_cpu(&self, host: &mut Host) {
         let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
         host.with_many([self.out, self.state, self.saved], |b, [y, state, saved]| {
-            if fast {
-                fast::batch_norm_forward(pool, p, &b[a], &b[c], y, state, saved)
-            } else {
-                batch_norm_forward(p, &b[a], &b[c], y, state, saved)
+            for g in 0..p.group_count() {
+                let q = p.group(g);
+                if fast {
+                    fast::batch_norm_forward(pool, &q, &b[a], &b[c], y, state, saved)
+                } else {
+                    batch_norm_forward(&q, &b[a], &b[c], y, state, saved)
+                }
             }
+            let y = &mut y[p.y_off as usize..][..p.total_len()];
+            super::activation::activate_in_place(p.act, p.slope, y);
         })
     }
 }
 
-/// Eval mode: a = x, c = the parameters, out = y, state = the running statistics (read).
+/// Eval mode: a = x, c = the parameters, out = y = act(batch norm), state = the running
+/// statistics (read).
 #[derive(Clone, Debug)]
 pub struct BatchNormEval {
     pub p: NormParams,
@@ -165,120 +220,180 @@ impl Kernel for BatchNormEval {
     fn uniform(&self) -> Option<Vec<u8>> {
         bytes(&self.p)
     }
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        vec![("ACT", self.p.act as f64)]
+    }
     fn bindings(&self) -> Vec<(u32, Res)> {
         let b = Res::Buf;
         vec![(1, b(self.a)), (2, b(self.c)), (3, b(self.out)), (4, b(self.state))]
     }
     fn workgroups(&self) -> [u32; 3] {
-        groups_1d(self.p.len())
+        groups_1d(self.p.total_len())
     }
     fn spans(&self) -> Vec<Span> {
         let (p, c) = (&self.p, self.p.c as usize);
         vec![
-            Span::read(self.a, p.x_off, p.len()),
+            Span::read(self.a, p.x_off, p.total_len()),
             Span::read(self.c, p.gamma_off, c),
             Span::read(self.c, p.beta_off, c),
-            Span::write(self.out, p.y_off, p.len()),
+            Span::write(self.out, p.y_off, p.total_len()),
             Span::read(self.state, p.mean_off, c),
             Span::read(self.state, p.var_off, c),
         ]
     }
     fn run_cpu(&self, host: &mut Host) {
         let (p, a, c, state) = (&self.p, self.a, self.c, self.state);
-        host.with_out(self.out, |b, y| batch_norm_eval(p, &b[a], &b[c], y, &b[state]))
+        host.with_out(self.out, |b, y| {
+            let q = NormParams { n: p.n * p.group_count() as u32, groups: 1, ..*p };
+            batch_norm_eval(&q, &b[a], &b[c], y, &b[state]);
+            super::activation::activate_in_place(p.act, p.slope, &mut y[p.y_off as usize..][..p.total_len()]);
+        })
     }
 }
 
-/// dgamma, dbeta (+)=: a = x, c = dy, out = the flat gradient buffer, saved = the forward
-/// pass's statistics.
+/// The backward pass (`batch_norm_backward`): from dy, the gradient of y = act(batch norm),
+/// with dz = dy act'(y) (`p.act`; the identity when dy already is dz): dgamma and dbeta (+)=
+/// into `grads` when given, dx = into `dx` when given. a = x, saved = the forward pass's
+/// statistics; y at `y_off` of `y`.
 #[derive(Clone, Debug)]
-pub struct BatchNormBackwardParams {
+pub struct BatchNormBackward {
     pub p: NormParams,
     pub a: BufId,
-    pub c: BufId,
-    pub out: BufId,
+    pub dy: BufId,
+    pub y: BufId,
     pub saved: BufId,
+    pub grads: Option<BufId>,
+    pub dx: Option<BufId>,
 }
 
-impl Kernel for BatchNormBackwardParams {
+impl BatchNormBackward {
+    /// The params with `parts` set from the outputs given.
+    pub fn params(&self) -> NormParams {
+        let parts = if self.grads.is_some() { PART_PARAMS } else { 0 } | if self.dx.is_some() { PART_INPUT } else { 0 };
+        NormParams { parts, ..self.p }
+    }
+
+    fn identity(&self) -> bool {
+        self.p.act == super::activation::Activation::Identity.code()
+    }
+}
+
+impl Kernel for BatchNormBackward {
     fn entry(&self) -> &'static str {
-        "batch_norm_backward_params"
+        "batch_norm_backward"
     }
     fn uniform(&self) -> Option<Vec<u8>> {
-        bytes(&self.p)
+        bytes(&self.params())
+    }
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        vec![("ACT", self.p.act as f64)]
     }
     fn bindings(&self) -> Vec<(u32, Res)> {
         let b = Res::Buf;
-        vec![(1, b(self.a)), (2, b(self.c)), (3, b(self.out)), (5, b(self.saved))]
+        let one = self.grads.or(self.dx).expect("batch_norm_backward writes dgamma or dx");
+        vec![
+            (1, b(self.a)),
+            (2, b(self.dy)),
+            (3, b(self.grads.unwrap_or(one))),
+            (5, b(self.saved)),
+            (6, b(if self.identity() { self.dy } else { self.y })),
+            (7, b(self.dx.unwrap_or(one))),
+        ]
+    }
+    /// The two sums and dx: about 10 per element.
+    fn flops(&self) -> f64 {
+        10.0 * self.p.total_len() as f64
     }
     fn workgroups(&self) -> [u32; 3] {
         self.p.per_channel()
     }
     fn spans(&self) -> Vec<Span> {
         let (p, c) = (&self.p, self.p.c as usize);
-        vec![
-            Span::read(self.a, p.x_off, p.len()),
-            Span::read(self.c, p.dy_off, p.len()),
-            Span::write(self.out, p.dgamma_off, c),
-            Span::write(self.out, p.dbeta_off, c),
-            Span::read(self.saved, p.save_off, 3 * c),
-        ]
+        let mut s = vec![
+            Span::read(self.a, p.x_off, p.total_len()),
+            Span::read(self.dy, p.dy_off, p.total_len()),
+            Span::read(self.saved, p.save_off, 3 * c * p.group_count()),
+        ];
+        if !self.identity() {
+            s.push(Span::read(self.y, p.y_off, p.total_len()));
+        }
+        if let Some(g) = self.grads {
+            s.push(Span::write(g, p.dgamma_off, c));
+            s.push(Span::write(g, p.dbeta_off, c));
+        }
+        if let Some(dx) = self.dx {
+            s.push(Span::write(dx, p.dx_off, p.total_len()));
+        }
+        s
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c, saved, fast, pool) = (&self.p, self.a, self.c, self.saved, host.fast, host.pool);
-        host.with_out(self.out, |b, g| {
-            if fast {
-                fast::batch_norm_backward_params(pool, p, &b[a], &b[c], g, &b[saved])
-            } else {
-                batch_norm_backward_params(p, &b[a], &b[c], g, &b[saved])
-            }
-        })
+        backward_cpu(self, host)
     }
 }
 
-/// dx (+)=: a = x, c = dy, out = dx, saved = the forward pass's statistics.
-#[derive(Clone, Debug)]
-pub struct BatchNormBackwardInput {
-    pub p: NormParams,
-    pub a: BufId,
-    pub c: BufId,
-    pub out: BufId,
-    pub saved: BufId,
+thread_local! {
+    /// batch_norm_backward's dz, per thread (see `kernels::scratch`).
+    static DZ: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
+static DZ_MARK: super::scratch::HighWater = super::scratch::HighWater::new();
 
-impl Kernel for BatchNormBackwardInput {
-    fn entry(&self) -> &'static str {
-        "batch_norm_backward_input"
-    }
-    fn uniform(&self) -> Option<Vec<u8>> {
-        bytes(&self.p)
-    }
-    fn bindings(&self) -> Vec<(u32, Res)> {
-        let b = Res::Buf;
-        vec![(1, b(self.a)), (2, b(self.c)), (3, b(self.out)), (5, b(self.saved))]
-    }
-    fn workgroups(&self) -> [u32; 3] {
-        self.p.per_channel()
-    }
-    fn spans(&self) -> Vec<Span> {
-        let (p, c) = (&self.p, self.p.c as usize);
-        vec![
-            Span::read(self.a, p.x_off, p.len()),
-            Span::read(self.c, p.dy_off, p.len()),
-            Span::write(self.out, p.dx_off, p.len()),
-            Span::read(self.saved, p.save_off, 3 * c),
-        ]
-    }
-    fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c, saved, fast, pool) = (&self.p, self.a, self.c, self.saved, host.fast, host.pool);
-        host.with_out(self.out, |b, dx| {
-            if fast {
-                fast::batch_norm_backward_input(pool, p, &b[a], &b[c], dx, &b[saved])
-            } else {
-                batch_norm_backward_input(p, &b[a], &b[c], dx, &b[saved])
-            }
-        })
-    }
+/// `batch_norm_backward`'s twin: dz = dy act'(y) (the `activation_backward` twin or its fast
+/// path) into per-thread scratch, then per group `batch_norm_backward_params` and
+/// `batch_norm_backward_input` on it (or their fast paths): the bits of the activation's and
+/// batch norm's separate kernels.
+fn backward_cpu(op: &BatchNormBackward, host: &mut Host) {
+    use super::activation::{activation_backward, activation_backward_fast, EwParams};
+    let p = op.params();
+    let (fast, pool, len) = (host.fast, host.pool, p.total_len());
+    let (x, dy, y, saved) = (op.a, op.dy, op.y, op.saved);
+    DZ.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        let run =
+            |b: &[Vec<f32>], mut grads: Option<&mut [f32]>, mut dx: Option<&mut [f32]>, scratch: &mut Vec<f32>| {
+                let (dz, dy_off): (&[f32], u32) = if op.identity() {
+                    (&b[dy], p.dy_off)
+                } else {
+                    let e = EwParams {
+                        len: len as u32,
+                        slope: p.slope,
+                        in_off: p.y_off,
+                        dy_off: p.dy_off,
+                        ..Default::default()
+                    };
+                    let dz = DZ_MARK.at_least(scratch, len, 0.0);
+                    if fast {
+                        activation_backward_fast(pool, p.act, &e, &b[y], &b[dy], dz)
+                    } else {
+                        activation_backward(p.act, &e, &b[y], &b[dy], dz)
+                    }
+                    (dz, 0)
+                };
+                for g in 0..p.group_count() {
+                    let q = NormParams { dy_off, ..p }.group(g);
+                    if let Some(grads) = grads.as_deref_mut() {
+                        if fast {
+                            fast::batch_norm_backward_params(pool, &q, &b[x], dz, grads, &b[saved])
+                        } else {
+                            batch_norm_backward_params(&q, &b[x], dz, grads, &b[saved])
+                        }
+                    }
+                    if let Some(dx) = dx.as_deref_mut() {
+                        let q = NormParams { accumulate: 0, ..q };
+                        if fast {
+                            fast::batch_norm_backward_input(pool, &q, &b[x], dz, dx, &b[saved])
+                        } else {
+                            batch_norm_backward_input(&q, &b[x], dz, dx, &b[saved])
+                        }
+                    }
+                }
+            };
+        match (op.grads, op.dx) {
+            (Some(g), Some(d)) => host.with_outs(g, d, |b, g, d| run(b, Some(g), Some(d), &mut scratch)),
+            (Some(g), None) => host.with_out(g, |b, g| run(b, Some(g), None, &mut scratch)),
+            (None, Some(d)) => host.with_out(d, |b, d| run(b, None, Some(d), &mut scratch)),
+            (None, None) => {}
+        }
+    });
 }
 
 // The CPU twins.

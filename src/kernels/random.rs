@@ -34,12 +34,19 @@ crate::uniform! {
         /// rows); batch rows whose source lies outside are left as they are.
         pub row_lo: u32,
         pub row_hi: u32,
-        pub _pad0: u32,
+        /// noise_normal: consecutive streams from `stream`, `len` values each, one after the
+        /// other from `out_off` (0 is read as 1): every noise of a step in one dispatch.
+        pub streams: u32,
         pub _pad1: u32,
     }
 }
 
 impl RandomParams {
+    /// noise_normal's streams: at least 1.
+    pub fn stream_count(&self) -> usize {
+        self.streams.max(1) as usize
+    }
+
     /// The gather's batch counter (wrapping like the GPU's u32 arithmetic).
     pub fn batch_counter(&self, step: u32) -> u32 {
         step.wrapping_mul(self.sub_steps.max(1)).wrapping_add(self.sub_index)
@@ -115,19 +122,22 @@ impl Kernel for NoiseNormal {
         vec![(1, Res::State), (3, Res::Buf(self.out))]
     }
     fn workgroups(&self) -> [u32; 3] {
-        // One invocation per four values (one Philox block).
-        groups_1d((self.p.len as usize).div_ceil(4))
+        // One invocation per four values (one Philox block) of each stream.
+        groups_1d((self.p.len as usize).div_ceil(4) * self.p.stream_count())
     }
     fn spans(&self) -> Vec<Span> {
-        vec![Span::write(self.out, self.p.out_off, self.p.len as usize)]
+        vec![Span::write(self.out, self.p.out_off, self.p.len as usize * self.p.stream_count())]
     }
     fn run_cpu(&self, host: &mut Host) {
         let (p, state, fast, pool) = (&self.p, *host.state, host.fast, host.pool);
         host.with_out(self.out, |_, o| {
-            if fast {
-                noise_normal_threaded(pool, p, &state, o)
-            } else {
-                noise_normal(p, &state, o)
+            for k in 0..p.stream_count() as u32 {
+                let q = RandomParams { stream: p.stream + k, out_off: p.out_off + k * p.len, streams: 1, ..*p };
+                if fast {
+                    noise_normal_threaded(pool, &q, &state, o)
+                } else {
+                    noise_normal(&q, &state, o)
+                }
             }
         })
     }

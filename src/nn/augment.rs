@@ -40,15 +40,31 @@ impl Layer for Augment {
         self.in_features()
     }
 
+    /// One call per group of rows, each drawing as a pass of its own (`Mode::for_group`).
     fn forward(&self, cx: &mut Ctx, io: Io, mode: Mode) {
-        let p = AugmentParams { x_off: io.x.off as u32, out_off: io.y.off as u32, ..self.params(cx, io.rows, mode) };
-        cx.ops.push(AugmentForward { p, x: io.x.buf, out: io.y.buf }.into());
+        let (rows, len) = (io.group_rows(), io.group_rows() * self.in_features());
+        for g in 0..io.groups.max(1) {
+            let (x, y) = (io.x.plus(g * len), io.y.plus(g * len));
+            let p = AugmentParams {
+                x_off: x.off as u32,
+                out_off: y.off as u32,
+                ..self.params(cx, rows, mode.for_group(g))
+            };
+            cx.ops.push(AugmentForward { p, x: x.buf, out: y.buf }.into());
+        }
     }
 
     fn backward(&self, cx: &mut Ctx, io: Io, g: Grads, mode: Mode) {
-        if let Some(dx) = g.dx {
-            let p = AugmentParams { x_off: g.dy.off as u32, out_off: dx.off as u32, ..self.params(cx, io.rows, mode) };
-            cx.ops.push(AugmentBackward { p, x: g.dy.buf, out: dx.buf }.into());
+        let Some(dx) = g.dx else { return };
+        let (rows, len) = (io.group_rows(), io.group_rows() * self.in_features());
+        for k in 0..io.groups.max(1) {
+            let (dy, dx) = (g.dy.plus(k * len), dx.plus(k * len));
+            let p = AugmentParams {
+                x_off: dy.off as u32,
+                out_off: dx.off as u32,
+                ..self.params(cx, rows, mode.for_group(k))
+            };
+            cx.ops.push(AugmentBackward { p, x: dy.buf, out: dx.buf }.into());
         }
     }
 }

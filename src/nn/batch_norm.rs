@@ -6,9 +6,8 @@
 //! own scratch buffer for its backward pass.
 
 use super::layer::{Ctx, Grads, InitKey, Io, Layer, Mode, TensorSpec};
-use crate::kernels::norm::{
-    BatchNormBackwardInput, BatchNormBackwardParams, BatchNormEval, BatchNormForward, NormParams,
-};
+use crate::kernels::activation::Activation;
+use crate::kernels::norm::{BatchNormBackward, BatchNormEval, BatchNormForward, NormParams};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNorm {
@@ -17,6 +16,9 @@ pub struct BatchNorm {
     pub spatial: usize,
     /// gamma ~ N(1, init_std) (the DCGAN recipe: 0.02; 0 gives PyTorch's default of 1).
     pub init_std: f32,
+    /// The activation after it, fused into its kernels (y = act(batch norm)): one dispatch
+    /// each way instead of two.
+    pub act: Activation,
 }
 
 impl BatchNorm {
@@ -30,7 +32,10 @@ impl BatchNorm {
             mean_off: cx.state_off as u32,
             var_off: (cx.state_off + self.channels) as u32,
             save_off: 0,
-            ..NormParams::new(io.rows as u32, c, self.spatial as u32)
+            act: self.act.code(),
+            slope: self.act.slope(),
+            groups: io.groups as u32,
+            ..NormParams::new((io.rows / io.groups.max(1)) as u32, c, self.spatial as u32)
         }
     }
 }
@@ -68,8 +73,13 @@ impl Layer for BatchNorm {
         var.iter_mut().for_each(|v| *v = 1.0);
     }
 
-    fn scratch(&self, _rows: usize) -> Vec<(&'static str, usize)> {
-        vec![("saved", 3 * self.channels)]
+    /// The saved statistics of each group: D's reals and fakes pass through in one call.
+    fn scratch(&self, _rows: usize, _half: bool) -> Vec<(&'static str, usize)> {
+        vec![("saved", 3 * self.channels * super::layer::MAX_GROUPS)]
+    }
+
+    fn output_activation(&self) -> Activation {
+        self.act
     }
 
     fn forward(&self, cx: &mut Ctx, io: Io, mode: Mode) {
@@ -82,22 +92,25 @@ impl Layer for BatchNorm {
         });
     }
 
+    /// One dispatch: dgamma and dbeta (when the weights' gradients are wanted) and dx, from dy
+    /// with the activation's derivative applied as it is loaded (unless the next layer did).
     fn backward(&self, cx: &mut Ctx, io: Io, g: Grads, _mode: Mode) {
-        let base = self.params_for(cx, &io);
+        let grads = if g.weights { cx.grads } else { None };
+        if grads.is_none() && g.dx.is_none() {
+            return;
+        }
+        let act = if g.dz_given { Activation::Identity } else { self.act };
         let p = NormParams {
             dy_off: g.dy.off as u32,
+            dx_off: g.dx.map_or(0, |d| d.off as u32),
             dgamma_off: cx.off as u32,
             dbeta_off: (cx.off + self.channels) as u32,
             accumulate: g.accumulate as u32,
-            ..base
+            act: act.code(),
+            slope: act.slope(),
+            ..self.params_for(cx, &io)
         };
-        let saved = cx.scratch[0];
-        if let (true, Some(grads)) = (g.weights, cx.grads) {
-            cx.ops.push(BatchNormBackwardParams { p, a: io.x.buf, c: g.dy.buf, out: grads, saved }.into());
-        }
-        if let Some(dx) = g.dx {
-            let p = NormParams { dx_off: dx.off as u32, accumulate: 0, ..p };
-            cx.ops.push(BatchNormBackwardInput { p, a: io.x.buf, c: g.dy.buf, out: dx.buf, saved }.into());
-        }
+        let (a, dy, y, saved, dx) = (io.x.buf, g.dy.buf, io.y.buf, cx.scratch[0], g.dx.map(|d| d.buf));
+        cx.ops.push(BatchNormBackward { p, a, dy, y, saved, grads, dx }.into());
     }
 }

@@ -4,6 +4,8 @@
 
 use super::layer::{Ctx, Grads, Init, InitKey, Io, Layer, Mode, TensorSpec};
 use super::spectral;
+use crate::ir::At;
+use crate::kernels::activation::{Activation, ActivationBackward, EwParams};
 use crate::kernels::conv::{conv2d_out_size, Conv2dShape};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -19,6 +21,8 @@ pub struct Conv2d {
     pub bias: bool,
     pub init: Init,
     pub spectral: bool,
+    /// The activation after it, fused into its kernels' epilogue (the identity for none).
+    pub activation: Activation,
 }
 
 impl Conv2d {
@@ -95,23 +99,63 @@ impl Layer for Conv2d {
     fn forward(&self, cx: &mut Ctx, io: Io, _mode: Mode) {
         let bias = self.bias.then_some((cx.off + self.weights()) as u32);
         let call = self.shape(io.rows).forward(io.x.off as u32, cx.off as u32, bias, io.y.off as u32);
-        cx.ops.push(call.op(io.x.buf, cx.weights, io.y.buf));
+        cx.ops.push(call.activated(self.activation).op(io.x.buf, cx.weights, io.y.buf));
+    }
+
+    fn output_activation(&self) -> Activation {
+        self.activation
+    }
+
+    fn folds_input_activation(&self) -> bool {
+        true
+    }
+
+    /// dz, when the layer's activation must be undone here (no next layer folded it).
+    fn scratch(&self, rows: usize, _half: bool) -> Vec<(&'static str, usize)> {
+        if self.activation == Activation::Identity {
+            vec![]
+        } else {
+            vec![("preact.grad", rows * self.out_features())]
+        }
     }
 
     fn backward(&self, cx: &mut Ctx, io: Io, g: Grads, _mode: Mode) {
         let shape = self.shape(io.rows);
-        let (dy, x) = (g.dy, io.x);
+        let (dy, x) = (self.dz(cx, io, g), io.x);
         if let (true, Some(grads)) = (g.weights, cx.grads) {
             let call = shape.backward_weight(dy.off as u32, x.off as u32, cx.off as u32, g.accumulate);
+            let call = call.in_groups(io.groups);
             cx.ops.push(call.op(dy.buf, x.buf, grads));
             if self.bias {
                 let call = shape.backward_bias(dy.off as u32, (cx.off + self.weights()) as u32, g.accumulate);
+                let call = call.in_groups(io.groups);
                 cx.ops.push(call.op(dy.buf, dy.buf, grads));
             }
         }
         if let Some(dx) = g.dx {
             let call = shape.backward_input(dy.off as u32, cx.off as u32, dx.off as u32, false);
+            let call = call.scaled_by_grad(g.dx_act, x.buf, x.off as u32);
             cx.ops.push(call.op(dy.buf, cx.weights, dx.buf));
         }
+    }
+}
+
+impl Conv2d {
+    /// The gradient before the activation: `g.dy` itself when there is none or the next layer
+    /// made it (`g.dz_given`), else the activation's backward pass into scratch (one dispatch).
+    fn dz(&self, cx: &mut Ctx, io: Io, g: Grads) -> At {
+        if self.activation == Activation::Identity || g.dz_given {
+            return g.dy;
+        }
+        let (act, out) = (self.activation, cx.scratch[0]);
+        let p = EwParams {
+            len: (io.rows * self.out_features()) as u32,
+            slope: act.slope(),
+            in_off: io.y.off as u32,
+            dy_off: g.dy.off as u32,
+            ..Default::default()
+        };
+        cx.ops.push(ActivationBackward { act, p, y: io.y.buf, dy: g.dy.buf, out }.into());
+        At::start(out)
     }
 }

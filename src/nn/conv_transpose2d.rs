@@ -4,6 +4,8 @@
 //! roles swapped (`ConvTranspose2dShape`).
 
 use super::layer::{Ctx, Grads, Init, InitKey, Io, Layer, Mode, TensorSpec};
+use crate::ir::At;
+use crate::kernels::activation::{Activation, ActivationBackward, EwParams};
 use crate::kernels::conv::{conv_transpose2d_out_size, ConvTranspose2dShape};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -18,6 +20,8 @@ pub struct ConvTranspose2d {
     pub pad: usize,
     pub bias: bool,
     pub init: Init,
+    /// The activation after it, fused into its kernels' epilogue (the identity for none).
+    pub activation: Activation,
 }
 
 impl ConvTranspose2d {
@@ -77,23 +81,63 @@ impl Layer for ConvTranspose2d {
     fn forward(&self, cx: &mut Ctx, io: Io, _mode: Mode) {
         let bias = self.bias.then_some((cx.off + self.weights()) as u32);
         let call = self.shape(io.rows).forward(io.x.off as u32, cx.off as u32, bias, io.y.off as u32);
-        cx.ops.push(call.op(io.x.buf, cx.weights, io.y.buf));
+        cx.ops.push(call.activated(self.activation).op(io.x.buf, cx.weights, io.y.buf));
+    }
+
+    fn output_activation(&self) -> Activation {
+        self.activation
+    }
+
+    fn folds_input_activation(&self) -> bool {
+        true
+    }
+
+    /// dz, when the layer's activation must be undone here (no next layer folded it).
+    fn scratch(&self, rows: usize, _half: bool) -> Vec<(&'static str, usize)> {
+        if self.activation == Activation::Identity {
+            vec![]
+        } else {
+            vec![("preact.grad", rows * self.out_features())]
+        }
     }
 
     fn backward(&self, cx: &mut Ctx, io: Io, g: Grads, _mode: Mode) {
         let shape = self.shape(io.rows);
-        let (dy, x) = (g.dy, io.x);
+        let (dy, x) = (self.dz(cx, io, g), io.x);
         if let (true, Some(grads)) = (g.weights, cx.grads) {
             let call = shape.backward_weight(x.off as u32, dy.off as u32, cx.off as u32, g.accumulate);
+            let call = call.in_groups(io.groups);
             cx.ops.push(call.op(x.buf, dy.buf, grads));
             if self.bias {
                 let call = shape.backward_bias(dy.off as u32, (cx.off + self.weights()) as u32, g.accumulate);
+                let call = call.in_groups(io.groups);
                 cx.ops.push(call.op(dy.buf, dy.buf, grads));
             }
         }
         if let Some(dx) = g.dx {
             let call = shape.backward_input(dy.off as u32, cx.off as u32, dx.off as u32, false);
+            let call = call.scaled_by_grad(g.dx_act, x.buf, x.off as u32);
             cx.ops.push(call.op(dy.buf, cx.weights, dx.buf));
         }
+    }
+}
+
+impl ConvTranspose2d {
+    /// The gradient before the activation: `g.dy` itself when there is none or the next layer
+    /// made it (`g.dz_given`), else the activation's backward pass into scratch (one dispatch).
+    fn dz(&self, cx: &mut Ctx, io: Io, g: Grads) -> At {
+        if self.activation == Activation::Identity || g.dz_given {
+            return g.dy;
+        }
+        let (act, out) = (self.activation, cx.scratch[0]);
+        let p = EwParams {
+            len: (io.rows * self.out_features()) as u32,
+            slope: act.slope(),
+            in_off: io.y.off as u32,
+            dy_off: g.dy.off as u32,
+            ..Default::default()
+        };
+        cx.ops.push(ActivationBackward { act, p, y: io.y.buf, dy: g.dy.buf, out }.into());
+        At::start(out)
     }
 }

@@ -31,6 +31,18 @@ impl Dropout {
     }
 }
 
+impl Dropout {
+    /// The masks of each group of rows, as passes of their own (`Mode::for_group`).
+    fn each_group(&self, cx: &mut Ctx, io: Io, at: At, mode: Mode) {
+        let rows = io.group_rows();
+        for g in 0..io.groups.max(1) {
+            if let Mode::Train { pass } = mode.for_group(g) {
+                self.op(cx, at.plus(g * rows * self.features), rows, pass);
+            }
+        }
+    }
+}
+
 impl Layer for Dropout {
     fn kind(&self) -> &'static str {
         "dropout"
@@ -53,14 +65,10 @@ impl Layer for Dropout {
     }
 
     fn forward(&self, cx: &mut Ctx, io: Io, mode: Mode) {
-        if let Mode::Train { pass } = mode {
-            self.op(cx, io.y, io.rows, pass);
-        }
+        self.each_group(cx, io, io.y, mode);
     }
 
     fn backward(&self, cx: &mut Ctx, io: Io, g: Grads, mode: Mode) {
-        if let Mode::Train { pass } = mode {
-            self.op(cx, g.dy, io.rows, pass);
-        }
+        self.each_group(cx, io, g.dy, mode);
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::ir::{At, BufId, Op};
+use crate::kernels::activation::Activation;
 use crate::rng;
 
 /// Training (dropout masks keyed by `pass`, so that the backward pass recomputes the forward's)
@@ -15,6 +16,17 @@ pub enum Mode {
         pass: u32,
     },
     Eval,
+}
+
+impl Mode {
+    /// The mode of group `g` of a pass ([`Io::groups`]): its random draws (dropout,
+    /// augmentation) are those of a pass of its own, numbered 128 g on.
+    pub fn for_group(self, g: usize) -> Mode {
+        match self {
+            Mode::Train { pass } => Mode::Train { pass: pass + 128 * g as u32 },
+            Mode::Eval => Mode::Eval,
+        }
+    }
 }
 
 /// A tensor of a layer: its name within the layer ("weight") and its shape.
@@ -100,23 +112,44 @@ impl InitKey {
     }
 }
 
-/// Where a layer's call reads and writes: input `x` and output `y` of `rows` rows.
+/// Where a layer's call reads and writes: input `x` and output `y` of `rows` rows, in `groups`
+/// batches of rows / groups rows one after the other that batch statistics keep apart (D's
+/// reals, then its fakes; 1 otherwise).
 #[derive(Clone, Copy, Debug)]
 pub struct Io {
     pub x: At,
     pub y: At,
     pub rows: usize,
+    pub groups: usize,
+}
+
+/// The most groups a pass has ([`Io::groups`]): D's reals and fakes.
+pub const MAX_GROUPS: usize = 2;
+
+impl Io {
+    /// Rows per group.
+    pub fn group_rows(&self) -> usize {
+        self.rows / self.groups.max(1)
+    }
 }
 
 /// The backward pass's places: the gradient of the output, of the input (None: not wanted),
 /// whether to compute the layer's parameter gradients, and whether to add them to those already
-/// there (a second pass of the same step, e.g. D on fakes after D on reals).
+/// there (a second pass of the same step, e.g. D on fakes after D on reals). Where a layer ends
+/// in an activation and the next layer can scale its input gradient by that activation's
+/// derivative as it stores it ([`Layer::folds_input_activation`]), the network has it do so:
+/// the next layer's `dx_act` is the activation, and this layer's `dz_given` says its `dy`
+/// already is the gradient before its activation.
 #[derive(Clone, Copy, Debug)]
 pub struct Grads {
     pub dy: At,
     pub dx: Option<At>,
     pub weights: bool,
     pub accumulate: bool,
+    /// `dy` is already multiplied by the derivative of this layer's output activation.
+    pub dz_given: bool,
+    /// Scale `dx` by this activation's derivative at x (the layer before's output activation).
+    pub dx_act: Activation,
 }
 
 /// What the network hands a layer when it emits kernel calls.
@@ -135,6 +168,8 @@ pub struct Ctx<'a> {
     pub scratch: &'a [BufId],
     /// The program's seed (dropout masks).
     pub seed: u64,
+    /// The activations are f16 (`--precision f16`): the fused f32-only kernels do not apply.
+    pub half: bool,
 }
 
 /// One layer kind: its tensors, its storage needs and its kernel calls. Its parameters sit
@@ -160,6 +195,15 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn grad_in_place(&self) -> bool {
         false
     }
+    /// The activation this layer ends in (its output is act(z)), whose derivative the next layer
+    /// may apply for it ([`Grads`]); the identity when none or when the layer cannot take its dz.
+    fn output_activation(&self) -> Activation {
+        Activation::Identity
+    }
+    /// Its backward pass scales dx by [`Grads::dx_act`]'s derivative at x as it stores dx.
+    fn folds_input_activation(&self) -> bool {
+        false
+    }
     /// Seeded initial parameters (the layer's span of the flat buffer).
     fn init(&self, _key: InitKey, _params: &mut [f32]) {}
     /// Initial state, from the layer's initial parameters (`params`, its span) where it depends
@@ -170,8 +214,8 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn spectral(&self) -> Option<(usize, usize)> {
         None
     }
-    /// f32 scratch buffers for `rows` rows: (name, length).
-    fn scratch(&self, _rows: usize) -> Vec<(&'static str, usize)> {
+    /// f32 scratch buffers for `rows` rows, with activations in f16 when `half`: (name, length).
+    fn scratch(&self, _rows: usize, _half: bool) -> Vec<(&'static str, usize)> {
         vec![]
     }
     fn forward(&self, cx: &mut Ctx, io: Io, mode: Mode);

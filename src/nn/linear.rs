@@ -7,7 +7,9 @@ use super::layer::{Ctx, Grads, Init, InitKey, Io, Layer, Mode, TensorSpec};
 use super::spectral;
 use crate::ir::At;
 use crate::kernels::activation::{Activation, ActivationBackward, EwParams};
-use crate::kernels::matmul::{BiasBackward, MatmulBackwardInput, MatmulBackwardWeight, MatmulForward, MatmulParams};
+use crate::kernels::matmul::{
+    BiasBackward, MatmulBackward, MatmulBackwardInput, MatmulBackwardWeight, MatmulForward, MatmulParams,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Linear {
@@ -81,8 +83,10 @@ impl Layer for Linear {
         self.spectral.then_some((self.fan_out, self.fan_in))
     }
 
-    fn scratch(&self, rows: usize) -> Vec<(&'static str, usize)> {
-        if self.activation == Activation::Identity {
+    /// At f16 only: dz, the activation's backward pass, between its kernel and the matmuls (at
+    /// f32 `matmul_backward` computes dz as it loads dy).
+    fn scratch(&self, rows: usize, half: bool) -> Vec<(&'static str, usize)> {
+        if self.activation == Activation::Identity || !half {
             vec![]
         } else {
             vec![("preact.grad", rows * self.fan_out)]
@@ -95,7 +99,53 @@ impl Layer for Linear {
         cx.ops.push(MatmulForward { p, a: io.x.buf, c: cx.weights, out: io.y.buf }.into());
     }
 
-    fn backward(&self, cx: &mut Ctx, io: Io, g: Grads, _mode: Mode) {
+    fn output_activation(&self) -> Activation {
+        self.activation
+    }
+
+    fn folds_input_activation(&self) -> bool {
+        true
+    }
+
+    /// At f32 one dispatch (`matmul_backward`: dz = dy act'(y) as dy is loaded unless the next
+    /// layer made dz, dw and db, dx scaled by the layer before's activation derivative); at f16
+    /// the activation's backward pass into scratch, then the f16 matmuls.
+    fn backward(&self, cx: &mut Ctx, io: Io, g: Grads, mode: Mode) {
+        if cx.half {
+            return self.backward_f16(cx, io, g, mode);
+        }
+        let grads = if g.weights { cx.grads } else { None };
+        if grads.is_none() && g.dx.is_none() {
+            return;
+        }
+        let act = if g.dz_given { Activation::Identity } else { self.activation };
+        let p = MatmulParams {
+            m: io.rows as u32,
+            n: self.fan_out as u32,
+            k: self.fan_in as u32,
+            act: act.code(),
+            slope: act.slope(),
+            act_in: g.dx_act.code(),
+            slope_in: g.dx_act.slope(),
+            a_off: g.dy.off as u32,
+            y_off: io.y.off as u32,
+            c_off: cx.off as u32,
+            x_off: io.x.off as u32,
+            out_off: cx.off as u32,
+            bias_off: (cx.off + self.bias_off()) as u32,
+            no_bias: !self.bias as u32,
+            accumulate: g.accumulate as u32,
+            dx_off: g.dx.map_or(0, |d| d.off as u32),
+            groups: io.groups as u32,
+            ..Default::default()
+        };
+        let (dy, y, w, x, dx) = (g.dy.buf, io.y.buf, cx.weights, io.x.buf, g.dx.map(|d| d.buf));
+        cx.ops.push(MatmulBackward { p, dy, y, w, x, grads, dx }.into());
+    }
+}
+
+impl Linear {
+    fn backward_f16(&self, cx: &mut Ctx, io: Io, g: Grads, _mode: Mode) {
         let (rows, act) = (io.rows, self.activation);
         // The gradient of the pre-activation, from the activation's output y.
         let dz = if act == Activation::Identity {

@@ -5,7 +5,7 @@
 
 use super::layer::{Ctx, Grads, InitKey, Io, Layer, Mode, Output};
 use crate::ir::{At, BufId, Buffers, Op};
-use crate::kernels::activation::{Cast, EwParams};
+use crate::kernels::activation::{Activation, Cast, EwParams};
 
 /// A layer in a network.
 #[derive(Debug)]
@@ -32,14 +32,30 @@ pub enum ParamGrads {
 }
 
 /// One pass through a network: its input, where the last layer writes (None: its own buffer),
-/// the rows, training or eval mode, and the program's seed (dropout masks).
+/// the rows (in `groups` batches with batch statistics of their own, see [`super::layer::Io`]),
+/// training or eval mode, and the program's seed (dropout masks).
 #[derive(Clone, Copy, Debug)]
 pub struct Pass {
     pub input: At,
     pub out: Option<At>,
     pub rows: usize,
+    pub groups: usize,
     pub mode: Mode,
     pub seed: u64,
+    /// The activation that made the input, whose derivative the backward pass applies to the
+    /// input's gradient (the identity for none; see [`Net::input_fold`]).
+    pub input_act: Activation,
+    /// The backward pass's `dout` already is the gradient before the last layer's activation
+    /// (the next network applied its derivative: [`Net::input_fold`]).
+    pub dout_is_dz: bool,
+}
+
+impl Pass {
+    /// A pass over `rows` rows from `input` into the network's own buffers, one group, nothing
+    /// folded.
+    pub fn new(input: At, rows: usize, mode: Mode, seed: u64) -> Self {
+        Pass { input, out: None, rows, groups: 1, mode, seed, input_act: Activation::Identity, dout_is_dz: false }
+    }
 }
 
 /// A tensor of a network: full name within it ("fc1.weight"), offset, shape.
@@ -101,6 +117,8 @@ pub struct NetActs {
     grads: Vec<Option<BufId>>,
     scratch: Vec<Vec<BufId>>,
     pub rows: usize,
+    /// Activations in f16.
+    half: bool,
 }
 
 impl NetActs {
@@ -218,10 +236,10 @@ impl Net {
             // the caller) or the next layer passes the gradient through in place.
             let aliased = i + 1 == n || self.layers[i + 1].layer.grad_in_place();
             grads.push((!aliased).then(|| bufs.f32(format!("{prefix}.{}.out.grad", l.name), len)));
-            let own = l.layer.scratch(rows).into_iter();
+            let own = l.layer.scratch(rows, bufs.half).into_iter();
             scratch.push(own.map(|(s, len)| bufs.f32(format!("{prefix}.{}.{s}", l.name), len)).collect());
         }
-        NetActs { vals, grads, scratch, rows }
+        NetActs { vals, grads, scratch, rows, half: bufs.half }
     }
 
     /// Where each value lives: the input, then each layer's output (the last at `out` if given).
@@ -271,6 +289,7 @@ impl Net {
             state_off: l.state_off,
             scratch: &acts.scratch[i],
             seed,
+            half: acts.half,
         }
     }
 
@@ -278,7 +297,7 @@ impl Net {
     pub fn forward(&self, ops: &mut Vec<Op>, w: Weights, acts: &NetActs, pass: &Pass) {
         let v = self.values(acts, pass.input, pass.out);
         for (i, l) in self.layers.iter().enumerate() {
-            let io = Io { x: v[i], y: v[i + 1], rows: pass.rows };
+            let io = Io { x: v[i], y: v[i + 1], rows: pass.rows, groups: pass.groups };
             l.layer.forward(&mut self.ctx(ops, w, acts, i, pass.seed), io, pass.mode);
         }
     }
@@ -301,9 +320,37 @@ impl Net {
         let g = self.value_grads(acts, dout, dinput, weights);
         for (i, l) in self.layers.iter().enumerate().rev() {
             let Some(dy) = g[i + 1] else { continue };
-            let io = Io { x: v[i], y: v[i + 1], rows: pass.rows };
-            let grads = Grads { dy, dx: g[i], weights, accumulate: params == ParamGrads::Add };
+            let io = Io { x: v[i], y: v[i + 1], rows: pass.rows, groups: pass.groups };
+            let dx_act = if i > 0 { self.folded(i - 1, acts.half) } else { pass.input_act };
+            let dz_given =
+                self.folded(i, acts.half) != Activation::Identity || (i + 1 == self.layers.len() && pass.dout_is_dz);
+            let grads = Grads { dy, dx: g[i], weights, accumulate: params == ParamGrads::Add, dz_given, dx_act };
             l.layer.backward(&mut self.ctx(ops, w, acts, i, pass.seed), io, grads, pass.mode);
+        }
+    }
+
+    /// The activation `producer` (the last activation of the network whose output is this one's
+    /// input) if this network's first layer can apply its derivative to the input's gradient
+    /// ([`Pass::input_act`]; the producer's backward then takes that gradient as its dz,
+    /// [`Pass::dout_is_dz`]), else the identity; never at f16.
+    pub fn input_fold(&self, producer: Activation, half: bool) -> Activation {
+        match self.layers.first() {
+            Some(first) if !half && first.layer.folds_input_activation() => producer,
+            _ => Activation::Identity,
+        }
+    }
+
+    /// The activation the last layer ends in.
+    pub fn output_activation(&self) -> Activation {
+        self.layers.last().map_or(Activation::Identity, |l| l.layer.output_activation())
+    }
+
+    /// The activation of layer `i` whose derivative layer `i + 1` applies to its input gradient
+    /// for it (the identity when none; never at f16, whose kernels do not fold).
+    fn folded(&self, i: usize, half: bool) -> Activation {
+        match self.layers.get(i + 1) {
+            Some(next) if !half && next.layer.folds_input_activation() => self.layers[i].layer.output_activation(),
+            _ => Activation::Identity,
         }
     }
 

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::ir::state::OPTIMIZER_D;
 use crate::ir::{At, BufId, BufSpec, Buffers, DataChunks, Op, TrainState};
 use crate::kernels::activation::Activation;
-use crate::kernels::adam::{AdamParams, AdamStep, AdamTick, StepTick};
+use crate::kernels::adam::{AdamParams, AdamStep, StepTick};
 use crate::kernels::random::{self, RandomParams};
 use crate::kernels::xent::{SoftmaxXent, XentParams};
 use crate::nn::{self, Mode, Net, NetActs, NetParams, ParamGrads, Pass};
@@ -112,7 +112,7 @@ impl Classifier {
                 Some(&(_, s)) => s,
                 None => {
                     let w = nn::Weights { read: params, grads: None, state: None };
-                    let pass = Pass { input: At::start(input), out: None, rows: m, mode: Mode::Eval, seed: 0 };
+                    let pass = Pass::new(At::start(input), m, Mode::Eval, 0);
                     let mut ops = vec![];
                     net.forward(&mut ops, w, &acts, &pass);
                     let s = exec.add_section(&ops).expect("sized for the network");
@@ -347,8 +347,7 @@ impl ClassifierProgram {
         let labels = RandomParams { len: b as u32, dim: 1, src_col: dim as u32, scale: 1.0, shift: 0.0, ..gather };
         let mut ops = random::gather_chunks(u8_data, pixels, self.input, chunks);
         ops.extend(random::gather_chunks(u8_data, labels, self.labels, chunks));
-        let pass =
-            Pass { input: At::start(self.input), out: None, rows: b, mode: Mode::Train { pass: 0 }, seed: req.seed };
+        let pass = Pass::new(At::start(self.input), b, Mode::Train { pass: 0 }, req.seed);
         self.net.forward(&mut ops, self.params.weights(), &self.acts, &pass);
         let p = XentParams {
             rows: b as u32,
@@ -374,9 +373,8 @@ impl ClassifierProgram {
             ..Default::default()
         };
         let pb = &self.params;
-        ops.push(AdamTick { p: adam }.into());
         ops.push(AdamStep { p: adam, params: pb.params, grads: pb.grads, moments: pb.moments }.into());
-        ops.push(StepTick.into());
+        ops.push(StepTick { p: AdamParams { d_updates: 1, ..adam } }.into());
         ops
     }
 }

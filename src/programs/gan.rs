@@ -10,10 +10,12 @@
 //!           -> D backward to its input (no weight gradients) -> G backward -> Adam(G)
 //!           [-> EMA of G] -> step += 1
 //!
-//! A D with batch norm (the convolutional model) judges the real batch and the fake batch in two
-//! forward passes, so that each has its own batch statistics (PyTorch's DCGAN recipe); their
-//! backward passes add into one gradient. An MLP's D judges [real; fake] in one pass. Either way
-//! the logits land in one buffer, reals first. With batch norm in G, G's weight average keeps
+//! D judges [real; fake] in one pass, the logits in one buffer, reals first. A D with batch norm
+//! (the convolutional model) gives the reals and the fakes batch statistics of their own, as
+//! PyTorch's DCGAN recipe does with two passes: the pass has two groups of rows
+//! (`nn::Io::groups`), which batch norm normalises apart; on the CPU every sum over the batch
+//! (the weight and bias gradients) runs group by group in the order two passes would, so the
+//! bits are those of two passes, while one dispatch per layer serves both. With batch norm in G, G's weight average keeps
 //! running statistics of its own: after each update the averaged G runs forward in training mode
 //! on the step's noise.
 //!
@@ -33,8 +35,8 @@ use crate::config::train::Loss;
 use crate::config::{Precision, TrainConfig};
 use crate::ir::state::{OPTIMIZER_D, OPTIMIZER_G};
 use crate::ir::{At, BufId, BufSpec, Buffers, DataChunks, Op};
-use crate::kernels::activation::{Cast, EwParams};
-use crate::kernels::adam::{AdamParams, AdamStep, AdamTick, StepTick};
+use crate::kernels::activation::{Activation, Cast, EwParams};
+use crate::kernels::adam::{AdamParams, AdamStep, StepTick};
 use crate::kernels::ema::{EmaParams, EmaUpdate};
 use crate::kernels::loss::{BceLogits, HingeLogits, LossParams, NO_SLOT};
 use crate::kernels::random::{self, NoiseNormal, RandomParams};
@@ -103,10 +105,11 @@ struct Builder<'a> {
     g: NetParams,
     d: NetParams,
     g_acts: NetActs,
-    /// D's buffers: for [real; fake] in one pass, or the real pass.
+    /// D's buffers, for [real; fake] in one pass.
     d_acts: NetActs,
-    /// The fake pass's, when D judges them apart (batch norm).
-    d_fake_acts: Option<NetActs>,
+    /// D judges reals and fakes with batch statistics of their own (batch norm): the pass has
+    /// two groups of rows (`nn::Io::groups`).
+    apart: bool,
     noise: BufId,
     d_input: BufId,
     /// At f16: the gathered batch in f32, cast into D.input.
@@ -132,22 +135,26 @@ impl Builder<'_> {
         At { buf: self.d_input, off: self.batch() * self.cfg.model.data_dim }
     }
 
-    fn g_pass(&self) -> Pass {
-        let input = At::start(self.noise);
-        Pass { input, out: Some(self.fake()), rows: self.batch(), mode: Mode::Train { pass: 0 }, seed: self.cfg.seed }
+    /// G on noise stream `stream` of the step (`noise_op`), into D.input's fake half.
+    fn g_pass(&self, stream: u32) -> Pass {
+        let input = At { buf: self.noise, off: stream as usize * self.batch() * self.cfg.model.latent_dim };
+        Pass { out: Some(self.fake()), ..Pass::new(input, self.batch(), Mode::Train { pass: 0 }, self.cfg.seed) }
     }
 
     /// D on `rows` rows from `input`, its logits at row `logit_row` of the logits buffer.
     fn d_pass(&self, input: At, rows: usize, logit_row: usize, pass: u32) -> Pass {
         let out = Some(At { buf: self.d_logits, off: logit_row });
-        Pass { input, out, rows, mode: Mode::Train { pass }, seed: self.cfg.seed }
+        Pass { out, ..Pass::new(input, rows, Mode::Train { pass }, self.cfg.seed) }
     }
 
-    fn noise_op(&self, stream: u32) -> Op {
+    /// The noise of every update of the step in one dispatch: stream k (0 the first D update, 1
+    /// the G update, 2, 3, ... the later D updates) at k batch x latent of the noise buffer.
+    fn noise_op(&self) -> Op {
         let (b, latent, seed) = (self.batch(), self.cfg.model.latent_dim, self.cfg.seed);
         let p = RandomParams {
             len: (b * latent) as u32,
-            stream,
+            stream: rng::STREAM_D,
+            streams: self.cfg.d_steps.max(1) as u32 + 1,
             seed_lo: seed as u32,
             seed_hi: (seed >> 32) as u32,
             ..Default::default()
@@ -224,7 +231,9 @@ impl Builder<'_> {
         }
     }
 
-    fn adam(&self, ops: &mut Vec<Op>, net: &Net, bufs: &NetParams, optimizer: u32) {
+    /// The Adam update of `net`, its `earlier`-th in the step (its counters advance at the step's
+    /// end, in `step_tick`), then the f16 copy of its weights.
+    fn adam(&self, ops: &mut Vec<Op>, net: &Net, bufs: &NetParams, optimizer: u32, earlier: usize) {
         let cfg = self.cfg;
         let p = AdamParams {
             len: net.params_len as u32,
@@ -238,12 +247,13 @@ impl Builder<'_> {
                 0 => 0.0,
                 n => 1.0 / n as f32,
             },
+            earlier: earlier as u32,
+            ..Default::default()
         };
         if let (Some(sn), Some(state)) = (bufs.sn, bufs.state) {
             // The gradients of W / sigma, every pass added, become those of W.
             spectral::backward(ops, net, bufs.grads, state, sn);
         }
-        ops.push(AdamTick { p }.into());
         ops.push(AdamStep { p, params: bufs.params, grads: bufs.grads, moments: bufs.moments }.into());
         net.cast_weights(ops, bufs.params, bufs.params16);
         if let (Some(sn), Some(state)) = (bufs.sn, bufs.state) {
@@ -253,48 +263,43 @@ impl Builder<'_> {
     }
 
     /// D update `j` of the step, on fresh noise and a fresh real batch. The first uses noise
-    /// stream 0 and dropout pass 0, the G step 1, later D steps 2, 3, ...; a separate fake pass
-    /// has its own dropout passes (128 on).
+    /// stream 0 and dropout pass 0, the G step 1, later D steps 2, 3, ... (the first makes the
+    /// noise of them all); with batch norm the
+    /// fakes are a second group of the pass, whose dropout and augmentation draw as a pass of
+    /// its own (128 on: `nn::Mode::for_group`).
     fn d_step(&self, ops: &mut Vec<Op>, j: usize) {
         let (stream, pass) = if j == 0 { (rng::STREAM_D, 0) } else { (1 + j as u32, 1 + j as u32) };
-        ops.push(self.noise_op(stream));
-        self.g_net.forward(ops, self.g.weights(), &self.g_acts, &self.g_pass());
+        if j == 0 {
+            ops.push(self.noise_op());
+        }
+        self.g_net.forward(ops, self.g.weights(), &self.g_acts, &self.g_pass(stream));
         self.gather_real(ops, j);
         let (db, w) = (self.d_rows(), self.d.weights());
         let dz = At::start(self.d_logits_grad);
-        match &self.d_fake_acts {
-            None => {
-                let both = self.d_pass(At::start(self.d_input), 2 * db, 0, pass);
-                self.d_net.forward(ops, w, &self.d_acts, &both);
-                ops.push(self.loss(2 * db, false));
-                self.d_net.backward(ops, w, &self.d_acts, &both, dz, None, ParamGrads::Write);
-            }
-            Some(fake_acts) => {
-                let real = self.d_pass(At::start(self.d_input), db, 0, pass);
-                let fake = self.d_pass(self.fake(), db, db, pass + 128);
-                self.d_net.forward(ops, w, &self.d_acts, &real);
-                self.d_net.forward(ops, w, fake_acts, &fake);
-                ops.push(self.loss(2 * db, false));
-                self.d_net.backward(ops, w, &self.d_acts, &real, dz, None, ParamGrads::Write);
-                self.d_net.backward(ops, w, fake_acts, &fake, dz.plus(db), None, ParamGrads::Add);
-            }
-        }
-        self.adam(ops, &self.d_net, &self.d, OPTIMIZER_D);
+        let groups = if self.apart { 2 } else { 1 };
+        let both = Pass { groups, ..self.d_pass(At::start(self.d_input), 2 * db, 0, pass) };
+        self.d_net.forward(ops, w, &self.d_acts, &both);
+        ops.push(self.loss(2 * db, false));
+        self.d_net.backward(ops, w, &self.d_acts, &both, dz, None, ParamGrads::Write);
+        self.adam(ops, &self.d_net, &self.d, OPTIMIZER_D, j);
     }
 
     /// The G update through D (whose weights it does not touch), then G's weight average.
     fn g_step(&self, ops: &mut Vec<Op>) {
-        ops.push(self.noise_op(rng::STREAM_G));
-        let g_pass = self.g_pass();
+        let g_pass = self.g_pass(rng::STREAM_G);
         self.g_net.forward(ops, self.g.weights(), &self.g_acts, &g_pass);
         let rows = self.d_rows();
-        let pass = self.d_pass(self.fake(), rows, 0, 1);
+        // D's first layer applies the derivative of G's output activation to D.input's
+        // gradient where it can, so that G's last layer takes it as its dz (one kernel fewer).
+        let fold = self.d_net.input_fold(self.g_net.output_activation(), self.cfg.precision == Precision::F16);
+        let pass = Pass { input_act: fold, ..self.d_pass(self.fake(), rows, 0, 1) };
         self.d_net.forward(ops, self.d.weights(), &self.d_acts, &pass);
         ops.push(self.loss(rows, true));
         let (dout, dinput) = (At::start(self.d_logits_grad), At::start(self.d_input_grad));
         self.d_net.backward(ops, self.d.weights(), &self.d_acts, &pass, dout, Some(dinput), ParamGrads::None);
-        self.g_net.backward(ops, self.g.weights(), &self.g_acts, &g_pass, dinput, None, ParamGrads::Write);
-        self.adam(ops, &self.g_net, &self.g, OPTIMIZER_G);
+        let g_back = Pass { dout_is_dz: fold != Activation::Identity, ..g_pass };
+        self.g_net.backward(ops, self.g.weights(), &self.g_acts, &g_back, dinput, None, ParamGrads::Write);
+        self.adam(ops, &self.g_net, &self.g, OPTIMIZER_G, 0);
     }
 
     /// G's weight average after G's update; with batch norm, its own running statistics from a
@@ -305,7 +310,7 @@ impl Builder<'_> {
         if ema.state.is_some() {
             let rows = self.batch();
             let acts = self.g_net.alloc_acts(&mut self.bufs, "G_ema", rows);
-            let pass = Pass { out: None, ..self.g_pass() };
+            let pass = Pass { out: None, ..self.g_pass(rng::STREAM_G) };
             self.g_net.forward(ops, ema.weights(), &acts, &pass);
         }
     }
@@ -328,12 +333,12 @@ impl GanProgram {
         let db = b / cfg.model.pack.max(1);
         let (g, d) = (g_net.alloc(&mut bufs), d_net.alloc(&mut bufs));
         let g_acts = g_net.alloc_acts(&mut bufs, "G", b);
-        // Batch norm in D: reals and fakes in passes of their own.
+        // Batch norm in D: reals and fakes with statistics of their own, in one pass.
         let apart = d_net.has_batch_norm();
-        let d_acts = d_net.alloc_acts(&mut bufs, "D", if apart { db } else { 2 * db });
-        let d_fake_acts = apart.then(|| d_net.alloc_acts(&mut bufs, "D.fake", db));
+        let d_acts = d_net.alloc_acts(&mut bufs, "D", 2 * db);
         let stats = bufs.f32("stats", 4);
-        let noise = bufs.f32("noise", b * latent);
+        // The noise of every update of a step (`noise_op`).
+        let noise = bufs.f32("noise", (cfg.d_steps.max(1) + 1) * b * latent);
         let d_input = bufs.act("D.input", 2 * b * dim);
         let real32 = half.then(|| bufs.f32("D.input.real", b * dim));
         let d_input_grad = bufs.f32("D.input.grad", b * dim);
@@ -350,7 +355,7 @@ impl GanProgram {
             d,
             g_acts,
             d_acts,
-            d_fake_acts,
+            apart,
             noise,
             d_input,
             real32,
@@ -373,7 +378,14 @@ impl GanProgram {
         if let Some(ema) = &g_ema {
             s.ema_step(&mut train_step, ema);
         }
-        train_step.push(StepTick.into());
+        let updates = AdamParams {
+            d_updates: cfg.d_steps.max(1) as u32,
+            g_updates: 1,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            ..Default::default()
+        };
+        train_step.push(StepTick { p: updates }.into());
 
         let mut refresh = vec![];
         s.g_net.cast_weights(&mut refresh, s.g.params, s.g.params16);
@@ -415,7 +427,7 @@ fn sample_section(s: &mut Builder, ema: Option<&EmaBufs>) -> (Vec<Op>, BufId, Bu
         }
         None => Weights { grads: None, ..s.g.weights() },
     };
-    let pass = Pass { input: At::start(sample_z), out: None, rows: SAMPLE_ROWS, mode: Mode::Eval, seed: s.cfg.seed };
+    let pass = Pass::new(At::start(sample_z), SAMPLE_ROWS, Mode::Eval, s.cfg.seed);
     s.g_net.forward(&mut ops, weights, &acts, &pass);
     (ops, sample_z, acts.output())
 }

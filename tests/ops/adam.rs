@@ -1,4 +1,4 @@
-//! adam.wgsl (the update, its tick, the step counter) against its CPU twins.
+//! adam.wgsl (the update, the tick at a step's end) against its CPU twins.
 
 use crate::common::harness::{ew_inputs, Both, Case, LENS};
 use crate::common::uniform;
@@ -9,9 +9,18 @@ use shadergan::kernels::adam::*;
 fn adam_step_matches_cpu() {
     for &len in LENS {
         // The last two: at half the rate 2 steps before a 4-step linear decay ends, and past its end.
-        for (net, t, step, decay_end) in
-            [(0u32, 1u32, 0, 0), (1, 1, 0, 0), (0, 10, 0, 0), (1, 1000, 0, 0), (0, 10, 18, 20), (1, 10, 25, 20)]
-        {
+        // (net, t, step, decay_end, earlier): `earlier` updates of the same optimizer earlier in
+        // the step (the second of two D steps has 1).
+        for (net, t, step, decay_end, earlier) in [
+            (0u32, 0u32, 0, 0, 0u32),
+            (1, 0, 0, 0, 0),
+            (0, 9, 0, 0, 0),
+            (1, 999, 0, 0, 0),
+            (0, 10, 18, 20, 0),
+            (1, 10, 25, 20, 0),
+            (0, 0, 0, 0, 1),
+            (0, 7, 3, 0, 2),
+        ] {
             let mut c = Case::new();
             c.state = TrainState::at(step, t, t, 0.5, 0.999);
             let params = c.input("params", uniform(len, 1, -1.0, 1.0));
@@ -28,27 +37,27 @@ fn adam_step_matches_cpu() {
                 eps: 1e-8,
                 decay_end,
                 decay_inv: if decay_end > 0 { 0.25 } else { 0.0 },
+                earlier,
+                ..Default::default()
             };
             c.check(
                 AdamStep { p, params, grads, moments },
                 &[params, moments],
-                &format!("len {len} net {net} t {t} step {step} decay_end {decay_end}"),
+                &format!("len {len} net {net} t {t} step {step} decay_end {decay_end} earlier {earlier}"),
             );
         }
     }
 }
 
 #[test]
-fn adam_tick_and_step_tick_match_cpu_exactly() {
-    for net in [0u32, 1] {
+fn step_tick_matches_cpu_exactly() {
+    for (d_updates, g_updates) in [(0u32, 0u32), (1, 1), (3, 1), (0, 2)] {
         let mut c = Case::new();
         c.state = TrainState::at(5, 3, 7, 0.5, 0.999);
         c.input("unused", vec![0.0]);
-        let p = AdamParams { net, beta1: 0.5, beta2: 0.999, ..Default::default() };
-        let Some(Both { gpu_state: gs, cpu_state: cs, .. }) = c.run(AdamTick { p }, &[]) else { return };
-        assert_eq!(gs, cs, "adam_tick net {net}");
-        let Some(Both { gpu_state: gs, cpu_state: cs, .. }) = c.run(StepTick, &[]) else { return };
-        assert_eq!(gs, cs, "step_tick");
-        assert_eq!(gs.step, 6);
+        let p = AdamParams { d_updates, g_updates, beta1: 0.5, beta2: 0.999, ..Default::default() };
+        let Some(Both { gpu_state: gs, cpu_state: cs, .. }) = c.run(StepTick { p }, &[]) else { return };
+        assert_eq!(gs, cs, "step_tick {d_updates} {g_updates}");
+        assert_eq!(gs, TrainState::at(6, 3 + d_updates, 7 + g_updates, 0.5, 0.999));
     }
 }

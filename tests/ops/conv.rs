@@ -575,6 +575,7 @@ fn conv2d_backward_input_adds_a_per_input_channel_bias() {
         |a, c, o| ConvCall {
             entry: ConvEntry::BackwardInput,
             p: ConvParams { y_off: a, w_off: c[0], bias_off: c[1], has_bias: 1, x_off: o, ..p },
+            aux: None,
         },
         &dy,
         &[&w, &b],
@@ -1444,4 +1445,56 @@ fn the_selection_hook_overrides_the_rule_on_its_thread_only() {
     let r = std::panic::catch_unwind(|| with_mode(Mode::Tiled, || panic!("inside")));
     assert!(r.is_err());
     assert_eq!(mode(), outer, "the mode comes back after a panic");
+}
+
+// ---------------------------------------------------------------- the fused epilogue
+
+/// The forward and the input gradient (a conv_transpose2d's forward and input gradient too)
+/// with their epilogue, on both variants: the output activation (ACT), and the derivative of the
+/// layer before's activation at aux (GRAD_ACT), each against the twin, whose epilogue is the
+/// activation kernels' arithmetic. aux is a real activation output (ReLU's zeros included).
+#[test]
+fn conv_epilogues_match_cpu() {
+    use crate::common::harness::Both;
+    use shadergan::kernels::activation::{activate, Activation};
+    let acts = [Activation::Relu, Activation::LeakyRelu, Activation::Sigmoid, Activation::Tanh];
+    let mut rng = Rng(23);
+    for (ci, case) in TILED_CASES.iter().take(4).enumerate() {
+        let g = geo(case);
+        let shape = g.shape();
+        for v in [Variant::Direct, Variant::Tiled] {
+            for (k, &act) in acts.iter().enumerate() {
+                let what = format!("{v:?} {case:?} {act:?}");
+                let (x, w, b, dy) = (
+                    rng.vec(g.x_len(), -1.0, 1.0),
+                    rng.vec(g.w_len(), -1.0, 1.0),
+                    rng.vec(g.c_out.max(g.c_in), -1.0, 1.0),
+                    rng.vec(g.y_len(), -1.0, 1.0),
+                );
+                let wb: Vec<f32> = w.iter().chain(&b).copied().collect();
+                let grad_act = acts[(ci + k + 1) % acts.len()];
+                let z = rng.vec(g.x_len().max(g.y_len()) + 3, -2.0, 2.0);
+                let aux: Vec<f32> = z.iter().map(|&v| activate(v, grad_act.code(), grad_act.slope())).collect();
+                // Forward ending in act; input gradient scaled by grad_act' at aux (offset 3).
+                let calls = [
+                    ("forward act", shape.forward(0, 0, Some(w.len() as u32), 0).activated(act), &x, g.y_len()),
+                    ("backward_input grad", shape.backward_input(0, 0, 0, false), &dy, g.x_len()),
+                    ("forward grad", shape.forward(0, 0, None, 0), &x, g.y_len()),
+                    ("backward_input act", shape.backward_input(0, 0, 0, false).activated(act), &dy, g.x_len()),
+                ];
+                for (name, call, input, out_len) in calls {
+                    let mut c = Case::new();
+                    let (ab, cb, auxb) =
+                        (c.input("a", input.clone()), c.input("c", wb.clone()), c.input("aux", aux.clone()));
+                    let out = c.output("out", out_len);
+                    let call = if name.ends_with("grad") { call.scaled_by_grad(grad_act, auxb, 3) } else { call };
+                    let op = call.op_as(v, ab, cb, out);
+                    let entry = c.entry(&op);
+                    let Some(Both { gpu, cpu, .. }) = c.run(op, &[out]) else { return };
+                    assert!(cpu[0].iter().all(|v| !v.is_nan()), "{what} {name}: twin left NaN");
+                    compare(entry, &gpu[0], &cpu[0], tolerance(entry)).unwrap_or_else(|e| panic!("{what} {name}: {e}"));
+                }
+            }
+        }
+    }
 }

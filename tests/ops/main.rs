@@ -12,6 +12,7 @@ mod conv;
 mod ema;
 mod loss;
 mod matmul;
+mod norm;
 mod random;
 mod spectral;
 mod xent;

@@ -182,3 +182,107 @@ fn matmul_forward_without_bias_reads_none() {
         c.check(MatmulForward { p, a: x, c: w, out: y }, &[y], &format!("{m}x{n}x{k} no bias"));
     }
 }
+
+/// matmul_backward (a linear layer's backward pass in one dispatch) against its twin: every
+/// shape and activation, each of dw + db + dx, dw + db only and dx only, with and without a
+/// bias, writing and accumulating, with and without the layer before's activation applied to
+/// dx, every tensor at an offset inside its buffer. y and x are real outputs of their
+/// activations (ReLU's zeros included), so act'(y) and act_in'(x) are what training sees.
+#[test]
+fn matmul_backward_matches_cpu() {
+    use shadergan::kernels::activation::activate;
+    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+        for (j, &act) in ACTS.iter().enumerate() {
+            let (weights, input) = [(true, true), (true, false), (false, true)][(i + j) % 3];
+            let (bias, accumulate) = ((i + j) % 2 == 0, (i + 2 * j) % 2 == 1 && weights);
+            let mut c = Case::new();
+            let dy = c.input("dy", uniform(1 + (m * n) as usize, m + 11, -1.0, 1.0));
+            let z = uniform(4 + (m * n) as usize, n + 12, -2.0, 2.0);
+            let y = c.input("y", z.iter().map(|&v| activate(v, act.code(), act.slope())).collect());
+            let w = c.input("w", uniform(6 + (n * k) as usize, k + 13, -1.0, 1.0));
+            let act_in = ACTS[(i + 2 * j + 1) % ACTS.len()];
+            let zx = uniform(5 + (m * k) as usize, m + k, -2.0, 2.0);
+            let x = c.input("x", zx.iter().map(|&v| activate(v, act_in.code(), act_in.slope())).collect());
+            let glen = 3 + (n * k + n) as usize;
+            let grads =
+                if accumulate { c.input("grads", uniform(glen, 14, -1.0, 1.0)) } else { c.output("grads", glen) };
+            let dx = c.output("dx", 2 + (m * k) as usize);
+            let p = MatmulParams {
+                m,
+                n,
+                k,
+                act: act.code(),
+                slope: act.slope(),
+                a_off: 1,
+                y_off: 4,
+                c_off: 6,
+                x_off: 5,
+                out_off: 3,
+                bias_off: 3 + n * k,
+                no_bias: !bias as u32,
+                accumulate: accumulate as u32,
+                dx_off: 2,
+                act_in: act_in.code(),
+                slope_in: act_in.slope(),
+                ..Default::default()
+            };
+            let op = MatmulBackward { p, dy, y, w, x, grads: weights.then_some(grads), dx: input.then_some(dx) };
+            let what = format!(
+                "{m}x{n}x{k} {act:?} in {act_in:?} weights {weights} input {input} bias {bias} acc {accumulate}"
+            );
+            let Some(Both { gpu: g, cpu, .. }) = c.run(op, &[grads, dx]) else { return };
+            let t = tolerance("matmul_backward");
+            // Compared: what the call writes; the rest stays NaN (or as given) on both sides.
+            let glen_written = if bias { glen } else { glen - n as usize };
+            if weights {
+                assert!(cpu[0][3..glen_written].iter().all(|v| !v.is_nan()), "{what}: twin left NaN");
+                compare("matmul_backward", &g[0][3..glen_written], &cpu[0][3..glen_written], t)
+                    .unwrap_or_else(|e| panic!("{what}, grads: {e}"));
+            }
+            if !bias || !weights {
+                // Nothing written past dw (no bias), or nothing at all (no weights).
+                let from = if weights { glen_written } else { 0 };
+                assert!(g[0][from..].iter().zip(&cpu[0][from..]).all(|(a, b)| a.to_bits() == b.to_bits()), "{what}");
+            }
+            if input {
+                assert!(cpu[1][2..].iter().all(|v| !v.is_nan()), "{what}: twin left NaN in dx");
+                compare("matmul_backward", &g[1][2..], &cpu[1][2..], t).unwrap_or_else(|e| panic!("{what}, dx: {e}"));
+            } else {
+                assert!(g[1].iter().all(|v| v.is_nan()), "{what}: dx written");
+            }
+        }
+    }
+}
+
+/// matmul_forward_tiled (workgroup-memory tiles for real GPUs) at every tile size against the
+/// twin: every shape, activations in turn, with and without a bias, offsets inside the buffers.
+/// (Run the whole suite with SHADERGAN_KERNELS=tiled16|tiled32|tiled64 to put every matmul of
+/// the training tests on it as well.)
+#[test]
+fn matmul_forward_tiled_matches_cpu() {
+    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+        for wg in [16u32, 8, 4] {
+            let act = ACTS[(i + wg as usize) % ACTS.len()];
+            let no_bias = (i % 2) as u32;
+            let mut c = Case::new();
+            let x = c.input("x", uniform(3 + (m * k) as usize, m, -1.0, 1.0));
+            let w = c.input("w", uniform(5 + (n * k + n) as usize, n, -1.0, 1.0));
+            let y = c.output("y", 2 + (m * n) as usize);
+            let p = MatmulParams {
+                m,
+                n,
+                k,
+                act: act.code(),
+                a_off: 3,
+                c_off: 5,
+                bias_off: 5 + n * k,
+                out_off: 2,
+                slope: act.slope(),
+                no_bias,
+                ..Default::default()
+            };
+            let what = format!("{m}x{n}x{k} {act:?} tile {} no_bias {no_bias}", 4 * wg);
+            c.check_from(MatmulForwardTiled { p, a: x, c: w, out: y, wg }, &[y], 2, &what);
+        }
+    }
+}

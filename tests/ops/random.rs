@@ -14,11 +14,20 @@ use shadergan::kernels::tolerance::{compare, tolerance};
 #[test]
 fn noise_normal_matches_cpu() {
     for &len in LENS {
-        for (step, stream) in [(0u32, 0u32), (12_345, 1)] {
+        // (step, first stream, streams): one stream, and three in one dispatch (a step's noise).
+        for (step, stream, streams) in [(0u32, 0u32, 1u32), (12_345, 1, 1), (77, 0, 3)] {
             let mut c = Case::new();
             c.state = TrainState::at(step, 0, 0, 0.5, 0.999);
-            let out = c.output("noise", len + 3);
-            let p = RandomParams { len: len as u32, stream, seed_lo: 7, seed_hi: 1, out_off: 3, ..Default::default() };
+            let out = c.output("noise", len * streams as usize + 3);
+            let p = RandomParams {
+                len: len as u32,
+                stream,
+                streams,
+                seed_lo: 7,
+                seed_hi: 1,
+                out_off: 3,
+                ..Default::default()
+            };
             let Some(Both { gpu: g, cpu, .. }) = c.run(NoiseNormal { p, out }, &[out]) else { return };
             compare("noise_normal", &g[0][3..], &cpu[0][3..], tolerance("noise_normal"))
                 .unwrap_or_else(|e| panic!("len {len} step {step}: {e}"));

@@ -136,6 +136,12 @@ pub fn auto_adapter() -> AutoAdapter {
     }
 }
 
+/// SHADERGAN_BOUNDS_CHECKS=1: every shader module keeps naga's runtime bounds checks (a kernel
+/// that strays then reads a clamped value instead of another buffer's).
+pub fn bounds_checks_forced() -> bool {
+    std::env::var("SHADERGAN_BOUNDS_CHECKS").is_ok_and(|v| v == "1")
+}
+
 pub struct GpuContext {
     pub adapter: wgpu::Adapter,
     pub device: wgpu::Device,
@@ -156,7 +162,7 @@ impl GpuContext {
         let mut limits = wgpu::Limits::downlevel_defaults();
         limits.max_storage_buffer_binding_size = offered.max_storage_buffer_binding_size;
         limits.max_buffer_size = offered.max_buffer_size;
-        // Batch norm's training forward binds five storage buffers (kernels::MAX_STORAGE_BINDINGS);
+        // matmul_backward binds six storage buffers (kernels::MAX_STORAGE_BINDINGS);
         // every Vulkan, Metal and DX12 device offers eight, only old GL ones fewer.
         limits.max_storage_buffers_per_shader_stage =
             offered.max_storage_buffers_per_shader_stage.min(crate::kernels::MAX_STORAGE_BINDINGS);
@@ -212,6 +218,28 @@ impl GpuContext {
 
     pub fn supports_timestamps(&self) -> bool {
         self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// What ops are told about this adapter when they pick their kernel variant.
+    pub fn device_class(&self) -> crate::ir::kernel::DeviceClass {
+        crate::ir::kernel::DeviceClass { cpu_emulated: self.summary.is_cpu, subgroups: self.summary.subgroups }
+    }
+
+    /// A shader module from WGSL. `trusted`: the caller guarantees that every index the module's
+    /// kernels touch is guarded by the kernels themselves (`kernels::Family::unchecked`), so it is
+    /// compiled without naga's runtime bounds checks (which on Metal clamp every access), unless
+    /// SHADERGAN_BOUNDS_CHECKS=1 asks for them everywhere (debugging).
+    pub fn shader_module(&self, label: &str, wgsl: String, trusted: bool) -> wgpu::ShaderModule {
+        let desc = wgpu::ShaderModuleDescriptor { label: Some(label), source: wgpu::ShaderSource::Wgsl(wgsl.into()) };
+        if trusted && !bounds_checks_forced() {
+            // SAFETY: such families guard every read and write themselves (each WGSL header says
+            // how), and the executor asserts on the host, before any op is recorded, that every
+            // span an op reads or writes lies inside its buffer (`ir::Kernel::spans`). So the
+            // checks naga would add cannot trigger.
+            unsafe { self.device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+        } else {
+            self.device.create_shader_module(desc)
+        }
     }
 
     /// Blocks until `index` (or everything submitted) has finished.

@@ -16,35 +16,28 @@ use crate::kernels::{self, Family, Slot, F32_SLOT_SHIFT};
 /// Training steps recorded into one command buffer at most.
 pub const MAX_STEPS_PER_SUBMIT: u32 = 32;
 
-/// One compute pipeline per entry point, compiled on first use.
+/// One compute pipeline per entry point and set of pipeline constants, compiled on first use.
 struct Kernels {
     modules: HashMap<&'static str, wgpu::ShaderModule>,
     pipelines: HashMap<String, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
 }
 
 impl Kernels {
-    fn get(&mut self, ctx: &GpuContext, entry: &str) -> Result<&(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
-        if !self.pipelines.contains_key(entry) {
+    fn get(
+        &mut self,
+        ctx: &GpuContext,
+        entry: &str,
+        constants: &[(&'static str, f64)],
+    ) -> Result<&(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
+        let key = pipeline_key(entry, constants);
+        if !self.pipelines.contains_key(&key) {
             let (family, e) = kernels::entry(entry).ok_or_else(|| Error::gpu(format!("no kernel named {entry}")))?;
             let device = &ctx.device;
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let module = self.modules.entry(family.name).or_insert_with(|| {
-                let src = kernels::source(family);
-                let desc = wgpu::ShaderModuleDescriptor {
-                    label: Some(family.name),
-                    source: wgpu::ShaderSource::Wgsl(src.into()),
-                };
-                if family.unchecked {
-                    // SAFETY: such families clamp every read into [offset, offset + rows x cols)
-                    // of each operand and guard every write (`Family::unchecked`), and
-                    // `check_spans` asserts on the host, before any op is recorded, that those
-                    // spans lie inside their buffers. So the bounds checks naga would add cannot
-                    // trigger; without them the inner loops run faster.
-                    unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
-                } else {
-                    device.create_shader_module(desc)
-                }
-            });
+            let module = self
+                .modules
+                .entry(family.name)
+                .or_insert_with(|| ctx.shader_module(family.name, kernels::source(family), family.unchecked));
             let entries: Vec<wgpu::BindGroupLayoutEntry> = e
                 .slots
                 .iter()
@@ -75,16 +68,25 @@ impl Kernels {
                 layout: Some(&layout),
                 module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
                 cache: None,
             });
             if let Some(e) = pollster::block_on(scope.pop()) {
-                return Err(Error::gpu(format!("compiling kernel {entry}: {e}")));
+                return Err(Error::gpu(format!("compiling kernel {key}: {e}")));
             }
-            self.pipelines.insert(entry.to_string(), (pipeline, bgl));
+            self.pipelines.insert(key.clone(), (pipeline, bgl));
         }
-        Ok(&self.pipelines[entry])
+        Ok(&self.pipelines[&key])
     }
+}
+
+/// "entry" or "entry[NAME=value,...]": one pipeline per entry point and constants.
+fn pipeline_key(entry: &str, constants: &[(&'static str, f64)]) -> String {
+    if constants.is_empty() {
+        return entry.to_string();
+    }
+    let values: Vec<String> = constants.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{entry}[{}]", values.join(","))
 }
 
 /// A recorded kernel call: everything needed to dispatch it again.
@@ -160,7 +162,13 @@ impl GpuExecutor {
 
     fn compile(&mut self, ops: &[Op]) -> Result<Vec<Dispatch>> {
         let mut out = Vec::with_capacity(ops.len());
+        let device = self.ctx.device_class();
         for op in ops {
+            // The variant for this adapter (a tiled kernel on a real GPU), where the op has one;
+            // f16 calls keep their kernels.
+            let half = op.buffers().iter().any(|&b| self.specs[b].dtype == DType::F16);
+            let variant = if half { None } else { op.gpu_variant(device) };
+            let op = variant.as_ref().unwrap_or(op);
             check_spans(&self.specs, op)?;
             let entry = entry_for(&self.specs, op)?;
             let ctx = self.ctx.clone();
@@ -174,7 +182,7 @@ impl GpuExecutor {
                     ctx.summary.name
                 )));
             }
-            let (pipeline, bgl) = self.kernels.get(&ctx, entry)?;
+            let (pipeline, bgl) = self.kernels.get(&ctx, entry, &op.constants())?;
             let (pipeline, bgl) = (pipeline.clone(), bgl.clone());
             let uniform_buf = op.uniform().map(|bytes| {
                 let label = format!("{entry}.params");

@@ -89,7 +89,7 @@ fn add_grid(program: &mut GanProgram, cfg: &TrainConfig, extent: [f32; 4]) -> (V
         x
     };
     let acts = program.d_net.alloc_acts(&mut bufs, "grid.D", rows);
-    let pass = Pass { input: At::start(input), out: None, rows, mode: Mode::Eval, seed: cfg.seed };
+    let pass = Pass::new(At::start(input), rows, Mode::Eval, cfg.seed);
     let weights = crate::nn::Weights { grads: None, ..program.d.weights() };
     program.d_net.forward(&mut ops, weights, &acts, &pass);
     program.bufs = bufs.specs;

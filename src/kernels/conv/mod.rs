@@ -80,6 +80,7 @@ pub use tiled::{Conv2dBackwardInputTiled, Conv2dBackwardWeightTiled, Conv2dForwa
 use std::cell::Cell;
 use std::sync::OnceLock;
 
+use super::activation::{activate_in_place, scale_by_grad, Activation};
 use super::{Entry, Family, Slot};
 use crate::ir::kernel::groups_1d;
 use crate::ir::{BufId, Host, Kernel, Op, Res, Span, UniformLayout};
@@ -115,8 +116,19 @@ crate::uniform! {
         pub accumulate: u32,
         /// backward_bias: [`BIAS_SIDE_OUTPUT`] or [`BIAS_SIDE_INPUT`].
         pub bias_side: u32,
-        pub _pad0: u32,
-        pub _pad1: u32,
+        /// forward, backward_input: the activation (code) applied to the output (a layer's own,
+        /// fused; not with `accumulate`) and its slope.
+        pub act: u32,
+        pub slope: f32,
+        /// forward, backward_input: the activation (code) whose derivative at aux (the layer's
+        /// input, in the output's layout, at `aux_off` of binding 4) scales the output: an input
+        /// gradient that the layer before takes as its dz.
+        pub grad_act: u32,
+        pub grad_slope: f32,
+        pub aux_off: u32,
+        /// backward_weight, backward_bias on the CPU: the sums run per group of n / groups
+        /// images, each added to the ones before (the order of separate calls; 0 or 1: one).
+        pub groups: u32,
     }
 }
 
@@ -128,15 +140,19 @@ pub const BIAS_SIDE_INPUT: u32 = 1;
 use Slot::{Read as R, ReadWrite as RW, Uniform as U};
 
 const ABC: &[Slot] = &[U(0), R(1), R(2), RW(3)];
+/// The forward and the input gradient: their epilogue's aux at 4.
+const ABC_AUX: &[Slot] = &[U(0), R(1), R(2), RW(3), R(4)];
 
 pub const FAMILY: Family = Family {
     name: "conv",
     wgsl: include_str!("../../../shaders/conv.wgsl"),
     f16: false,
-    unchecked: false,
+    // Every index is guarded by the kernel itself (the WGSL header says how) and every span
+    // is checked on the host before a call is recorded: compiled without naga's runtime checks.
+    unchecked: true,
     entries: &[
-        Entry { name: "conv2d_forward", slots: ABC },
-        Entry { name: "conv2d_backward_input", slots: ABC },
+        Entry { name: "conv2d_forward", slots: ABC_AUX },
+        Entry { name: "conv2d_backward_input", slots: ABC_AUX },
         Entry { name: "conv2d_backward_weight", slots: ABC },
         Entry { name: "conv2d_backward_bias", slots: &[U(0), R(1), RW(3)] },
     ],
@@ -154,8 +170,8 @@ pub const FAMILY_GEMM: Family = Family {
     // executor checks every op's spans against its buffers before recording it.
     unchecked: true,
     entries: &[
-        Entry { name: "conv2d_forward_tiled", slots: ABC },
-        Entry { name: "conv2d_backward_input_tiled", slots: ABC },
+        Entry { name: "conv2d_forward_tiled", slots: ABC_AUX },
+        Entry { name: "conv2d_backward_input_tiled", slots: ABC_AUX },
         Entry { name: "conv2d_backward_weight_tiled", slots: ABC },
     ],
     uniforms: &[ConvParams::INFO],
@@ -217,14 +233,42 @@ pub enum ConvEntry {
     BackwardBias,
 }
 
-/// A kernel call: the entry point and its params, before its buffers are chosen.
+/// A kernel call: the entry point and its params, before its buffers are chosen (but the
+/// epilogue's aux, when it has one).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConvCall {
     pub entry: ConvEntry,
     pub p: ConvParams,
+    /// The buffer of the epilogue's aux ([`ConvCall::scaled_by_grad`]).
+    pub aux: Option<BufId>,
 }
 
 impl ConvCall {
+    /// The forward or input-gradient call ending in `act` (a layer's own activation, fused).
+    pub fn activated(mut self, act: Activation) -> Self {
+        debug_assert!(matches!(self.entry, ConvEntry::Forward | ConvEntry::BackwardInput) && self.p.accumulate == 0);
+        (self.p.act, self.p.slope) = (act.code(), act.slope());
+        self
+    }
+
+    /// The forward or input-gradient call with its output scaled by `act`'s derivative at
+    /// `aux_off` of `aux` (the layer before's output, in the output's layout): the input
+    /// gradient made the layer before's dz. Nothing for the identity.
+    pub fn scaled_by_grad(mut self, act: Activation, aux: BufId, aux_off: u32) -> Self {
+        if act != Activation::Identity {
+            (self.p.grad_act, self.p.grad_slope, self.p.aux_off, self.aux) =
+                (act.code(), act.slope(), aux_off, Some(aux));
+        }
+        self
+    }
+
+    /// The weight or bias gradient summed per group of n / groups images, as separate calls would
+    /// (on the CPU; the GPU sums them together, in its own order).
+    pub fn in_groups(mut self, groups: usize) -> Self {
+        self.p.groups = groups as u32;
+        self
+    }
+
     /// The call on these buffers (bindings 1, 2, 3; `c` is unused by the bias gradient), on the
     /// kernel [`ConvCall::variant`] selects.
     pub fn op(self, a: BufId, c: BufId, out: BufId) -> Op {
@@ -239,12 +283,12 @@ impl ConvCall {
     /// The call on the direct or the tiled kernel, whatever the rule says (the bias gradient
     /// has only the direct one).
     pub fn op_as(self, variant: Variant, a: BufId, c: BufId, out: BufId) -> Op {
-        let p = self.p;
+        let (p, aux) = (self.p, self.aux.unwrap_or(a));
         match (self.entry, variant) {
-            (ConvEntry::Forward, Variant::Direct) => Conv2dForward { p, a, c, out }.into(),
-            (ConvEntry::Forward, Variant::Tiled) => Conv2dForwardTiled { p, a, c, out }.into(),
-            (ConvEntry::BackwardInput, Variant::Direct) => Conv2dBackwardInput { p, a, c, out }.into(),
-            (ConvEntry::BackwardInput, Variant::Tiled) => Conv2dBackwardInputTiled { p, a, c, out }.into(),
+            (ConvEntry::Forward, Variant::Direct) => Conv2dForward { p, a, c, out, aux }.into(),
+            (ConvEntry::Forward, Variant::Tiled) => Conv2dForwardTiled { p, a, c, out, aux }.into(),
+            (ConvEntry::BackwardInput, Variant::Direct) => Conv2dBackwardInput { p, a, c, out, aux }.into(),
+            (ConvEntry::BackwardInput, Variant::Tiled) => Conv2dBackwardInputTiled { p, a, c, out, aux }.into(),
             (ConvEntry::BackwardWeight, Variant::Direct) => Conv2dBackwardWeight { p, a, c, out }.into(),
             (ConvEntry::BackwardWeight, Variant::Tiled) => Conv2dBackwardWeightTiled { p, a, c, out }.into(),
             (ConvEntry::BackwardBias, _) => Conv2dBackwardBias { p, a, out }.into(),
@@ -405,19 +449,19 @@ impl Conv2dShape {
     pub fn forward(&self, x_off: u32, w_off: u32, bias_off: Option<u32>, y_off: u32) -> ConvCall {
         let (has_bias, bias_off) = bias_fields(bias_off);
         let p = ConvParams { x_off, w_off, y_off, bias_off, has_bias, ..self.params() };
-        ConvCall { entry: ConvEntry::Forward, p }
+        ConvCall { entry: ConvEntry::Forward, p, aux: None }
     }
 
     /// dx (+)= conv^T(dy, w). Bindings: 1 dy (y_off), 2 w (w_off), 3 dx (x_off).
     pub fn backward_input(&self, dy_off: u32, w_off: u32, dx_off: u32, accumulate: bool) -> ConvCall {
         let p = ConvParams { y_off: dy_off, w_off, x_off: dx_off, accumulate: accumulate as u32, ..self.params() };
-        ConvCall { entry: ConvEntry::BackwardInput, p }
+        ConvCall { entry: ConvEntry::BackwardInput, p, aux: None }
     }
 
     /// dw (+)= sum dy x-taps. Bindings: 1 dy (y_off), 2 x (x_off), 3 dw (w_off).
     pub fn backward_weight(&self, dy_off: u32, x_off: u32, dw_off: u32, accumulate: bool) -> ConvCall {
         let p = ConvParams { y_off: dy_off, x_off, w_off: dw_off, accumulate: accumulate as u32, ..self.params() };
-        ConvCall { entry: ConvEntry::BackwardWeight, p }
+        ConvCall { entry: ConvEntry::BackwardWeight, p, aux: None }
     }
 
     /// db (+)= sum of dy per output channel. Bindings: 1 dy (y_off), 3 db (bias_off).
@@ -429,7 +473,7 @@ impl Conv2dShape {
             accumulate: accumulate as u32,
             ..self.params()
         };
-        ConvCall { entry: ConvEntry::BackwardBias, p }
+        ConvCall { entry: ConvEntry::BackwardBias, p, aux: None }
     }
 }
 
@@ -514,7 +558,56 @@ impl ConvTranspose2dShape {
             accumulate: accumulate as u32,
             ..self.as_conv2d().params()
         };
-        ConvCall { entry: ConvEntry::BackwardBias, p }
+        ConvCall { entry: ConvEntry::BackwardBias, p, aux: None }
+    }
+}
+
+impl ConvParams {
+    /// 2 x the outputs x the inner dimension of the call's GEMM: its multiply-adds, padding taps
+    /// included (the cost model's count).
+    pub fn gemm_flops(&self, entry: ConvEntry) -> f64 {
+        let (outputs, inner) = gemm_size(entry, self);
+        2.0 * outputs as f64 * inner as f64
+    }
+
+    /// Groups of images whose sums the CPU keeps apart: at least 1.
+    pub fn group_count(&self) -> usize {
+        self.groups.max(1) as usize
+    }
+
+    /// The call on group `g` of the images alone: n / groups images, x- and y-shaped offsets
+    /// moved to them, added to the groups' before it.
+    pub fn group(&self, g: usize) -> ConvParams {
+        let n = self.n / self.group_count() as u32;
+        let g = g as u32;
+        ConvParams {
+            n,
+            x_off: self.x_off + g * n * self.c_in * self.h_in * self.w_in,
+            y_off: self.y_off + g * n * self.c_out * self.h_out * self.w_out,
+            accumulate: (self.accumulate != 0 || g > 0) as u32,
+            groups: 1,
+            ..*self
+        }
+    }
+
+    /// The forward's and the input gradient's pipeline constants: ACT and GRAD_ACT.
+    fn epilogue_constants(&self) -> Vec<(&'static str, f64)> {
+        vec![("ACT", self.act as f64), ("GRAD_ACT", self.grad_act as f64)]
+    }
+
+    /// The aux span the epilogue reads (`len` values), when it reads one.
+    fn aux_span(&self, aux: BufId, len: usize) -> Option<Span> {
+        (self.grad_act != Activation::Identity.code()).then(|| Span::read(aux, self.aux_off, len))
+    }
+
+    /// The epilogue on the CPU, on the output's `len` values at `off`: `act`, then the product
+    /// with grad_act'(aux): the activation kernels' arithmetic.
+    fn epilogue(&self, aux: &[f32], out: &mut [f32], off: u32, len: usize) {
+        let o = &mut out[off as usize..][..len];
+        activate_in_place(self.act, self.slope, o);
+        if self.grad_act != Activation::Identity.code() {
+            scale_by_grad(self.grad_act, self.grad_slope, &aux[self.aux_off as usize..][..len], o);
+        }
     }
 }
 
@@ -534,13 +627,15 @@ fn out_span(buf: BufId, off: u32, len: usize) -> Span {
     Span::write(buf, off, len)
 }
 
-/// y = conv(x, w) (+ b): a = x, c = w and b, out = y.
+/// y = act(conv(x, w) (+ b)), or scaled by grad_act'(aux): a = x, c = w and b, out = y, aux the
+/// epilogue's (a again when it has none).
 #[derive(Clone, Debug)]
 pub struct Conv2dForward {
     pub p: ConvParams,
     pub a: BufId,
     pub c: BufId,
     pub out: BufId,
+    pub aux: BufId,
 }
 
 impl Kernel for Conv2dForward {
@@ -550,8 +645,14 @@ impl Kernel for Conv2dForward {
     fn uniform(&self) -> Option<Vec<u8>> {
         bytes(&self.p)
     }
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        self.p.epilogue_constants()
+    }
     fn bindings(&self) -> Vec<(u32, Res)> {
-        vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out))]
+        vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out)), (4, Res::Buf(self.aux))]
+    }
+    fn flops(&self) -> f64 {
+        self.p.gemm_flops(ConvEntry::Forward)
     }
     fn workgroups(&self) -> [u32; 3] {
         groups_1d(self.p.y_len())
@@ -563,27 +664,31 @@ impl Kernel for Conv2dForward {
             s.push(Span::read(self.c, p.bias_off, p.c_out as usize));
         }
         s.push(out_span(self.out, p.y_off, p.y_len()));
+        s.extend(p.aux_span(self.aux, p.y_len()));
         s
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
+        let (p, a, c, aux, fast, pool) = (&self.p, self.a, self.c, self.aux, host.fast, host.pool);
         host.with_out(self.out, |b, o| {
             if fast {
                 fast::conv2d_forward(pool, p, &b[a], &b[c], o)
             } else {
                 twin::conv2d_forward(p, &b[a], &b[c], o)
             }
+            p.epilogue(&b[aux], o, p.y_off, p.y_len());
         })
     }
 }
 
-/// dx = conv^T(dy, w) (+ b per c_in): a = dy, c = w and b, out = dx.
+/// dx = conv^T(dy, w) (+ b per c_in), then act or scaled by grad_act'(aux): a = dy, c = w and b,
+/// out = dx, aux the epilogue's (a again when it has none).
 #[derive(Clone, Debug)]
 pub struct Conv2dBackwardInput {
     pub p: ConvParams,
     pub a: BufId,
     pub c: BufId,
     pub out: BufId,
+    pub aux: BufId,
 }
 
 impl Kernel for Conv2dBackwardInput {
@@ -593,8 +698,14 @@ impl Kernel for Conv2dBackwardInput {
     fn uniform(&self) -> Option<Vec<u8>> {
         bytes(&self.p)
     }
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        self.p.epilogue_constants()
+    }
     fn bindings(&self) -> Vec<(u32, Res)> {
-        vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out))]
+        vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out)), (4, Res::Buf(self.aux))]
+    }
+    fn flops(&self) -> f64 {
+        self.p.gemm_flops(ConvEntry::BackwardInput)
     }
     fn workgroups(&self) -> [u32; 3] {
         groups_1d(self.p.x_len())
@@ -606,16 +717,18 @@ impl Kernel for Conv2dBackwardInput {
             s.push(Span::read(self.c, p.bias_off, p.c_in as usize));
         }
         s.push(out_span(self.out, p.x_off, p.x_len()));
+        s.extend(p.aux_span(self.aux, p.x_len()));
         s
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
+        let (p, a, c, aux, fast, pool) = (&self.p, self.a, self.c, self.aux, host.fast, host.pool);
         host.with_out(self.out, |b, o| {
             if fast {
                 fast::conv2d_backward_input(pool, p, &b[a], &b[c], o)
             } else {
                 twin::conv2d_backward_input(p, &b[a], &b[c], o)
             }
+            p.epilogue(&b[aux], o, p.x_off, p.x_len());
         })
     }
 }
@@ -639,6 +752,9 @@ impl Kernel for Conv2dBackwardWeight {
     fn bindings(&self) -> Vec<(u32, Res)> {
         vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out))]
     }
+    fn flops(&self) -> f64 {
+        self.p.gemm_flops(ConvEntry::BackwardWeight)
+    }
     fn workgroups(&self) -> [u32; 3] {
         groups_1d(self.p.w_len())
     }
@@ -653,10 +769,13 @@ impl Kernel for Conv2dBackwardWeight {
     fn run_cpu(&self, host: &mut Host) {
         let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
         host.with_out(self.out, |b, o| {
-            if fast {
-                fast::conv2d_backward_weight(pool, p, &b[a], &b[c], o)
-            } else {
-                twin::conv2d_backward_weight(p, &b[a], &b[c], o)
+            for g in 0..p.group_count() {
+                let q = p.group(g);
+                if fast {
+                    fast::conv2d_backward_weight(pool, &q, &b[a], &b[c], o)
+                } else {
+                    twin::conv2d_backward_weight(&q, &b[a], &b[c], o)
+                }
             }
         })
     }
@@ -693,6 +812,10 @@ impl Kernel for Conv2dBackwardBias {
     }
     fn run_cpu(&self, host: &mut Host) {
         let (p, a) = (&self.p, self.a);
-        host.with_out(self.out, |b, o| twin::conv2d_backward_bias(p, &b[a], o))
+        host.with_out(self.out, |b, o| {
+            for g in 0..p.group_count() {
+                twin::conv2d_backward_bias(&p.group(g), &b[a], o)
+            }
+        })
     }
 }

@@ -83,19 +83,20 @@ fn abc(a: BufId, c: BufId, out: BufId) -> Vec<(u32, Res)> {
     vec![(1, Res::Buf(a)), (2, Res::Buf(c)), (3, Res::Buf(out))]
 }
 
-/// y = conv(x, w) (+ b) as a tiled GEMM: a = x, c = w and b, out = y ([`Conv2dForward`]'s
-/// contract).
+/// y = conv(x, w) (+ b) as a tiled GEMM: a = x, c = w and b, out = y, aux the epilogue's
+/// ([`Conv2dForward`]'s contract).
 #[derive(Clone, Debug)]
 pub struct Conv2dForwardTiled {
     pub p: ConvParams,
     pub a: BufId,
     pub c: BufId,
     pub out: BufId,
+    pub aux: BufId,
 }
 
 impl Conv2dForwardTiled {
     fn direct(&self) -> Conv2dForward {
-        Conv2dForward { p: self.p, a: self.a, c: self.c, out: self.out }
+        Conv2dForward { p: self.p, a: self.a, c: self.c, out: self.out, aux: self.aux }
     }
 }
 
@@ -106,8 +107,14 @@ impl Kernel for Conv2dForwardTiled {
     fn uniform(&self) -> Option<Vec<u8>> {
         bytes(&self.p)
     }
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        self.direct().constants()
+    }
     fn bindings(&self) -> Vec<(u32, Res)> {
-        abc(self.a, self.c, self.out)
+        self.direct().bindings()
+    }
+    fn flops(&self) -> f64 {
+        self.p.gemm_flops(super::ConvEntry::Forward)
     }
     fn workgroups(&self) -> [u32; 3] {
         tile_groups(self.p.forward_tiles())
@@ -121,18 +128,20 @@ impl Kernel for Conv2dForwardTiled {
 }
 
 /// dx = conv^T(dy, w) (+ b per c_in) as tiled GEMMs, one per parity class of dx: a = dy, c = w
-/// and b, out = dx ([`Conv2dBackwardInput`]'s contract; also conv_transpose2d's forward).
+/// and b, out = dx, aux the epilogue's ([`Conv2dBackwardInput`]'s contract; also
+/// conv_transpose2d's forward).
 #[derive(Clone, Debug)]
 pub struct Conv2dBackwardInputTiled {
     pub p: ConvParams,
     pub a: BufId,
     pub c: BufId,
     pub out: BufId,
+    pub aux: BufId,
 }
 
 impl Conv2dBackwardInputTiled {
     fn direct(&self) -> Conv2dBackwardInput {
-        Conv2dBackwardInput { p: self.p, a: self.a, c: self.c, out: self.out }
+        Conv2dBackwardInput { p: self.p, a: self.a, c: self.c, out: self.out, aux: self.aux }
     }
 }
 
@@ -143,8 +152,14 @@ impl Kernel for Conv2dBackwardInputTiled {
     fn uniform(&self) -> Option<Vec<u8>> {
         bytes(&self.p)
     }
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        self.direct().constants()
+    }
     fn bindings(&self) -> Vec<(u32, Res)> {
-        abc(self.a, self.c, self.out)
+        self.direct().bindings()
+    }
+    fn flops(&self) -> f64 {
+        self.p.gemm_flops(super::ConvEntry::BackwardInput)
     }
     fn workgroups(&self) -> [u32; 3] {
         tile_groups(self.p.backward_input_tiles())
@@ -182,6 +197,9 @@ impl Kernel for Conv2dBackwardWeightTiled {
     }
     fn bindings(&self) -> Vec<(u32, Res)> {
         abc(self.a, self.c, self.out)
+    }
+    fn flops(&self) -> f64 {
+        self.p.gemm_flops(super::ConvEntry::BackwardWeight)
     }
     fn workgroups(&self) -> [u32; 3] {
         tile_groups(self.p.backward_weight_tiles())

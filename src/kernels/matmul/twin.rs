@@ -66,3 +66,91 @@ pub fn bias_backward(p: &MatmulParams, a: &[f32], out: &mut [f32]) {
         *o = if p.accumulate != 0 { *o + s } else { s };
     }
 }
+
+thread_local! {
+    /// matmul_backward's dz, per thread (see `kernels::scratch`).
+    static DZ: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+static DZ_MARK: crate::kernels::scratch::HighWater = crate::kernels::scratch::HighWater::new();
+
+/// `matmul_backward`: dz = dy * act'(y) (the `activation_backward` twin, or its fast path, into
+/// per-thread scratch; dy itself for the identity), then from it dw, db and dx exactly as
+/// `matmul_backward_weight`, `bias_backward` and `matmul_backward_input` compute them (their
+/// fast paths when `host.fast`), in that order, and dx scaled by act_in'(x) as
+/// `activation_backward` would: the bits of the four kernels on stored values.
+pub fn matmul_backward(op: &super::MatmulBackward, host: &mut crate::ir::Host) {
+    use crate::kernels::activation::{activation_backward, activation_backward_fast, Activation, EwParams};
+    let p = op.params();
+    let (fast, pool, len) = (host.fast, host.pool, (p.m * p.n) as usize);
+    let (dy, y, w, x) = (op.dy, op.y, op.w, op.x);
+    DZ.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        let run = |b: &[Vec<f32>], grads: Option<&mut [f32]>, dx: Option<&mut [f32]>, scratch: &mut Vec<f32>| {
+            let (dz, a_off): (&[f32], u32) = if p.act == Activation::Identity.code() {
+                (&b[dy], p.a_off)
+            } else {
+                let e = EwParams {
+                    len: len as u32,
+                    slope: p.slope,
+                    in_off: p.y_off,
+                    dy_off: p.a_off,
+                    ..Default::default()
+                };
+                let dz = DZ_MARK.at_least(scratch, len, 0.0);
+                if fast {
+                    activation_backward_fast(pool, p.act, &e, &b[y], &b[dy], dz)
+                } else {
+                    activation_backward(p.act, &e, &b[y], &b[dy], dz)
+                }
+                (dz, 0)
+            };
+            if let Some(g) = grads {
+                // Per group of rows: the sums of separate passes, added in order.
+                let groups = p.groups.max(1);
+                let rows = p.m / groups;
+                for k in 0..groups {
+                    let q = MatmulParams {
+                        m: rows,
+                        a_off: a_off + k * rows * p.n,
+                        c_off: p.x_off + k * rows * p.k,
+                        accumulate: (p.accumulate != 0 || k > 0) as u32,
+                        ..p
+                    };
+                    if fast {
+                        super::fast::matmul_backward_weight(pool, &q, dz, &b[x], g);
+                    } else {
+                        matmul_backward_weight(&q, dz, &b[x], g);
+                    }
+                    if p.no_bias == 0 {
+                        if fast {
+                            super::fast::bias_backward(pool, &q, dz, g);
+                        } else {
+                            bias_backward(&q, dz, g);
+                        }
+                    }
+                }
+            }
+            if let Some(dx) = dx {
+                let q = MatmulParams { a_off, out_off: p.dx_off, accumulate: 0, ..p };
+                if fast {
+                    super::fast::matmul_backward_input(pool, &q, dz, &b[w], dx);
+                } else {
+                    matmul_backward_input(&q, dz, &b[w], dx);
+                }
+                let (o, len) = (p.dx_off as usize, (p.m * p.k) as usize);
+                crate::kernels::activation::scale_by_grad(
+                    p.act_in,
+                    p.slope_in,
+                    &b[x][p.x_off as usize..][..len],
+                    &mut dx[o..o + len],
+                );
+            }
+        };
+        match (op.grads, op.dx) {
+            (Some(g), Some(d)) => host.with_outs(g, d, |b, g, d| run(b, Some(g), Some(d), &mut scratch)),
+            (Some(g), None) => host.with_out(g, |b, g| run(b, Some(g), None, &mut scratch)),
+            (None, Some(d)) => host.with_out(d, |b, d| run(b, None, Some(d), &mut scratch)),
+            (None, None) => {}
+        }
+    });
+}
