@@ -7,7 +7,8 @@
 //     32-byte training state (TrainState in common.wgsl: step, Adam's counters and powers),
 //     bound as storage or as a uniform; the data set as one storage buffer per chunk;
 //   - one shader module per kernel family (the WGSL the native executor compiles), one bind
-//     group layout and pipeline per entry point from its binding slots;
+//     group layout per entry point from its binding slots, one pipeline per entry point and set
+//     of pipeline-overridable constants (a fused activation: ACT, ACT_IN, GRAD_ACT);
 //   - one uniform buffer and one bind group per dispatch, made once;
 //   - a section run N times is recorded into compute passes of up to `steps_per_submit` runs
 //     each, one submit per pass; the step counter lives in the state buffer on the GPU;
@@ -18,8 +19,9 @@
 //
 // program.js (format "shadergan-web-1") holds one JSON object:
 //   families {name: {source, unchecked, f16}}, entries {entry: {family, slots [[binding, kind]]}}
-//   buffers [{label, len, dtype}], sections {name: [{entry, uniform (base64), bind, groups}]}
-//     where bind is [{slot, buf | state | data}]
+//   buffers [{label, len, dtype}], sections {name: [{entry, constants {NAME: value}, uniform (base64),
+//     bind, groups}]}
+//     where bind is [{slot, buf | state | data | scratch}]
 //   seeds [{seed, actions [{write, f32} | {write, copy} | {state} | {run, times}], uniforms [[section, index,
 //     base64]], data [base64 per chunk] (null: the first seed's)}]
 //   knobs [{name, label, value, targets [[section, index, byte offset]]}]
@@ -133,6 +135,9 @@
         size: STATE_BYTES,
         usage: U.STORAGE | U.UNIFORM | U.COPY_SRC | U.COPY_DST,
       });
+      // Bound where a kernel's layout needs a buffer its call does not touch (program.js's
+      // `scratch` bindings: the executor binds an aliasing one there, which WebGPU refuses).
+      this.scratch = device.createBuffer({ label: 'scratch', size: 16, usage: U.STORAGE });
       this.data = [];
       this.uploadData(0);
       const modules = {};
@@ -140,9 +145,11 @@
         // A browser always bounds-checks: `unchecked` (native: no runtime checks) cannot apply.
         modules[name] = device.createShaderModule({ label: name, code: f.source });
       }
+      // One pipeline per entry point and set of overridable constants, as the native executor.
+      this.layouts = {};
       this.pipelines = {};
-      const made = Object.entries(program.entries).map(async ([entry, e]) => {
-        const layout = device.createBindGroupLayout({
+      Object.entries(program.entries).forEach(([entry, e]) => {
+        this.layouts[entry] = device.createBindGroupLayout({
           label: entry,
           entries: e.slots.map(([binding, kind]) => ({
             binding,
@@ -150,14 +157,21 @@
             buffer: { type: kind === 'uniform' ? 'uniform' : kind === 'read' ? 'read-only-storage' : 'storage' },
           })),
         });
-        const pipeline = await device.createComputePipelineAsync({
-          label: entry,
-          layout: device.createPipelineLayout({ label: entry, bindGroupLayouts: [layout] }),
-          compute: { module: modules[e.family], entryPoint: entry },
-        });
-        this.pipelines[entry] = { pipeline, layout };
       });
-      await Promise.all(made);
+      const keyOf = (d) => d.entry + JSON.stringify(d.constants || {});
+      const dispatches = Object.values(program.sections).flat();
+      const wanted = new Map(dispatches.map((d) => [keyOf(d), d]));
+      await Promise.all(
+        [...wanted].map(async ([key, d]) => {
+          const layout = this.layouts[d.entry];
+          this.pipelines[key] = await device.createComputePipelineAsync({
+            label: d.entry,
+            layout: device.createPipelineLayout({ label: d.entry, bindGroupLayouts: [layout] }),
+            compute: { module: modules[program.entries[d.entry].family], entryPoint: d.entry, constants: d.constants || {} },
+          });
+        })
+      );
+      this.pipelineOf = (d) => this.pipelines[keyOf(d)];
       this.sections = {};
       for (const [name, list] of Object.entries(program.sections)) {
         this.sections[name] = list.map((d) => this.dispatch(d));
@@ -198,12 +212,13 @@
       for (const b of d.bind) {
         let buffer;
         if (b.state) buffer = this.state;
+        else if (b.scratch) buffer = this.scratch;
         else if (b.data !== undefined) buffer = this.data[b.data];
         else buffer = this.bufs[b.buf];
         if (!buffer) throw new Error(`${d.entry}: binding ${b.slot} has no buffer`);
         entries.push({ binding: b.slot, resource: { buffer } });
       }
-      return this.device.createBindGroup({ label: d.entry, layout: this.pipelines[d.entry].layout, entries });
+      return this.device.createBindGroup({ label: d.entry, layout: this.layouts[d.entry], entries });
     }
 
     dispatch(d) {
@@ -213,7 +228,7 @@
         : null;
       return {
         entry: d.entry,
-        pipeline: this.pipelines[d.entry].pipeline,
+        pipeline: this.pipelineOf(d),
         group: this.bindGroup(d, uniformBuffer),
         groups: d.groups,
         uniformBuffer,

@@ -31,8 +31,14 @@ pub struct Dispatch {
     pub family: &'static str,
     /// The uniform at binding 0, if the entry point has one.
     pub uniform: Option<Vec<u8>>,
+    /// The pipeline-overridable constants the entry point is compiled with (`Kernel::constants`:
+    /// one pipeline per entry point and set, as the executor makes them).
+    pub constants: Vec<(&'static str, f64)>,
     /// (binding slot, resource) of every other binding, at the slots the executor binds them.
     pub bindings: Vec<(u32, Res)>,
+    /// Slots the kernel does not touch in this call (`Kernel::unused_slots`): the player binds a
+    /// scratch buffer there, as WebGPU refuses the aliasing binding the executor makes.
+    pub scratch: Vec<u32>,
     pub groups: [u32; 3],
 }
 
@@ -87,7 +93,9 @@ impl WebRecorder {
 }
 
 /// The dispatches the GPU executor would record for `ops` over buffers `specs`, checked against
-/// what a browser offers by default.
+/// what a browser offers by default. The recorder does not know the browser's adapter, so no op
+/// is swapped for its variant for real GPUs (`Kernel::gpu_variant`, same contract): a page runs
+/// the kernels the executor runs on a CPU-emulated adapter such as lavapipe.
 pub fn compile(specs: &[BufSpec], ops: &[Op]) -> Result<Vec<Dispatch>> {
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {
@@ -104,14 +112,25 @@ pub fn compile(specs: &[BufSpec], ops: &[Op]) -> Result<Vec<Dispatch>> {
                 op.workgroups()
             )));
         }
+        let unused = op.unused_slots();
+        let (scratch, used): (Vec<_>, Vec<_>) = op.bindings().into_iter().partition(|(role, _)| unused.contains(role));
         let bindings: Vec<(u32, Res)> =
-            op.bindings().into_iter().map(|(role, r)| (binding_slot(specs, family, role, r), r)).collect();
+            used.into_iter().map(|(role, r)| (binding_slot(specs, family, role, r), r)).collect();
+        let scratch: Vec<u32> = scratch.into_iter().map(|(role, r)| binding_slot(specs, family, role, r)).collect();
         for (binding, r) in &bindings {
             if !e.slots.iter().any(|s| s.binding() == *binding) {
                 return Err(Error::gpu(format!("internal error: {entry} has no binding {binding} for {r:?}")));
             }
         }
-        out.push(Dispatch { entry, family: family.name, uniform: op.uniform(), bindings, groups: op.workgroups() });
+        out.push(Dispatch {
+            entry,
+            family: family.name,
+            uniform: op.uniform(),
+            constants: op.constants(),
+            bindings,
+            scratch,
+            groups: op.workgroups(),
+        });
     }
     Ok(out)
 }

@@ -130,6 +130,13 @@ pub trait Kernel: fmt::Debug + Send + Sync {
     fn gpu_variant(&self, _device: DeviceClass) -> Option<Op> {
         None
     }
+    /// Binding slots filled only because the layout has them (the part of the kernel that uses
+    /// one is off), bound to a buffer bound at another slot too. Native wgpu accepts that;
+    /// WebGPU refuses a writable binding that aliases another, so the web player binds a scratch
+    /// buffer at these slots instead.
+    fn unused_slots(&self) -> Vec<u32> {
+        vec![]
+    }
 }
 
 /// What the GPU executor tells an op about its adapter ([`Kernel::gpu_variant`]).

@@ -300,6 +300,9 @@ impl Kernel for BatchNormBackward {
             (7, b(self.dx.unwrap_or(one))),
         ]
     }
+    fn unused_slots(&self) -> Vec<u32> {
+        [(3, self.grads.is_none()), (7, self.dx.is_none())].into_iter().filter(|t| t.1).map(|t| t.0).collect()
+    }
     /// The two sums and dx: about 10 per element.
     fn flops(&self) -> f64 {
         10.0 * self.p.total_len() as f64

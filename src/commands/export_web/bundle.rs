@@ -110,8 +110,12 @@ fn dispatch_json(d: &Dispatch, ids: &Ids) -> Result<Value> {
             Res::Data(k) => json!({ "slot": slot, "data": k }),
         });
     }
+    bind.extend(d.scratch.iter().map(|slot| json!({ "slot": slot, "scratch": true })));
+    let constants: serde_json::Map<String, Value> =
+        d.constants.iter().map(|&(k, v)| (k.to_string(), json!(v))).collect();
     Ok(json!({
         "entry": d.entry,
+        "constants": constants,
         "uniform": d.uniform.as_deref().map(base64),
         "bind": bind,
         "groups": d.groups,

@@ -383,6 +383,9 @@ impl Kernel for MatmulBackward {
             (6, Res::Buf(self.dx.unwrap_or(one))),
         ]
     }
+    fn unused_slots(&self) -> Vec<u32> {
+        [(3, self.grads.is_none()), (6, self.dx.is_none())].into_iter().filter(|t| t.1).map(|t| t.0).collect()
+    }
     fn flops(&self) -> f64 {
         let (m, n, k) = self.p.mnk();
         let parts = self.grads.is_some() as usize + self.dx.is_some() as usize;
