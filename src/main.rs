@@ -148,8 +148,9 @@ struct BenchArgs {
     /// Print the cost model instead of measuring: every dispatch of a training step of the
     /// model (--arch, the first of --batch-sizes) with its FLOPs, bytes, workgroups and
     /// arithmetic intensity, and a roofline lower bound of the step's time on a modelled GPU;
-    /// then every model on every modelled GPU. No device is used.
-    #[arg(long)]
+    /// then every model on every modelled GPU. No device is used, so the measuring flags are
+    /// refused beside it.
+    #[arg(long, conflicts_with_all = ["seconds", "backend", "matmul", "large", "kernels", "precision", "image_size", "threads"])]
     plan: bool,
     /// The modelled GPU of --plan: h100, rtx4090, m2 (data-sheet figures, model inputs), or
     /// custom:TFLOPS,GBS,US (peak f32 TFLOP/s, bandwidth GB/s, microseconds per dispatch).

@@ -312,6 +312,11 @@ fn bench_plan_prints_the_cost_model() {
     for bad in ["foo", "custom:1,2", "custom:0,900,25", "custom:20,nan,25"] {
         assert_input_error(&run(&["bench", "--plan", "--plan-gpu", bad]), "--plan-gpu");
     }
+    // The measuring flags mean nothing to the model: refused, not ignored.
+    for flag in [&["--matmul"][..], &["--seconds", "5"], &["--threads", "1"], &["--image-size", "64"]] {
+        let args: Vec<&str> = ["bench", "--plan"].iter().chain(flag).copied().collect();
+        assert_input_error(&run(&args), "cannot be used with");
+    }
 }
 
 #[test]
