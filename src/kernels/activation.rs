@@ -346,6 +346,30 @@ pub fn activation_forward(act: u32, p: &EwParams, x: &[f32], y: &mut [f32]) {
 }
 
 /// dz = dy * f'(y) element-wise (`relu_backward`, ... by `act`).
+/// dz = dy act'(y) for `len` values at `y_off` and `dy_off`, into `scratch` (grown under
+/// `mark`), as `activation_backward` (or, with `fast`, its pooled twin) computes it: for the
+/// twins of the fused kernels that apply an activation's derivative as they load dy.
+#[allow(clippy::too_many_arguments)]
+pub fn dz_into_scratch<'s>(
+    pool: &crate::ir::Pool,
+    fast: bool,
+    (act, slope): (u32, f32),
+    (y, y_off): (&[f32], u32),
+    (dy, dy_off): (&[f32], u32),
+    len: usize,
+    mark: &crate::kernels::scratch::HighWater,
+    scratch: &'s mut Vec<f32>,
+) -> &'s [f32] {
+    let e = EwParams { len: len as u32, slope, in_off: y_off, dy_off, ..Default::default() };
+    let dz = mark.at_least(scratch, len, 0.0);
+    if fast {
+        activation_backward_fast(pool, act, &e, y, dy, dz)
+    } else {
+        activation_backward(act, &e, y, dy, dz)
+    }
+    dz
+}
+
 pub fn activation_backward(act: u32, p: &EwParams, y: &[f32], dy: &[f32], dz: &mut [f32]) {
     for i in 0..p.len as usize {
         let g = activation_grad(y[p.in_off as usize + i], act, p.slope);

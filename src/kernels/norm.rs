@@ -345,7 +345,7 @@ static DZ_MARK: super::scratch::HighWater = super::scratch::HighWater::new();
 /// `batch_norm_backward_input` on it (or their fast paths): the bits of the activation's and
 /// batch norm's separate kernels.
 fn backward_cpu(op: &BatchNormBackward, host: &mut Host) {
-    use super::activation::{activation_backward, activation_backward_fast, EwParams};
+    use super::activation::dz_into_scratch;
     let p = op.params();
     let (fast, pool, len) = (host.fast, host.pool, p.total_len());
     let (x, dy, y, saved) = (op.a, op.dy, op.y, op.saved);
@@ -356,20 +356,8 @@ fn backward_cpu(op: &BatchNormBackward, host: &mut Host) {
                 let (dz, dy_off): (&[f32], u32) = if op.identity() {
                     (&b[dy], p.dy_off)
                 } else {
-                    let e = EwParams {
-                        len: len as u32,
-                        slope: p.slope,
-                        in_off: p.y_off,
-                        dy_off: p.dy_off,
-                        ..Default::default()
-                    };
-                    let dz = DZ_MARK.at_least(scratch, len, 0.0);
-                    if fast {
-                        activation_backward_fast(pool, p.act, &e, &b[y], &b[dy], dz)
-                    } else {
-                        activation_backward(p.act, &e, &b[y], &b[dy], dz)
-                    }
-                    (dz, 0)
+                    let (yv, dyv) = ((&b[y][..], p.y_off), (&b[dy][..], p.dy_off));
+                    (dz_into_scratch(pool, fast, (p.act, p.slope), yv, dyv, len, &DZ_MARK, scratch), 0)
                 };
                 for g in 0..p.group_count() {
                     let q = NormParams { dy_off, ..p }.group(g);

@@ -79,7 +79,7 @@ static DZ_MARK: crate::kernels::scratch::HighWater = crate::kernels::scratch::Hi
 /// fast paths when `host.fast`), in that order, and dx scaled by act_in'(x) as
 /// `activation_backward` would: the bits of the four kernels on stored values.
 pub fn matmul_backward(op: &super::MatmulBackward, host: &mut crate::ir::Host) {
-    use crate::kernels::activation::{activation_backward, activation_backward_fast, Activation, EwParams};
+    use crate::kernels::activation::{dz_into_scratch, Activation};
     let p = op.params();
     let (fast, pool, len) = (host.fast, host.pool, (p.m * p.n) as usize);
     let (dy, y, w, x) = (op.dy, op.y, op.w, op.x);
@@ -89,20 +89,8 @@ pub fn matmul_backward(op: &super::MatmulBackward, host: &mut crate::ir::Host) {
             let (dz, a_off): (&[f32], u32) = if p.act == Activation::Identity.code() {
                 (&b[dy], p.a_off)
             } else {
-                let e = EwParams {
-                    len: len as u32,
-                    slope: p.slope,
-                    in_off: p.y_off,
-                    dy_off: p.a_off,
-                    ..Default::default()
-                };
-                let dz = DZ_MARK.at_least(scratch, len, 0.0);
-                if fast {
-                    activation_backward_fast(pool, p.act, &e, &b[y], &b[dy], dz)
-                } else {
-                    activation_backward(p.act, &e, &b[y], &b[dy], dz)
-                }
-                (dz, 0)
+                let (yv, dyv) = ((&b[y][..], p.y_off), (&b[dy][..], p.a_off));
+                (dz_into_scratch(pool, fast, (p.act, p.slope), yv, dyv, len, &DZ_MARK, scratch), 0)
             };
             if let Some(g) = grads {
                 // Per group of rows: the sums of separate passes, added in order.
