@@ -13,6 +13,7 @@ pub mod adam;
 pub mod augment;
 pub mod conv;
 pub mod ema;
+pub mod embedding;
 pub mod gemm;
 pub mod loss;
 pub mod matmul;
@@ -94,6 +95,7 @@ pub const FAMILIES: &[&Family] = &[
     &norm::FAMILY,
     &spectral::FAMILY,
     &augment::FAMILY,
+    &embedding::FAMILY,
 ];
 
 /// Structs declared in common.wgsl, prepended to every family.

@@ -10,6 +10,7 @@ mod adam;
 mod augment;
 mod conv;
 mod ema;
+mod embedding;
 mod loss;
 mod matmul;
 mod norm;
