@@ -19,6 +19,7 @@ pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod norm_fast;
+pub mod projection;
 pub mod random;
 pub mod scratch;
 pub mod spectral;
@@ -96,6 +97,7 @@ pub const FAMILIES: &[&Family] = &[
     &spectral::FAMILY,
     &augment::FAMILY,
     &embedding::FAMILY,
+    &projection::FAMILY,
 ];
 
 /// Structs declared in common.wgsl, prepended to every family.

@@ -28,6 +28,35 @@ pub fn classes_of(labels: &[f32], classes: u32) -> Vec<usize> {
     labels.iter().map(|&y| class_index(y, classes)).collect()
 }
 
+/// Where a per-class gradient lives: `classes` rows of `width` values from `off`, stored (or,
+/// with `accumulate`, added to those before the call).
+pub struct AbsentRows {
+    pub off: usize,
+    pub width: usize,
+    pub classes: u32,
+    pub accumulate: bool,
+}
+
+impl AbsentRows {
+    /// The row of a class that no label names is exactly +0 (or what was there, plus 0) on both
+    /// sides.
+    pub fn check(&self, labels: &[f32], before: &[f32], sides: [&Vec<f32>; 2], what: &str) {
+        let present = classes_of(labels, self.classes);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for cl in (0..self.classes as usize).filter(|cl| !present.contains(cl)) {
+            let row = self.off + cl * self.width..self.off + (cl + 1) * self.width;
+            let want: Vec<f32> = if self.accumulate {
+                before[row.clone()].iter().map(|v| v + 0.0).collect()
+            } else {
+                vec![0.0; self.width]
+            };
+            for side in sides {
+                assert!(bits(&side[row.clone()]) == bits(&want), "{what}: absent class {cl} got {:?}", &side[row]);
+            }
+        }
+    }
+}
+
 #[test]
 fn class_index_truncates_and_clamps() {
     let cases = [
@@ -53,20 +82,25 @@ fn class_index_truncates_and_clamps() {
     }
 }
 
-/// Both sides' outputs agree within the entry's tolerance; the CPU twin wrote every value
-/// `written` says it writes, and neither side wrote any other (they stay NaN).
+/// Every output of `r` passes [`check_output`] with `written`.
 fn check_written(r: &Both, entry: &str, written: impl Fn(usize) -> bool, what: &str) {
     for (k, (g, c)) in r.gpu.iter().zip(&r.cpu).enumerate() {
-        let what = format!("{entry} {what}, output {k}");
-        for (i, (gv, cv)) in g.iter().zip(c).enumerate() {
-            if written(i) {
-                assert!(!cv.is_nan(), "{what}: CPU twin left NaN at {i}");
-            } else {
-                assert!(gv.is_nan() && cv.is_nan(), "{what}: wrote {i} (gpu {gv}, cpu {cv}), outside its span");
-            }
-        }
-        compare(entry, g, c, tolerance(entry)).unwrap_or_else(|e| panic!("{what}: {e}"));
+        check_output(entry, g, c, &written, &format!("{what}, output {k}"));
     }
+}
+
+/// The two sides' values of one output agree within the entry's tolerance; the CPU twin wrote
+/// every value `written` says it writes, and neither side wrote any other (they stay NaN).
+pub fn check_output(entry: &str, g: &[f32], c: &[f32], written: impl Fn(usize) -> bool, what: &str) {
+    let what = format!("{entry} {what}");
+    for (i, (gv, cv)) in g.iter().zip(c).enumerate() {
+        if written(i) {
+            assert!(!cv.is_nan(), "{what}: CPU twin left NaN at {i}");
+        } else {
+            assert!(gv.is_nan() && cv.is_nan(), "{what}: wrote {i} (gpu {gv}, cpu {cv}), outside its span");
+        }
+    }
+    compare(entry, g, c, tolerance(entry)).unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
 #[test]
@@ -139,20 +173,8 @@ fn embedding_backward_matches_cpu_and_absent_classes_get_zero() {
             check_written(&r, "embedding_backward", |i| i >= 1, &what);
             // A class no label names: its row is exactly +0 (or what was there, plus 0).
             for (k, (name, labels)) in sets.iter().enumerate() {
-                let present = classes_of(labels, classes);
-                for cl in (0..classes as usize).filter(|cl| !present.contains(cl)) {
-                    let row = 1 + cl * dim..1 + (cl + 1) * dim;
-                    let want: Vec<f32> =
-                        if wide { before[row.clone()].iter().map(|v| v + 0.0).collect() } else { vec![0.0; dim] };
-                    for side in [&r.gpu[k], &r.cpu[k]] {
-                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                        assert!(
-                            bits(&side[row.clone()]) == bits(&want),
-                            "{what} {name}: absent class {cl} got {:?}",
-                            &side[row]
-                        );
-                    }
-                }
+                let rows = AbsentRows { off: 1, width: dim, classes, accumulate: wide };
+                rows.check(labels, &before, [&r.gpu[k], &r.cpu[k]], &format!("{what} {name}"));
             }
         }
     }

@@ -14,6 +14,7 @@ mod embedding;
 mod loss;
 mod matmul;
 mod norm;
+mod projection;
 mod random;
 mod spectral;
 mod xent;
