@@ -241,8 +241,9 @@ pub fn class_affine_backward_params(p: &ClassAffineParams, labels: &[f32], x: &[
         }
         let (gi, bi) = (p.gamma_off as usize + i, p.beta_off as usize + i);
         if p.accumulate != 0 {
-            sum_dy_x = grads[gi] + sum_dy_x;
-            sum_dy = grads[bi] + sum_dy;
+            // The WGSL's old + sum (IEEE addition commutes exactly).
+            sum_dy_x += grads[gi];
+            sum_dy += grads[bi];
         }
         grads[gi] = sum_dy_x;
         grads[bi] = sum_dy;
