@@ -90,7 +90,7 @@ enum ClassifierCommand {
 struct ClassifierTrainArgs {
     /// Training images: a .npy like `train` takes (e.g. MNIST's uint8 (60000, 784)).
     images: PathBuf,
-    /// Their labels: a .npy of shape (N,), uint8 class indices from 0.
+    /// Their labels: a .npy of shape (N,), integer class indices from 0.
     labels: PathBuf,
     /// Held-out images, scored after every epoch (the accuracy is stored in the file).
     #[arg(long, requires = "test_labels")]

@@ -135,7 +135,7 @@ pub fn eval(req: &EvalRequest) -> Result<Value> {
             Some(d) if d.path == crate::data::assets::DEFAULT_DATA_NAME => crate::data::assets::default_dataset()?,
             // The file or folder as the run read it (a folder through the run's image cache).
             Some(d) => {
-                let opts = DataOptions::recorded(d.layout, d.folder.as_ref())?;
+                let opts = DataOptions::recorded(d.layout, d.labels.as_deref(), d.folder.as_ref())?;
                 source::load(Some(Path::new(&d.path)), &opts, Some(&run_root), false)?.data
             }
             None => {

@@ -187,6 +187,16 @@ pub struct ModelConfig {
     /// `image`, which MLP configs then carry too.
     #[serde(default, skip_serializing_if = "AugmentPolicy::is_none")]
     pub augment: AugmentPolicy,
+    /// `--conditional`: the number of classes G is asked for and D told (0: unconditional, as
+    /// every config written before it). G joins a learned class embedding (classes x
+    /// [`ModelConfig::g_embed_dim`]) to z; D is a projection discriminator
+    /// (`nn::ProjectionHead`). See docs/conditional.md.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub classes: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 fn one() -> usize {
@@ -571,6 +581,7 @@ mod tests {
             g_fc_hidden: 0,
             d_fc_hidden: 0,
             augment: AugmentPolicy::default(),
+            classes: 0,
         }
     }
 
@@ -622,6 +633,7 @@ mod dcgan_tests {
             g_fc_hidden: 0,
             d_fc_hidden: 0,
             augment: AugmentPolicy::default(),
+            classes: 0,
         }
     }
 

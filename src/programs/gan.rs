@@ -82,6 +82,8 @@ pub struct GanProgram {
     pub g_ema: Option<EmaBufs>,
     /// [real; fake] rows, the input of D: (2 batch, dim).
     pub d_input: BufId,
+    /// A conditional model's labels of D's rows, reals then fakes (2 batch f32 class indices).
+    pub labels: Option<BufId>,
     pub train_step: Vec<Op>,
     /// G forward (eval mode) on `sample_rows` latent rows in `sample_z`, output in `sample_out`;
     /// with G's weight average when one is kept.
@@ -119,6 +121,9 @@ struct Builder<'a> {
     d_logits: BufId,
     d_logits_grad: BufId,
     stats: BufId,
+    /// A conditional model's class labels (f32 class indices) of D's rows: the real batch's
+    /// (gathered from the data table's last column), then the fakes' (`random_labels`).
+    labels: Option<BufId>,
 }
 
 impl Builder<'_> {
@@ -162,9 +167,12 @@ impl Builder<'_> {
         NoiseNormal { p, out: self.noise }.into()
     }
 
-    /// This step's real batch (the `j`-th of `d_steps`) into D.input's first half.
+    /// This step's real batch (the `j`-th of `d_steps`) into D.input's first half; a
+    /// conditional model's data table has each sample's label after its values, gathered in the
+    /// same order into the first half of the labels.
     fn gather_real(&self, ops: &mut Vec<Op>, j: usize) {
         let (cfg, n, b, dim) = (self.cfg, self.chunks.n(), self.batch(), self.cfg.model.data_dim);
+        let stride = if self.labels.is_some() { dim as u32 + 1 } else { 0 };
         let p = RandomParams {
             len: (b * dim) as u32,
             seed_lo: cfg.seed as u32,
@@ -178,9 +186,14 @@ impl Builder<'_> {
             shift: cfg.data_shift,
             sub_steps: cfg.d_steps.max(1) as u32,
             sub_index: j as u32,
+            src_stride: stride,
             ..Default::default()
         };
         ops.extend(random::gather_chunks(self.data_u8, p, self.real32.unwrap_or(self.d_input), self.chunks));
+        if let Some(labels) = self.labels {
+            let p = RandomParams { len: b as u32, dim: 1, src_col: dim as u32, scale: 1.0, shift: 0.0, ..p };
+            ops.extend(random::gather_chunks(self.data_u8, p, labels, self.chunks));
+        }
         if let Some(r32) = self.real32 {
             let p = EwParams { len: (b * dim) as u32, ..Default::default() };
             ops.push(Cast { p, x: r32, out: self.d_input, to_f16: true }.into());
@@ -318,7 +331,7 @@ impl Builder<'_> {
 
 impl GanProgram {
     /// The program for a configuration and a data set of `n` samples (`data_u8`: stored as bytes)
-    /// in one binding.
+    /// in one binding. A conditional model's data set is the labelled table (`data::labels`).
     pub fn build(cfg: &TrainConfig, n: usize, data_u8: bool) -> Self {
         Self::build_chunked(cfg, &DataChunks::whole(n), data_u8)
     }
@@ -344,6 +357,7 @@ impl GanProgram {
         let d_input_grad = bufs.f32("D.input.grad", b * dim);
         let d_logits = bufs.f32("D.logits", 2 * db);
         let d_logits_grad = bufs.f32("D.logits.grad", 2 * b);
+        let labels = (cfg.model.classes > 0).then(|| bufs.f32("labels", 2 * b));
         let mut s = Builder {
             cfg,
             chunks,
@@ -363,6 +377,7 @@ impl GanProgram {
             d_logits,
             d_logits_grad,
             stats,
+            labels,
         };
         let g_ema = (cfg.g_ema > 0.0).then(|| EmaBufs {
             params: s.bufs.f32("G.params.ema", s.g_net.params_len),
@@ -404,6 +419,7 @@ impl GanProgram {
             stats,
             g_ema,
             d_input,
+            labels,
             train_step,
             sample,
             sample_rows: SAMPLE_ROWS,

@@ -94,14 +94,36 @@ pub struct GanTrainer {
 
 /// A trainer for `cfg` on `data`, on the backend asked for, with the seeded initial weights. The
 /// data is bound in chunks under the device's storage binding limit (`ir::DataChunks`), so a
-/// data set of any size that fits in memory trains.
+/// data set of any size that fits in memory trains. A conditional model (`cfg.model.classes`)
+/// needs the data's classes (`Dataset::classes`): they travel with it, one more column of the
+/// resident table ([`resident_table`]).
 pub fn open(backend: Backend, cfg: TrainConfig, data: Arc<Dataset>) -> Result<GanTrainer> {
     cfg.validate(data.n)?;
+    let table = resident_table(&cfg, data)?;
     let device = Device::open(backend)?;
-    let chunks = device.data_chunks(&data)?;
-    let program = GanProgram::build_chunked(&cfg, &chunks, matches!(data.values, DataValues::U8(_)));
-    let exec = device.executor(&program.bufs, Some(data), chunks)?;
+    let chunks = device.data_chunks(&table)?;
+    let program = GanProgram::build_chunked(&cfg, &chunks, matches!(table.values, DataValues::U8(_)));
+    let exec = device.executor(&program.bufs, Some(table), chunks)?;
     GanTrainer::new(cfg, program, exec)
+}
+
+/// The data set as the device holds it: the data itself, or for a conditional model the
+/// labelled table, each row the sample's values then its class (`data::labels::labelled_table`).
+pub fn resident_table(cfg: &TrainConfig, data: Arc<Dataset>) -> Result<Arc<Dataset>> {
+    if cfg.model.classes == 0 {
+        return Ok(data);
+    }
+    let Some(classes) = &data.classes else {
+        return Err(Error::input("a conditional model needs the class of each sample (labelled data)"));
+    };
+    if classes.classes() != cfg.model.classes {
+        return Err(Error::input(format!(
+            "the data has {} classes, the model {}",
+            classes.classes(),
+            cfg.model.classes
+        )));
+    }
+    Ok(Arc::new(crate::data::labels::labelled_table(&data, &classes.ids)?))
 }
 
 impl GanTrainer {

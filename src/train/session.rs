@@ -17,6 +17,7 @@ use super::run_dir::{resolve_checkpoint, RunDir};
 use crate::backend::Backend;
 use crate::config::run::DataInfo;
 use crate::config::{Given, RunConfig, RunOptions, TrainConfig, TrainOptions};
+use crate::data::labels::ClassLabels;
 use crate::data::source::{self, DataOptions, Loaded};
 use crate::data::toy::{self, Toy};
 use crate::data::{self, assets, Dataset};
@@ -177,6 +178,8 @@ struct Inputs {
     loaded: Loaded,
     toy: Option<Toy>,
     ckpt: Option<Checkpoint>,
+    /// The `--labels` file the data was read with (given, or recorded by a resumed run).
+    labels: Option<PathBuf>,
 }
 
 /// The flags of `DataOptions` the user gave win over those a resumed run recorded.
@@ -184,6 +187,7 @@ fn merge_data_options(given: &Given, mine: &DataOptions, recorded: DataOptions) 
     let pick = |id: &str| given.has(id);
     DataOptions {
         layout: if pick("layout") { mine.layout } else { recorded.layout },
+        labels: if pick("labels") { mine.labels.clone() } else { recorded.labels },
         image_size: if pick("image_size") { mine.image_size } else { recorded.image_size },
         channels: if pick("channels") { mine.channels } else { recorded.channels },
         skip_bad_images: if pick("skip_bad_images") { mine.skip_bad_images } else { recorded.skip_bad_images },
@@ -212,19 +216,55 @@ fn load_inputs(req: &TrainRequest) -> Result<Inputs> {
         }
         let seed = ckpt.as_ref().map_or(req.options.seed, |c| c.config.seed);
         let data = t.dataset(seed, toy::TOY_SAMPLES)?;
-        return Ok(Inputs { loaded: source::Loaded::plain(data, format!("toy:{}", t.name())), toy, ckpt });
+        let loaded = source::Loaded::plain(data, format!("toy:{}", t.name()));
+        return Ok(Inputs { loaded, toy, ckpt, labels: None });
     }
     let recorded_path =
         recorded.filter(|d| d.toy.is_none() && d.path != assets::DEFAULT_DATA_NAME).map(|d| PathBuf::from(&d.path));
     let path = req.data.clone().or(recorded_path);
     let opts = match recorded {
-        Some(d) if path.as_deref() == Some(Path::new(&d.path)) => {
-            merge_data_options(&req.given, &req.data_options, DataOptions::recorded(d.layout, d.folder.as_ref())?)
-        }
+        Some(d) if path.as_deref() == Some(Path::new(&d.path)) => merge_data_options(
+            &req.given,
+            &req.data_options,
+            DataOptions::recorded(d.layout, d.labels.as_deref(), d.folder.as_ref())?,
+        ),
         _ => req.data_options.clone(),
     };
     let loaded = source::load(path.as_deref(), &opts, own_dir.as_deref(), show)?;
-    Ok(Inputs { loaded, toy: None, ckpt })
+    Ok(Inputs { loaded, toy: None, ckpt, labels: opts.labels })
+}
+
+/// The classes of a conditional run's samples (a new `--conditional` run, or a resumed run
+/// whose checkpoint is conditional: then the data's classes must be the checkpoint's); None
+/// for an unconditional run, which refuses a `--labels` it would not use.
+fn classes_of(inputs: &Inputs, conditional: bool) -> Result<Option<ClassLabels>> {
+    if !conditional {
+        if inputs.labels.is_some() {
+            return Err(Error::input(
+                "--labels gives the classes of a --conditional run; add --conditional (an unconditional GAN does \
+                 not use them)",
+            ));
+        }
+        return Ok(None);
+    }
+    if let Some(t) = inputs.toy {
+        return Err(Error::input(format!(
+            "--conditional needs labelled data (an image folder with class subfolders, a .npy with --labels, or \
+             the built-in digits); --toy {} has no classes",
+            t.name()
+        )));
+    }
+    let classes = inputs.loaded.class_labels()?;
+    if let Some(ck) = &inputs.ckpt {
+        if ck.config.class_names != classes.names {
+            return Err(Error::input(format!(
+                "the data's classes ({}) are not the checkpoint's ({}); resume on the data it was trained on",
+                classes.names.join(", "),
+                ck.config.class_names.join(", ")
+            )));
+        }
+    }
+    Ok(Some(classes))
 }
 
 /// A batch holds distinct samples: a data set smaller than the batch is an error naming it.
@@ -263,7 +303,8 @@ fn start(
         }
         _ => {
             check_batch(req.options.batch_size_for(toy), data, data_name)?;
-            let cfg = req.options.resolve_for(data, toy)?;
+            let classes = data.classes.as_ref().map(|c| c.names.as_slice());
+            let cfg = req.options.resolve_with_classes(data, toy, classes)?;
             let dir = RunDir::create(req.out.as_deref(), req.overwrite)?;
             Ok(Start { cfg, ckpt: None, dir, previous: None })
         }
@@ -348,14 +389,19 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     // --resume takes a run folder too (its latest checkpoint).
     let resume = req.resume.as_deref().map(resolve_checkpoint).transpose()?;
     let req = &TrainRequest { resume, ..req.clone() };
-    let Inputs { mut loaded, toy, ckpt } = load_inputs(req)?;
+    let inputs = load_inputs(req)?;
+    let conditional = inputs.ckpt.as_ref().map_or(req.options.conditional, |c| c.config.model.classes > 0);
+    let classes = classes_of(&inputs, conditional)?;
+    let Inputs { mut loaded, toy, ckpt, labels } = inputs;
     let show = req.verbosity == Verbosity::Normal;
     if show {
         loaded.notes.iter().for_each(|n| eprintln!("{n}"));
     }
     let data_name = loaded.name.clone();
     // The data moves into the Arc the trainer shares; `loaded` keeps the folder's records.
-    let data = Arc::new(std::mem::replace(&mut loaded.data, Dataset::from_u8(1, 1, vec![0])?));
+    let mut data = std::mem::replace(&mut loaded.data, Dataset::from_u8(1, 1, vec![0])?);
+    data.classes = classes;
+    let data = Arc::new(data);
     let Start { cfg, ckpt, dir, previous } = start(req, &data, &data_name, toy, ckpt)?;
     loaded.write_run_cache(&dir.root, &data)?;
     let cadence = resume::cadences(&req.run, &req.given, previous.as_ref());
@@ -386,6 +432,7 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
             layout: data.layout,
             image: data.image(),
             folder: loaded.folder.clone(),
+            labels: labels.filter(|_| data.classes.is_some()).map(|l| l.display().to_string()),
         },
         backend: trainer.backend().name().into(),
         device: trainer.device_name(),

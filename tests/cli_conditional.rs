@@ -1,0 +1,149 @@
+//! `--conditional` through the binary: labels in (a .npy's `--labels`, an image folder's class
+//! subfolders, the built-in digits'), every bad label file and every refused combination (exit 2,
+//! one line, no run folder left behind).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image::{GrayImage, Luma};
+use shadergan::data;
+
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shadergan"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run shadergan")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A .npy of `descr` values (little-endian bytes given) of `shape`.
+fn npy(path: &Path, descr: &str, shape: &str, data: &[u8]) -> PathBuf {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    fs::write(path, bytes).unwrap();
+    path.to_path_buf()
+}
+
+fn int64_labels(path: &Path, labels: &[i64]) -> PathBuf {
+    let bytes: Vec<u8> = labels.iter().flat_map(|v| v.to_le_bytes()).collect();
+    npy(path, "<i8", &format!("({},)", labels.len()), &bytes)
+}
+
+/// 40 uint8 samples of 4x4 and their labels 0, 1, 2, 0, 1, ... as int64.
+fn labelled_npy(dir: &Path) -> (PathBuf, PathBuf) {
+    let x = dir.join("x.npy");
+    let v: Vec<u8> = (0..40 * 16).map(|i| ((i * 37) % 256) as u8).collect();
+    data::save_npy_u8(&x, 40, 16, &v).unwrap();
+    let labels: Vec<i64> = (0..40).map(|i| i % 3).collect();
+    (x, int64_labels(&dir.join("y.npy"), &labels))
+}
+
+/// A folder of 8x8 gray images: `per` in each class subfolder, and `loose` at its root.
+fn class_folder(root: &Path, classes: &[&str], per: u32, loose: u32) -> PathBuf {
+    for (k, class) in classes.iter().enumerate() {
+        fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..per {
+            let img =
+                GrayImage::from_fn(8, 8, |x, y| Luma([((x * 30 + y * 3 + i * 7) as usize * (k + 1) % 256) as u8]));
+            img.save(root.join(class).join(format!("{i:02}.png"))).unwrap();
+        }
+    }
+    for i in 0..loose {
+        GrayImage::from_pixel(8, 8, Luma([i as u8])).save(root.join(format!("loose{i}.png"))).unwrap();
+    }
+    root.to_path_buf()
+}
+
+/// Exit 2, one `error:` line naming `needle`, no panic, and nothing written: neither `--out` nor
+/// a `runs/` folder in the working directory.
+#[track_caller]
+fn refused(dir: &Path, args: &[&str], needle: &str) {
+    let out = dir.join("run");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--backend", "cpu", "--steps", "2", "--batch-size", "4", "--out", out.to_str().unwrap()]);
+    let o = run_in(dir, &all);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: expected exit 2; stderr:\n{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line:\n{err}");
+    assert!(err.starts_with("error: ") && err.contains(needle), "{args:?}: {needle:?} not in:\n{err}");
+    assert!(!out.exists(), "{args:?}: a run folder was left behind");
+    // Without --out: no runs/ folder either.
+    let o = run_in(dir, &all[..all.len() - 2]);
+    assert_eq!(o.status.code(), Some(2), "{args:?} without --out:\n{}", stderr(&o));
+    assert!(!dir.join("runs").exists(), "{args:?}: runs/ was created");
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn every_bad_label_file_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (x, _) = labelled_npy(d);
+    let x = s(&x);
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (int64_labels(&d.join("short.npy"), &[0, 1]), "2 labels for 40 samples"),
+        (int64_labels(&d.join("neg.npy"), &[[0, 1].repeat(19), vec![-1, 1]].concat()), "label 38 is -1"),
+        (int64_labels(&d.join("big.npy"), &[[0, 1].repeat(19), vec![256, 1]].concat()), "at most 256 classes"),
+        (int64_labels(&d.join("one.npy"), &[3; 40]), "needs at least two classes"),
+        (npy(&d.join("f32.npy"), "<f4", "(40,)", &[0u8; 160]), "the labels are float32; --labels needs integer"),
+        (
+            npy(&d.join("nan.npy"), "<f8", "(40,)", &[f64::NAN.to_le_bytes(), 1f64.to_le_bytes()].concat().repeat(20)),
+            "the labels are float64",
+        ),
+        (npy(&d.join("wide.npy"), "<i8", "(20, 2)", &[0u8; 320]), "labels must have shape (N,) or (N, 1)"),
+        (npy(&d.join("bool.npy"), "|b1", "(40,)", &[0u8; 40]), "unsupported dtype"),
+        (npy(&d.join("cut.npy"), "<i4", "(40,)", &[0u8; 100]), "truncated data"),
+    ];
+    fs::write(d.join("junk.npy"), b"not numpy").unwrap();
+    for (labels, needle) in cases.iter().map(|(p, n)| (s(p), *n)).chain([(s(&d.join("junk.npy")), "not a .npy file")]) {
+        refused(d, &["train", x, "--conditional", "--labels", labels], needle);
+    }
+    refused(d, &["train", x, "--conditional", "--labels", "missing.npy"], "missing.npy: cannot read");
+}
+
+#[test]
+fn labels_and_conditional_are_refused_where_they_do_not_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (x, y) = labelled_npy(d);
+    let (x, y) = (s(&x), s(&y));
+    refused(d, &["train", x, "--labels", y], "--labels gives the classes of a --conditional run; add --conditional");
+    refused(d, &["train", x, "--conditional"], "x.npy: --conditional needs the class of each sample: pass --labels");
+    refused(d, &["train", "--toy", "ring8", "--conditional"], "--toy ring8 has no classes");
+    refused(d, &["train", "--labels", y, "--conditional"], "the built-in digits have their labels built in");
+    let folder = class_folder(&d.join("pets"), &["cat", "dog"], 3, 0);
+    refused(
+        d,
+        &["train", s(&folder), "--conditional", "--labels", y],
+        "pets is a folder, whose classes are its subfolders",
+    );
+    let loose = class_folder(&d.join("mixed"), &["cat", "dog"], 3, 1);
+    refused(d, &["train", s(&loose), "--conditional"], "loose0.png is not in a class subfolder");
+    let single = class_folder(&d.join("single"), &["cat"], 6, 0);
+    refused(d, &["train", s(&single), "--conditional"], "every sample is of one class (cat)");
+    // The built-in digits (28x28, labelled) for the DCGAN's refusal.
+    refused(d, &["train", "--conditional", "--arch", "dcgan"], "--conditional trains --arch mlp so far");
+    for (flags, needle) in [
+        (&["--precision", "f16"][..], "--conditional trains in f32"),
+        (&["--pack", "2"][..], "--conditional takes --pack 1, not 2"),
+    ] {
+        let args: Vec<&str> = [&["train", x, "--conditional", "--labels", y][..], flags].concat();
+        refused(d, &args, needle);
+    }
+}
