@@ -8,6 +8,7 @@
 //   no dimension exceeds 65,535 workgroups; `linear_index` undoes that split.
 // - Integer hashing (lowbias32) and Philox-4x32-10, bit-identical to src/rng.rs.
 // - TrainState, the step state shared by adam.wgsl and random.wgsl.
+// - class_index: a class label (an f32 holding the class index) as a row of a per-class table.
 
 // The GPU-resident training state (ir::TrainState on the host): the step counter that keys
 // noise and batch order, and Adam's step counts and running powers. 8 words.
@@ -70,6 +71,21 @@ fn activation_grad(y: f32, act: u32, slope: f32) -> f32 {
 // Index of this invocation in a 1-D problem dispatched as a 2-D grid of 256-wide workgroups.
 fn linear_index(wg: vec3<u32>, nwg: vec3<u32>, local: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * 256u + local;
+}
+
+// The class a label names, for tables of max(classes, 1) rows (embedding.wgsl, projection.wgsl,
+// class_affine.wgsl; kernels::embedding::class_index on the host): a label is a class index
+// stored as an f32; it is truncated toward zero and clamped to [0, classes - 1], so a label out
+// of range or not an integer reads a row of the table, never past it. NaN and negative labels
+// (sign bit set) read row 0, decided on the bits so that no float comparison with a NaN is
+// involved.
+fn class_index(label: f32, classes: u32) -> u32 {
+    let last = max(classes, 1u) - 1u;
+    let bits = bitcast<u32>(label);
+    if ((bits & 0x7fffffffu) > 0x7f800000u || (bits >> 31u) != 0u) {
+        return 0u;
+    }
+    return min(u32(min(label, f32(last))), last);
 }
 
 fn hash32(v: u32) -> u32 {

@@ -22,6 +22,13 @@
 //                 keyed 4-round Feistel permutation of [0, N) (cycle walking over the next even
 //                 power of two): every sample once per epoch, a new order every epoch.
 //
+//   random_labels out[k len + i] = f32(class), i < p.len, for each of p.streams streams k (0: one),
+//                 stream p.stream + k: the class labels of a fake batch (conditional GANs). Samples
+//                 share their label in consecutive groups of p.group (0 reads as 1; PacGAN's packs):
+//                 g = i / group, w = word g % 4 of Philox-4x32-10 with key (seed_lo, seed_hi) and
+//                 counter (g / 4, step, stream, PURPOSE_LABELS), class = the high word of
+//                 w p.classes (Lemire's multiply-shift: uniform on [0, classes) up to a bias below
+//                 classes / 2^32). Integers only: the same bits on every backend.
 //   dropout       out[i] = keep(i) ? out[i] * p.scale : 0 for i < p.len, in place. keep(i) is
 //                 unit(hash32(i ^ key)) >= rate, key = hash of (seed, step, salt = p.stream), and
 //                 p.shift holds the rate. The same call on the gradient is the backward pass
@@ -32,8 +39,8 @@
 //   1 uniform  TrainState (only .step is read)
 //   2 storage read  data (gather only): one chunk of the data set, rows [row_lo, row_hi) from its
 //                   start, array<u32>: packed bytes or the bits of f32 values
-//   3 storage rw    out, at element offset p.out_off: noise (len), batch (rows, dim), or the
-//                   activations (or their gradient) dropout masks
+//   3 storage rw    out, at element offset p.out_off: noise (len), batch (rows, dim), labels
+//                   (len), or the activations (or their gradient) dropout masks
 
 struct RandomParams {
     len: u32,              // noise: number of values; gather: rows * dim
@@ -54,8 +61,12 @@ struct RandomParams {
     src_col: u32,          // gather: first column read from each data row
     row_lo: u32,           // gather: the first data row the bound chunk holds
     row_hi: u32,           // gather: one past its last (0 = n: the whole data set)
-    streams: u32,    // noise_normal: consecutive streams from p.stream, p.len values each (0: one)
+    streams: u32,    // noise_normal, random_labels: consecutive streams from p.stream, p.len values each (0: one)
+    classes: u32,    // random_labels: labels in [0, classes)
+    group: u32,      // random_labels: consecutive samples sharing one label (0: 1)
     _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: RandomParams;
@@ -65,6 +76,7 @@ struct RandomParams {
 
 const TWO_PI: f32 = 6.283185307179586;
 const INV_2_24: f32 = 5.9604644775390625e-8;
+const PURPOSE_LABELS: u32 = 7u; // rng::PURPOSE_LABELS
 
 @compute @workgroup_size(256)
 fn noise_normal(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -92,6 +104,20 @@ fn noise_normal(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
             out[base + i + 1u] = r * sin(theta);
         }
     }
+}
+
+@compute @workgroup_size(256)
+fn random_labels(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let t = linear_index(wg, nwg, li);
+    if (p.len == 0u || t >= p.len * max(p.streams, 1u)) {
+        return;
+    }
+    let k = t / p.len;
+    let i = t % p.len;
+    let g = i / max(p.group, 1u);
+    let w = philox4x32(vec4<u32>(g / 4u, state.step, p.stream + k, PURPOSE_LABELS), vec2<u32>(p.seed_lo, p.seed_hi));
+    out[p.out_off + t] = f32(mul_wide(w[g % 4u], p.classes).x);
 }
 
 // Round key r of epoch e's permutation.

@@ -33,8 +33,12 @@ struct RandomParams {
     src_col: u32,
     row_lo: u32,
     row_hi: u32,
-    streams: u32,    // noise_normal: consecutive streams from p.stream, p.len values each (0: one)
+    streams: u32,    // noise_normal, random_labels: consecutive streams from p.stream, p.len values each (0: one)
+    classes: u32,    // random_labels: labels in [0, classes)
+    group: u32,      // random_labels: consecutive samples sharing one label (0: 1)
     _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: RandomParams;

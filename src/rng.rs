@@ -18,6 +18,9 @@ pub const PURPOSE_SPECTRAL: u32 = 5;
 /// DiffAugment's per-image draws (`nn::augment`, augment.wgsl).
 pub const PURPOSE_AUGMENT: u32 = 6;
 
+/// The class labels of fake batches (`random_labels` in random.wgsl).
+pub const PURPOSE_LABELS: u32 = 7;
+
 /// Noise stream of the D step and of the G step within one training step.
 pub const STREAM_D: u32 = 0;
 pub const STREAM_G: u32 = 1;
@@ -83,6 +86,21 @@ pub fn normals_from(key: [u32; 2], a: u32, b: u32, c: u32, first_quad: usize, ou
             *o = z;
         }
     }
+}
+
+/// A class in [0, classes) from a random word: the high word of w classes (Lemire's
+/// multiply-shift, as `mul_wide(w, classes).x` in WGSL; uniform up to a bias below
+/// classes / 2^32).
+pub fn class_from_word(w: u32, classes: u32) -> u32 {
+    ((w as u64 * classes as u64) >> 32) as u32
+}
+
+/// The class of group `g` (consecutive samples sharing a label) in label stream `stream` of
+/// training step `step`: word g % 4 of Philox counter (g / 4, step, stream, PURPOSE_LABELS)
+/// (`random_labels` in random.wgsl).
+pub fn random_class(key: [u32; 2], step: u32, stream: u32, g: u32, classes: u32) -> u32 {
+    let w = philox4x32([g / 4, step, stream, PURPOSE_LABELS], key);
+    class_from_word(w[(g % 4) as usize], classes)
 }
 
 /// The keyed Feistel permutation of [0, n) that orders one epoch's samples (`permute` in

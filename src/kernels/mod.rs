@@ -13,11 +13,13 @@ pub mod adam;
 pub mod augment;
 pub mod conv;
 pub mod ema;
+pub mod embedding;
 pub mod gemm;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod norm_fast;
+pub mod projection;
 pub mod random;
 pub mod scratch;
 pub mod spectral;
@@ -94,6 +96,8 @@ pub const FAMILIES: &[&Family] = &[
     &norm::FAMILY,
     &spectral::FAMILY,
     &augment::FAMILY,
+    &embedding::FAMILY,
+    &projection::FAMILY,
 ];
 
 /// Structs declared in common.wgsl, prepended to every family.

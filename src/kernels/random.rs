@@ -1,5 +1,6 @@
 //! Counter-based randomness keyed by (seed, step) (random.wgsl, random_f16.wgsl): the noise G
-//! draws, the batch gather in each step's epoch order, and dropout masks. No host work and no
+//! draws, the batch gather in each step's epoch order, the class labels of fake batches, and
+//! dropout masks. No host work and no
 //! stored RNG state per step; `crate::rng` computes the same bits on the CPU.
 
 use super::{Entry, Family, Slot};
@@ -37,7 +38,13 @@ crate::uniform! {
         /// noise_normal: consecutive streams from `stream`, `len` values each, one after the
         /// other from `out_off` (0 is read as 1): every noise of a step in one dispatch.
         pub streams: u32,
+        /// random_labels: labels in [0, classes), shared by consecutive groups of `group`
+        /// samples (0 is read as 1: PacGAN's packs share one label).
+        pub classes: u32,
+        pub group: u32,
         pub _pad1: u32,
+        pub _pad2: u32,
+        pub _pad3: u32,
     }
 }
 
@@ -87,6 +94,7 @@ pub const FAMILY: Family = Family {
         Entry { name: "gather_u8", slots: &[U(0), U(1), R(2), RW(3)] },
         Entry { name: "gather_f32", slots: &[U(0), U(1), R(2), RW(3)] },
         Entry { name: "dropout", slots: &[U(0), U(1), RW(3)] },
+        Entry { name: "random_labels", slots: &[U(0), U(1), RW(3)] },
     ],
     uniforms: &[RandomParams::INFO],
 };
@@ -140,6 +148,49 @@ impl Kernel for NoiseNormal {
                 }
             }
         })
+    }
+}
+
+/// `p.len` class labels (class indices as f32) in [0, `p.classes`) keyed by (seed, step,
+/// `p.stream`) at `p.out_off` of `out`, consecutive groups of `p.group` sharing one; `p.streams`
+/// streams one after the other (every update of a step in one dispatch, as [`NoiseNormal`]).
+#[derive(Clone, Debug)]
+pub struct RandomLabels {
+    pub p: RandomParams,
+    pub out: BufId,
+}
+
+impl Kernel for RandomLabels {
+    fn entry(&self) -> &'static str {
+        "random_labels"
+    }
+    fn uniform(&self) -> Option<Vec<u8>> {
+        bytes(&self.p)
+    }
+    fn bindings(&self) -> Vec<(u32, Res)> {
+        vec![(1, Res::State), (3, Res::Buf(self.out))]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        groups_1d(self.p.len as usize * self.p.stream_count())
+    }
+    fn spans(&self) -> Vec<Span> {
+        vec![Span::write(self.out, self.p.out_off, self.p.len as usize * self.p.stream_count())]
+    }
+    fn run_cpu(&self, host: &mut Host) {
+        let (p, state) = (&self.p, *host.state);
+        host.with_out(self.out, |_, o| random_labels(p, &state, o))
+    }
+}
+
+/// Class labels keyed by (seed, step, stream): `random_labels` in random.wgsl.
+pub fn random_labels(p: &RandomParams, state: &crate::ir::TrainState, out: &mut [f32]) {
+    let (len, group) = (p.len as usize, p.group.max(1));
+    for k in 0..p.stream_count() {
+        let stream = p.stream + k as u32;
+        for i in 0..len {
+            let class = rng::random_class([p.seed_lo, p.seed_hi], state.step, stream, i as u32 / group, p.classes);
+            out[p.out_off as usize + k * len + i] = class as f32;
+        }
     }
 }
 

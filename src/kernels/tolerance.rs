@@ -19,6 +19,8 @@ pub const TOLERANCES: &[(&str, Tolerance)] = &[
     ("leaky_relu", tol(0.0, 0.0)),
     ("gather", tol(0.0, 0.0)),
     ("dropout", tol(0.0, 0.0)),
+    // Integer hashing (Philox) and one exact conversion of an integer below 2^24.
+    ("random_labels", tol(0.0, 0.0)),
     ("step_tick", tol(0.0, 0.0)),
     // One exp and a division (GPU exp is not correctly rounded).
     ("sigmoid", tol(1e-5, 1e-6)),
@@ -90,6 +92,16 @@ pub const TOLERANCES: &[(&str, Tolerance)] = &[
     // DiffAugment: a few products and sums per value (which the GPU may fuse into FMAs), and the
     // image's sum for the contrast's mean in the twin's order: as a short matmul.
     ("augment", tol(1e-5, 1e-6)),
+    // Class embeddings: the forward is a copy, the gradient a sum of the same values in the same
+    // order (batch order) on both sides, with no products to fuse: exact in IEEE arithmetic; the
+    // slack is for GPUs that flush subnormal partial sums to zero, as conv2d_backward_bias.
+    ("embedding_forward", tol(0.0, 0.0)),
+    ("embedding_backward", tol(1e-6, 1e-7)),
+    // The projection discriminator's term: dot products of K values (forward), sums of up to B
+    // products per class (dE) and two products and a sum (dphi), in the twins' order; the GPU
+    // may fuse each product into its sum (one rounding fewer): as matmul (lavapipe matches the
+    // twins bit for bit at every test shape).
+    ("projection", tol(1e-4, 1e-5)),
     // Ten full training steps: the per-kernel differences above, compounded through Adam, whose
     // first steps divide by sqrt(v) ~ |g| and so turn tiny gradient differences into parameter
     // differences of order lr * (relative gradient difference).

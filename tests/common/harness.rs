@@ -164,3 +164,33 @@ pub fn wide_values(len: usize, seed: u32) -> Vec<f32> {
     }
     v
 }
+
+/// Batch sizes, feature widths and class counts of the class-conditional kernels' parity tests
+/// (embedding, projection, class_affine).
+pub const BATCHES: &[usize] = &[1, 63, 64, 65];
+pub const WIDTHS: &[usize] = &[1, 7, 33, 65];
+pub const CLASSES: &[u32] = &[1, 2, 10, 1000];
+
+/// Labels (class indices as f32) of a batch of `rows` over `classes` classes, named after what
+/// they exercise: spread over the classes; one class only (the last); class 1 absent (every
+/// class but one present where the batch allows; not with one class); the extremes: classes 0
+/// and C - 1, then labels the kernels clamp (negative, -0, C, past C, not an integer, huge,
+/// NaN, infinite), then spread.
+pub fn label_sets(rows: usize, classes: u32, seed: u32) -> Vec<(&'static str, Vec<f32>)> {
+    let c = classes as f32;
+    let spread: Vec<f32> = super::uniform(rows, seed, 0.0, c).into_iter().map(|v| v.floor().min(c - 1.0)).collect();
+    let mut sets = vec![("spread", spread.clone()), ("one class", vec![c - 1.0; rows])];
+    if classes > 1 {
+        // Class 1 replaced by its neighbour; in batch order so that small batches still cover
+        // the other classes.
+        let absent = (0..rows).map(|b| (b as u32 % classes) as f32).map(|y| if y == 1.0 { 0.0 } else { y });
+        sets.push(("class 1 absent", absent.collect()));
+    }
+    let clamped = [0.0, c - 1.0, -1.0, -0.0, c, c + 0.5, 2.7, 1e9, -1e9, f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+    let mut extremes = spread;
+    for (slot, e) in extremes.iter_mut().zip(clamped) {
+        *slot = e;
+    }
+    sets.push(("extremes", extremes));
+    sets
+}

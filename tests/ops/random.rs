@@ -227,3 +227,77 @@ fn strided_gather_pairs_pixels_with_labels() {
         }
     }
 }
+
+/// random_labels: the GPU's labels are the twin's bit for bit (integer hashing only), at every
+/// length, class count, pack size and several streams in one dispatch.
+#[test]
+fn random_labels_match_cpu_bit_for_bit() {
+    for &len in LENS {
+        for (classes, group, step, streams) in
+            [(1u32, 1u32, 0u32, 1u32), (2, 1, 5, 1), (10, 4, 77, 3), (1000, 3, 12_345, 2)]
+        {
+            let mut c = Case::new();
+            c.state = TrainState::at(step, 0, 0, 0.5, 0.999);
+            let out = c.output("labels", 2 + len * streams as usize);
+            let p = RandomParams {
+                len: len as u32,
+                stream: 1,
+                streams,
+                seed_lo: 11,
+                seed_hi: 2,
+                out_off: 2,
+                classes,
+                group,
+                ..Default::default()
+            };
+            let what = format!("len {len}, C {classes}, group {group}, streams {streams}");
+            let Some(Both { gpu: g, cpu, .. }) = c.run(RandomLabels { p, out }, &[out]) else { return };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&g[0]) == bits(&cpu[0]), "{what}: the GPU's labels differ from the twin's");
+            assert!(cpu[0][..2].iter().all(|v| v.is_nan()), "{what}: wrote before out_off");
+            let labels = &cpu[0][2..];
+            assert!(labels.iter().all(|&y| y.fract() == 0.0 && (0.0..classes as f32).contains(&y)), "{what}");
+        }
+    }
+}
+
+/// The twin's labels at `step` for a seed, classes and pack size (one stream).
+fn labels_at(seed: u64, step: u32, stream: u32, len: usize, classes: u32, group: u32) -> Vec<f32> {
+    let [seed_lo, seed_hi] = shadergan::rng::seed_words(seed);
+    let p = RandomParams { len: len as u32, stream, seed_lo, seed_hi, classes, group, ..Default::default() };
+    let mut out = vec![f32::NAN; len];
+    random::random_labels(&p, &TrainState::at(step, 0, 0, 0.5, 0.999), &mut out);
+    out
+}
+
+#[test]
+fn random_labels_cover_every_class_uniformly() {
+    for (classes, len) in [(2u32, 10_000usize), (10, 20_000), (1000, 60_000)] {
+        let y = labels_at(42, 3, 0, len, classes, 1);
+        let mut counts = vec![0usize; classes as usize];
+        y.iter().for_each(|&v| counts[v as usize] += 1);
+        // Binomial counts: within 6 standard deviations of len / C (and so none is zero).
+        let (mean, sd) = (len as f64 / classes as f64, (len as f64 / classes as f64).sqrt());
+        for (c, &n) in counts.iter().enumerate() {
+            assert!((n as f64 - mean).abs() < 6.0 * sd, "C {classes}: class {c} drawn {n} times of {len}");
+        }
+    }
+}
+
+#[test]
+fn random_labels_packs_share_a_label_and_seeds_steps_streams_differ() {
+    let (len, classes) = (64usize, 10u32);
+    for group in [2u32, 4, 3] {
+        let y = labels_at(1, 0, 0, len, classes, group);
+        for (i, &v) in y.iter().enumerate() {
+            assert_eq!(v, y[i - i % group as usize], "group {group}: sample {i}");
+        }
+        // The packs' labels are not all one class.
+        assert!(y.iter().any(|&v| v != y[0]), "group {group}: {y:?}");
+    }
+    let base = labels_at(1, 0, 0, len, classes, 1);
+    assert_ne!(base, labels_at(2, 0, 0, len, classes, 1), "another seed");
+    assert_ne!(base, labels_at(1, 1, 0, len, classes, 1), "another step");
+    assert_ne!(base, labels_at(1, 0, 1, len, classes, 1), "another stream");
+    assert_eq!(base, labels_at(1, 0, 0, len, classes, 1), "the same seed, step and stream");
+}
