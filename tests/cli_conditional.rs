@@ -147,3 +147,114 @@ fn labels_and_conditional_are_refused_where_they_do_not_apply() {
         refused(d, &args, needle);
     }
 }
+
+fn ok_in(dir: &Path, args: &[&str]) -> Output {
+    let o = run_in(dir, args);
+    assert!(o.status.success(), "{args:?}:\n{}", stderr(&o));
+    o
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(p).unwrap()).unwrap()
+}
+
+/// A small conditional MLP run's flags (every option it takes: two D updates, dropout, G's
+/// weight average, the hinge loss, spectral normalisation).
+fn small_run<'a>(data: &'a str, out: &'a str, steps: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["train", data, "--conditional", "--g-hidden", "16", "--d-hidden", "12", "--latent-dim", "5"];
+    a.extend(["--batch-size", "8", "--steps", steps, "--checkpoint-every", "3", "--log-every", "3"]);
+    a.extend(["--backend", "cpu", "--quiet", "--out", out]);
+    a.extend(extra);
+    a
+}
+
+/// A .npy run with --labels: config.json records the labels file and the class names; the
+/// checkpoint holds both embedding tables (and their Adam moments, G's average of G's) under
+/// PyTorch-style names; resumed from a middle checkpoint it gives the same bits as straight
+/// through; a resume on other labels is refused.
+#[test]
+fn a_labelled_npy_run_records_its_classes_and_resumes_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (x, y) = labelled_npy(d);
+    let (a, b) = (d.join("straight"), d.join("resumed"));
+    let extra = [
+        "--labels",
+        s(&y),
+        "--sample-every",
+        "0",
+        "--d-steps",
+        "2",
+        "--d-dropout",
+        "0.3",
+        "--g-ema",
+        "0.9",
+        "--loss",
+        "hinge",
+    ];
+    let extra = [&extra[..], &["--d-norm", "spectral"]].concat();
+    ok_in(d, &small_run(s(&x), s(&a), "6", &extra));
+    ok_in(d, &small_run(s(&x), s(&b), "3", &extra));
+    let latest = b.join("checkpoints/latest.safetensors");
+    ok_in(d, &["train", "--resume", s(&latest), "--steps", "6", "--backend", "cpu", "--quiet"]);
+    let straight = shadergan::train::checkpoint::load(&a.join("checkpoints/latest.safetensors")).unwrap();
+    let resumed = shadergan::train::checkpoint::load(&latest).unwrap();
+    assert_eq!(straight.snapshot, resumed.snapshot, "resume is not bit-exact");
+    assert_eq!(straight.config.class_names, ["0", "1", "2"]);
+
+    let cfg = json(&a.join("config.json"));
+    assert_eq!(cfg["train"]["class_names"], serde_json::json!(["0", "1", "2"]));
+    assert_eq!(cfg["train"]["model"]["classes"], 3);
+    assert_eq!(cfg["data"]["labels"].as_str(), Some(s(&y)));
+
+    let bytes = fs::read(a.join("checkpoints/latest.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    // G: nn.Embedding(3, 3), then fc1 reading concat(embedding, z): 3 + 5 inputs.
+    assert_eq!(st.tensor("G.embed.weight").unwrap().shape(), [3, 3]);
+    assert_eq!(st.tensor("G.fc1.weight").unwrap().shape(), [16, 8]);
+    assert_eq!(st.tensor("G_ema.embed.weight").unwrap().shape(), [3, 3]);
+    assert_eq!(st.tensor("optim.G.exp_avg.embed.weight").unwrap().shape(), [3, 3]);
+    // D: the head fc2 and the projection's embedding (3 classes x 12 features), spectrally
+    // normalised as PyTorch's parametrization names them.
+    assert_eq!(st.tensor("D.fc2.parametrizations.weight.original").unwrap().shape(), [1, 12]);
+    assert_eq!(st.tensor("D.embed.parametrizations.weight.original").unwrap().shape(), [3, 12]);
+    assert_eq!(st.tensor("D.embed.parametrizations.weight.0._u").unwrap().shape(), [3]);
+    assert_eq!(st.tensor("D.embed.parametrizations.weight.0._v").unwrap().shape(), [12]);
+    assert_eq!(st.tensor("optim.D.exp_avg_sq.embed.parametrizations.weight.original").unwrap().shape(), [3, 12]);
+
+    // Resuming on labels that name other classes is refused; so is --conditional on an
+    // unconditional checkpoint.
+    let other = int64_labels(&d.join("other.npy"), &(0..40).map(|i| i % 4).collect::<Vec<_>>());
+    let o = run_in(d, &["train", "--resume", s(&latest), "--labels", s(&other), "--steps", "9", "--backend", "cpu"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the data's classes (0, 1, 2, 3) are not the checkpoint's (0, 1, 2)"),
+        "{}",
+        stderr(&o)
+    );
+    let plain = d.join("plain");
+    let args = ["train", s(&x), "--g-hidden", "8", "--d-hidden", "8", "--batch-size", "8", "--steps", "2"];
+    ok_in(d, &[&args[..], &["--backend", "cpu", "--quiet", "--out", s(&plain)]].concat());
+    let o = run_in(d, &["train", "--resume", s(&plain), "--conditional", "--labels", s(&y), "--steps", "4"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--conditional true (checkpoint: false)"), "{}", stderr(&o));
+}
+
+/// A folder's class subfolders are the classes, in sorted order; config.json has their names;
+/// the grid has one row per class; resume finds the folder (and its cache) again.
+#[test]
+fn a_class_folder_trains_with_its_subfolders_as_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let folder = class_folder(&d.join("shapes"), &["square", "dot", "ring"], 6, 0);
+    let out = d.join("run");
+    ok_in(d, &small_run(s(&folder), s(&out), "3", &["--sample-every", "3"]));
+    let cfg = json(&out.join("config.json"));
+    assert_eq!(cfg["train"]["class_names"], serde_json::json!(["dot", "ring", "square"]));
+    assert!(cfg["data"].get("labels").is_none());
+    // Three rows of 8 (one per class) of 8x8 images scaled to 56 pixels with 2-pixel borders.
+    let grid = image::open(out.join("samples/step_000003.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (8 * 56 + 9 * 2, 3 * 56 + 4 * 2));
+    ok_in(d, &["train", "--resume", s(&out), "--steps", "6", "--backend", "cpu", "--quiet"]);
+    assert!(out.join("checkpoints/step_000006.safetensors").exists());
+}

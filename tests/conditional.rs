@@ -79,6 +79,7 @@ fn the_labels_travel_with_the_data() {
             let table = resident_table(&cfg, data.clone()).unwrap();
             assert_eq!((table.n, table.dim), (data.n, data.dim + 1));
             let small = Some((3 * table.row_bytes()).next_multiple_of(4) as u64);
+            // The helpers bind the labelled table of a conditional config.
             let mut plain_cfg = cfg.clone();
             plain_cfg.model.classes = 0;
             plain_cfg.class_names.clear();
@@ -88,13 +89,13 @@ fn the_labels_travel_with_the_data() {
             let mut batches = vec![];
             for chunk in [None, small] {
                 let what = format!("{} data, d-steps {d_steps}, chunks {chunk:?}", data.dtype);
-                let mut t = cpu_trainer_chunked(&cfg, &table, chunk);
+                let mut t = cpu_trainer_chunked(&cfg, &data, chunk);
                 // 15 steps: into the second epoch (200 / 16 = 12 batches each).
                 t.train(15).unwrap();
                 let got = check_batch(&what, &mut t, &data, &cfg);
                 assert_eq!(got.0, plain_input[..got.0.len()], "{what}: the unlabelled program's batch");
                 batches.push(got);
-                if let Some(mut g) = gpu_trainer_chunked(&cfg, &table, chunk) {
+                if let Some(mut g) = gpu_trainer_chunked(&cfg, &data, chunk) {
                     g.train(15).unwrap();
                     assert_eq!(check_batch(&what, &mut g, &data, &cfg), batches[0], "{what}: GPU against CPU");
                 }

@@ -242,9 +242,10 @@ impl ModelConfig {
             return self.validate_dcgan();
         }
         let d_input = self.data_dim.checked_mul(self.pack);
-        for (name, input, hidden, output) in
-            [("G", Some(self.latent_dim), &self.g_hidden, Some(self.data_dim)), ("D", d_input, &self.d_hidden, Some(1))]
-        {
+        for (name, input, hidden, output) in [
+            ("G", Some(self.g_input_dim()), &self.g_hidden, Some(self.data_dim)),
+            ("D", d_input, &self.d_hidden, Some(1)),
+        ] {
             let count = input.zip(output).and_then(|(i, o)| mlp_param_count(i, hidden, o));
             match count {
                 Some(n) if n <= MAX_PARAMS => {}
@@ -309,8 +310,26 @@ impl ModelConfig {
         if half {
             layers.push(("cast".into(), Box::new(Cast { features: self.latent_dim, to_f16: true })));
         }
-        layers.extend(nn::mlp(self.latent_dim, &self.g_hidden, self.data_dim, self.g_activation, self.g_output, 0.0));
+        let input = self.g_input_dim();
+        if self.classes > 0 {
+            let embed = nn::Embedding { classes: self.classes, dim: self.g_embed_dim(), row: input };
+            layers.push(("embed".into(), Box::new(embed)));
+        }
+        layers.extend(nn::mlp(input, &self.g_hidden, self.data_dim, self.g_activation, self.g_output, 0.0));
         Net::new("G", NET_G, layers)
+    }
+
+    /// A conditional G's class embedding width: the number of classes, as PyTorch-GAN's cgan.py
+    /// (`nn.Embedding(n_classes, n_classes)`). The embedding only feeds G's first linear layer,
+    /// whose product with it can place each class's C vectors anywhere once the width is C, so a
+    /// wider one would add parameters, not expressiveness. 0 for an unconditional G.
+    pub fn g_embed_dim(&self) -> usize {
+        self.classes
+    }
+
+    /// Values per row of G's input: the class embedding, then z.
+    pub fn g_input_dim(&self) -> usize {
+        self.g_embed_dim() + self.latent_dim
     }
 
     /// D: pack x data -> hidden... -> 1 logit, `d_activation` on the hidden layers, then
@@ -332,6 +351,12 @@ impl ModelConfig {
             dropout,
             spectral,
         ));
+        if self.classes > 0 {
+            // The projection head in place of the last linear layer, under its name.
+            let (name, last) = layers.pop().expect("an MLP has a last layer");
+            let fan_in = last.in_features();
+            layers.push((name, Box::new(nn::ProjectionHead { fan_in, classes: self.classes, spectral })));
+        }
         if half {
             layers.push(("logits".into(), Box::new(Cast { features: 1, to_f16: false })));
         }

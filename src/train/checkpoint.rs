@@ -275,6 +275,7 @@ pub fn check_compatible(ckpt: &Checkpoint, cfg: &TrainConfig) -> Result<()> {
         ("--g-activation", act(a.g_activation), act(b.g_activation)),
         ("--d-activation", act(a.d_activation), act(b.d_activation)),
         ("--g-output", act(a.g_output), act(b.g_output)),
+        ("classes (--conditional)", a.classes.to_string(), b.classes.to_string()),
     ];
     let differ = pairs.into_iter().filter(|(_, x, y)| x != y);
     let mut diffs: Vec<_> = differ.map(|(flag, x, y)| format!("checkpoint has {flag} {x}, this run {y}")).collect();

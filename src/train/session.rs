@@ -108,14 +108,21 @@ pub fn load_data(path: Option<&Path>) -> Result<(Dataset, String)> {
     }
 }
 
-/// Writes samples/NAME: an 8x8 grid for image data, a scatter over the real points for 2-D data.
+/// Writes samples/NAME: an 8x8 grid for image data (a conditional run's: one row per class, see
+/// [`class_grid`]), a scatter over the real points for 2-D data.
 fn write_samples(trainer: &mut dyn Trainer, data: &Dataset, path: &Path) -> Result<()> {
     let cfg = trainer.config().clone();
     if let Some(shape) = data.image() {
-        let y = trainer.sample(&fixed_latents(&cfg, 64))?;
+        let (y, n) = match cfg.model.classes {
+            0 => (trainer.sample(&fixed_latents(&cfg, 64))?, 64),
+            _ => {
+                let (z, classes) = class_grid(&cfg);
+                (trainer.sample_classes(&z, &classes)?, classes.len())
+            }
+        };
         let div = if cfg.data_u8 { 255.0 } else { 1.0 };
         let img: Vec<f32> = to_data_scale(&cfg, &y).iter().map(|v| v / div).collect();
-        images::write_image_grid_png(path, &img, 64, shape.channels, shape.height, shape.width, 8)
+        images::write_image_grid_png(path, &img, n, shape.channels, shape.height, shape.width, GRID_COLUMNS)
     } else if data.dim == 2 {
         let fake = to_data_scale(&cfg, &trainer.sample(&fixed_latents(&cfg, 1000))?);
         let n = data.n.min(2000);
@@ -124,6 +131,22 @@ fn write_samples(trainer: &mut dyn Trainer, data: &Dataset, path: &Path) -> Resu
     } else {
         Ok(())
     }
+}
+
+/// Columns of a sample grid.
+pub const GRID_COLUMNS: usize = 8;
+/// Most rows (classes) of a conditional run's sample grid.
+pub const GRID_CLASS_ROWS: usize = 16;
+
+/// A conditional run's sample grid: row r shows class r (the first [`GRID_CLASS_ROWS`] classes),
+/// column j the same latent vector j in every row (the first [`GRID_COLUMNS`] of the run's
+/// sample latents), so a column keeps its style while the class changes down it. Returns the
+/// latents and classes of its samples, row by row.
+pub fn class_grid(cfg: &TrainConfig) -> (Vec<f32>, Vec<u32>) {
+    let rows = cfg.model.classes.min(GRID_CLASS_ROWS);
+    let z = fixed_latents(cfg, GRID_COLUMNS).repeat(rows);
+    let classes = (0..rows as u32).flat_map(|r| [r; GRID_COLUMNS]).collect();
+    (z, classes)
 }
 
 /// Training steps per epoch, an epoch being one pass of D over the data (d_steps batches a step).
@@ -255,7 +278,7 @@ fn classes_of(inputs: &Inputs, conditional: bool) -> Result<Option<ClassLabels>>
         )));
     }
     let classes = inputs.loaded.class_labels()?;
-    if let Some(ck) = &inputs.ckpt {
+    if let Some(ck) = inputs.ckpt.as_ref().filter(|c| c.config.model.classes > 0) {
         if ck.config.class_names != classes.names {
             return Err(Error::input(format!(
                 "the data's classes ({}) are not the checkpoint's ({}); resume on the data it was trained on",
@@ -390,7 +413,9 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     let resume = req.resume.as_deref().map(resolve_checkpoint).transpose()?;
     let req = &TrainRequest { resume, ..req.clone() };
     let inputs = load_inputs(req)?;
-    let conditional = inputs.ckpt.as_ref().map_or(req.options.conditional, |c| c.config.model.classes > 0);
+    // A resumed run is conditional as its checkpoint is (a --conditional that disagrees is
+    // refused beside the other flags, in `resume::config_of`).
+    let conditional = req.options.conditional || inputs.ckpt.as_ref().is_some_and(|c| c.config.model.classes > 0);
     let classes = classes_of(&inputs, conditional)?;
     let Inputs { mut loaded, toy, ckpt, labels } = inputs;
     let show = req.verbosity == Verbosity::Normal;
