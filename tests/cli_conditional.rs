@@ -258,3 +258,95 @@ fn a_class_folder_trains_with_its_subfolders_as_classes() {
     ok_in(d, &["train", "--resume", s(&out), "--steps", "6", "--backend", "cpu", "--quiet"]);
     assert!(out.join("checkpoints/step_000006.safetensors").exists());
 }
+
+fn npy_f32(path: &Path, rows: usize, dim: usize, seed: u32) -> PathBuf {
+    let hash = |i: usize| ((i as u32).wrapping_mul(2654435761) ^ seed) % 1000;
+    let v: Vec<f32> = (0..rows * dim).map(|i| hash(i) as f32 / 250.0 - 2.0).collect();
+    data::save_npy_f32(path, rows, dim, &v).unwrap();
+    path.to_path_buf()
+}
+
+/// `generate` asks a conditional G for classes: --class (by index or name), --classes (the same
+/// latents for each), --labels (one per sample); with --z the samples reproduce exactly, and the
+/// class flags agree with each other. Bad classes and an unconditional G are refused.
+#[test]
+fn generate_asks_for_classes_and_reproduces_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let folder = class_folder(&d.join("shapes"), &["square", "dot", "ring"], 6, 0);
+    let run = d.join("run");
+    ok_in(d, &small_run(s(&folder), s(&run), "3", &["--sample-every", "0"]));
+    let gen = |extra: &[&str], out: &str| -> Vec<u8> {
+        let path = d.join(out);
+        ok_in(d, &[&["generate", s(&run), "--backend", "cpu", "--out", s(&path)][..], extra].concat());
+        fs::read(&path).unwrap()
+    };
+    let z = npy_f32(&d.join("z.npy"), 4, 5, 1);
+    let ring = gen(&["--z", s(&z), "--class", "ring"], "ring.npy");
+    // The class by index (ring is class 1 of dot, ring, square), and by a label file.
+    assert_eq!(gen(&["--z", s(&z), "--class", "1"], "one.npy"), ring);
+    let ones = int64_labels(&d.join("ones.npy"), &[1, 1, 1, 1]);
+    assert_eq!(gen(&["--z", s(&z), "--labels", s(&ones)], "file.npy"), ring);
+    // Another class, another picture; the same flags, the same bits.
+    assert_ne!(gen(&["--z", s(&z), "--class", "dot"], "dot.npy"), ring);
+    let mixed = int64_labels(&d.join("mixed.npy"), &[2, 0, 1, 2]);
+    assert_eq!(
+        gen(&["--z", s(&z), "--labels", s(&mixed)], "m1.npy"),
+        gen(&["--z", s(&z), "--labels", s(&mixed)], "m2.npy")
+    );
+    // --classes: the same latents for each class in turn: [ring; dot] rows.
+    let both = data::load_npy(&{
+        gen(&["--z", s(&z), "--classes", "ring,dot"], "both.npy");
+        d.join("both.npy")
+    })
+    .unwrap();
+    let (r, o) = (data::load_npy(&d.join("ring.npy")).unwrap(), data::load_npy(&d.join("dot.npy")).unwrap());
+    assert_eq!(both.n, 8);
+    assert_eq!(both.values, data::DataValues::U8([raw(&r), raw(&o)].concat()));
+    // --n of each class, and a grid with a row per class.
+    let grid = d.join("grid.png");
+    ok_in(d, &["generate", s(&run), "--classes", "0,1,2", "--n", "8", "--grid", s(&grid), "--backend", "cpu"]);
+    let g = image::open(&grid).unwrap();
+    assert_eq!((g.width(), g.height()), (8 * 56 + 9 * 2, 3 * 56 + 4 * 2));
+    let o = run_in(d, &["generate", s(&run), "--class", "ring", "--n", "3", "--out", "x.npy", "--backend", "cpu"]);
+    assert!(stderr(&o).contains("generated 3 samples of 64 values each (classes: ring)"), "{}", stderr(&o));
+
+    // Refused, one line, nothing written.
+    let plain = d.join("plain");
+    let (x, _) = labelled_npy(d);
+    let args = ["train", s(&x), "--g-hidden", "8", "--d-hidden", "8", "--batch-size", "8", "--steps", "2"];
+    ok_in(d, &[&args[..], &["--backend", "cpu", "--quiet", "--out", s(&plain)]].concat());
+    let short = int64_labels(&d.join("short.npy"), &[0, 1]);
+    let floats = npy(&d.join("fl.npy"), "<f4", "(4,)", &[0u8; 16]);
+    for (target, extra, needle) in [
+        (
+            &run,
+            vec!["--class", "3"],
+            "--class 3: no such class; this generator knows 3 classes, 0 to 2 (dot, ring, square)",
+        ),
+        (&run, vec!["--class", "cat"], "--class cat: no such class"),
+        (&run, vec!["--classes", "0,7"], "--classes 7: no such class"),
+        (&run, vec!["--labels", s(&short), "--z", s(&z)], "2 labels for 4 latent vectors"),
+        (&run, vec!["--labels", s(&floats)], "the labels are float32; give integer class indices"),
+        (&plain, vec!["--class", "1"], "this generator is not conditional"),
+        (&plain, vec!["--labels", s(&ones)], "this generator is not conditional"),
+    ] {
+        let out = d.join("refused.npy");
+        let o = run_in(d, &[&["generate", s(target), "--backend", "cpu", "--out", s(&out)][..], &extra].concat());
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {needle:?} not in {err}");
+        assert!(!out.exists(), "{extra:?}: wrote a file");
+    }
+    let too_big = int64_labels(&d.join("big.npy"), &[0, 3]);
+    let o = run_in(d, &["generate", s(&run), "--labels", s(&too_big), "--out", "y.npy", "--backend", "cpu"]);
+    assert!(o.status.code() == Some(2) && stderr(&o).contains("label 1 is 3; this generator knows classes 0 to 2"));
+}
+
+fn raw(d: &data::Dataset) -> Vec<u8> {
+    match &d.values {
+        data::DataValues::U8(v) => v.clone(),
+        _ => panic!("uint8 samples"),
+    }
+}
