@@ -350,3 +350,51 @@ fn raw(d: &data::Dataset) -> Vec<u8> {
         _ => panic!("uint8 samples"),
     }
 }
+
+/// A conditional run on the built-in digits is judged by the built-in classifier class by
+/// class: eval.json's `conditional` has the agreement with the class asked for (overall and per
+/// class) and each class's Fréchet distance beside its real floor, metrics.csv their columns, and
+/// `eval` reproduces them; `eval --labels` of an unconditional run is refused.
+#[test]
+fn eval_json_judges_a_conditional_run_class_by_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("digits");
+    let args = ["train", "--conditional", "--g-hidden", "32", "--d-hidden", "32", "--steps", "8", "--eval-every", "4"];
+    ok_in(d, &[&args[..], &["--backend", "cpu", "--quiet", "--out", s(&out)]].concat());
+    let eval = json(&out.join("eval.json"));
+    let c = &eval["conditional"];
+    let agreement = c["agreement"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&agreement), "{c}");
+    let per = c["per_class"].as_array().unwrap();
+    assert_eq!(per.len(), 10);
+    for (k, p) in per.iter().enumerate() {
+        assert_eq!((p["class"].as_u64(), p["name"].as_str()), (Some(k as u64), Some(k.to_string().as_str())));
+        // 10,000 evaluation samples, class i mod 10: 1,000 each; the real digits of that class.
+        assert_eq!(p["samples"], 1000);
+        assert!(p["real_samples"].as_u64().unwrap() > 800, "{p}");
+        for key in ["agreement", "frechet_distance", "real_floor"] {
+            assert!(p[key].as_f64().is_some_and(|v| v.is_finite() && v >= 0.0), "{key}: {p}");
+        }
+    }
+    let mean: f64 = per.iter().map(|p| p["agreement"].as_f64().unwrap()).sum::<f64>() / 10.0;
+    assert!((mean - agreement).abs() < 1e-9, "balanced classes: the mean of the classes' agreement");
+    assert!(c["mean_class_frechet_distance"].as_f64().unwrap() > c["mean_class_real_floor"].as_f64().unwrap());
+    // The unconditional metrics beside them.
+    assert!(eval["frechet_distance"].as_f64().is_some() && eval["class_kl"].as_f64().is_some());
+    let csv = fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert!(header.contains(&"class_agreement") && header.contains(&"class_frechet_distance"), "{header:?}");
+    // `eval` gives what the run wrote.
+    let o = ok_in(d, &["eval", s(&out), "--backend", "cpu"]);
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(again["conditional"], eval["conditional"]);
+
+    let plain = d.join("plain");
+    let args = ["train", "--g-hidden", "8", "--d-hidden", "8", "--steps", "2", "--classifier", "none"];
+    ok_in(d, &[&args[..], &["--backend", "cpu", "--quiet", "--out", s(&plain)]].concat());
+    let (x, y) = labelled_npy(d);
+    let o = run_in(d, &["eval", s(&plain), "--data", s(&x), "--labels", s(&y), "--backend", "cpu"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("this generator is not conditional"), "{}", stderr(&o));
+}
