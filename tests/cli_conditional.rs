@@ -398,3 +398,43 @@ fn eval_json_judges_a_conditional_run_class_by_class() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("this generator is not conditional"), "{}", stderr(&o));
 }
+
+/// What scripts/torch_generator.py builds for a conditional G, by PyTorch's definitions in f64
+/// from the checkpoint's tensors alone: h = cat((nn.Embedding(C, C)(y), z), 1), then nn.Linear
+/// layers with LeakyReLU(0.2) between and tanh after; it gives `generate --z --class` (as uint8).
+#[test]
+fn an_f64_forward_of_the_conditional_generator_matches_generate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (x, y) = labelled_npy(d);
+    let run = d.join("run");
+    ok_in(d, &small_run(s(&x), s(&run), "4", &["--labels", s(&y), "--g-ema", "0.9", "--sample-every", "0"]));
+    let bytes = fs::read(run.join("checkpoints/latest.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = |name: &str| -> (Vec<usize>, Vec<f64>) {
+        let v = st.tensor(&format!("G_ema.{name}")).unwrap();
+        (v.shape().to_vec(), v.data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect())
+    };
+    let linear = |name: &str, x: &[f64]| -> Vec<f64> {
+        let ((shape, w), (_, b)) = (t(&format!("{name}.weight")), t(&format!("{name}.bias")));
+        (0..shape[0]).map(|o| b[o] + (0..shape[1]).map(|i| w[o * shape[1] + i] * x[i]).sum::<f64>()).collect()
+    };
+    let z = npy_f32(&d.join("z.npy"), 3, 5, 9);
+    let zs = data::load_npy(&z).unwrap();
+    let out = d.join("g.npy");
+    ok_in(d, &["generate", s(&run), "--z", s(&z), "--class", "2", "--out", s(&out), "--backend", "cpu"]);
+    let got = raw(&data::load_npy(&out).unwrap());
+    let (shape, embed) = t("embed.weight");
+    assert_eq!(shape, [3, 3]);
+    for r in 0..3 {
+        let mut h: Vec<f64> = embed[2 * 3..3 * 3].to_vec();
+        h.extend((0..5).map(|c| zs.get(r, c) as f64));
+        h = linear("fc1", &h).into_iter().map(|v| if v > 0.0 { v } else { 0.2 * v }).collect();
+        let y: Vec<f64> = linear("fc2", &h).into_iter().map(f64::tanh).collect();
+        for (i, v) in y.iter().enumerate() {
+            // The data's scale: tanh's [-1, 1] to bytes, rounded as generate rounds.
+            let want = ((v + 1.0) * 127.5).round().clamp(0.0, 255.0);
+            assert!((got[r * 16 + i] as f64 - want).abs() <= 1.0, "row {r} value {i}: {} vs {want}", got[r * 16 + i]);
+        }
+    }
+}
