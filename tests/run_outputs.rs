@@ -192,6 +192,14 @@ fn resume_keeps_the_lr_decay_schedule_and_stops_at_its_end() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("decays to 0 at step 30"), "{err}");
     assert_eq!(std::fs::read(&latest).unwrap(), before);
+    // The same refusal into a new --out makes no folder there.
+    let fresh = dir.path().join("not-made");
+    let o = run(&["train", p, "--backend", "cpu", "--resume", latest.to_str().unwrap(), "--steps", "40"]
+        .into_iter()
+        .chain(["--out", fresh.to_str().unwrap()])
+        .collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!fresh.exists(), "a refused resume made {}", fresh.display());
 }
 
 #[test]
@@ -227,6 +235,23 @@ fn mismatched_resume_fails_cleanly() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("already at step 10"));
+    // The same refusal into a new --out makes no folder there.
+    let fresh = dir.path().join("not-made");
+    let o2 = run(&[
+        "train",
+        img.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--resume",
+        latest.to_str().unwrap(),
+        "--steps",
+        "5",
+        "--out",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_eq!(o2.status.code(), Some(2), "{}", String::from_utf8_lossy(&o2.stderr));
+    assert!(String::from_utf8_lossy(&o2.stderr).contains("already at step 10"));
+    assert!(!fresh.exists(), "a refused resume made {}", fresh.display());
     // A model flag that disagrees with the checkpoint is refused, naming both values.
     let o = run(&[
         "train",

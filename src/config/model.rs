@@ -1,6 +1,6 @@
 //! The model: which architecture, its sizes and activations, and the networks built from them:
 //! the MLP (`--arch mlp`) and the convolutional GAN (`--arch dcgan`) whose layers follow the
-//! image size (28x28, 32x32 or 64x64; README "The convolutional model" has them layer by layer).
+//! image size (28x28, 32x32 or 64x64; docs/models.md, "The convolutional model", has them layer by layer).
 
 use serde::{Deserialize, Serialize};
 

@@ -18,7 +18,7 @@ use crate::kernels::activation::Activation;
 pub struct TrainOptions {
     /// The networks: mlp (fully connected; --g-hidden, --d-hidden) or dcgan (convolutional,
     /// PyTorch's DCGAN example for 28x28, 32x32 and 64x64 images; --g-channels, --d-channels)
-    /// [default: dcgan for 32x32 and 64x64 images (measured far ahead of the MLP there: README),
+    /// [default: dcgan for 32x32 and 64x64 images (measured far ahead of the MLP there: docs/colour.md),
     /// mlp otherwise].
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,

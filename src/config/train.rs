@@ -120,7 +120,7 @@ pub struct TrainConfig {
 
 /// Hidden layer sizes of both networks, unless the data is images.
 pub const HIDDEN: [usize; 2] = [256, 256];
-/// Defaults for data in [0, 1] (images), measured on MNIST (README, "Measured on MNIST"): from
+/// Defaults for data in [0, 1] (images), measured on MNIST (docs/results.md, "Measured on MNIST"): from
 /// the plain settings (256-wide, dropout 0.3, 2e-4; class-KL 0.035, Fréchet distance 34.1),
 /// sampling from G's weight average, 512-wide layers and twice the learning rate bring the class
 /// histogram to MNIST's (class-KL 0.0025) and the Fréchet distance to 4.3.
@@ -131,7 +131,7 @@ pub const LR: f32 = 2e-4;
 /// Twice the DCGAN rate: on MNIST it brought the Fréchet distance from 10.9 to 4.3 in 30 epochs.
 pub const IMAGE_LR: f32 = 4e-4;
 pub const IMAGE_G_EMA: f32 = 0.999;
-/// `--arch dcgan`, measured on MNIST at 5 epochs (README, "The convolutional model, measured"):
+/// `--arch dcgan`, measured on MNIST at 5 epochs (docs/models.md, "The convolutional model, measured"):
 /// from the recipe (Adam 2e-4, Fréchet distance 45.3), 4e-4 (33.7) and 8e-4 (27.6 with PacGAN
 /// packing 2; 1.6e-3: 31.0); packing 2 over 1 (class-KL 0.032 -> 0.017 at 4e-4). G's weight
 /// average did not help the convolutional G in 5 epochs (4e-4: 33.7 without, 37.0 with 0.999), so
@@ -148,14 +148,14 @@ pub const DCGAN_COLOUR_LR: f32 = 1.6e-3;
 pub const DCGAN_COLOUR_G_EMA: f32 = 0.99;
 /// `--arch dcgan` at 28x28: the hidden linear layers' features per unit of width (ngf for G,
 /// ndf for D): 16 x 64 = 1024, InfoGAN's MNIST model. Measured on MNIST at 5 epochs, seed 0:
-/// Fréchet distance 27.6 without them, 12.25 with 1024 in both (README).
+/// Fréchet distance 27.6 without them, 12.25 with 1024 in both (docs/models.md).
 pub const DCGAN_FC_HIDDEN_PER_WIDTH: usize = 16;
 /// Defaults for any data: the noise size, the batch, PacGAN's pack.
 pub const LATENT_DIM: usize = 64;
 pub const BATCH_SIZE: usize = 64;
 pub const PACK: usize = 1;
 /// Defaults for `--toy` data: the best settings measured on ring8 and grid25 over 10 seeds
-/// (README, "Toy benchmarks": all 8 and all 25 modes in 10 of 10 seeds, 95.2% and 94.7% high
+/// (docs/results.md, "Toy benchmarks": all 8 and all 25 modes in 10 of 10 seeds, 95.2% and 94.7% high
 /// quality, reverse KL 0.002 and 0.006), with Adam at [`LR`]. The default run was 0-1 of 8 modes.
 pub const TOY_LATENT_DIM: usize = 2;
 pub const TOY_BATCH_SIZE: usize = 256;
@@ -180,7 +180,7 @@ impl TrainOptions {
 
     /// The architecture given, or the one measured best for this data: the DCGAN for 32x32 and
     /// 64x64 images (on colour emoji at 20 epochs its sliced Wasserstein distance is a fraction
-    /// of the MLP's, README), the MLP otherwise (on MNIST's 28x28 digits it is ahead at the
+    /// of the MLP's, docs/models.md), the MLP otherwise (on MNIST's 28x28 digits it is ahead at the
     /// default length).
     pub fn arch_for(&self, data: &Dataset, toy: Option<Toy>) -> Arch {
         if let Some(a) = self.arch {
@@ -611,7 +611,7 @@ mod tests {
         assert_eq!(c.model.arch, Arch::Dcgan);
     }
 
-    /// A `--toy` run with no flags gets the best settings measured (README, "Toy benchmarks");
+    /// A `--toy` run with no flags gets the best settings measured (docs/results.md, "Toy benchmarks");
     /// flags given still win.
     #[test]
     fn toy_defaults_are_the_measured_best_settings() {

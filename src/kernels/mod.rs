@@ -11,6 +11,7 @@
 pub mod activation;
 pub mod adam;
 pub mod augment;
+pub mod class_affine;
 pub mod conv;
 pub mod ema;
 pub mod embedding;
@@ -98,6 +99,7 @@ pub const FAMILIES: &[&Family] = &[
     &augment::FAMILY,
     &embedding::FAMILY,
     &projection::FAMILY,
+    &class_affine::FAMILY,
 ];
 
 /// Structs declared in common.wgsl, prepended to every family.

@@ -102,6 +102,11 @@ pub const TOLERANCES: &[(&str, Tolerance)] = &[
     // may fuse each product into its sum (one rounding fewer): as matmul (lavapipe matches the
     // twins bit for bit at every test shape).
     ("projection", tol(1e-4, 1e-5)),
+    // Conditional batch norm's per-class scale and shift: one product and a sum per value
+    // (forward), one product (dx), and per class sums of up to n s products (dgamma) or values
+    // (dbeta) in the twins' order; the GPU may fuse each product into its sum: as matmul
+    // (lavapipe matches the twins bit for bit at every test shape).
+    ("class_affine", tol(1e-4, 1e-5)),
     // Ten full training steps: the per-kernel differences above, compounded through Adam, whose
     // first steps divide by sqrt(v) ~ |g| and so turn tiny gradient differences into parameter
     // differences of order lr * (relative gradient difference).

@@ -83,7 +83,7 @@ pub const DEFAULT_STEPS: u32 = 2000;
 /// Image runs train this many epochs unless told otherwise: what the MNIST measurements used.
 pub const DEFAULT_IMAGE_EPOCHS: f64 = 30.0;
 /// ... and at least this many steps, so that a small folder (64 images: one step an epoch) still
-/// trains long enough to learn something (README, "How long a run trains").
+/// trains long enough to learn something (docs/guide.md and docs/colour.md, "How long a run trains").
 pub const MIN_IMAGE_STEPS: u32 = 3000;
 /// Runs shorter than this get a warning: no model here learns more than blobs in fewer steps.
 pub const SHORT_RUN_STEPS: u32 = 500;
@@ -321,6 +321,16 @@ fn start(
     match (&req.resume, ckpt) {
         (Some(path), Some(ck)) => {
             let cfg = resume::config_of(&ck, path, &req.options, &req.given, data, data_name)?;
+            // Refused before a new --out folder is made, so a refusal leaves nothing behind.
+            let recorded = RunConfig::read(&RunDir::root_of(path))?;
+            let total = run_length(req, data, toy, steps_per_epoch(data, &cfg), recorded.as_ref())?;
+            if ck.snapshot.state.step >= total {
+                return Err(Error::input(format!(
+                    "the checkpoint is already at step {}; pass a larger --steps to continue",
+                    ck.snapshot.state.step
+                )));
+            }
+            schedule(cfg.clone(), true, total)?;
             let (dir, previous) = resume::run_dir(path, req.out.as_deref(), req.overwrite)?;
             Ok(Start { cfg, ckpt: Some(ck), dir, previous })
         }
@@ -437,12 +447,6 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     let mut trainer = crate::open_trainer(req.backend, cfg.clone(), data.clone())?;
     if let Some(ck) = &ckpt {
         trainer.restore(&ck.snapshot)?;
-        if trainer.step() >= total {
-            return Err(Error::input(format!(
-                "the checkpoint is already at step {}; pass a larger --steps to continue",
-                trainer.step()
-            )));
-        }
         dir.truncate_metrics(trainer.step())?;
     }
     let run_cfg = RunConfig {

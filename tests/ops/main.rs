@@ -8,6 +8,7 @@ mod common;
 mod activation;
 mod adam;
 mod augment;
+mod class_affine;
 mod conv;
 mod ema;
 mod embedding;
