@@ -229,7 +229,7 @@ struct GenerateArgs {
     /// A checkpoint written by `train` (e.g. runs/001/checkpoints/step_002000.safetensors), or a
     /// run folder (runs/001: its latest checkpoint).
     checkpoint: PathBuf,
-    /// How many samples (ignored with --z).
+    /// How many samples (of each class with --classes; ignored with --z and --labels).
     #[arg(long, default_value_t = 64)]
     n: usize,
     /// Output .npy: uint8 (N, D) for image data, float32 otherwise.
