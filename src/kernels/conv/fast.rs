@@ -8,11 +8,12 @@
 //! output position q of image b):
 //!   forward          y (c_out, n P)  = w (c_out, K) cols (K, n P) (+ bias per row), stored
 //!                    straight into NCHW through column offsets
-//!   backward_input   one implicit GEMM per output phase (the positions of dx that the same
-//!                    taps reach), reading a padded, channels-last copy of dy in place:
-//!                    dx_phase (n T T', c_in) = dy_taps (n T T', taps c_out) w_phase (taps c_out,
-//!                    c_in); with fewer than 8 input channels, cols (K, n P) = w^T dy, then
-//!                    col2im adds each image's taps into dx (a task per image)
+//!   backward_input   one GEMM per output phase (the positions of dx that the same taps
+//!                    reach): dx_phase (c_in, n T T') = w_phase (c_in, taps c_out) dy_taps
+//!                    (taps c_out, n T T'), dy's taps packed into B panels as runs of its rows
+//!                    (stride 1 within a phase), stored into NCHW dx through column offsets;
+//!                    with fewer than 8 input channels, cols (K, n P) = w^T dy, then col2im
+//!                    adds each image's taps into dx (a task per image)
 //!   backward_weight  dw (c_out, K)  (+)= dy (c_out, n P) cols^T (n P, K)
 //! where cols[(ci, i, j), (b, oh, ow)] = x[b, ci, oh s - pad + i, ow s - pad + j], 0 in padding.
 
@@ -21,9 +22,7 @@ use std::cell::RefCell;
 use super::twin;
 use super::ConvParams;
 use crate::ir::Pool;
-use crate::kernels::gemm::{
-    gemm, gemm_a, gemm_gather, transpose, ASrc, BSrc, Bias, Epilogue, GatherA, Mat, Out, ScatterOut, MR, NR,
-};
+use crate::kernels::gemm::{gemm, gemm_a, transpose, ASrc, BSrc, Bias, Epilogue, Mat, Out, NR};
 use crate::kernels::scratch::HighWater;
 
 /// No source (a tap in the padding).
@@ -31,9 +30,7 @@ const NONE: usize = usize::MAX;
 
 thread_local! {
     static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    static DY: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static XCL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    static DXCL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static PLANE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static OFFS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
     static TAPS: RefCell<Vec<[usize; NR]>> = const { RefCell::new(Vec::new()) };
@@ -42,31 +39,25 @@ thread_local! {
 
 // Each scratch's high-water mark over every thread (kernels::scratch).
 static COLS_MARK: HighWater = HighWater::new();
-static DY_MARK: HighWater = HighWater::new();
 static XCL_MARK: HighWater = HighWater::new();
-static DXCL_MARK: HighWater = HighWater::new();
 static PLANE_MARK: HighWater = HighWater::new();
 static OFFS_MARK: HighWater = HighWater::new();
 static TAPS_MARK: HighWater = HighWater::new();
 /// The most taps (kh x kw) `pack_cols` keeps on the stack.
 const STACK_TAPS: usize = 25;
-/// PhaseScratch's: row_off, row_base, seg_shift, wph, tmp.
-static PHASE_MARKS: [HighWater; 5] = [const { HighWater::new() }; 5];
+/// PhaseScratch's: col_off, wph.
+static PHASE_MARKS: [HighWater; 2] = [const { HighWater::new() }; 2];
 
-/// The index vectors and weights of one output phase of `conv2d_backward_input`, kept per
+/// The column offsets and weights of one output phase of `conv2d_backward_input`, kept per
 /// thread so that a training step allocates nothing once the first has run.
 struct PhaseScratch {
-    row_off: Vec<usize>,
-    row_base: Vec<usize>,
-    seg_shift: Vec<usize>,
+    col_off: Vec<usize>,
     wph: Vec<f32>,
-    /// The product (rows, c_in) before its rows are scattered into dx.
-    tmp: Vec<f32>,
 }
 
 impl PhaseScratch {
     const fn new() -> Self {
-        PhaseScratch { row_off: vec![], row_base: vec![], seg_shift: vec![], wph: vec![], tmp: vec![] }
+        PhaseScratch { col_off: vec![], wph: vec![] }
     }
 }
 
@@ -265,74 +256,119 @@ pub fn conv2d_backward_input(pool: &Pool, p: &ConvParams, a: &[f32], c: &[f32], 
         // matrix, then col2im.
         return backward_input_cols(pool, p, a, c, out);
     }
-    let (g, n, c_in, c_out) = (geometry(p), p.n as usize, p.c_in as usize, p.c_out as usize);
-    let (h_out, s) = (g.p / g.w_out, g.stride);
-    let dy = &a[p.y_off as usize..][..n * c_out * g.p];
-    let dx = &mut out[p.x_off as usize..][..n * g.x_plane];
-    let bias = (p.has_bias != 0).then(|| &c[p.bias_off as usize..][..c_in]);
-    // dy with pad_lo zero rows and columns before and pad_hi after each plane: every tap a
-    // phase reads is then a plain load. A phase has at most ceil(k / s) taps per axis, reaching
-    // that many - 1 before its position and (with the rounding of the output size) fewer than
-    // ceil(k / s) + 1 past the end.
-    let pad_lo = g.kh.max(g.kw).div_ceil(s) - 1;
-    let pad_hi = g.kh.max(g.kw).div_ceil(s) + 1;
-    let (hpad, wpad) = (h_out + pad_lo + pad_hi, g.w_out + pad_lo + pad_hi);
-    let pp = hpad * wpad;
-    with_scratch((&DY, &DY_MARK), n * pp * c_out + 1, |dyp| {
-        pad_channels_last(pool, dy, (n, c_out, h_out, g.w_out), (pad_lo, wpad, pp), dyp);
-        let padded = PaddedDy { data: dyp, pad_lo, wpad, pp };
-        // Output phase (ph, pw): the positions with (ih + pad) % s = ph (and likewise for iw),
-        // which only the taps i = ph + s u (j = pw + s v) reach, from dy at (t - u, t' - v),
-        // where ih = s t + ph - pad. Each phase is one GEMM, k ordered (u, v, co):
-        //   dx_phase (n T T', c_in) = dy_taps (n T T', U V c_out) w_phase (U V c_out, c_in),
-        // its rows stored into a channels-last dx (whole rows of c_in, not one value per
-        // channel plane), which every position of exactly one phase fills; then one pass
-        // moves it into NCHW through the epilogue (bias, accumulate).
-        with_scratch((&DXCL, &DXCL_MARK), n * g.x_plane, |dxcl| {
-            for ph in 0..s {
-                for pw in 0..s {
-                    backward_input_phase(pool, p, &g, &padded, c, (ph, pw), dxcl);
-                }
-            }
-            channels_last_to_nchw(pool, dxcl, (n, c_in, g.h_in * g.w_in), bias, p.accumulate != 0, dx);
-        });
-    });
+    let g = geometry(p);
+    let dy = &a[p.y_off as usize..][..p.n as usize * p.c_out as usize * g.p];
+    let dx = &mut out[p.x_off as usize..][..p.n as usize * g.x_plane];
+    // Output phase (ph, pw): the positions with (ih + pad) % s = ph (and likewise for iw),
+    // which only the taps i = ph + s u (j = pw + s v) reach, from dy at (t - u, t' - v),
+    // where ih = s t + ph - pad. Each phase is one GEMM, k ordered (u, v, co):
+    //   dx_phase (c_in, n T T') = w_phase (c_in, U V c_out) dy_taps (U V c_out, n T T'),
+    // dy's taps packed straight from NCHW into the B panels (runs of a row), the product
+    // stored into NCHW dx through column offsets and the epilogue (bias, accumulate). Every
+    // position of dx is in exactly one phase.
+    for ph in 0..g.stride {
+        for pw in 0..g.stride {
+            backward_input_phase(pool, p, &g, dy, c, (ph, pw), dx);
+        }
+    }
 }
 
-/// dx (n, c, plane) = epilogue(src (n, plane, c)): + bias per channel, + the old dx if
-/// `accumulate` (the order of `Epilogue::apply`); a task per image.
-fn channels_last_to_nchw(
+/// One output phase's GEMM of [`conv2d_backward_input`]: its weights (A), dy's taps packed
+/// into B panels per task, the product stored into its positions of dx.
+fn backward_input_phase(
     pool: &Pool,
-    src: &[f32],
-    (n, c, plane): (usize, usize, usize),
-    bias: Option<&[f32]>,
-    accumulate: bool,
+    p: &ConvParams,
+    g: &Geometry,
+    dy: &[f32],
+    c: &[f32],
+    (ph, pw): (usize, usize),
     dx: &mut [f32],
 ) {
-    let ptr = dx.as_mut_ptr() as usize;
-    pool.run(n, &|b| {
-        // SAFETY: image b of dx (c plane values), written by this task only.
-        let img = unsafe { std::slice::from_raw_parts_mut((ptr as *mut f32).add(b * c * plane), c * plane) };
-        let src = &src[b * c * plane..][..c * plane];
-        if bias.is_none() && !accumulate {
-            return transpose(src, c, img, plane, plane, c);
-        }
-        for (ch, out) in img.chunks_exact_mut(plane).enumerate() {
-            let add = bias.map_or(0.0, |bias| bias[ch]);
-            for (q, o) in out.iter_mut().enumerate() {
-                let mut v = src[q * c + ch];
-                if bias.is_some() {
-                    v += add;
+    let (n, c_in, c_out, s) = (p.n as usize, p.c_in as usize, p.c_out as usize, g.stride);
+    let (th_lo, th_n) = phase_positions(ph, g.pad, s, g.h_in);
+    let (tw_lo, tw_n) = phase_positions(pw, g.pad, s, g.w_in);
+    if th_n == 0 || tw_n == 0 {
+        return;
+    }
+    // Tap i = ph + s u for u < nu, j = pw + s v for v < nv.
+    let (nu, nv) = (g.kh.saturating_sub(ph).div_ceil(s), g.kw.saturating_sub(pw).div_ceil(s));
+    let kt = nu * nv * c_out;
+    let cols = n * th_n * tw_n;
+    let (h_out, w_out) = (g.p / g.w_out, g.w_out);
+    let plane = g.h_in * g.w_in;
+    PHASE.with(|cell| {
+        let scratch = &mut *cell.borrow_mut();
+        // Column (b, th, tw) of the phase goes to dx[b, ., s th + ph - pad, s tw + pw - pad].
+        let col_off = PHASE_MARKS[0].emptied(&mut scratch.col_off, cols);
+        for b in 0..n {
+            for th in th_lo..th_lo + th_n {
+                for tw in tw_lo..tw_lo + tw_n {
+                    let (ih, iw) = (s * th + ph - g.pad, s * tw + pw - g.pad);
+                    col_off.push(b * c_in * plane + ih * g.w_in + iw);
                 }
-                *o = if accumulate { *o + v } else { v };
             }
         }
+        // w_phase (ci, (u, v, co)) = w[co, ci, ph + s u, pw + s v], stored k-major (a row of
+        // c_in per k), which packs into A's panels by plain copies.
+        let wph = PHASE_MARKS[1].refill(&mut scratch.wph, kt.max(1) * c_in, 0.0);
+        for (uv, (u, v)) in (0..nu).flat_map(|u| (0..nv).map(move |v| (u, v))).enumerate() {
+            let (i, j) = (ph + s * u, pw + s * v);
+            for co in 0..c_out {
+                let row = &mut wph[(uv * c_out + co) * c_in..][..c_in];
+                for (ci, o) in row.iter_mut().enumerate() {
+                    *o = c[p.w_off as usize + ((co * c_in + ci) * g.kh + i) * g.kw + j];
+                }
+            }
+        }
+        let wm = Mat::new(wph, 0, 1, c_in);
+        // B panel of columns j0..j0 + NR: dst[((u nv + v) c_out + co) NR + jj] = dy[b, co, th
+        // - u, tw - v] (0 outside dy), the columns cut into runs of one (b, th) row.
+        let pack = |j0: usize, dst: &mut [f32]| {
+            let live = cols.saturating_sub(j0).min(NR);
+            let mut jj = 0;
+            while jj < live {
+                let (bt, tw_i) = ((j0 + jj) / tw_n, (j0 + jj) % tw_n);
+                let (b, th) = (bt / th_n, th_lo + bt % th_n);
+                let run = (tw_n - tw_i).min(live - jj);
+                let tw0 = tw_lo + tw_i;
+                for u in 0..nu {
+                    for v in 0..nv {
+                        // dy columns tw0 - v .. + run, those inside [0, w_out) at lo..hi.
+                        let lo = v.saturating_sub(tw0).min(run);
+                        let hi = (w_out + v).saturating_sub(tw0).min(run).max(lo);
+                        let row_in = th >= u && th - u < h_out;
+                        for co in 0..c_out {
+                            let kk = (u * nv + v) * c_out + co;
+                            let d = &mut dst[kk * NR + jj..][..run];
+                            if !row_in {
+                                d.fill(0.0);
+                                continue;
+                            }
+                            let src = &dy[((b * c_out + co) * h_out + th - u) * w_out..][..w_out];
+                            d[..lo].fill(0.0);
+                            d[lo..hi].copy_from_slice(&src[tw0 + lo - v..tw0 + hi - v]);
+                            d[hi..].fill(0.0);
+                        }
+                    }
+                }
+                jj += run;
+            }
+            if live < NR {
+                for row in dst[..kt * NR].chunks_exact_mut(NR) {
+                    row[live..].fill(0.0);
+                }
+            }
+        };
+        let bias = (p.has_bias != 0).then(|| Bias::Row(&c[p.bias_off as usize..][..c_in]));
+        let epi = Epilogue { bias: bias.unwrap_or(Bias::None), accumulate: p.accumulate != 0, act: 0, slope: 0.0 };
+        let o = Out { data: dx, rs: plane, col_off: Some(col_off) };
+        gemm(pool, c_in, cols, kt, wm, BSrc::Pack(&pack), o, epi);
     });
 }
 
 /// dyp (n, hpad, wpad, c) = dy (n, c, h, w) channels last, with `pad_lo` zero rows and columns
 /// before each image's h x w and zeros after (planes of pp = hpad wpad positions): a task per
-/// image. Channels last, a phase GEMM reads each row's taps as runs of c consecutive values.
+/// image. Channels last, the weight gradient reads each tap's channels as consecutive values.
 fn pad_channels_last(
     pool: &Pool,
     dy: &[f32],
@@ -361,99 +397,6 @@ fn pad_channels_last(
                 img[at..at + w * c].copy_from_slice(&tmp[oh * w * c..][..w * c]);
             }
         });
-    });
-}
-
-/// dy of a conv2d's backward input, channels last and padded (see [`pad_channels_last`]).
-struct PaddedDy<'a> {
-    data: &'a [f32],
-    pad_lo: usize,
-    wpad: usize,
-    pp: usize,
-}
-
-/// One output phase's GEMM of [`conv2d_backward_input`]: its rows (the phase's positions in dx
-/// and where their taps start in the padded dy), its weights, the product stored into the
-/// channels-last dxcl (n, h_in w_in, c_in).
-fn backward_input_phase(
-    pool: &Pool,
-    p: &ConvParams,
-    g: &Geometry,
-    dyp: &PaddedDy,
-    c: &[f32],
-    (ph, pw): (usize, usize),
-    dxcl: &mut [f32],
-) {
-    let (n, c_in, c_out, s) = (p.n as usize, p.c_in as usize, p.c_out as usize, g.stride);
-    let (th_lo, th_n) = phase_positions(ph, g.pad, s, g.h_in);
-    let (tw_lo, tw_n) = phase_positions(pw, g.pad, s, g.w_in);
-    if th_n == 0 || tw_n == 0 {
-        return;
-    }
-    // Tap i = ph + s u for u < nu, j = pw + s v for v < nv.
-    let (nu, nv) = (g.kh.saturating_sub(ph).div_ceil(s), g.kw.saturating_sub(pw).div_ceil(s));
-    let kt = nu * nv * c_out;
-    let rows = n * th_n * tw_n;
-    PHASE.with(|cell| {
-        let scratch = &mut *cell.borrow_mut();
-        // The phase's positions: where they go in dx, and where their taps start in dyp (the
-        // tap (nu - 1, nv - 1) away: every tap then adds a non-negative shift).
-        let row_off = PHASE_MARKS[0].emptied(&mut scratch.row_off, rows);
-        let row_base = PHASE_MARKS[1].emptied(&mut scratch.row_base, rows);
-        for b in 0..n {
-            for th in th_lo..th_lo + th_n {
-                for tw in tw_lo..tw_lo + tw_n {
-                    let (ih, iw) = (s * th + ph - g.pad, s * tw + pw - g.pad);
-                    row_off.push((b * g.h_in * g.w_in + ih * g.w_in + iw) * c_in);
-                    let (oh, ow) = (th + dyp.pad_lo + 1 - nu, tw + dyp.pad_lo + 1 - nv);
-                    row_base.push((b * dyp.pp + oh * dyp.wpad + ow) * c_out);
-                }
-            }
-        }
-        let seg_shift = PHASE_MARKS[2].emptied(&mut scratch.seg_shift, nu * nv);
-        seg_shift.extend((0..nu).flat_map(|u| (0..nv).map(move |v| ((nu - 1 - u) * dyp.wpad + (nv - 1 - v)) * c_out)));
-        // w_phase ((u, v, co), ci) = w[co, ci, ph + s u, pw + s v].
-        let wph = PHASE_MARKS[3].refill(&mut scratch.wph, kt.max(1) * c_in, 0.0);
-        for (uv, (u, v)) in (0..nu).flat_map(|u| (0..nv).map(move |v| (u, v))).enumerate() {
-            let (i, j) = (ph + s * u, pw + s * v);
-            for co in 0..c_out {
-                let row = &mut wph[(uv * c_out + co) * c_in..][..c_in];
-                for (ci, o) in row.iter_mut().enumerate() {
-                    *o = c[p.w_off as usize + ((co * c_in + ci) * g.kh + i) * g.kw + j];
-                }
-            }
-        }
-        let wm = Mat::new(wph, 0, c_in, 1);
-        if kt == 0 {
-            let ga = GatherA { data: dyp.data, row_base, seg_shift, seg_len: c_out, stride: 1 };
-            let o = ScatterOut { data: dxcl, row_off, cs: 1 };
-            gemm_gather(pool, rows, c_in, ga, BSrc::Mat(wm), o, Epilogue::PLAIN);
-            return;
-        }
-        // dy_taps packed straight into the sgemm's A panels (MR rows, k interleaved), each task
-        // its own rows; the product into rows of c_in, then each row to its place in dxcl.
-        let (row_base, seg_shift) = (&*row_base, &*seg_shift);
-        let pack = |i0: usize, dst: &mut [f32]| {
-            let live = rows.saturating_sub(i0).min(MR);
-            if live < MR {
-                dst.iter_mut().for_each(|v| *v = 0.0);
-            }
-            for (seg, &shift) in seg_shift.iter().enumerate() {
-                let block = &mut dst[seg * c_out * MR..][..c_out * MR];
-                for ii in 0..live {
-                    let src = &dyp.data[row_base[i0 + ii] + shift..][..c_out];
-                    for (co, &v) in src.iter().enumerate() {
-                        block[co * MR + ii] = v;
-                    }
-                }
-            }
-        };
-        let tmp = PHASE_MARKS[4].refill(&mut scratch.tmp, rows * c_in, 0.0);
-        let o = Out { data: tmp, rs: c_in, col_off: None };
-        gemm_a(pool, rows, c_in, kt, ASrc::Pack(&pack), BSrc::Mat(wm), o, Epilogue::PLAIN);
-        for (r, &off) in row_off.iter().enumerate() {
-            dxcl[off..off + c_in].copy_from_slice(&tmp[r * c_in..][..c_in]);
-        }
     });
 }
 

@@ -7,6 +7,19 @@ use super::*;
 /// (k, packed A panel, B panel, B's row stride: NR packed, or a row-major B's own, acc).
 pub(super) type Kernel = unsafe fn(usize, *const f32, *const f32, usize, &mut [[f32; NR]; MR]);
 
+/// A kernel that continues the sums already in acc (the same chains, carried through memory
+/// from one block of k to the next): (k, packed A panel, B panel, B's row stride, acc).
+pub(super) type KernelAcc = unsafe fn(usize, *const f32, *const f32, usize, &mut [[f32; NR]; MR]);
+
+/// The continuing kernel for an ISA without the fused AVX-512 path.
+pub(super) fn kernel_acc_for(isa: Isa) -> KernelAcc {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => kernel_avx2_acc,
+        _ => kernel_portable_acc,
+    }
+}
+
 pub(super) fn kernel_for(isa: Isa) -> Kernel {
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -135,6 +148,78 @@ pub(super) unsafe fn kernel_avx2(k: usize, pa: *const f32, pb: *const f32, ldb: 
             for (i, ci) in c.iter().enumerate() {
                 _mm256_storeu_ps(acc[i0 + i].as_mut_ptr().add(j0), ci[0]);
                 _mm256_storeu_ps(acc[i0 + i].as_mut_ptr().add(j0 + 8), ci[1]);
+            }
+        }
+    }
+}
+
+/// `kernel_avx2` continuing the sums in acc, the tile cut as BLIS's Zen kernels cut theirs:
+/// rows 0..6 by two halves of 16 columns (12 accumulators, 2 loads of B and 6 broadcasts per
+/// 12 FMAs: more chains in flight than the 8 of a 4 x 16 quarter), then rows 6..8 by all 32.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn kernel_avx2_acc(k: usize, pa: *const f32, pb: *const f32, ldb: usize, acc: &mut [[f32; NR]; MR]) {
+    use std::arch::x86_64::*;
+    for j0 in [0, 16] {
+        let mut c = [[_mm256_setzero_ps(); 2]; 6];
+        for (i, ci) in c.iter_mut().enumerate() {
+            ci[0] = _mm256_loadu_ps(acc[i].as_ptr().add(j0));
+            ci[1] = _mm256_loadu_ps(acc[i].as_ptr().add(j0 + 8));
+        }
+        for kk in 0..k {
+            let b0 = _mm256_loadu_ps(pb.add(kk * ldb + j0));
+            let b1 = _mm256_loadu_ps(pb.add(kk * ldb + j0 + 8));
+            let a = pa.add(kk * MR);
+            for (i, ci) in c.iter_mut().enumerate() {
+                let ai = _mm256_set1_ps(*a.add(i));
+                ci[0] = _mm256_fmadd_ps(ai, b0, ci[0]);
+                ci[1] = _mm256_fmadd_ps(ai, b1, ci[1]);
+            }
+        }
+        for (i, ci) in c.iter().enumerate() {
+            _mm256_storeu_ps(acc[i].as_mut_ptr().add(j0), ci[0]);
+            _mm256_storeu_ps(acc[i].as_mut_ptr().add(j0 + 8), ci[1]);
+        }
+    }
+    let mut c = [[_mm256_setzero_ps(); 4]; 2];
+    for (i, ci) in c.iter_mut().enumerate() {
+        for (h, v) in ci.iter_mut().enumerate() {
+            *v = _mm256_loadu_ps(acc[6 + i].as_ptr().add(8 * h));
+        }
+    }
+    for kk in 0..k {
+        let b = pb.add(kk * ldb);
+        let bs =
+            [_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)), _mm256_loadu_ps(b.add(16)), _mm256_loadu_ps(b.add(24))];
+        let a = pa.add(kk * MR + 6);
+        for (i, ci) in c.iter_mut().enumerate() {
+            let ai = _mm256_set1_ps(*a.add(i));
+            for (v, &bh) in ci.iter_mut().zip(&bs) {
+                *v = _mm256_fmadd_ps(ai, bh, *v);
+            }
+        }
+    }
+    for (i, ci) in c.iter().enumerate() {
+        for (h, v) in ci.iter().enumerate() {
+            _mm256_storeu_ps(acc[6 + i].as_mut_ptr().add(8 * h), *v);
+        }
+    }
+}
+
+/// `kernel_portable` continuing the sums in acc.
+pub(super) unsafe fn kernel_portable_acc(
+    k: usize,
+    pa: *const f32,
+    pb: *const f32,
+    ldb: usize,
+    acc: &mut [[f32; NR]; MR],
+) {
+    for kk in 0..k {
+        let a = std::slice::from_raw_parts(pa.add(kk * MR), MR);
+        let b = std::slice::from_raw_parts(pb.add(kk * ldb), NR);
+        for (row, &ai) in acc.iter_mut().zip(a) {
+            for (c, &bj) in row.iter_mut().zip(b) {
+                *c = fma(ai, bj, *c);
             }
         }
     }

@@ -41,6 +41,10 @@ pub const MR: usize = 8;
 pub const NR: usize = 32;
 /// Chunk of k when k is split (see the module header).
 pub const K_CHUNK: usize = 1024;
+/// Block of k for the kernels without the fused AVX-512 path: one B panel's block (KC NR
+/// values, 16 KiB) stays in L1 while every A panel of the task runs over it, the tiles' sums
+/// carried in memory from block to block (the same chains, so the same bits).
+const KC: usize = 128;
 /// Below this many multiply-adds a call runs the plain loop on the caller's thread.
 const SMALL: usize = 1 << 15;
 
@@ -313,7 +317,10 @@ enum Split {
 thread_local! {
     /// A task's packed A rows and its current B panel.
     static TASK_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// A task's tiles of sums while k runs in blocks (`Block::run_blocked`).
+    static TILES: RefCell<Vec<[[f32; NR]; MR]>> = const { RefCell::new(Vec::new()) };
 }
+static TILES_MARK: HighWater = HighWater::new();
 
 /// What every task of one `gemm` call shares.
 struct Task<'a> {
@@ -401,7 +408,31 @@ impl Block<'_> {
             }
             return unsafe { self.run_avx512() };
         }
+        if self.k > KC {
+            return self.run_blocked();
+        }
         self.run()
+    }
+
+    /// k in blocks of KC: for each block, every A panel against the block of the B panel (in
+    /// L1 by then), each tile's sums carried to the next block; then the tiles are stored.
+    fn run_blocked(&self) {
+        let kernel = kernel_acc_for(isa());
+        TILES.with(|cell| {
+            let mut held = cell.borrow_mut();
+            let tiles = TILES_MARK.at_least(&mut held, self.ps.len(), [[0f32; NR]; MR]);
+            tiles.iter_mut().for_each(|t| *t = [[0f32; NR]; MR]);
+            for k0 in (0..self.k).step_by(KC) {
+                let kc = (self.k - k0).min(KC);
+                for (tile, p) in tiles.iter_mut().zip(self.ps.clone()) {
+                    // SAFETY: rows k0..k0 + kc of panel p (k MR values) and of panel q in B.
+                    unsafe { kernel(kc, self.a_panel(p).add(k0 * MR), self.bp.add(k0 * self.ldb), self.ldb, tile) };
+                }
+            }
+            for (tile, p) in tiles.iter().zip(self.ps.clone()) {
+                store_tile(tile, p * MR, self.q * NR, self.m, self.n, self.o, self.col_off, self.epi);
+            }
+        });
     }
 
     /// Whether the panel's columns lie side by side in each output row (always without column
