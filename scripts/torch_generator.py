@@ -3,9 +3,11 @@
 own metadata, loads its tensors with load_state_dict(strict=True), and writes what
 `shadergan generate CHECKPOINT --z Z.npy --out OUT.npy` writes, computed by PyTorch.
 
-    python3 scripts/torch_generator.py runs/001/checkpoints/latest.safetensors z.npy out.npy
+    python3 scripts/torch_generator.py runs/001/checkpoints/latest.safetensors z.npy out.npy [labels.npy]
 
-Z.npy: float32 (N, latent_dim). OUT.npy: the samples in the training data's scale, uint8 (N, D)
+Z.npy: float32 (N, latent_dim). A conditional run's G (--conditional) also takes LABELS.npy, the
+class of each row (integers (N,)), and writes what `generate CHECKPOINT --z Z.npy --labels
+LABELS.npy` (or `--class K` for all K) writes: nn.Embedding(C, C) joined to z as cat((embed(y), z)). OUT.npy: the samples in the training data's scale, uint8 (N, D)
 for uint8 data (rounded and clamped like shadergan), float32 otherwise. Like `generate`, it runs G
 in eval mode (batch norm from its running statistics) with G's weight average when the
 checkpoint keeps one (G_ema.*), else G.*. Needs torch and numpy; reads safetensors itself.
@@ -55,14 +57,33 @@ class View(nn.Module):
         return t.view(t.shape[0], *self.shape)
 
 
-def mlp_generator(m):
-    sizes = [m["latent_dim"]] + m["g_hidden"] + [m["data_dim"]]
+def mlp_generator(m, inputs=None):
+    sizes = [inputs or m["latent_dim"]] + m["g_hidden"] + [m["data_dim"]]
     layers = []
     for i in range(len(sizes) - 1):
         last = i + 2 == len(sizes)
         layers.append((f"fc{i + 1}", nn.Linear(sizes[i], sizes[i + 1])))
         layers.append((f"act{i + 1}", activation(m["g_output"] if last else m["g_activation"])))
     return nn.Sequential(OrderedDict(layers))
+
+
+class ConditionalGenerator(nn.Module):
+    """A conditional MLP G: the class embedding (embed.weight, C x C) joined before z, then the
+    MLP, its layers under the checkpoint's names (fc1, ...)."""
+
+    def __init__(self, m):
+        super().__init__()
+        classes = m["classes"]
+        self.embed = nn.Embedding(classes, classes)
+        for name, layer in mlp_generator(m, classes + m["latent_dim"]).named_children():
+            self.add_module(name, layer)
+
+    def forward(self, z, y):
+        h = torch.cat((self.embed(y), z), 1)
+        for name, layer in self.named_children():
+            if name != "embed":
+                h = layer(h)
+        return h
 
 
 def dcgan_generator(m):
@@ -96,13 +117,19 @@ def dcgan_generator(m):
 
 
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5):
         sys.exit(__doc__)
-    ckpt, z_path, out_path = sys.argv[1:]
+    ckpt, z_path, out_path = sys.argv[1:4]
     tensors, meta = read_safetensors(ckpt)
     cfg = json.loads(meta["config"])
     m = cfg["model"]
-    g = dcgan_generator(m) if m.get("arch", "mlp") == "dcgan" else mlp_generator(m)
+    conditional = m.get("classes", 0) > 0
+    if conditional != (len(sys.argv) == 5):
+        sys.exit("a conditional G takes LABELS.npy, an unconditional one none")
+    if conditional:
+        g = ConditionalGenerator(m)
+    else:
+        g = dcgan_generator(m) if m.get("arch", "mlp") == "dcgan" else mlp_generator(m)
     prefix = "G_ema." if any(k.startswith("G_ema.") for k in tensors) else "G."
     state = {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in tensors.items() if k.startswith(prefix)}
     # PyTorch's batch-norm step counter is not a tensor of shadergan's; it is unused in eval mode.
@@ -113,7 +140,11 @@ def main():
     g.eval()
     z = torch.from_numpy(np.load(z_path).astype(np.float32))
     with torch.no_grad():
-        y = g(z).reshape(z.shape[0], -1).numpy()
+        if conditional:
+            labels = torch.from_numpy(np.load(sys.argv[4]).astype(np.int64).reshape(-1))
+            y = g(z, labels).reshape(z.shape[0], -1).numpy()
+        else:
+            y = g(z).reshape(z.shape[0], -1).numpy()
     values = (y - np.float32(cfg["data_shift"])) / np.float32(cfg["data_scale"])
     if cfg.get("data_u8", False):
         values = np.clip(np.round(values), 0, 255).astype(np.uint8)

@@ -8,6 +8,11 @@
 //                 (0, 1) into normals 4q, 4q+1 (cos, sin) and words (2, 3) into 4q+2, 4q+3:
 //                 u1 = ((w_a >> 8) + 1) / 2^24 in (0, 1], u2 = (w_b >> 8) / 2^24 in [0, 1),
 //                 r = sqrt(-2 ln u1), z = (r cos 2 pi u2, r sin 2 pi u2).
+//                 With p.dim > 0 the values are rows of p.dim placed in wider rows: value i goes
+//                 to row i / dim, column p.src_col + i % dim of rows of p.src_stride values (a
+//                 conditional G's input, whose other columns hold the class embedding), and each
+//                 stream spans len / dim * src_stride values; p.dim = 0 packs them (out_off +
+//                 k len + i).
 //   gather_u8     out[r, c] = data[idx(r), src_col + c] * scale + shift, c < dim, for a batch of
 //   gather_f32    p.rows rows, with data (N, src_stride or dim) the resident data set (u8 packed
 //                 four to a word, little-endian; or f32), bound one chunk at a time: the binding
@@ -49,7 +54,7 @@ struct RandomParams {
     seed_hi: u32,
     out_off: u32,
     rows: u32,             // gather: batch rows
-    dim: u32,              // gather: features per sample
+    dim: u32,              // gather: features per sample; noise: values per row (0: packed)
     n: u32,                // gather: samples in the data set
     steps_per_epoch: u32,  // gather: floor(n / rows)
     half_bits: u32,        // gather: Feistel half width, 2 * half_bits >= bits(n - 1)
@@ -57,8 +62,8 @@ struct RandomParams {
     shift: f32,            // dropout: the rate
     sub_steps: u32,        // gather: D updates per step (0 = 1); counter = step * sub_steps + sub_index
     sub_index: u32,
-    src_stride: u32,       // gather: values per data row (0 = dim)
-    src_col: u32,          // gather: first column read from each data row
+    src_stride: u32,       // gather: values per data row (0 = dim); noise: per output row
+    src_col: u32,          // gather: first column read from each data row; noise: written
     row_lo: u32,           // gather: the first data row the bound chunk holds
     row_hi: u32,           // gather: one past its last (0 = n: the whole data set)
     streams: u32,    // noise_normal, random_labels: consecutive streams from p.stream, p.len values each (0: one)
@@ -90,7 +95,7 @@ fn noise_normal(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
         return;
     }
     let w = philox4x32(vec4<u32>(q, state.step, p.stream + k, 0u), vec2<u32>(p.seed_lo, p.seed_hi));
-    let base = p.out_off + k * p.len;
+    let base = p.out_off + k * noise_span();
     for (var h = 0u; h < 2u; h++) {
         let u1 = f32((w[2u * h] >> 8u) + 1u) * INV_2_24;
         let u2 = f32(w[2u * h + 1u] >> 8u) * INV_2_24;
@@ -98,12 +103,28 @@ fn noise_normal(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
         let theta = TWO_PI * u2;
         let i = q * 4u + 2u * h;
         if (i < p.len) {
-            out[base + i] = r * cos(theta);
+            out[base + noise_place(i)] = r * cos(theta);
         }
         if (i + 1u < p.len) {
-            out[base + i + 1u] = r * sin(theta);
+            out[base + noise_place(i + 1u)] = r * sin(theta);
         }
     }
+}
+
+// Where noise value i of a stream goes from the stream's start (see noise_normal).
+fn noise_place(i: u32) -> u32 {
+    if (p.dim == 0u) {
+        return i;
+    }
+    return (i / p.dim) * p.src_stride + p.src_col + i % p.dim;
+}
+
+// The values one stream spans.
+fn noise_span() -> u32 {
+    if (p.dim == 0u) {
+        return p.len;
+    }
+    return (p.len / p.dim) * p.src_stride;
 }
 
 @compute @workgroup_size(256)

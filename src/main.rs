@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use shadergan::commands::generate::GenerateRequest;
+use shadergan::commands::generate::{Classes, GenerateRequest};
 use shadergan::config::{Given, Precision, RunOptions};
 use shadergan::data::source::DataOptions;
 use shadergan::data::toy::Toy;
@@ -90,7 +90,7 @@ enum ClassifierCommand {
 struct ClassifierTrainArgs {
     /// Training images: a .npy like `train` takes (e.g. MNIST's uint8 (60000, 784)).
     images: PathBuf,
-    /// Their labels: a .npy of shape (N,), uint8 class indices from 0.
+    /// Their labels: a .npy of shape (N,), integer class indices from 0.
     labels: PathBuf,
     /// Held-out images, scored after every epoch (the accuracy is stored in the file).
     #[arg(long, requires = "test_labels")]
@@ -229,7 +229,7 @@ struct GenerateArgs {
     /// A checkpoint written by `train` (e.g. runs/001/checkpoints/step_002000.safetensors), or a
     /// run folder (runs/001: its latest checkpoint).
     checkpoint: PathBuf,
-    /// How many samples (ignored with --z).
+    /// How many samples (of each class with --classes; ignored with --z and --labels).
     #[arg(long, default_value_t = 64)]
     n: usize,
     /// Output .npy: uint8 (N, D) for image data, float32 otherwise.
@@ -245,6 +245,18 @@ struct GenerateArgs {
     seed: u64,
     #[arg(long, value_enum, default_value = "auto")]
     backend: Backend,
+    /// A conditional run's generator: every sample of this class (its name, e.g. a class
+    /// folder's, or its index) [default: sample i of class i mod the number of classes].
+    #[arg(long, conflicts_with_all = ["classes", "labels"])]
+    class: Option<String>,
+    /// A conditional run's generator: the same --n latent vectors (or --z rows) for each of these
+    /// classes in turn, comma-separated (--n 8 --grid: one row per class).
+    #[arg(long, value_delimiter = ',', conflicts_with = "labels")]
+    classes: Vec<String>,
+    /// A conditional run's generator: the class of each sample, a .npy of integers (N,); N
+    /// samples (--n is ignored), or one per --z row.
+    #[arg(long, value_name = "FILE.npy")]
+    labels: Option<PathBuf>,
 }
 
 /// `--threads`: the CPU backend's pool size, set before anything starts it.
@@ -311,13 +323,20 @@ fn generate(args: GenerateArgs) -> Result<()> {
         z: args.z,
         seed: args.seed,
         backend: args.backend,
+        classes: match (args.class, args.classes.is_empty(), args.labels) {
+            (Some(k), _, _) => Some(Classes::One(k)),
+            (None, false, _) => Some(Classes::Each(args.classes)),
+            (None, true, Some(f)) => Some(Classes::File(f)),
+            (None, true, None) => None,
+        },
     };
     if req.out.is_none() && req.grid.is_none() {
         return Err(Error::input("nothing to write: pass --out samples.npy and/or --grid grid.png"));
     }
     let g = shadergan::commands::generate::generate(&req)?;
     let to: Vec<String> = out.iter().chain(&grid).map(|p| p.display().to_string()).collect();
-    eprintln!("generated {} samples of {} values each: {}", g.n, g.dim, to.join(", "));
+    let classes = g.class_names.map_or(String::new(), |c| format!(" (classes: {c})"));
+    eprintln!("generated {} samples of {} values each{classes}: {}", g.n, g.dim, to.join(", "));
     Ok(())
 }
 

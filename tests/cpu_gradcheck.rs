@@ -25,9 +25,10 @@ struct Layer {
     b_off: usize,
 }
 
-/// The linear layers of an MLP, from its tensor table: `hidden` after each but the last.
+/// The linear layers of an MLP, from its tensor table: `hidden` after each but the last (a
+/// conditional model's class embeddings, `embed.weight`, left out).
 fn layers(net: &Net, hidden: Activation, output: Activation) -> Vec<Layer> {
-    let t = net.tensors();
+    let t: Vec<_> = net.tensors().into_iter().filter(|t| !t.name.starts_with("embed.")).collect();
     let n = t.len() / 2;
     (0..n)
         .map(|i| Layer {
@@ -65,7 +66,13 @@ fn mlp(layout: &[Layer], p: &[f64], x: &[f64], rows: usize) -> Vec<f64> {
 }
 
 fn mlp_drop(layout: &[Layer], p: &[f64], x: &[f64], rows: usize, drop: Drop) -> Vec<f64> {
+    mlp_phi(layout, p, x, rows, drop).1
+}
+
+/// [`mlp_drop`], also returning the last layer's input (a projection D's phi).
+fn mlp_phi(layout: &[Layer], p: &[f64], x: &[f64], rows: usize, drop: Drop) -> (Vec<f64>, Vec<f64>) {
     let mut h = x.to_vec();
+    let mut phi = vec![];
     let n_layers = layout.len();
     for (li, l) in layout.iter().enumerate() {
         let mut y = vec![0.0; rows * l.fan_out];
@@ -85,9 +92,9 @@ fn mlp_drop(layout: &[Layer], p: &[f64], x: &[f64], rows: usize, drop: Drop) -> 
                 }
             }
         }
-        h = y;
+        phi = std::mem::replace(&mut h, y);
     }
-    h
+    (phi, h)
 }
 
 /// Mean BCE-with-logits against label y.
@@ -269,5 +276,176 @@ fn hinge_and_spectral_norm_gradients_match_finite_differences() {
         .unwrap();
         cfg.g_ema = 0.0;
         check(cfg, data.clone());
+    }
+}
+
+/// A conditional model's f64 forward passes: G reads concat(E_G[y], z); D's logit gets
+/// <E_D[y], phi> added (the projection head), with E_D spectrally normalised when D is.
+struct Conditional {
+    classes: usize,
+    g_embed: usize,
+    d_embed: usize,
+}
+
+impl Conditional {
+    fn of(g: &Net, d: &Net, classes: usize) -> Self {
+        let off = |n: &Net| n.tensors().into_iter().find(|t| t.name.starts_with("embed.")).expect("an embedding").off;
+        Conditional { classes, g_embed: off(g), d_embed: off(d) }
+    }
+
+    fn g(&self, gl: &[Layer], gp: &[f64], z: &[f64], labels: &[usize]) -> Vec<f64> {
+        let (e, latent) = (self.classes, z.len() / labels.len());
+        let input: Vec<f64> = labels
+            .iter()
+            .enumerate()
+            .flat_map(|(r, &y)| {
+                let embed = gp[self.g_embed + y * e..self.g_embed + (y + 1) * e].to_vec();
+                embed.into_iter().chain(z[r * latent..(r + 1) * latent].iter().copied())
+            })
+            .collect();
+        mlp(gl, gp, &input, labels.len())
+    }
+
+    fn d(&self, dl: &[Layer], dp: &[f64], x: &[f64], labels: &[usize], drop: Drop) -> Vec<f64> {
+        let (phi, mut logits) = mlp_phi(dl, dp, x, labels.len(), drop);
+        let k = phi.len() / labels.len();
+        for (r, &y) in labels.iter().enumerate() {
+            let e = &dp[self.d_embed + y * k..self.d_embed + (y + 1) * k];
+            logits[r] += e.iter().zip(&phi[r * k..(r + 1) * k]).map(|(a, b)| a * b).sum::<f64>();
+        }
+        logits
+    }
+}
+
+/// [`check`] for a conditional model: the fakes' classes from the labels stream of each update,
+/// the reals' from the data.
+fn check_conditional(cfg: TrainConfig, data: Arc<Dataset>) {
+    let b = cfg.batch_size;
+    let mut zero_lr = cfg.clone();
+    zero_lr.lr = 0.0;
+    let mut t = common::cpu_trainer(&zero_lr, &data, true);
+    let start = t.snapshot().unwrap();
+    t.train(1).unwrap();
+    let after = t.snapshot().unwrap();
+    let d_grad = t.exec.read(t.program.d.grads).unwrap();
+    let g_grad = t.exec.read(t.program.g.grads).unwrap();
+
+    let key = rng::seed_words(cfg.seed);
+    let (latent, classes) = (cfg.model.latent_dim, cfg.model.classes);
+    let (mut zd, mut zg) = (vec![0f32; b * latent], vec![0f32; b * latent]);
+    rng::normals(key, 0, rng::STREAM_D, rng::PURPOSE_NOISE, &mut zd);
+    rng::normals(key, 0, rng::STREAM_G, rng::PURPOSE_NOISE, &mut zg);
+    let fake_labels = |stream: u32| -> Vec<usize> {
+        (0..b as u32).map(|i| rng::random_class(key, 0, stream, i, classes as u32) as usize).collect()
+    };
+    let (yd, yg) = (fake_labels(rng::STREAM_D), fake_labels(rng::STREAM_G));
+    let rows: Vec<usize> =
+        (0..b as u32).map(|r| rng::batch_row_source(cfg.seed, 0, r, b as u32, data.n as u32) as usize).collect();
+    let ids = &data.classes.as_ref().unwrap().ids;
+    let y_real: Vec<usize> = rows.iter().map(|&r| ids[r] as usize).collect();
+    let real: Vec<f64> = rows
+        .iter()
+        .flat_map(|&row| (0..data.dim).map(move |c| (row, c)))
+        .map(|(row, c)| (data.get(row, c) * cfg.data_scale + cfg.data_shift) as f64)
+        .collect();
+    let (zd, zg) = (to64(&zd), to64(&zg));
+    let m = &cfg.model;
+    let gl = layers(&t.program.g_net, m.g_activation, m.g_output);
+    let dl = layers(&t.program.d_net, m.d_activation, Activation::Identity);
+    let c = Conditional::of(&t.program.g_net, &t.program.d_net, classes);
+    let (gp, dp) = (to64(&start.g.params), to64(&start.d.params));
+    let (rate, loss, real_label) = (cfg.d_dropout, cfg.loss, cfg.real_label as f64);
+    let drop = |pass: u32, row0: usize| (rate > 0.0).then_some((cfg.seed, pass, rate, row0));
+    let sn = cfg.model.d_norm == DNorm::Spectral;
+    let d_net = &t.program.d_net;
+    let d_weights = |dp: &[f64], state: &[f32]| if sn { spectral(d_net, dp, state) } else { dp.to_vec() };
+    let d_loss = |dp: &[f64]| {
+        let dp = d_weights(dp, &start.d.state);
+        let fake = c.g(&gl, &gp, &zd, &yd);
+        loss_of(loss, &c.d(&dl, &dp, &real, &y_real, drop(0, 0)), real_label, false)
+            + loss_of(loss, &c.d(&dl, &dp, &fake, &yd, drop(0, b)), 0.0, false)
+    };
+    let dp_g = d_weights(&dp, &after.d.state);
+    let g_loss = |gp: &[f64]| loss_of(loss, &c.d(&dl, &dp_g, &c.g(&gl, gp, &zg, &yg), &yg, drop(1, 0)), 1.0, true);
+    // The embeddings' rows of classes no sample drew get exactly 0 (but through sigma, under
+    // spectral normalisation, every row of D's has a gradient).
+    let plain = [true, !sn];
+    for ((name, grad, off, k), _) in
+        [("G", &g_grad, c.g_embed, classes), ("D", &d_grad, c.d_embed, dl.last().unwrap().fan_in)]
+            .into_iter()
+            .zip(plain)
+            .filter(|(_, plain)| *plain)
+    {
+        let drawn: Vec<usize> = if name == "G" {
+            yd.iter().chain(&yg).copied().collect()
+        } else {
+            yd.iter().chain(&y_real).copied().collect()
+        };
+        for class in (0..classes).filter(|y| !drawn.contains(y)) {
+            assert!(grad[off + class * k..off + (class + 1) * k].iter().all(|&g| g == 0.0), "{name}: class {class}");
+        }
+    }
+    let h = 1e-6;
+    for (name, params, analytic, loss) in
+        [("D", &dp, &d_grad, &d_loss as &dyn Fn(&[f64]) -> f64), ("G", &gp, &g_grad, &g_loss as &dyn Fn(&[f64]) -> f64)]
+    {
+        let mut p = params.clone();
+        for i in 0..p.len() {
+            let orig = p[i];
+            p[i] = orig + h;
+            let up = loss(&p);
+            p[i] = orig - h;
+            let down = loss(&p);
+            p[i] = orig;
+            let numeric = (up - down) / (2.0 * h);
+            let a = analytic[i] as f64;
+            assert!(
+                (a - numeric).abs() <= 2e-5 + 2e-3 * numeric.abs(),
+                "conditional {name} parameter {i}: analytic {a} vs finite difference {numeric} ({:?}, {:?})",
+                cfg.model.d_norm,
+                cfg.loss
+            );
+        }
+    }
+}
+
+/// A conditional GAN (G's class embedding, D's projection head) end to end: every parameter of
+/// both networks, embeddings included, with dropout, the hinge loss and spectral norm (which
+/// normalises the projection's embedding too).
+#[test]
+fn conditional_gradients_match_finite_differences() {
+    let vals: Vec<f32> = (0..12 * 5).map(|i| ((i * 37 % 101) as f32) / 100.0).collect();
+    let mut d = Dataset::from_f32(12, 5, vals).unwrap();
+    let classes = 4;
+    d.classes = Some(shadergan::data::labels::ClassLabels {
+        ids: (0..12).map(|i| (i * 5 % classes) as u8).collect(),
+        names: shadergan::data::labels::index_names(classes),
+    });
+    let data = Arc::new(d);
+    for (loss, d_norm, dropout) in [
+        (Loss::Bce, None, 0.0),
+        (Loss::Bce, None, 0.3),
+        (Loss::Hinge, Some(DNorm::Spectral), 0.3),
+        (Loss::Bce, Some(DNorm::Spectral), 0.0),
+    ] {
+        let mut cfg = TrainOptions {
+            latent_dim: Some(3),
+            g_hidden: vec![4],
+            d_hidden: vec![6, 4],
+            g_activation: Some(Activation::LeakyRelu),
+            d_activation: Some(Activation::LeakyRelu),
+            g_output: Some(Activation::Tanh),
+            batch_size: Some(5),
+            d_dropout: Some(dropout),
+            loss: Some(loss),
+            d_norm,
+            conditional: true,
+            seed: 7,
+            ..Default::default()
+        }
+        .resolve_with_classes(&data, None, Some(&data.classes.as_ref().unwrap().names))
+        .unwrap();
+        cfg.g_ema = 0.0;
+        check_conditional(cfg, data.clone());
     }
 }

@@ -61,7 +61,7 @@ fn eval_samples_file(req: &EvalRequest) -> Result<Value> {
     };
     let rows = scorer.rows().min(samples.n);
     let images = crate::programs::classifier::rows_f32(&samples, 0..rows);
-    let mut v = scorer.score(&images, rows, 0)?.json;
+    let mut v = scorer.score(&images, rows, 0, None)?.json;
     v["samples_file"] = json!(name);
     Ok(v)
 }
@@ -109,6 +109,31 @@ fn check_samples_fit(name: &str, samples: &Dataset, real: &Dataset, real_path: &
     Ok(())
 }
 
+/// The data of a checkpoint's evaluation, with its classes when the generator is conditional
+/// (they judge it class by class, and must be the checkpoint's); `--labels` is refused for an
+/// unconditional one.
+fn classes_for(loaded: source::Loaded, cfg: &crate::config::TrainConfig, opts: &DataOptions) -> Result<Dataset> {
+    if cfg.model.classes == 0 {
+        if opts.labels.is_some() {
+            return Err(Error::input(
+                "--labels gives the classes of a conditional run's data; this generator is not conditional",
+            ));
+        }
+        return Ok(loaded.data);
+    }
+    let classes = loaded.class_labels()?;
+    if classes.names != cfg.class_names {
+        return Err(Error::input(format!(
+            "the data's classes ({}) are not the checkpoint's ({})",
+            classes.names.join(", "),
+            cfg.class_names.join(", ")
+        )));
+    }
+    let mut data = loaded.data;
+    data.classes = Some(classes);
+    Ok(data)
+}
+
 /// Evaluates a checkpoint's generator (or a .npy of generated images); returns the JSON `train`
 /// would write to eval.json.
 pub fn eval(req: &EvalRequest) -> Result<Value> {
@@ -128,15 +153,17 @@ pub fn eval(req: &EvalRequest) -> Result<Value> {
         run_data.and_then(|d| d.toy.as_deref()).and_then(|t| <Toy as clap::ValueEnum>::from_str(t, true).ok())
     });
     let run_root = RunDir::root_of(&ckpt_path);
-    let data = match (toy, &req.data) {
-        (Some(t), _) => t.dataset(cfg.seed, toy::TOY_SAMPLES)?,
-        (None, Some(p)) => source::load(Some(p), &req.data_options, Some(&run_root), false)?.data,
+    let loaded = match (toy, &req.data) {
+        (Some(t), _) => source::Loaded::plain(t.dataset(cfg.seed, toy::TOY_SAMPLES)?, format!("toy:{}", t.name())),
+        (None, Some(p)) => source::load(Some(p), &req.data_options, Some(&run_root), false)?,
         (None, None) => match run_data {
-            Some(d) if d.path == crate::data::assets::DEFAULT_DATA_NAME => crate::data::assets::default_dataset()?,
+            Some(d) if d.path == crate::data::assets::DEFAULT_DATA_NAME => {
+                source::load(None, &DataOptions::default(), None, false)?
+            }
             // The file or folder as the run read it (a folder through the run's image cache).
             Some(d) => {
-                let opts = DataOptions::recorded(d.layout, d.folder.as_ref())?;
-                source::load(Some(Path::new(&d.path)), &opts, Some(&run_root), false)?.data
+                let opts = DataOptions::recorded(d.layout, d.labels.as_deref(), d.folder.as_ref())?;
+                source::load(Some(Path::new(&d.path)), &opts, Some(&run_root), false)?
             }
             None => {
                 return Err(Error::input(format!(
@@ -146,6 +173,7 @@ pub fn eval(req: &EvalRequest) -> Result<Value> {
             }
         },
     };
+    let data = classes_for(loaded, &cfg, &req.data_options)?;
     if data.dim != cfg.model.data_dim {
         let what = if toy.is_some() { "eval --toy needs a model of 2-D samples" } else { "the data does not fit" };
         return Err(Error::input(format!(

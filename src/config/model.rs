@@ -187,6 +187,16 @@ pub struct ModelConfig {
     /// `image`, which MLP configs then carry too.
     #[serde(default, skip_serializing_if = "AugmentPolicy::is_none")]
     pub augment: AugmentPolicy,
+    /// `--conditional`: the number of classes G is asked for and D told (0: unconditional, as
+    /// every config written before it). G joins a learned class embedding (classes x
+    /// [`ModelConfig::g_embed_dim`]) to z; D is a projection discriminator
+    /// (`nn::ProjectionHead`). See docs/conditional.md.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub classes: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 fn one() -> usize {
@@ -232,9 +242,10 @@ impl ModelConfig {
             return self.validate_dcgan();
         }
         let d_input = self.data_dim.checked_mul(self.pack);
-        for (name, input, hidden, output) in
-            [("G", Some(self.latent_dim), &self.g_hidden, Some(self.data_dim)), ("D", d_input, &self.d_hidden, Some(1))]
-        {
+        for (name, input, hidden, output) in [
+            ("G", Some(self.g_input_dim()), &self.g_hidden, Some(self.data_dim)),
+            ("D", d_input, &self.d_hidden, Some(1)),
+        ] {
             let count = input.zip(output).and_then(|(i, o)| mlp_param_count(i, hidden, o));
             match count {
                 Some(n) if n <= MAX_PARAMS => {}
@@ -299,8 +310,26 @@ impl ModelConfig {
         if half {
             layers.push(("cast".into(), Box::new(Cast { features: self.latent_dim, to_f16: true })));
         }
-        layers.extend(nn::mlp(self.latent_dim, &self.g_hidden, self.data_dim, self.g_activation, self.g_output, 0.0));
+        let input = self.g_input_dim();
+        if self.classes > 0 {
+            let embed = nn::Embedding { classes: self.classes, dim: self.g_embed_dim(), row: input };
+            layers.push(("embed".into(), Box::new(embed)));
+        }
+        layers.extend(nn::mlp(input, &self.g_hidden, self.data_dim, self.g_activation, self.g_output, 0.0));
         Net::new("G", NET_G, layers)
+    }
+
+    /// A conditional G's class embedding width: the number of classes, as PyTorch-GAN's cgan.py
+    /// (`nn.Embedding(n_classes, n_classes)`). The embedding only feeds G's first linear layer,
+    /// whose product with it can place each class's C vectors anywhere once the width is C, so a
+    /// wider one would add parameters, not expressiveness. 0 for an unconditional G.
+    pub fn g_embed_dim(&self) -> usize {
+        self.classes
+    }
+
+    /// Values per row of G's input: the class embedding, then z.
+    pub fn g_input_dim(&self) -> usize {
+        self.g_embed_dim() + self.latent_dim
     }
 
     /// D: pack x data -> hidden... -> 1 logit, `d_activation` on the hidden layers, then
@@ -322,6 +351,12 @@ impl ModelConfig {
             dropout,
             spectral,
         ));
+        if self.classes > 0 {
+            // The projection head in place of the last linear layer, under its name.
+            let (name, last) = layers.pop().expect("an MLP has a last layer");
+            let fan_in = last.in_features();
+            layers.push((name, Box::new(nn::ProjectionHead { fan_in, classes: self.classes, spectral })));
+        }
         if half {
             layers.push(("logits".into(), Box::new(Cast { features: 1, to_f16: false })));
         }
@@ -571,6 +606,7 @@ mod tests {
             g_fc_hidden: 0,
             d_fc_hidden: 0,
             augment: AugmentPolicy::default(),
+            classes: 0,
         }
     }
 
@@ -622,6 +658,7 @@ mod dcgan_tests {
             g_fc_hidden: 0,
             d_fc_hidden: 0,
             augment: AugmentPolicy::default(),
+            classes: 0,
         }
     }
 

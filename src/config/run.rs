@@ -40,6 +40,10 @@ pub struct DataInfo {
     /// `--cache`), so that resume and eval read it the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folder: Option<FolderInfo>,
+    /// The `--labels` file of a conditional run on a .npy (the class names are the training
+    /// config's `class_names`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -111,6 +111,11 @@ pub struct TrainConfig {
     /// D's and G's losses; configs written before `--loss` trained with BCE.
     #[serde(default)]
     pub loss: Loss,
+    /// `--conditional`: the name of each class, class index order (an image folder's
+    /// subfolders, sorted; "0", "1", ... for a label file); as many as `model.classes`. Empty for
+    /// an unconditional run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
 }
 
 /// Hidden layer sizes of both networks, unless the data is images.
@@ -195,20 +200,46 @@ impl TrainOptions {
     }
 
     /// The configuration for `data`, with the defaults of its kind: images (data in [0, 1]), a
-    /// `--toy` data set, or other data; flags given win.
+    /// `--toy` data set, or other data; flags given win. `--conditional` needs the classes:
+    /// see [`TrainOptions::resolve_with_classes`].
     pub fn resolve_for(&self, data: &Dataset, toy: Option<Toy>) -> Result<TrainConfig> {
+        self.resolve_with_classes(data, toy, None)
+    }
+
+    /// [`TrainOptions::resolve_for`] for data whose samples have classes of these names (their
+    /// labels, `data::labels`), which `--conditional` needs and conditions on.
+    pub fn resolve_with_classes(
+        &self,
+        data: &Dataset,
+        toy: Option<Toy>,
+        classes: Option<&[String]>,
+    ) -> Result<TrainConfig> {
+        let mut cfg = self.resolve_unconditional(data, toy)?;
+        if self.conditional {
+            let Some(names) = classes else {
+                return Err(Error::input(
+                    "--conditional needs labelled data: an image folder with class subfolders, a .npy with \
+                     --labels FILE.npy, or the built-in digits",
+                ));
+            };
+            cfg.model.classes = names.len();
+            cfg.class_names = names.to_vec();
+        }
+        cfg.validate(data.n)?;
+        Ok(cfg)
+    }
+
+    fn resolve_unconditional(&self, data: &Dataset, toy: Option<Toy>) -> Result<TrainConfig> {
         let arch = self.arch_for(data, toy);
         if arch == Arch::Mlp && self.d_norm == Some(DNorm::Batch) {
             return Err(Error::input(
                 "--d-norm batch is for --arch dcgan (the MLP's D has no batch norm); the MLP takes none or spectral",
             ));
         }
-        let cfg = match arch {
+        Ok(match arch {
             Arch::Mlp => self.resolve_mlp(data, toy),
             Arch::Dcgan => self.resolve_dcgan(data, toy)?,
-        };
-        cfg.validate(data.n)?;
-        Ok(cfg)
+        })
     }
 
     /// `--arch dcgan`: the recipe's activations (ReLU in G, leaky ReLU in D, tanh out) on images
@@ -310,6 +341,8 @@ impl TrainOptions {
                 g_fc_hidden: 0,
                 d_fc_hidden: 0,
                 augment: self.augment.unwrap_or_default(),
+                // Set by `resolve_with_classes` from the data's labels.
+                classes: 0,
             },
             batch_size: self.batch_size_for(toy),
             seed: self.seed,
@@ -336,6 +369,7 @@ impl TrainOptions {
             image: data.image(),
             layout: data.layout,
             loss: self.loss.unwrap_or_default(),
+            class_names: vec![],
         }
     }
 }
@@ -433,6 +467,45 @@ impl TrainConfig {
             if !(0.0..1.0).contains(&b) {
                 return Err(Error::input(format!("{name} must be in [0, 1), not {b}")));
             }
+        }
+        self.validate_conditional()
+    }
+
+    /// What `--conditional` takes so far, each refusal one line.
+    fn validate_conditional(&self) -> Result<()> {
+        let m = &self.model;
+        if m.classes == 0 {
+            return Ok(());
+        }
+        if self.class_names.len() != m.classes {
+            return Err(Error::input(format!(
+                "{} class names for {} classes; the configuration is inconsistent",
+                self.class_names.len(),
+                m.classes
+            )));
+        }
+        if !(2..=crate::data::MAX_CLASSES).contains(&m.classes) {
+            return Err(Error::input(format!(
+                "--conditional needs 2 to {} classes, not {}",
+                crate::data::MAX_CLASSES,
+                m.classes
+            )));
+        }
+        if m.arch == Arch::Dcgan {
+            return Err(Error::input(
+                "--conditional trains --arch mlp so far (the DCGAN's conditional batch norm is not built yet); \
+                 pass --arch mlp",
+            ));
+        }
+        if self.precision == Precision::F16 {
+            return Err(Error::input("--conditional trains in f32; leave out --precision f16"));
+        }
+        if m.pack > 1 {
+            return Err(Error::input(format!(
+                "--conditional takes --pack 1, not {}: a packed group of real samples would mix classes, \
+                 and D's projection judges one class per row",
+                m.pack
+            )));
         }
         Ok(())
     }

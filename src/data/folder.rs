@@ -96,6 +96,10 @@ pub struct FolderImages {
     pub pixels: Vec<u8>,
     /// The file of each row, in row order.
     pub files: Vec<PathBuf>,
+    /// The folder as the walk that found `files` was given it (they start with it): their
+    /// class subfolders are what follows (`data::labels::folder_classes`). None in a cache made
+    /// before it was recorded.
+    pub root: Option<PathBuf>,
     /// With `skip_bad`: each file skipped and why.
     pub skipped: Vec<(PathBuf, String)>,
     /// What the array was made from; the cache compares it with the folder now.
@@ -145,7 +149,8 @@ pub fn load_image_folder(dir: &Path, opts: &FolderOptions) -> Result<FolderImage
     bar.finish_and_clear();
     require_some(dir, files.len(), &skipped)?;
     let Plan { height, width, channels, .. } = plan;
-    Ok(FolderImages { n: files.len(), height, width, channels, pixels, files, skipped, source })
+    let root = Some(dir.to_path_buf());
+    Ok(FolderImages { n: files.len(), height, width, channels, pixels, files, root, skipped, source })
 }
 
 fn check_options(opts: &FolderOptions) -> Result<()> {
@@ -697,6 +702,9 @@ struct CacheMeta {
     width: usize,
     channels: usize,
     files: Vec<String>,
+    /// The folder the walk was given (caches written before it was recorded lack it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    root: Option<String>,
     skipped: Vec<(String, String)>,
 }
 
@@ -798,6 +806,7 @@ impl CacheMeta {
             width: images.width,
             channels: images.channels,
             files: images.files.iter().map(|p| text(p)).collect(),
+            root: images.root.as_deref().map(text),
             skipped: images.skipped.iter().map(|(p, why)| (text(p), why.clone())).collect(),
         }
     }
@@ -851,6 +860,7 @@ pub fn load_cache(cache: &Path) -> Result<FolderImages> {
         channels,
         pixels: Vec::new(),
         files: meta.files.iter().map(PathBuf::from).collect(),
+        root: meta.root.map(PathBuf::from),
         skipped: meta.skipped.into_iter().map(|(p, why)| (PathBuf::from(p), why)).collect(),
         source,
     };

@@ -4,6 +4,7 @@
 
 pub mod assets;
 pub mod folder;
+pub mod labels;
 pub mod npy;
 pub mod source;
 pub mod toy;
@@ -97,6 +98,9 @@ pub struct Dataset {
     pub layout: Option<Layout>,
     /// Image geometry: see [`Dataset::image`].
     image: Option<ImageShape>,
+    /// The class of each sample, for a conditional run (`--conditional`; `labels`); None
+    /// otherwise.
+    pub classes: Option<labels::ClassLabels>,
 }
 
 impl Dataset {
@@ -122,7 +126,16 @@ impl Dataset {
     /// Flat samples: an image of one channel when `dim` is a square > 1 and the values lie in
     /// [0, 1] (MNIST as (N, 784)).
     fn flat(n: usize, dim: usize, values: DataValues, dtype: &str) -> Self {
-        let mut d = Dataset { n, dim, sample_shape: vec![dim], values, dtype: dtype.into(), layout: None, image: None };
+        let mut d = Dataset {
+            n,
+            dim,
+            sample_shape: vec![dim],
+            values,
+            dtype: dtype.into(),
+            layout: None,
+            image: None,
+            classes: None,
+        };
         let s = dim.isqrt();
         if s > 1 && s * s == dim && d.is_unit_range() {
             d.image = Some(ImageShape::gray(s, s));
@@ -146,7 +159,7 @@ impl Dataset {
         };
         check_len(n, shape.values(), len)?;
         let dim = shape.values();
-        Ok(Dataset { n, dim, sample_shape, values, dtype: dtype.into(), layout, image: Some(shape) })
+        Ok(Dataset { n, dim, sample_shape, values, dtype: dtype.into(), layout, image: Some(shape), classes: None })
     }
 
     /// A folder's images, (N, H, W, C) u8 as the loader returns them: their pixels are taken
@@ -160,7 +173,7 @@ impl Dataset {
     }
 
     /// The first `n` samples (all of them when there are fewer), with the same shape, dtype,
-    /// layout and image geometry.
+    /// layout, image geometry and classes.
     pub fn first(&self, n: usize) -> Dataset {
         let n = n.min(self.n);
         let values = match &self.values {
@@ -175,6 +188,10 @@ impl Dataset {
             dtype: self.dtype.clone(),
             layout: self.layout,
             image: self.image,
+            classes: self
+                .classes
+                .as_ref()
+                .map(|c| labels::ClassLabels { ids: c.ids[..n].to_vec(), names: c.names.clone() }),
         }
     }
 

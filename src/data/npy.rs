@@ -55,39 +55,162 @@ pub fn load_npy_with(path: &Path, layout: Option<Layout>) -> Result<Dataset> {
         crate::bail_input!("{name}: not a regular file");
     }
     let bytes = std::fs::read(path).map_err(user_error)?;
-    parse_npy(&bytes, &name, false, layout)
+    parse_npy(&bytes, &name, layout)
 }
 
 /// Same, from bytes in memory (`name` appears in error messages).
 pub fn load_npy_bytes(bytes: &[u8], name: &str) -> Result<Dataset> {
-    parse_npy(bytes, name, false, None)
+    parse_npy(bytes, name, None)
 }
 
 /// Most classes a label file may name (labels are stored as bytes).
 pub const MAX_CLASSES: usize = 256;
 
-/// Loads class labels: a .npy of shape (N,) or (N, 1), uint8 or integral floats in [0, 255].
-pub fn load_labels(path: &Path) -> Result<Vec<u8>> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::input(format!("{name}: cannot read: {e}")))?;
-    let d = parse_npy(&bytes, &name, true, None)?;
-    match d.values {
-        DataValues::U8(v) => Ok(v),
-        DataValues::F32(v) => v
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| {
-                if x.fract() == 0.0 && (0.0..MAX_CLASSES as f32).contains(&x) {
-                    Ok(x as u8)
-                } else {
-                    Err(Error::input(format!("{name}: label {i} is {x}; labels must be integers from 0 to 255")))
-                }
-            })
-            .collect(),
+/// The values of a label file, as its dtype holds them: integers (any of NumPy's signed and
+/// unsigned widths, either byte order) or floats.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LabelValues {
+    Ints(Vec<i64>),
+    Floats(Vec<f64>),
+}
+
+/// A label file read: its values and its dtype's name ("int64", "float32", ...).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelArray {
+    pub values: LabelValues,
+    pub dtype: &'static str,
+}
+
+impl LabelArray {
+    pub fn len(&self) -> usize {
+        match &self.values {
+            LabelValues::Ints(v) => v.len(),
+            LabelValues::Floats(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-fn parse_npy(bytes: &[u8], name: &str, labels: bool, layout: Option<Layout>) -> Result<Dataset> {
+/// Reads a label file: a .npy of shape (N,) or (N, 1) of integers or floats, checked like a data
+/// file (prefix and sizes before any allocation sized by the header).
+pub fn read_label_array(path: &Path) -> Result<LabelArray> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Error::input(format!("{name}: cannot read: {e}")))?;
+    parse_label_array(&bytes, &name)
+}
+
+/// Loads class labels: a .npy of shape (N,) or (N, 1), integers or integral floats in [0, 255].
+pub fn load_labels(path: &Path) -> Result<Vec<u8>> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Error::input(format!("{name}: cannot read: {e}")))?;
+    parse_label_bytes(&bytes, &name)
+}
+
+/// [`load_labels`] from bytes in memory (`name` appears in error messages).
+pub fn parse_label_bytes(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
+    let a = parse_label_array(bytes, name)?;
+    let bad = |i: usize, x: &dyn Display| {
+        Error::input(format!("{name}: label {i} is {x}; labels must be integers from 0 to 255"))
+    };
+    match a.values {
+        LabelValues::Ints(v) => v.iter().enumerate().map(|(i, &x)| u8::try_from(x).map_err(|_| bad(i, &x))).collect(),
+        LabelValues::Floats(v) => {
+            v.iter()
+                .enumerate()
+                .map(|(i, &x)| {
+                    if x.fract() == 0.0 && (0.0..MAX_CLASSES as f64).contains(&x) {
+                        Ok(x as u8)
+                    } else {
+                        Err(bad(i, &x))
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+/// The dtypes a label file may have: (descriptors, name, bytes per value).
+const LABEL_DTYPES: [(&[&str], &str, usize); 10] = [
+    (&["|u1", "<u1", ">u1", "u1", "B"], "uint8", 1),
+    (&["|i1", "<i1", ">i1", "i1", "b"], "int8", 1),
+    (&["<u2", ">u2"], "uint16", 2),
+    (&["<i2", ">i2"], "int16", 2),
+    (&["<u4", ">u4"], "uint32", 4),
+    (&["<i4", ">i4"], "int32", 4),
+    (&["<u8", ">u8"], "uint64", 8),
+    (&["<i8", ">i8"], "int64", 8),
+    (&["<f4", ">f4"], "float32", 4),
+    (&["<f8", ">f8"], "float64", 8),
+];
+
+fn parse_label_array(bytes: &[u8], name: &str) -> Result<LabelArray> {
+    let fail = |msg: String| Error::input(format!("{name}: {msg}"));
+    let header_end = check_prefix(bytes).map_err(fail)?;
+    let header =
+        Header::from_reader(&mut bytes.get(..header_end).unwrap_or_default()).map_err(|e| fail(header_message(e)))?;
+    let descr = header.type_descriptor.as_string().map(String::as_str).unwrap_or("");
+    let Some(&(_, dtype, size)) = LABEL_DTYPES.iter().find(|(d, _, _)| d.contains(&descr)) else {
+        return Err(fail(format!(
+            "unsupported dtype {} for labels; give integers (uint8, int32, int64, ...)",
+            short(&header.type_descriptor)
+        )));
+    };
+    let shape = header.shape.clone();
+    let n = match shape.as_slice() {
+        [n] | [n, 1] => *n,
+        _ => {
+            let dims = shape.len();
+            return Err(fail(format!(
+                "unsupported {dims}-D shape {}; labels must have shape (N,) or (N, 1)",
+                python_tuple(&shape)
+            )));
+        }
+    };
+    if n == 0 {
+        return Err(fail(format!("shape {} has no labels (N = 0)", python_tuple(&shape))));
+    }
+    let data = bytes.get(header_end..).unwrap_or_default();
+    let expected =
+        n.checked_mul(size).ok_or_else(|| fail("the shape is too large: its byte count overflows".into()))?;
+    if data.len() != expected {
+        let what = if data.len() < expected { "truncated data" } else { "trailing bytes after the data" };
+        return Err(fail(format!(
+            "{what}: {n} labels of {dtype} need {expected} bytes after the header, {} are present",
+            data.len()
+        )));
+    }
+    // The byte count matches the shape, so allocating n values is bounded by the file.
+    let t = &header.type_descriptor;
+    let err = |e: ndarray_npy::ReadDataError| fail(format!("cannot decode the labels: {e}"));
+    let ints = |v: Vec<i64>| LabelValues::Ints(v);
+    let values = match dtype {
+        "uint8" => ints(u8::read_to_end_exact_vec(data, t, n).map_err(err)?.into_iter().map(i64::from).collect()),
+        "int8" => ints(i8::read_to_end_exact_vec(data, t, n).map_err(err)?.into_iter().map(i64::from).collect()),
+        "uint16" => ints(u16::read_to_end_exact_vec(data, t, n).map_err(err)?.into_iter().map(i64::from).collect()),
+        "int16" => ints(i16::read_to_end_exact_vec(data, t, n).map_err(err)?.into_iter().map(i64::from).collect()),
+        "uint32" => ints(u32::read_to_end_exact_vec(data, t, n).map_err(err)?.into_iter().map(i64::from).collect()),
+        "int32" => ints(i32::read_to_end_exact_vec(data, t, n).map_err(err)?.into_iter().map(i64::from).collect()),
+        // Past i64's range is past any class index anyway.
+        "uint64" => ints(
+            u64::read_to_end_exact_vec(data, t, n)
+                .map_err(err)?
+                .into_iter()
+                .map(|x| x.min(i64::MAX as u64) as i64)
+                .collect(),
+        ),
+        "int64" => ints(i64::read_to_end_exact_vec(data, t, n).map_err(err)?),
+        "float32" => LabelValues::Floats(
+            f32::read_to_end_exact_vec(data, t, n).map_err(err)?.into_iter().map(f64::from).collect(),
+        ),
+        _ => LabelValues::Floats(f64::read_to_end_exact_vec(data, t, n).map_err(err)?),
+    };
+    Ok(LabelArray { values, dtype })
+}
+
+fn parse_npy(bytes: &[u8], name: &str, layout: Option<Layout>) -> Result<Dataset> {
     let fail = |msg: String| Error::input(format!("{name}: {msg}"));
     let header_end = check_prefix(bytes).map_err(fail)?;
     let header =
@@ -103,14 +226,9 @@ fn parse_npy(bytes: &[u8], name: &str, labels: bool, layout: Option<Layout>) -> 
 
     let shape = header.shape.clone();
     let shape_str = python_tuple(&shape);
-    let accepted = if labels {
-        matches!(shape.as_slice(), [_] | [_, 1])
-    } else {
-        matches!(shape.as_slice(), [_, _] | [_, _, _] | [_, _, _, _])
-    };
+    let accepted = matches!(shape.as_slice(), [_, _] | [_, _, _] | [_, _, _, _]);
     let (Some((&n, rest)), true) = (shape.split_first(), accepted) else {
-        let expected = if labels { "labels must have shape (N,) or (N, 1)" } else { SHAPES };
-        return Err(fail(format!("unsupported {}-D shape {shape_str}; {expected}", shape.len())));
+        return Err(fail(format!("unsupported {}-D shape {shape_str}; {SHAPES}", shape.len())));
     };
     let sample_shape = rest.to_vec();
     if n == 0 {

@@ -18,19 +18,25 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::folder::{self, FolderImages, FolderOptions};
+use super::labels::{self, ClassLabels};
 use super::{assets, load_npy_with, Dataset, Layout};
 use crate::error::{Error, Result};
 
 /// The cache file's name in a run folder.
 pub const RUN_CACHE_NAME: &str = "data-cache.npy";
 
-/// How the data is read: flags of `train` and `eval`. Those after `layout` are for image folders.
+/// How the data is read: flags of `train` and `eval`. Those after `labels` are for image folders.
 #[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
 pub struct DataOptions {
     /// Where a 4-D .npy keeps its channels, for shapes that read both ways, e.g. (N, 3, 32, 3)
     /// [default: from the shape: a 1 or 3 on axis 1 is NCHW, on axis 3 NHWC].
     #[arg(long, value_enum)]
     pub layout: Option<Layout>,
+    /// --conditional with a .npy data file: the class of each sample, a .npy of integers (N,)
+    /// (class indices from 0). An image folder's classes are its subfolders; the built-in digits
+    /// have theirs built in.
+    #[arg(long, value_name = "FILE.npy")]
+    pub labels: Option<PathBuf>,
     /// Image folders: resize each image's shorter side to S (antialiased) and cut out the centred
     /// S x S square; needed when the images differ in size.
     #[arg(long, value_name = "S")]
@@ -110,11 +116,14 @@ impl DataOptions {
         v
     }
 
-    /// The options of a run that read its data as `info` records (config.json).
-    pub fn recorded(layout: Option<Layout>, info: Option<&FolderInfo>) -> Result<Self> {
-        let Some(f) = info else { return Ok(DataOptions { layout, ..Default::default() }) };
+    /// The options of a run that read its data as config.json records: `layout`, `labels` (a
+    /// `--labels` file) and a folder's `info`.
+    pub fn recorded(layout: Option<Layout>, labels: Option<&str>, info: Option<&FolderInfo>) -> Result<Self> {
+        let labels = labels.map(PathBuf::from);
+        let Some(f) = info else { return Ok(DataOptions { layout, labels, ..Default::default() }) };
         Ok(DataOptions {
             layout: None,
+            labels,
             image_size: f.image_size,
             channels: f.channels,
             skip_bad_images: f.skip_bad_images,
@@ -134,6 +143,9 @@ pub struct Loaded {
     pub name: String,
     /// Lines for stderr: images skipped, a cache rebuilt.
     pub notes: Vec<String>,
+    /// The samples' classes when they come with the data: a `--labels` file, the built-in
+    /// digits'. A folder's are read from its file list, on demand ([`Loaded::class_labels`]).
+    pub labels: Option<ClassLabels>,
     /// How a folder was read (config.json), None for other data.
     pub folder: Option<FolderInfo>,
     /// A folder's file list and source record (its pixels are in `data`), and the cache file
@@ -144,7 +156,26 @@ pub struct Loaded {
 impl Loaded {
     /// Data that needs no cache (a file, the built-in digits, a toy set).
     pub fn plain(data: Dataset, name: String) -> Self {
-        Loaded { data, name, notes: vec![], folder: None, meta: None }
+        Loaded { data, name, notes: vec![], labels: None, folder: None, meta: None }
+    }
+
+    /// The class of each sample, for `--conditional`: the `--labels` file's or the built-in
+    /// digits', or a folder's class subfolders (call it before [`Loaded::write_run_cache`],
+    /// which lets the file list go). An error names what is missing.
+    pub fn class_labels(&self) -> Result<ClassLabels> {
+        if let Some(l) = &self.labels {
+            return Ok(l.clone());
+        }
+        if let Some((images, _)) = &self.meta {
+            // A cache from before the walk's root was recorded: the folder as given now.
+            let root = images.root.clone().unwrap_or_else(|| PathBuf::from(&self.name));
+            return labels::folder_classes(&root, &images.files);
+        }
+        Err(Error::input(format!(
+            "{}: --conditional needs the class of each sample: pass --labels LABELS.npy (integer class \
+             indices, one per sample)",
+            self.name
+        )))
     }
 
     /// With the default cache (`Cache::Run`): writes the run folder's cache when loading did not
@@ -175,19 +206,31 @@ pub fn load(path: Option<&Path>, opts: &DataOptions, run_dir: Option<&Path>, pro
         if opts.layout.is_some() {
             return Err(Error::input("--layout applies to a .npy file; the built-in digits are (N, 784)"));
         }
+        if opts.labels.is_some() {
+            return Err(Error::input(
+                "--labels is for a .npy data file; the built-in digits have their labels built in",
+            ));
+        }
         let data = assets::default_dataset()?;
         let name = assets::DEFAULT_DATA_NAME.to_string();
-        return Ok(Loaded::plain(data, name));
+        let labels = Some(assets::default_labels()?);
+        return Ok(Loaded { labels, ..Loaded::plain(data, name) });
     };
     let name = path.display().to_string();
     if !path.is_dir() {
         refuse_folder_flags(opts, &format!("{name} is a file, not an image folder"))?;
         let data = load_npy_with(path, opts.layout)?;
-        return Ok(Loaded::plain(data, name));
+        let labels = opts.labels.as_deref().map(|l| labels::load_label_file(l, data.n)).transpose()?;
+        return Ok(Loaded { labels, ..Loaded::plain(data, name) });
     }
     if opts.layout.is_some() {
         return Err(Error::input(format!(
             "--layout applies to .npy files; {name} is a folder, whose images are read as (N, H, W, C)"
+        )));
+    }
+    if opts.labels.is_some() {
+        return Err(Error::input(format!(
+            "--labels is for a .npy data file; {name} is a folder, whose classes are its subfolders"
         )));
     }
     load_folder(path, name, opts, run_dir, progress)
@@ -231,5 +274,5 @@ fn load_folder(dir: &Path, name: String, opts: &DataOptions, run_dir: Option<&Pa
         skip_bad_images: opts.skip_bad_images,
         cache: cache.to_string(),
     });
-    Ok(Loaded { data, name, notes, folder, meta: Some((images, file)) })
+    Ok(Loaded { data, name, notes, labels: None, folder, meta: Some((images, file)) })
 }

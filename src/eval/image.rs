@@ -10,6 +10,7 @@
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 use serde::Serialize;
 
+use super::conditional::{self, ClassReference, ConditionalMetrics};
 use crate::data::Dataset;
 use crate::programs::classifier::{argmax, rows_f32, Classifier};
 use crate::rng;
@@ -142,46 +143,89 @@ pub fn class_metrics(probs: &[f64], classes: usize, label_shares: &[f64]) -> (us
 }
 
 /// The real side of the comparison, computed once per run: the real images' feature Gaussian and
-/// the real-vs-real floor.
+/// the real-vs-real floor; for labelled data (a conditional run) the same per class.
 #[derive(Clone, Debug)]
 pub struct RealReference {
     pub gaussian: Gaussian,
     pub samples: usize,
     pub floor: f64,
     pub floor_samples: usize,
+    pub classes: Option<ClassReference>,
+}
+
+/// A set of real images scored: their features (rows of `dim`) and, for labelled data, classes.
+struct Scored {
+    features: Vec<f32>,
+    dim: usize,
+    labels: Vec<usize>,
+}
+
+impl Scored {
+    fn set(&self) -> (&[f32], &[usize]) {
+        (&self.features, &self.labels)
+    }
 }
 
 /// Fits the reference on up to `EVAL_SAMPLES` real images drawn in a seeded order. The floor
 /// compares that set with the next `EVAL_SAMPLES` images when the data set has them, and
-/// otherwise two halves of the data set (a smaller sample, so a higher floor).
+/// otherwise two halves of the data set (a smaller sample, so a higher floor). Labelled data
+/// (`Dataset::classes`) gets the same per class ([`ClassReference`]).
 pub fn real_reference(clf: &Classifier, data: &Dataset, seed: u64) -> RealReference {
     let n = data.n;
     let perm = rng::EpochPermutation::new(seed, rng::PURPOSE_EVAL, n as u32);
-    let order = |range: std::ops::Range<usize>| range.map(|q| perm.apply(q as u32) as usize);
-    let fit = |range: std::ops::Range<usize>| {
-        let rows = range.len();
-        let s = clf.score(&rows_f32(data, order(range)), rows);
-        Gaussian::fit(&s.features, rows, s.feature_dim)
+    let ids = data.classes.as_ref().map(|c| &c.ids);
+    let scored = |range: std::ops::Range<usize>| {
+        let rows: Vec<usize> = range.map(|q| perm.apply(q as u32) as usize).collect();
+        let s = clf.score(&rows_f32(data, rows.iter().copied()), rows.len());
+        let labels = ids.map_or(vec![], |ids| rows.iter().map(|&r| ids[r] as usize).collect());
+        Scored { features: s.features, dim: s.feature_dim, labels }
     };
+    let fit = |s: &Scored| Gaussian::fit(&s.features, s.features.len() / s.dim.max(1), s.dim);
     let samples = EVAL_SAMPLES.min(n);
-    let gaussian = fit(0..samples);
-    let (floor, floor_samples) = if n >= 2 * samples {
-        (frechet_distance(&gaussian, &fit(samples..2 * samples)), samples)
+    let main = scored(0..samples);
+    let gaussian = fit(&main);
+    let (first, second, floor_samples) = if n >= 2 * samples {
+        (None, scored(samples..2 * samples), samples)
     } else {
         let h = n / 2;
-        (frechet_distance(&fit(0..h), &fit(h..2 * h)), h)
+        (Some(scored(0..h)), scored(h..2 * h), h)
     };
-    RealReference { gaussian, samples, floor, floor_samples }
+    let floor = match &first {
+        None => frechet_distance(&gaussian, &fit(&second)),
+        Some(a) => frechet_distance(&fit(a), &fit(&second)),
+    };
+    let a = first.as_ref().unwrap_or(&main);
+    let classes =
+        data.classes.as_ref().map(|c| ClassReference::new(main.set(), a.set(), second.set(), main.dim, c.classes()));
+    RealReference { gaussian, samples, floor, floor_samples, classes }
 }
 
 /// The metrics of `rows` images in the data's units.
 pub fn score_images(clf: &Classifier, images: &[f32], rows: usize, reference: &RealReference) -> ImageMetrics {
+    score_images_asked(clf, images, rows, reference, None).0
+}
+
+/// [`score_images`], and for samples asked for classes (`asked`, with the classes' names) the
+/// conditional metrics, from the same classifier pass.
+pub fn score_images_asked(
+    clf: &Classifier,
+    images: &[f32],
+    rows: usize,
+    reference: &RealReference,
+    asked: Option<(&[u32], &[String])>,
+) -> (ImageMetrics, Option<ConditionalMetrics>) {
     let s = clf.score(images, rows);
     let classes = clf.spec.classes;
     let (classes_hit, class_kl, classifier_score, class_shares) =
         class_metrics(&s.probs, classes, &clf.spec.label_shares);
     let fake = Gaussian::fit(&s.features, rows, s.feature_dim);
-    ImageMetrics {
+    let conditional = match (asked, &reference.classes) {
+        (Some((asked, names)), Some(r)) => {
+            Some(conditional::score(&s.probs, classes, &s.features, s.feature_dim, &asked[..rows], r, names))
+        }
+        _ => None,
+    };
+    let m = ImageMetrics {
         samples: rows,
         classes_hit,
         classes,
@@ -192,7 +236,8 @@ pub fn score_images(clf: &Classifier, images: &[f32], rows: usize, reference: &R
         real_samples: reference.samples,
         real_floor_samples: reference.floor_samples,
         class_shares,
-    }
+    };
+    (m, conditional)
 }
 
 #[cfg(test)]

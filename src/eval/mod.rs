@@ -4,6 +4,7 @@
 //! the end of `train` (eval.json), every `--eval-every` steps (columns of metrics.csv), and by
 //! the `eval` command.
 
+pub mod conditional;
 pub mod image;
 pub mod scorer;
 pub mod swd;

@@ -13,7 +13,7 @@ use super::Evaluation;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::programs::classifier::Classifier;
-use crate::programs::trainer::{fixed_latents_for, to_data_scale, Trainer};
+use crate::programs::trainer::{balanced_classes, fixed_latents_for, to_data_scale, Trainer};
 use crate::rng;
 
 /// The classifier metrics' part: the classifier and, once fitted, its real reference.
@@ -70,12 +70,21 @@ impl ImageScorer {
         let mut c: Vec<String> = vec![];
         if self.classifier.is_some() {
             c.extend(["classes", "class_kl", "classifier_score", "frechet_distance"].map(String::from));
+            if self.conditional() {
+                c.extend(["class_agreement", "class_frechet_distance"].map(String::from));
+            }
         }
         if let Some(s) = &self.swd {
             c.push("swd".into());
             c.extend(s.levels.iter().map(|l| format!("swd_{l}")));
         }
         c
+    }
+
+    /// A conditional run's scorer: the data has classes, which the classifier metrics then
+    /// judge G's samples by (`eval::conditional`).
+    fn conditional(&self) -> bool {
+        self.data.classes.is_some()
     }
 
     /// How many generated images an evaluation reads.
@@ -90,8 +99,11 @@ impl ImageScorer {
         let rows = self.rows();
         let z = fixed_latents_for(&cfg, rows, rng::PURPOSE_EVAL);
         let div = if cfg.data_u8 { 255.0 } else { 1.0 };
+        // A conditional G: sample i of class i mod classes (`Trainer::sample`), every class alike.
         let images: Vec<f32> = to_data_scale(&cfg, &trainer.sample(&z)?).iter().map(|v| v / div).collect();
-        let mut e = self.score(&images, rows, cfg.seed)?;
+        let asked = balanced_classes(rows, cfg.model.classes);
+        let asked = (cfg.model.classes > 0).then_some((asked.as_slice(), cfg.class_names.as_slice()));
+        let mut e = self.score(&images, rows, cfg.seed, asked)?;
         let step = trainer.step();
         e.json["step"] = json!(step);
         e.line = format!("step {step}: {}", e.line);
@@ -100,14 +112,22 @@ impl ImageScorer {
 
     /// Scores `rows` images (channel planes, in [0, 1] like the data) against the real images in
     /// the order of `seed`: the classifier metrics on the first `EVAL_SAMPLES` (or all), the SWD
-    /// on the first `swd_samples`.
-    pub fn score(&mut self, images: &[f32], rows: usize, seed: u64) -> Result<Evaluation> {
+    /// on the first `swd_samples`; images a conditional G made for the classes `asked` (with
+    /// their names) also by class (eval.json's `conditional`).
+    pub fn score(
+        &mut self,
+        images: &[f32],
+        rows: usize,
+        seed: u64,
+        asked: Option<(&[u32], &[String])>,
+    ) -> Result<Evaluation> {
         let dim = self.data.dim;
+        let conditional = self.conditional();
         let (mut v, mut cells, mut parts) = (json!({ "scored": true }), vec![], vec![]);
         if let Some(c) = &mut self.classifier {
             let reference = c.reference.get_or_insert_with(|| image::real_reference(&c.clf, &self.data, seed));
             let n = rows.min(image::EVAL_SAMPLES);
-            let m = image::score_images(&c.clf, &images[..n * dim], n, reference);
+            let (m, by_class) = image::score_images_asked(&c.clf, &images[..n * dim], n, reference, asked);
             merge(&mut v, serde_json::to_value(&m).map_err(|e| Error::Io(e.to_string()))?);
             v["classifier"] = json!(c.name);
             v["classifier_test_accuracy"] = json!(c.clf.spec.test_accuracy);
@@ -118,6 +138,16 @@ impl ImageScorer {
                 format!("{:.4}", m.frechet_distance),
             ]);
             parts.push(m.line());
+            if conditional {
+                let cell = |x: Option<f64>, digits: usize| x.map_or(String::new(), |x| format!("{x:.digits$}"));
+                let (agree, fd) =
+                    by_class.as_ref().map_or((None, None), |b| (b.agreement, b.mean_class_frechet_distance));
+                cells.extend([cell(agree, 5), cell(fd, 4)]);
+            }
+            if let Some(b) = by_class {
+                parts.push(b.line());
+                v["conditional"] = serde_json::to_value(&b).map_err(|e| Error::Io(e.to_string()))?;
+            }
         }
         if let Some(s) = &mut self.swd {
             if s.reference.is_none() {

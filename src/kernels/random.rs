@@ -36,7 +36,9 @@ crate::uniform! {
         pub row_lo: u32,
         pub row_hi: u32,
         /// noise_normal: consecutive streams from `stream`, `len` values each, one after the
-        /// other from `out_off` (0 is read as 1): every noise of a step in one dispatch.
+        /// other from `out_off` (0 is read as 1): every noise of a step in one dispatch. With
+        /// `dim` > 0 each stream's values are rows of `dim` placed at column `src_col` of rows of
+        /// `src_stride` (a conditional G's input, the class embedding in its other columns).
         pub streams: u32,
         /// random_labels: labels in [0, classes), shared by consecutive groups of `group`
         /// samples (0 is read as 1: PacGAN's packs share one label).
@@ -52,6 +54,23 @@ impl RandomParams {
     /// noise_normal's streams: at least 1.
     pub fn stream_count(&self) -> usize {
         self.streams.max(1) as usize
+    }
+
+    /// noise_normal: the values one stream spans, its `len` values packed (`dim` 0) or rows of
+    /// `dim` placed in rows of `src_stride` at column `src_col`.
+    pub fn noise_span(&self) -> usize {
+        match self.dim {
+            0 => self.len as usize,
+            d => (self.len / d) as usize * self.src_stride as usize,
+        }
+    }
+
+    /// noise_normal: where value `i` of a stream goes from the stream's start.
+    pub fn noise_place(&self, i: usize) -> usize {
+        match self.dim as usize {
+            0 => i,
+            d => (i / d) * self.src_stride as usize + self.src_col as usize + i % d,
+        }
     }
 
     /// The gather's batch counter (wrapping like the GPU's u32 arithmetic).
@@ -134,14 +153,17 @@ impl Kernel for NoiseNormal {
         groups_1d((self.p.len as usize).div_ceil(4) * self.p.stream_count())
     }
     fn spans(&self) -> Vec<Span> {
-        vec![Span::write(self.out, self.p.out_off, self.p.len as usize * self.p.stream_count())]
+        vec![Span::write(self.out, self.p.out_off, self.p.noise_span() * self.p.stream_count())]
     }
     fn run_cpu(&self, host: &mut Host) {
         let (p, state, fast, pool) = (&self.p, *host.state, host.fast, host.pool);
         host.with_out(self.out, |_, o| {
             for k in 0..p.stream_count() as u32 {
-                let q = RandomParams { stream: p.stream + k, out_off: p.out_off + k * p.len, streams: 1, ..*p };
-                if fast {
+                let off = p.out_off + k * p.noise_span() as u32;
+                let q = RandomParams { stream: p.stream + k, out_off: off, streams: 1, ..*p };
+                if p.dim > 0 {
+                    noise_normal_rows(&q, &state, o)
+                } else if fast {
                     noise_normal_threaded(pool, &q, &state, o)
                 } else {
                     noise_normal(&q, &state, o)
@@ -328,6 +350,20 @@ pub fn noise_normal(p: &RandomParams, state: &crate::ir::TrainState, out: &mut [
     let off = p.out_off as usize;
     let key = [p.seed_lo, p.seed_hi];
     rng::normals(key, state.step, p.stream, rng::PURPOSE_NOISE, &mut out[off..off + p.len as usize]);
+}
+
+/// `noise_normal` with its values in rows of `p.dim` placed in wider rows (`p.noise_place`):
+/// the same values as packed, each where the kernel stores it.
+pub fn noise_normal_rows(p: &RandomParams, state: &crate::ir::TrainState, out: &mut [f32]) {
+    let (off, len, key) = (p.out_off as usize, p.len as usize, [p.seed_lo, p.seed_hi]);
+    for q in 0..len.div_ceil(4) {
+        let w = rng::philox4x32([q as u32, state.step, p.stream, rng::PURPOSE_NOISE], key);
+        let (z0, z1) = rng::box_muller(w[0], w[1]);
+        let (z2, z3) = rng::box_muller(w[2], w[3]);
+        for (j, z) in [z0, z1, z2, z3].into_iter().enumerate().take(len - 4 * q) {
+            out[off + p.noise_place(4 * q + j)] = z;
+        }
+    }
 }
 
 /// `noise_normal` cut into pieces of whole groups of 4 on the pool: every value comes from its

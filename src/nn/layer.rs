@@ -34,11 +34,20 @@ impl Mode {
 pub struct TensorSpec {
     pub name: &'static str,
     pub shape: Vec<usize>,
+    /// The module it is named under when not the layer's own: a projection head's class
+    /// embedding is `embed.weight` beside the head's `fc3.weight`, as a PyTorch module holding an
+    /// `nn.Embedding` named `embed` names it.
+    pub module: Option<&'static str>,
 }
 
 impl TensorSpec {
     pub fn new(name: &'static str, shape: &[usize]) -> Self {
-        TensorSpec { name, shape: shape.to_vec() }
+        TensorSpec { name, shape: shape.to_vec(), module: None }
+    }
+
+    /// A tensor named under `module` rather than its layer's name.
+    pub fn in_module(module: &'static str, name: &'static str, shape: &[usize]) -> Self {
+        TensorSpec { module: Some(module), ..TensorSpec::new(name, shape) }
     }
 
     pub fn len(&self) -> usize {
@@ -82,6 +91,13 @@ pub enum Init {
 }
 
 impl InitKey {
+    /// The key of the `k`-th further block of a layer's parameters (k from 1: a projection
+    /// head's class embedding after its weight and bias), so its draws are its own: index +
+    /// 65536 k (a network has far fewer layers).
+    pub fn part(&self, k: u32) -> InitKey {
+        InitKey { index: self.index + (k << 16), ..*self }
+    }
+
     /// Fills `out` with N(mean, std), four values per Philox block (Box-Muller).
     pub fn normal(&self, mean: f32, std: f32, out: &mut [f32]) {
         rng::normals(rng::seed_words(self.seed), self.index, self.net, rng::PURPOSE_INIT, out);
@@ -170,6 +186,20 @@ pub struct Ctx<'a> {
     pub seed: u64,
     /// The activations are f16 (`--precision f16`): the fused f32-only kernels do not apply.
     pub half: bool,
+    /// A conditional model's class labels of the pass's rows (f32 class indices), for the
+    /// layers that read them (`Embedding`, `ProjectionHead`).
+    pub labels: Option<At>,
+}
+
+/// A weight of a layer that spectral normalisation divides by its largest singular value
+/// (`nn::spectral`): where it and its u, v sit from the layer's first parameter and first state
+/// value, read as a rows x cols matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpectralWeight {
+    pub param_off: usize,
+    pub state_off: usize,
+    pub rows: usize,
+    pub cols: usize,
 }
 
 /// One layer kind: its tensors, its storage needs and its kernel calls. Its parameters sit
@@ -213,6 +243,12 @@ pub trait Layer: fmt::Debug + Send + Sync {
     /// matrix; u (m) at its first state value, then v (n). See `nn::spectral`.
     fn spectral(&self) -> Option<(usize, usize)> {
         None
+    }
+    /// Every spectrally normalised weight of the layer: by default the one [`Layer::spectral`]
+    /// names; a layer with several overrides it.
+    fn spectral_weights(&self) -> Vec<SpectralWeight> {
+        let one = self.spectral().map(|(rows, cols)| SpectralWeight { param_off: 0, state_off: 0, rows, cols });
+        one.into_iter().collect()
     }
     /// f32 scratch buffers for `rows` rows, with activations in f16 when `half`: (name, length).
     fn scratch(&self, _rows: usize, _half: bool) -> Vec<(&'static str, usize)> {

@@ -48,13 +48,16 @@ pub struct Pass {
     /// The backward pass's `dout` already is the gradient before the last layer's activation
     /// (the next network applied its derivative: [`Net::input_fold`]).
     pub dout_is_dz: bool,
+    /// A conditional model's class labels of the rows (f32 class indices; see `nn::Ctx`).
+    pub labels: Option<At>,
 }
 
 impl Pass {
     /// A pass over `rows` rows from `input` into the network's own buffers, one group, nothing
     /// folded.
     pub fn new(input: At, rows: usize, mode: Mode, seed: u64) -> Self {
-        Pass { input, out: None, rows, groups: 1, mode, seed, input_act: Activation::Identity, dout_is_dz: false }
+        let input_act = Activation::Identity;
+        Pass { input, out: None, rows, groups: 1, mode, seed, input_act, dout_is_dz: false, labels: None }
     }
 }
 
@@ -167,7 +170,8 @@ impl Net {
         for l in &self.layers {
             let (specs, mut off) = if state { (l.layer.state(), l.state_off) } else { (l.layer.params(), l.param_off) };
             for t in specs {
-                out.push(Tensor { name: format!("{}.{}", l.name, t.name), off, shape: t.shape.clone() });
+                let module = t.module.unwrap_or(&l.name);
+                out.push(Tensor { name: format!("{module}.{}", t.name), off, shape: t.shape.clone() });
                 off += t.len();
             }
         }
@@ -278,7 +282,7 @@ impl Net {
         g
     }
 
-    fn ctx<'a>(&self, ops: &'a mut Vec<Op>, w: Weights, acts: &'a NetActs, i: usize, seed: u64) -> Ctx<'a> {
+    fn ctx<'a>(&self, ops: &'a mut Vec<Op>, w: Weights, acts: &'a NetActs, i: usize, pass: &Pass) -> Ctx<'a> {
         let l = &self.layers[i];
         Ctx {
             ops,
@@ -288,8 +292,9 @@ impl Net {
             state: w.state,
             state_off: l.state_off,
             scratch: &acts.scratch[i],
-            seed,
+            seed: pass.seed,
             half: acts.half,
+            labels: pass.labels,
         }
     }
 
@@ -298,7 +303,7 @@ impl Net {
         let v = self.values(acts, pass.input, pass.out);
         for (i, l) in self.layers.iter().enumerate() {
             let io = Io { x: v[i], y: v[i + 1], rows: pass.rows, groups: pass.groups };
-            l.layer.forward(&mut self.ctx(ops, w, acts, i, pass.seed), io, pass.mode);
+            l.layer.forward(&mut self.ctx(ops, w, acts, i, pass), io, pass.mode);
         }
     }
 
@@ -325,7 +330,7 @@ impl Net {
             let dz_given =
                 self.folded(i, acts.half) != Activation::Identity || (i + 1 == self.layers.len() && pass.dout_is_dz);
             let grads = Grads { dy, dx: g[i], weights, accumulate: params == ParamGrads::Add, dz_given, dx_act };
-            l.layer.backward(&mut self.ctx(ops, w, acts, i, pass.seed), io, grads, pass.mode);
+            l.layer.backward(&mut self.ctx(ops, w, acts, i, pass), io, grads, pass.mode);
         }
     }
 

@@ -87,13 +87,15 @@ pub fn tensors(net: &Net) -> Vec<SpectralTensor> {
     let mut out = vec![];
     let mut scratch_off = 0;
     for l in &net.layers {
-        if let Some((rows, cols)) = l.layer.spectral() {
+        for w in l.layer.spectral_weights() {
+            let u_off = l.state_off + w.state_off;
+            let (rows, cols) = (w.rows, w.cols);
             let t = SpectralTensor {
-                w_off: l.param_off,
+                w_off: l.param_off + w.param_off,
                 rows,
                 cols,
-                u_off: l.state_off,
-                v_off: l.state_off + rows,
+                u_off,
+                v_off: u_off + rows,
                 scratch_off,
             };
             scratch_off += t.scratch_len();

@@ -265,29 +265,6 @@ impl Default for ClassifierRequest {
 const SLOT_LOSS: u32 = 0;
 const SLOT_ACC: u32 = 1;
 
-/// Pixels then the label in each row, so that one gather permutation keeps them paired.
-fn labelled_table(images: &Dataset, labels: &[u8]) -> Result<Dataset> {
-    let (n, dim) = (images.n, images.dim);
-    match &images.values {
-        DataValues::U8(v) => {
-            let mut t = Vec::with_capacity(n * (dim + 1));
-            for (row, &y) in v.chunks(dim).zip(labels) {
-                t.extend_from_slice(row);
-                t.push(y);
-            }
-            Dataset::from_u8(n, dim + 1, t)
-        }
-        DataValues::F32(v) => {
-            let mut t = Vec::with_capacity(n * (dim + 1));
-            for (row, &y) in v.chunks(dim).zip(labels) {
-                t.extend_from_slice(row);
-                t.push(y as f32);
-            }
-            Dataset::from_f32(n, dim + 1, t)
-        }
-    }
-}
-
 /// The classifier's training step: buffers and the network's.
 struct ClassifierProgram {
     bufs: Vec<BufSpec>,
@@ -488,7 +465,8 @@ pub fn train(train: &Labelled, test: Option<&Labelled>, req: &ClassifierRequest)
     let spec = spec_for(train, classes, req);
     let n = train.images.n;
     let program = ClassifierProgram::new(&spec, req);
-    let table = Arc::new(labelled_table(train.images, train.labels)?);
+    // Pixels then the label in each row, so that one gather permutation keeps them paired.
+    let table = Arc::new(crate::data::labels::labelled_table(train.images, train.labels)?);
     // The table is bound in chunks under the device's storage binding limit.
     let device = Device::open(req.backend)?;
     let chunks = device.data_chunks(&table)?;

@@ -19,6 +19,14 @@
 //! running statistics of its own: after each update the averaged G runs forward in training mode
 //! on the step's noise.
 //!
+//! A conditional model (`--conditional`, `cfg.model.classes` > 0) adds labels: the data table
+//! holds each sample's class after its values, gathered with the real batch into the first half
+//! of the `labels` buffer; each update first draws its fakes' classes (`random_labels`, uniform,
+//! keyed like its noise: fresh labels for every update, as its noise is fresh) into the second
+//! half. G's input rows are [class embedding; z] (the noise kernel leaves the embedding's columns
+//! free, G's `embed` layer fills them in place) and D's last layer is a projection head reading
+//! the labels of its rows (`nn::ProjectionHead`).
+//!
 //! At `--precision f16` the same step runs with activations in f16 (`DType::F16`): every layer's
 //! output, D.input, G's input (a cast of the f32 noise, G's first layer) and an f16 copy of each
 //! network's parameters that the matmuls read. Master weights, their gradients, Adam's moments,
@@ -39,7 +47,7 @@ use crate::kernels::activation::{Activation, Cast, EwParams};
 use crate::kernels::adam::{AdamParams, AdamStep, StepTick};
 use crate::kernels::ema::{EmaParams, EmaUpdate};
 use crate::kernels::loss::{BceLogits, HingeLogits, LossParams, NO_SLOT};
-use crate::kernels::random::{self, NoiseNormal, RandomParams};
+use crate::kernels::random::{self, NoiseNormal, RandomLabels, RandomParams};
 use crate::nn::{spectral, Mode, Net, NetActs, NetParams, ParamGrads, Pass, Weights};
 use crate::rng;
 
@@ -82,6 +90,8 @@ pub struct GanProgram {
     pub g_ema: Option<EmaBufs>,
     /// [real; fake] rows, the input of D: (2 batch, dim).
     pub d_input: BufId,
+    /// A conditional model's labels of D's rows, reals then fakes (2 batch f32 class indices).
+    pub labels: Option<BufId>,
     pub train_step: Vec<Op>,
     /// G forward (eval mode) on `sample_rows` latent rows in `sample_z`, output in `sample_out`;
     /// with G's weight average when one is kept.
@@ -89,6 +99,8 @@ pub struct GanProgram {
     pub sample_rows: usize,
     pub sample_z: BufId,
     pub sample_out: BufId,
+    /// A conditional G's class of each sampled row (f32 class indices).
+    pub sample_labels: Option<BufId>,
     /// Refreshes the f16 weight copies from the master weights; empty at f32.
     pub refresh: Vec<Op>,
 }
@@ -119,6 +131,9 @@ struct Builder<'a> {
     d_logits: BufId,
     d_logits_grad: BufId,
     stats: BufId,
+    /// A conditional model's class labels (f32 class indices) of D's rows: the real batch's
+    /// (gathered from the data table's last column), then the fakes' (`random_labels`).
+    labels: Option<BufId>,
 }
 
 impl Builder<'_> {
@@ -135,36 +150,72 @@ impl Builder<'_> {
         At { buf: self.d_input, off: self.batch() * self.cfg.model.data_dim }
     }
 
-    /// G on noise stream `stream` of the step (`noise_op`), into D.input's fake half.
+    /// G on noise stream `stream` of the step (`noise_op`), into D.input's fake half; a
+    /// conditional G with the fakes' labels (`fake_labels`).
     fn g_pass(&self, stream: u32) -> Pass {
-        let input = At { buf: self.noise, off: stream as usize * self.batch() * self.cfg.model.latent_dim };
-        Pass { out: Some(self.fake()), ..Pass::new(input, self.batch(), Mode::Train { pass: 0 }, self.cfg.seed) }
+        let input = At { buf: self.noise, off: stream as usize * self.batch() * self.cfg.model.g_input_dim() };
+        let labels = self.labels.map(|buf| At { buf, off: self.batch() });
+        Pass {
+            out: Some(self.fake()),
+            labels,
+            ..Pass::new(input, self.batch(), Mode::Train { pass: 0 }, self.cfg.seed)
+        }
     }
 
-    /// D on `rows` rows from `input`, its logits at row `logit_row` of the logits buffer.
-    fn d_pass(&self, input: At, rows: usize, logit_row: usize, pass: u32) -> Pass {
+    /// D on `rows` rows from `input`, its logits at row `logit_row` of the logits buffer, a
+    /// conditional D with the labels from `label_row` of the labels buffer.
+    fn d_pass(&self, input: At, rows: usize, logit_row: usize, label_row: usize, pass: u32) -> Pass {
         let out = Some(At { buf: self.d_logits, off: logit_row });
-        Pass { out, ..Pass::new(input, rows, Mode::Train { pass }, self.cfg.seed) }
+        let labels = self.labels.map(|buf| At { buf, off: label_row });
+        Pass { out, labels, ..Pass::new(input, rows, Mode::Train { pass }, self.cfg.seed) }
     }
 
     /// The noise of every update of the step in one dispatch: stream k (0 the first D update, 1
-    /// the G update, 2, 3, ... the later D updates) at k batch x latent of the noise buffer.
+    /// the G update, 2, 3, ... the later D updates) at k batch x G's input width of the noise
+    /// buffer. A conditional G's input rows hold the class embedding first, so z goes to the
+    /// columns after it.
     fn noise_op(&self) -> Op {
-        let (b, latent, seed) = (self.batch(), self.cfg.model.latent_dim, self.cfg.seed);
+        let (b, m, seed) = (self.batch(), &self.cfg.model, self.cfg.seed);
         let p = RandomParams {
-            len: (b * latent) as u32,
+            len: (b * m.latent_dim) as u32,
             stream: rng::STREAM_D,
             streams: self.cfg.d_steps.max(1) as u32 + 1,
             seed_lo: seed as u32,
             seed_hi: (seed >> 32) as u32,
             ..Default::default()
         };
+        let p = match m.g_embed_dim() {
+            0 => p,
+            e => RandomParams { dim: m.latent_dim as u32, src_stride: m.g_input_dim() as u32, src_col: e as u32, ..p },
+        };
         NoiseNormal { p, out: self.noise }.into()
     }
 
-    /// This step's real batch (the `j`-th of `d_steps`) into D.input's first half.
+    /// A conditional model's fake labels for the update on noise stream `stream`: uniform
+    /// classes (`random_labels`, keyed as the noise) into the second half of the labels, which
+    /// G and D read.
+    fn fake_labels(&self, ops: &mut Vec<Op>, stream: u32) {
+        let Some(labels) = self.labels else { return };
+        let (b, seed) = (self.batch(), self.cfg.seed);
+        let p = RandomParams {
+            len: b as u32,
+            stream,
+            out_off: b as u32,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            classes: self.cfg.model.classes as u32,
+            group: self.cfg.model.pack.max(1) as u32,
+            ..Default::default()
+        };
+        ops.push(RandomLabels { p, out: labels }.into());
+    }
+
+    /// This step's real batch (the `j`-th of `d_steps`) into D.input's first half; a
+    /// conditional model's data table has each sample's label after its values, gathered in the
+    /// same order into the first half of the labels.
     fn gather_real(&self, ops: &mut Vec<Op>, j: usize) {
         let (cfg, n, b, dim) = (self.cfg, self.chunks.n(), self.batch(), self.cfg.model.data_dim);
+        let stride = if self.labels.is_some() { dim as u32 + 1 } else { 0 };
         let p = RandomParams {
             len: (b * dim) as u32,
             seed_lo: cfg.seed as u32,
@@ -178,9 +229,14 @@ impl Builder<'_> {
             shift: cfg.data_shift,
             sub_steps: cfg.d_steps.max(1) as u32,
             sub_index: j as u32,
+            src_stride: stride,
             ..Default::default()
         };
         ops.extend(random::gather_chunks(self.data_u8, p, self.real32.unwrap_or(self.d_input), self.chunks));
+        if let Some(labels) = self.labels {
+            let p = RandomParams { len: b as u32, dim: 1, src_col: dim as u32, scale: 1.0, shift: 0.0, ..p };
+            ops.extend(random::gather_chunks(self.data_u8, p, labels, self.chunks));
+        }
         if let Some(r32) = self.real32 {
             let p = EwParams { len: (b * dim) as u32, ..Default::default() };
             ops.push(Cast { p, x: r32, out: self.d_input, to_f16: true }.into());
@@ -272,12 +328,13 @@ impl Builder<'_> {
         if j == 0 {
             ops.push(self.noise_op());
         }
+        self.fake_labels(ops, stream);
         self.g_net.forward(ops, self.g.weights(), &self.g_acts, &self.g_pass(stream));
         self.gather_real(ops, j);
         let (db, w) = (self.d_rows(), self.d.weights());
         let dz = At::start(self.d_logits_grad);
         let groups = if self.apart { 2 } else { 1 };
-        let both = Pass { groups, ..self.d_pass(At::start(self.d_input), 2 * db, 0, pass) };
+        let both = Pass { groups, ..self.d_pass(At::start(self.d_input), 2 * db, 0, 0, pass) };
         self.d_net.forward(ops, w, &self.d_acts, &both);
         ops.push(self.loss(2 * db, false));
         self.d_net.backward(ops, w, &self.d_acts, &both, dz, None, ParamGrads::Write);
@@ -286,13 +343,14 @@ impl Builder<'_> {
 
     /// The G update through D (whose weights it does not touch), then G's weight average.
     fn g_step(&self, ops: &mut Vec<Op>) {
+        self.fake_labels(ops, rng::STREAM_G);
         let g_pass = self.g_pass(rng::STREAM_G);
         self.g_net.forward(ops, self.g.weights(), &self.g_acts, &g_pass);
         let rows = self.d_rows();
         // D's first layer applies the derivative of G's output activation to D.input's
         // gradient where it can, so that G's last layer takes it as its dz (one kernel fewer).
         let fold = self.d_net.input_fold(self.g_net.output_activation(), self.cfg.precision == Precision::F16);
-        let pass = Pass { input_act: fold, ..self.d_pass(self.fake(), rows, 0, 1) };
+        let pass = Pass { input_act: fold, ..self.d_pass(self.fake(), rows, 0, self.batch(), 1) };
         self.d_net.forward(ops, self.d.weights(), &self.d_acts, &pass);
         ops.push(self.loss(rows, true));
         let (dout, dinput) = (At::start(self.d_logits_grad), At::start(self.d_input_grad));
@@ -318,7 +376,7 @@ impl Builder<'_> {
 
 impl GanProgram {
     /// The program for a configuration and a data set of `n` samples (`data_u8`: stored as bytes)
-    /// in one binding.
+    /// in one binding. A conditional model's data set is the labelled table (`data::labels`).
     pub fn build(cfg: &TrainConfig, n: usize, data_u8: bool) -> Self {
         Self::build_chunked(cfg, &DataChunks::whole(n), data_u8)
     }
@@ -326,7 +384,7 @@ impl GanProgram {
     /// The same for a data set bound in `chunks` (one gather per chunk).
     pub fn build_chunked(cfg: &TrainConfig, chunks: &DataChunks, data_u8: bool) -> Self {
         let half = cfg.precision == Precision::F16;
-        let (b, dim, latent) = (cfg.batch_size, cfg.model.data_dim, cfg.model.latent_dim);
+        let (b, dim) = (cfg.batch_size, cfg.model.data_dim);
         let g_net = cfg.model.generator(half);
         let d_net = cfg.model.discriminator(cfg.d_dropout, half);
         let mut bufs = Buffers::new(half);
@@ -337,13 +395,14 @@ impl GanProgram {
         let apart = d_net.has_batch_norm();
         let d_acts = d_net.alloc_acts(&mut bufs, "D", 2 * db);
         let stats = bufs.f32("stats", 4);
-        // The noise of every update of a step (`noise_op`).
-        let noise = bufs.f32("noise", (cfg.d_steps.max(1) + 1) * b * latent);
+        // The noise of every update of a step (`noise_op`), in G's input rows.
+        let noise = bufs.f32("noise", (cfg.d_steps.max(1) + 1) * b * cfg.model.g_input_dim());
         let d_input = bufs.act("D.input", 2 * b * dim);
         let real32 = half.then(|| bufs.f32("D.input.real", b * dim));
         let d_input_grad = bufs.f32("D.input.grad", b * dim);
         let d_logits = bufs.f32("D.logits", 2 * db);
         let d_logits_grad = bufs.f32("D.logits.grad", 2 * b);
+        let labels = (cfg.model.classes > 0).then(|| bufs.f32("labels", 2 * b));
         let mut s = Builder {
             cfg,
             chunks,
@@ -363,6 +422,7 @@ impl GanProgram {
             d_logits,
             d_logits_grad,
             stats,
+            labels,
         };
         let g_ema = (cfg.g_ema > 0.0).then(|| EmaBufs {
             params: s.bufs.f32("G.params.ema", s.g_net.params_len),
@@ -394,7 +454,7 @@ impl GanProgram {
             // D's normalised weights from the stored v (u and sigma recomputed, u to its bits).
             spectral::refresh(&mut refresh, &s.d_net, s.d.params, state, sn, false);
         }
-        let (sample, sample_z, sample_out) = sample_section(&mut s, g_ema.as_ref());
+        let (sample, sample_z, sample_out, sample_labels) = sample_section(&mut s, g_ema.as_ref());
         GanProgram {
             bufs: s.bufs.specs,
             g_net: s.g_net,
@@ -404,20 +464,24 @@ impl GanProgram {
             stats,
             g_ema,
             d_input,
+            labels,
             train_step,
             sample,
             sample_rows: SAMPLE_ROWS,
             sample_z,
             sample_out,
+            sample_labels,
             refresh,
         }
     }
 }
 
-/// G in eval mode on SAMPLE_ROWS rows, with its own scratch and the weight average if kept.
-fn sample_section(s: &mut Builder, ema: Option<&EmaBufs>) -> (Vec<Op>, BufId, BufId) {
-    let latent = s.cfg.model.latent_dim;
-    let sample_z = s.bufs.f32("sample.z", SAMPLE_ROWS * latent);
+/// G in eval mode on SAMPLE_ROWS rows, with its own scratch and the weight average if kept; a
+/// conditional G's input rows have room for the class embedding before z, and its labels a
+/// buffer of their own.
+fn sample_section(s: &mut Builder, ema: Option<&EmaBufs>) -> (Vec<Op>, BufId, BufId, Option<BufId>) {
+    let sample_z = s.bufs.f32("sample.z", SAMPLE_ROWS * s.cfg.model.g_input_dim());
+    let sample_labels = s.labels.map(|_| s.bufs.f32("sample.labels", SAMPLE_ROWS));
     let acts = s.g_net.alloc_acts(&mut s.bufs, "sample.G", SAMPLE_ROWS);
     let mut ops = vec![];
     let weights = match ema {
@@ -427,7 +491,8 @@ fn sample_section(s: &mut Builder, ema: Option<&EmaBufs>) -> (Vec<Op>, BufId, Bu
         }
         None => Weights { grads: None, ..s.g.weights() },
     };
-    let pass = Pass::new(At::start(sample_z), SAMPLE_ROWS, Mode::Eval, s.cfg.seed);
+    let labels = sample_labels.map(At::start);
+    let pass = Pass { labels, ..Pass::new(At::start(sample_z), SAMPLE_ROWS, Mode::Eval, s.cfg.seed) };
     s.g_net.forward(&mut ops, weights, &acts, &pass);
-    (ops, sample_z, acts.output())
+    (ops, sample_z, acts.output(), sample_labels)
 }

@@ -72,8 +72,16 @@ pub trait Trainer {
     fn snapshot(&mut self) -> Result<Snapshot>;
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()>;
     /// G applied to latent rows `z` (rows x latent_dim) in eval mode; returns rows x data_dim,
-    /// in the scale G was trained on.
+    /// in the scale G was trained on. A conditional G makes row i of class i mod classes
+    /// ([`balanced_classes`]).
     fn sample(&mut self, z: &[f32]) -> Result<Vec<f32>>;
+    /// The same with the class of each row given (a conditional G; each below its classes).
+    fn sample_classes(&mut self, z: &[f32], classes: &[u32]) -> Result<Vec<f32>>;
+}
+
+/// Row i's class when none is asked for: i mod `classes`, every class equally often.
+pub fn balanced_classes(rows: usize, classes: usize) -> Vec<u32> {
+    (0..rows).map(|i| (i % classes.max(1)) as u32).collect()
 }
 
 /// The sections of a GAN program, compiled.
@@ -94,14 +102,36 @@ pub struct GanTrainer {
 
 /// A trainer for `cfg` on `data`, on the backend asked for, with the seeded initial weights. The
 /// data is bound in chunks under the device's storage binding limit (`ir::DataChunks`), so a
-/// data set of any size that fits in memory trains.
+/// data set of any size that fits in memory trains. A conditional model (`cfg.model.classes`)
+/// needs the data's classes (`Dataset::classes`): they travel with it, one more column of the
+/// resident table ([`resident_table`]).
 pub fn open(backend: Backend, cfg: TrainConfig, data: Arc<Dataset>) -> Result<GanTrainer> {
     cfg.validate(data.n)?;
+    let table = resident_table(&cfg, data)?;
     let device = Device::open(backend)?;
-    let chunks = device.data_chunks(&data)?;
-    let program = GanProgram::build_chunked(&cfg, &chunks, matches!(data.values, DataValues::U8(_)));
-    let exec = device.executor(&program.bufs, Some(data), chunks)?;
+    let chunks = device.data_chunks(&table)?;
+    let program = GanProgram::build_chunked(&cfg, &chunks, matches!(table.values, DataValues::U8(_)));
+    let exec = device.executor(&program.bufs, Some(table), chunks)?;
     GanTrainer::new(cfg, program, exec)
+}
+
+/// The data set as the device holds it: the data itself, or for a conditional model the
+/// labelled table, each row the sample's values then its class (`data::labels::labelled_table`).
+pub fn resident_table(cfg: &TrainConfig, data: Arc<Dataset>) -> Result<Arc<Dataset>> {
+    if cfg.model.classes == 0 {
+        return Ok(data);
+    }
+    let Some(classes) = &data.classes else {
+        return Err(Error::input("a conditional model needs the class of each sample (labelled data)"));
+    };
+    if classes.classes() != cfg.model.classes {
+        return Err(Error::input(format!(
+            "the data has {} classes, the model {}",
+            classes.classes(),
+            cfg.model.classes
+        )));
+    }
+    Ok(Arc::new(crate::data::labels::labelled_table(&data, &classes.ids)?))
 }
 
 impl GanTrainer {
@@ -256,17 +286,55 @@ impl Trainer for GanTrainer {
     }
 
     fn sample(&mut self, z: &[f32]) -> Result<Vec<f32>> {
-        let latent = self.cfg.model.latent_dim;
-        let dim = self.cfg.model.data_dim;
+        let classes = self.cfg.model.classes;
+        if classes == 0 {
+            return self.sample_rows(z, None);
+        }
+        let rows = z.len() / self.cfg.model.latent_dim.max(1);
+        self.sample_rows(z, Some(&balanced_classes(rows, classes)))
+    }
+
+    fn sample_classes(&mut self, z: &[f32], classes: &[u32]) -> Result<Vec<f32>> {
+        let c = self.cfg.model.classes;
+        if c == 0 {
+            return Err(Error::input("this generator is not conditional: it takes no classes"));
+        }
+        if let Some(bad) = classes.iter().find(|&&y| y as usize >= c) {
+            return Err(Error::input(format!(
+                "class {bad} does not exist: this generator knows classes 0 to {}",
+                c - 1
+            )));
+        }
+        self.sample_rows(z, Some(classes))
+    }
+}
+
+impl GanTrainer {
+    /// G in eval mode on the rows of `z`, SAMPLE_ROWS at a time: each row's z placed after the
+    /// room for the class embedding (a conditional G, whose rows' classes `classes` gives).
+    fn sample_rows(&mut self, z: &[f32], classes: Option<&[u32]>) -> Result<Vec<f32>> {
+        let (latent, dim, width) = (self.cfg.model.latent_dim, self.cfg.model.data_dim, self.cfg.model.g_input_dim());
         if !z.len().is_multiple_of(latent) {
             return Err(Error::input(format!("latent vectors must have {latent} values each; got {} values", z.len())));
         }
+        let n = z.len() / latent;
+        if classes.is_some_and(|c| c.len() != n) {
+            return Err(Error::input(format!("{n} latent vectors but {} classes", classes.map_or(0, |c| c.len()))));
+        }
         let rows = self.program.sample_rows;
-        let mut out = Vec::with_capacity(z.len() / latent * dim);
-        for chunk in z.chunks(rows * latent) {
-            let mut padded = chunk.to_vec();
-            padded.resize(rows * latent, 0.0);
+        let mut out = Vec::with_capacity(n * dim);
+        for (k, chunk) in z.chunks(rows * latent).enumerate() {
+            let mut padded = vec![0f32; rows * width];
+            for (row, zr) in padded.chunks_mut(width).zip(chunk.chunks(latent)) {
+                row[width - latent..].copy_from_slice(zr);
+            }
             self.exec.write(self.program.sample_z, &padded)?;
+            if let (Some(buf), Some(c)) = (self.program.sample_labels, classes) {
+                let mut labels: Vec<f32> =
+                    c[k * rows..(k * rows + chunk.len() / latent)].iter().map(|&y| y as f32).collect();
+                labels.resize(rows, 0.0);
+                self.exec.write(buf, &labels)?;
+            }
             self.exec.run(self.sections.sample, 1)?;
             let y = self.exec.read(self.program.sample_out)?;
             out.extend_from_slice(&y[..chunk.len() / latent * dim]);

@@ -275,6 +275,7 @@ pub fn check_compatible(ckpt: &Checkpoint, cfg: &TrainConfig) -> Result<()> {
         ("--g-activation", act(a.g_activation), act(b.g_activation)),
         ("--d-activation", act(a.d_activation), act(b.d_activation)),
         ("--g-output", act(a.g_output), act(b.g_output)),
+        ("classes (--conditional)", a.classes.to_string(), b.classes.to_string()),
     ];
     let differ = pairs.into_iter().filter(|(_, x, y)| x != y);
     let mut diffs: Vec<_> = differ.map(|(flag, x, y)| format!("checkpoint has {flag} {x}, this run {y}")).collect();
@@ -317,6 +318,7 @@ mod tests {
             g_fc_hidden: 0,
             d_fc_hidden: 0,
             augment: Default::default(),
+            classes: 0,
         };
         let (g, d) = (model.generator(false), model.discriminator(0.0, false));
         let (batch_size, seed, lr, beta1, beta2, eps, real_label) = (2, 9, 2e-4, 0.5, 0.999, 1e-8, 0.9);
@@ -343,6 +345,7 @@ mod tests {
             image: None,
             layout: None,
             loss: crate::config::Loss::Bce,
+            class_names: vec![],
         };
         let wave = |n: usize, k: f32| (0..n).map(|i| (i as f32 * k).sin() * 1e-3).collect::<Vec<f32>>();
         let snapshot = Snapshot {

@@ -56,6 +56,7 @@ const FLAGS: &[FlagCheck] = &[
     ("precision", "--precision", |o| o.precision.name().into(), |c| c.precision.name().into()),
     ("g_ema", "--g-ema", |o| opt(o.g_ema), |c| c.g_ema.to_string()),
     ("lr_decay", "--lr-decay", |o| opt(o.lr_decay), |c| c.lr_decay.to_string()),
+    ("conditional", "--conditional", |o| o.conditional.to_string(), |c| (c.model.classes > 0).to_string()),
 ];
 
 /// The flags the user gave that disagree with the checkpoint, as "--flag VALUE (checkpoint:

@@ -17,6 +17,7 @@ use super::run_dir::{resolve_checkpoint, RunDir};
 use crate::backend::Backend;
 use crate::config::run::DataInfo;
 use crate::config::{Given, RunConfig, RunOptions, TrainConfig, TrainOptions};
+use crate::data::labels::ClassLabels;
 use crate::data::source::{self, DataOptions, Loaded};
 use crate::data::toy::{self, Toy};
 use crate::data::{self, assets, Dataset};
@@ -107,14 +108,21 @@ pub fn load_data(path: Option<&Path>) -> Result<(Dataset, String)> {
     }
 }
 
-/// Writes samples/NAME: an 8x8 grid for image data, a scatter over the real points for 2-D data.
+/// Writes samples/NAME: an 8x8 grid for image data (a conditional run's: one row per class, see
+/// [`class_grid`]), a scatter over the real points for 2-D data.
 fn write_samples(trainer: &mut dyn Trainer, data: &Dataset, path: &Path) -> Result<()> {
     let cfg = trainer.config().clone();
     if let Some(shape) = data.image() {
-        let y = trainer.sample(&fixed_latents(&cfg, 64))?;
+        let (y, n) = match cfg.model.classes {
+            0 => (trainer.sample(&fixed_latents(&cfg, 64))?, 64),
+            _ => {
+                let (z, classes) = class_grid(&cfg);
+                (trainer.sample_classes(&z, &classes)?, classes.len())
+            }
+        };
         let div = if cfg.data_u8 { 255.0 } else { 1.0 };
         let img: Vec<f32> = to_data_scale(&cfg, &y).iter().map(|v| v / div).collect();
-        images::write_image_grid_png(path, &img, 64, shape.channels, shape.height, shape.width, 8)
+        images::write_image_grid_png(path, &img, n, shape.channels, shape.height, shape.width, GRID_COLUMNS)
     } else if data.dim == 2 {
         let fake = to_data_scale(&cfg, &trainer.sample(&fixed_latents(&cfg, 1000))?);
         let n = data.n.min(2000);
@@ -123,6 +131,22 @@ fn write_samples(trainer: &mut dyn Trainer, data: &Dataset, path: &Path) -> Resu
     } else {
         Ok(())
     }
+}
+
+/// Columns of a sample grid.
+pub const GRID_COLUMNS: usize = 8;
+/// Most rows (classes) of a conditional run's sample grid.
+pub const GRID_CLASS_ROWS: usize = 16;
+
+/// A conditional run's sample grid: row r shows class r (the first [`GRID_CLASS_ROWS`] classes),
+/// column j the same latent vector j in every row (the first [`GRID_COLUMNS`] of the run's
+/// sample latents), so a column keeps its style while the class changes down it. Returns the
+/// latents and classes of its samples, row by row.
+pub fn class_grid(cfg: &TrainConfig) -> (Vec<f32>, Vec<u32>) {
+    let rows = cfg.model.classes.min(GRID_CLASS_ROWS);
+    let z = fixed_latents(cfg, GRID_COLUMNS).repeat(rows);
+    let classes = (0..rows as u32).flat_map(|r| [r; GRID_COLUMNS]).collect();
+    (z, classes)
 }
 
 /// Training steps per epoch, an epoch being one pass of D over the data (d_steps batches a step).
@@ -177,6 +201,8 @@ struct Inputs {
     loaded: Loaded,
     toy: Option<Toy>,
     ckpt: Option<Checkpoint>,
+    /// The `--labels` file the data was read with (given, or recorded by a resumed run).
+    labels: Option<PathBuf>,
 }
 
 /// The flags of `DataOptions` the user gave win over those a resumed run recorded.
@@ -184,6 +210,7 @@ fn merge_data_options(given: &Given, mine: &DataOptions, recorded: DataOptions) 
     let pick = |id: &str| given.has(id);
     DataOptions {
         layout: if pick("layout") { mine.layout } else { recorded.layout },
+        labels: if pick("labels") { mine.labels.clone() } else { recorded.labels },
         image_size: if pick("image_size") { mine.image_size } else { recorded.image_size },
         channels: if pick("channels") { mine.channels } else { recorded.channels },
         skip_bad_images: if pick("skip_bad_images") { mine.skip_bad_images } else { recorded.skip_bad_images },
@@ -212,19 +239,55 @@ fn load_inputs(req: &TrainRequest) -> Result<Inputs> {
         }
         let seed = ckpt.as_ref().map_or(req.options.seed, |c| c.config.seed);
         let data = t.dataset(seed, toy::TOY_SAMPLES)?;
-        return Ok(Inputs { loaded: source::Loaded::plain(data, format!("toy:{}", t.name())), toy, ckpt });
+        let loaded = source::Loaded::plain(data, format!("toy:{}", t.name()));
+        return Ok(Inputs { loaded, toy, ckpt, labels: None });
     }
     let recorded_path =
         recorded.filter(|d| d.toy.is_none() && d.path != assets::DEFAULT_DATA_NAME).map(|d| PathBuf::from(&d.path));
     let path = req.data.clone().or(recorded_path);
     let opts = match recorded {
-        Some(d) if path.as_deref() == Some(Path::new(&d.path)) => {
-            merge_data_options(&req.given, &req.data_options, DataOptions::recorded(d.layout, d.folder.as_ref())?)
-        }
+        Some(d) if path.as_deref() == Some(Path::new(&d.path)) => merge_data_options(
+            &req.given,
+            &req.data_options,
+            DataOptions::recorded(d.layout, d.labels.as_deref(), d.folder.as_ref())?,
+        ),
         _ => req.data_options.clone(),
     };
     let loaded = source::load(path.as_deref(), &opts, own_dir.as_deref(), show)?;
-    Ok(Inputs { loaded, toy: None, ckpt })
+    Ok(Inputs { loaded, toy: None, ckpt, labels: opts.labels })
+}
+
+/// The classes of a conditional run's samples (a new `--conditional` run, or a resumed run
+/// whose checkpoint is conditional: then the data's classes must be the checkpoint's); None
+/// for an unconditional run, which refuses a `--labels` it would not use.
+fn classes_of(inputs: &Inputs, conditional: bool) -> Result<Option<ClassLabels>> {
+    if !conditional {
+        if inputs.labels.is_some() {
+            return Err(Error::input(
+                "--labels gives the classes of a --conditional run; add --conditional (an unconditional GAN does \
+                 not use them)",
+            ));
+        }
+        return Ok(None);
+    }
+    if let Some(t) = inputs.toy {
+        return Err(Error::input(format!(
+            "--conditional needs labelled data (an image folder with class subfolders, a .npy with --labels, or \
+             the built-in digits); --toy {} has no classes",
+            t.name()
+        )));
+    }
+    let classes = inputs.loaded.class_labels()?;
+    if let Some(ck) = inputs.ckpt.as_ref().filter(|c| c.config.model.classes > 0) {
+        if ck.config.class_names != classes.names {
+            return Err(Error::input(format!(
+                "the data's classes ({}) are not the checkpoint's ({}); resume on the data it was trained on",
+                classes.names.join(", "),
+                ck.config.class_names.join(", ")
+            )));
+        }
+    }
+    Ok(Some(classes))
 }
 
 /// A batch holds distinct samples: a data set smaller than the batch is an error naming it.
@@ -273,7 +336,8 @@ fn start(
         }
         _ => {
             check_batch(req.options.batch_size_for(toy), data, data_name)?;
-            let cfg = req.options.resolve_for(data, toy)?;
+            let classes = data.classes.as_ref().map(|c| c.names.as_slice());
+            let cfg = req.options.resolve_with_classes(data, toy, classes)?;
             let dir = RunDir::create(req.out.as_deref(), req.overwrite)?;
             Ok(Start { cfg, ckpt: None, dir, previous: None })
         }
@@ -358,14 +422,21 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
     // --resume takes a run folder too (its latest checkpoint).
     let resume = req.resume.as_deref().map(resolve_checkpoint).transpose()?;
     let req = &TrainRequest { resume, ..req.clone() };
-    let Inputs { mut loaded, toy, ckpt } = load_inputs(req)?;
+    let inputs = load_inputs(req)?;
+    // A resumed run is conditional as its checkpoint is (a --conditional that disagrees is
+    // refused beside the other flags, in `resume::config_of`).
+    let conditional = req.options.conditional || inputs.ckpt.as_ref().is_some_and(|c| c.config.model.classes > 0);
+    let classes = classes_of(&inputs, conditional)?;
+    let Inputs { mut loaded, toy, ckpt, labels } = inputs;
     let show = req.verbosity == Verbosity::Normal;
     if show {
         loaded.notes.iter().for_each(|n| eprintln!("{n}"));
     }
     let data_name = loaded.name.clone();
     // The data moves into the Arc the trainer shares; `loaded` keeps the folder's records.
-    let data = Arc::new(std::mem::replace(&mut loaded.data, Dataset::from_u8(1, 1, vec![0])?));
+    let mut data = std::mem::replace(&mut loaded.data, Dataset::from_u8(1, 1, vec![0])?);
+    data.classes = classes;
+    let data = Arc::new(data);
     let Start { cfg, ckpt, dir, previous } = start(req, &data, &data_name, toy, ckpt)?;
     loaded.write_run_cache(&dir.root, &data)?;
     let cadence = resume::cadences(&req.run, &req.given, previous.as_ref());
@@ -390,6 +461,7 @@ pub fn train(req: &TrainRequest, stop: Arc<AtomicBool>) -> Result<TrainSummary> 
             layout: data.layout,
             image: data.image(),
             folder: loaded.folder.clone(),
+            labels: labels.filter(|_| data.classes.is_some()).map(|l| l.display().to_string()),
         },
         backend: trainer.backend().name().into(),
         device: trainer.device_name(),

@@ -72,8 +72,15 @@ fn program(cfg: &TrainConfig, data: &Dataset) -> GanProgram {
     GanProgram::build(cfg, data.n, matches!(data.values, DataValues::U8(_)))
 }
 
+/// The data as a trainer of `cfg` binds it: itself, or for a conditional model the labelled
+/// table (`data.classes` after each sample's values).
+pub fn table(cfg: &TrainConfig, data: &Arc<Dataset>) -> Arc<Dataset> {
+    shadergan::programs::trainer::resident_table(cfg, data.clone()).unwrap()
+}
+
 /// A trainer on the CPU backend; `reference`: the plain twins only (no sgemm, no threads).
 pub fn cpu_trainer(cfg: &TrainConfig, data: &Arc<Dataset>, reference: bool) -> GanTrainer {
+    let data = &table(cfg, data);
     let p = program(cfg, data);
     let mut exec = CpuExecutor::new(&p.bufs, Some(data.clone()));
     if reference {
@@ -85,6 +92,7 @@ pub fn cpu_trainer(cfg: &TrainConfig, data: &Arc<Dataset>, reference: bool) -> G
 /// A trainer on the GPU backend, or None (see [`gpu`]).
 pub fn gpu_trainer(cfg: &TrainConfig, data: &Arc<Dataset>) -> Option<GanTrainer> {
     let ctx = gpu()?;
+    let data = &table(cfg, data);
     let p = program(cfg, data);
     let exec = GpuExecutor::new(ctx, &p.bufs, Some(data)).unwrap();
     Some(GanTrainer::new(cfg.clone(), p, Box::new(exec)).unwrap())
@@ -97,6 +105,7 @@ pub fn chunks_of(data: &Dataset, max_bytes: Option<u64>) -> shadergan::ir::DataC
 
 /// A CPU trainer (reference twins) whose program binds the data in chunks of at most `max_bytes`.
 pub fn cpu_trainer_chunked(cfg: &TrainConfig, data: &Arc<Dataset>, max_bytes: Option<u64>) -> GanTrainer {
+    let data = &table(cfg, data);
     let chunks = chunks_of(data, max_bytes);
     let p = GanProgram::build_chunked(cfg, &chunks, matches!(data.values, DataValues::U8(_)));
     let exec = CpuExecutor::with_chunks(&p.bufs, Some(data.clone()), chunks).reference();
@@ -106,6 +115,7 @@ pub fn cpu_trainer_chunked(cfg: &TrainConfig, data: &Arc<Dataset>, max_bytes: Op
 /// The same on the GPU backend, or None (see [`gpu`]).
 pub fn gpu_trainer_chunked(cfg: &TrainConfig, data: &Arc<Dataset>, max_bytes: Option<u64>) -> Option<GanTrainer> {
     let ctx = gpu()?;
+    let data = &table(cfg, data);
     let chunks = chunks_of(data, max_bytes);
     let p = GanProgram::build_chunked(cfg, &chunks, matches!(data.values, DataValues::U8(_)));
     let exec = GpuExecutor::with_chunks(ctx, &p.bufs, Some((data, &chunks))).unwrap();

@@ -36,6 +36,38 @@ fn noise_normal_matches_cpu() {
     }
 }
 
+/// Noise in rows of `dim` placed in wider rows (a conditional G's input: the class embedding in
+/// the other columns): the packed values, each where the kernel stores it, on both backends; the
+/// other columns untouched (still NaN).
+#[test]
+fn noise_normal_into_wider_rows() {
+    for (rows, dim, stride, col) in [(1usize, 1usize, 2usize, 1usize), (7, 5, 9, 4), (64, 64, 74, 10), (3, 33, 33, 0)] {
+        let (len, streams) = (rows * dim, 3u32);
+        let base = RandomParams { len: len as u32, stream: 1, streams, seed_lo: 5, seed_hi: 2, ..Default::default() };
+        let mut c = Case::new();
+        c.state = TrainState::at(41, 0, 0, 0.5, 0.999);
+        let packed = c.output("packed", len * streams as usize);
+        let wide = c.output("wide", 2 + rows * stride * streams as usize);
+        let p = RandomParams { out_off: 2, dim: dim as u32, src_stride: stride as u32, src_col: col as u32, ..base };
+        let ops = vec![NoiseNormal { p: base, out: packed }.into(), NoiseNormal { p, out: wide }.into()];
+        let Some(Both { gpu: g, cpu, .. }) = c.run_ops(ops, &[packed, wide]) else { return };
+        let what = format!("rows {rows} dim {dim} stride {stride} col {col}");
+        for (name, out) in [("GPU", &g), ("CPU", &cpu)] {
+            for k in 0..streams as usize {
+                let span = &out[1][2 + k * rows * stride..2 + (k + 1) * rows * stride];
+                for (r, row) in span.chunks(stride).enumerate() {
+                    let want = &out[0][k * len + r * dim..k * len + (r + 1) * dim];
+                    assert_eq!(&row[col..col + dim], want, "{name} {what}: stream {k} row {r}");
+                    let others = row[..col].iter().chain(&row[col + dim..]);
+                    assert!(others.clone().all(|v| v.is_nan()), "{name} {what}: another column written");
+                }
+            }
+        }
+        compare("noise_normal", &g[1][2..], &cpu[1][2..], tolerance("noise_normal"))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+}
+
 #[test]
 fn gather_matches_cpu_exactly() {
     let (n, dim) = (65usize, 33usize);

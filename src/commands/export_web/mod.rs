@@ -116,7 +116,7 @@ fn from_run_config(path: &Path) -> Result<Export> {
         Some(t) => (t.dataset(cfg.seed, toy::TOY_SAMPLES)?, format!("toy:{}", t.name())),
         None if run.data.path == assets::DEFAULT_DATA_NAME => (assets::default_dataset()?, run.data.path.clone()),
         None => {
-            let opts = DataOptions::recorded(run.data.layout, run.data.folder.as_ref())?;
+            let opts = DataOptions::recorded(run.data.layout, run.data.labels.as_deref(), run.data.folder.as_ref())?;
             let loaded = source::load(Some(Path::new(&run.data.path)), &opts, Some(root), false)?;
             (loaded.data, run.data.path.clone())
         }
@@ -193,7 +193,19 @@ pub fn web_chunks(data: &Dataset) -> Result<DataChunks> {
 
 pub fn export(req: &ExportRequest) -> Result<Exported> {
     bundle::check_out(&req.out, req.overwrite)?;
+    if req.options.conditional || req.data_options.labels.is_some() {
+        return Err(Error::input(
+            "export-web does not take conditional GANs yet; leave out --conditional and --labels",
+        ));
+    }
     let what = resolve(req)?;
+    let cfg = match &what {
+        Export::Sample(s) => &s.cfg,
+        Export::Train(t) => &t.cfg,
+    };
+    if cfg.model.classes > 0 {
+        return Err(Error::input("export-web does not take conditional GANs yet (this run is --conditional)"));
+    }
     let program = match &what {
         Export::Sample(s) => bundle::sample_program(s, req.title.as_deref())?,
         Export::Train(t) => bundle::train_program(t, &req.seeds, req.title.as_deref())?,
