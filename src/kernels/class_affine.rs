@@ -152,7 +152,7 @@ pub struct ClassAffineBackward {
 impl ClassAffineBackward {
     /// The params with `parts` set from the outputs given.
     pub fn params(&self) -> ClassAffineParams {
-        let parts = if self.grads.is_some() { PART_PARAMS } else { 0 } | if self.dx.is_some() { PART_INPUT } else { 0 };
+        let parts = super::backward_parts(self.grads.is_some(), self.dx.is_some());
         ClassAffineParams { parts, ..self.p }
     }
 }

@@ -120,3 +120,10 @@ pub fn source(f: &Family) -> String {
 pub fn entry(name: &str) -> Option<(&'static Family, &'static Entry)> {
     FAMILIES.iter().find_map(|f| f.entries.iter().find(|e| e.name == name).map(|e| (*f, e)))
 }
+
+/// The `parts` bits of a backward kernel that writes its parameters' gradient (bit 1) and its
+/// input's gradient (bit 2) only when given a buffer for each (batch_norm_backward,
+/// class_affine_backward, projection_backward: each family's PART_PARAMS and PART_INPUT).
+pub fn backward_parts(params: bool, input: bool) -> u32 {
+    (params as u32) | ((input as u32) << 1)
+}

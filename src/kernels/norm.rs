@@ -269,7 +269,7 @@ pub struct BatchNormBackward {
 impl BatchNormBackward {
     /// The params with `parts` set from the outputs given.
     pub fn params(&self) -> NormParams {
-        let parts = if self.grads.is_some() { PART_PARAMS } else { 0 } | if self.dx.is_some() { PART_INPUT } else { 0 };
+        let parts = super::backward_parts(self.grads.is_some(), self.dx.is_some());
         NormParams { parts, ..self.p }
     }
 

@@ -142,8 +142,7 @@ pub struct ProjectionBackward {
 impl ProjectionBackward {
     /// The params with `parts` set from the outputs given.
     pub fn params(&self) -> ProjectionParams {
-        let parts =
-            if self.grads.is_some() { PART_PARAMS } else { 0 } | if self.dphi.is_some() { PART_INPUT } else { 0 };
+        let parts = super::backward_parts(self.grads.is_some(), self.dphi.is_some());
         ProjectionParams { parts, ..self.p }
     }
 }
