@@ -33,6 +33,9 @@
 //                               batch_norm_backward_params and batch_norm_backward_input compute
 //                               the same sums in the same order)
 //   batch_norm_eval             y = act(gamma ((x - running_mean) inverseSqrt(running_var + eps)) + beta)
+// Without an affine (p.no_affine = 1, PyTorch's affine=False: conditional batch norm's first half,
+// before class_affine.wgsl) gamma is 1 and beta 0 in every formula, gamma_off and beta_off are not
+// read, and the backward pass is called without PART_PARAMS (there is no dgamma or dbeta).
 // inv_m = 1 / m and unbias = m / (m - 1) are params computed on the host (NormParams::new), so
 // that they are one correctly rounded value on every backend (WGSL's division is not). For m = 1
 // unbias is 1 (PyTorch refuses training batch norm on one value per channel; here the variance
@@ -44,7 +47,8 @@
 //   0 uniform NormParams
 //   1 storage read   a: x, at x_off (every entry point)
 //   2 storage read   c: forward, eval: the network's flat parameters, gamma at gamma_off and beta
-//                       at beta_off (c values each); backward: dy at dy_off
+//                       at beta_off (c values each; not read when p.no_affine); backward: dy
+//                       at dy_off
 //   3 storage rw     out: forward, eval: y at y_off; backward: the flat gradient buffer, dgamma
 //                       at dgamma_off, dbeta at dbeta_off
 //   4 storage rw     state (forward, eval): the network's non-trainable state, running_mean at
@@ -100,6 +104,10 @@ struct NormParams {
     slope: f32,          // its slope (leaky ReLU)
     groups: u32,         // batches of n rows with their own statistics (0 or 1: one)
     parts: u32,          // batch_norm_backward: PART_PARAMS | PART_INPUT
+    no_affine: u32,      // 1: gamma 1, beta 0, gamma_off and beta_off not read (affine=False)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: NormParams;
@@ -173,6 +181,15 @@ fn batch_var(li: u32, ch: u32, mean: f32, sh: u32) -> f32 {
     return workgroup_sum(li, vec2<f32>(acc, 0.0)).x * p.inv_m;
 }
 
+// (gamma, beta) of channel ch: the parameters' (binding 2, forward and eval only), or (1, 0)
+// without an affine (p.no_affine), when gamma_off and beta_off are not read.
+fn gamma_beta(ch: u32) -> vec2<f32> {
+    if (p.no_affine != 0u) {
+        return vec2<f32>(1.0, 0.0);
+    }
+    return vec2<f32>(c[p.gamma_off + ch], c[p.beta_off + ch]);
+}
+
 // Training mode: a = x, c = parameters (gamma, beta), out = y, state = running stats, saved =
 // this pass's statistics. One workgroup per channel, its groups one after the other.
 @compute @workgroup_size(256)
@@ -183,8 +200,9 @@ fn batch_norm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     if (ch >= p.c) {
         return;
     }
-    let gamma = c[p.gamma_off + ch];
-    let beta = c[p.beta_off + ch];
+    let gb = gamma_beta(ch);
+    let gamma = gb.x;
+    let beta = gb.y;
     for (var g = 0u; g < group_count(); g++) {
         let sh = group_shift(g);
         let mean = batch_mean(li, ch, sh);
@@ -220,7 +238,8 @@ fn batch_norm_eval(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let ch = (o / p.s) % p.c;
     let inv_std = inverseSqrt(state[p.var_off + ch] + p.eps);
     let x_hat = (a[p.x_off + o] - state[p.mean_off + ch]) * inv_std;
-    out[p.y_off + o] = activate(c[p.gamma_off + ch] * x_hat + c[p.beta_off + ch], ACT, p.slope);
+    let gb = gamma_beta(ch);
+    out[p.y_off + o] = activate(gb.x * x_hat + gb.y, ACT, p.slope);
 }
 
 // dz = dy act'(y) of element e of channel ch (group shift sh): dy itself for the identity.

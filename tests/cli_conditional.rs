@@ -137,8 +137,11 @@ fn labels_and_conditional_are_refused_where_they_do_not_apply() {
     refused(d, &["train", s(&loose), "--conditional"], "loose0.png is not in a class subfolder");
     let single = class_folder(&d.join("single"), &["cat"], 6, 0);
     refused(d, &["train", s(&single), "--conditional"], "every sample is of one class (cat)");
-    // The built-in digits (28x28, labelled) for the DCGAN's refusal.
-    refused(d, &["train", "--conditional", "--arch", "dcgan"], "--conditional trains --arch mlp so far");
+    // The built-in digits (28x28, labelled) for the DCGAN's refusals: its default --pack 2 is
+    // 1 under --conditional, and a --pack asked for is refused as for the MLP.
+    let dcgan = ["train", "--conditional", "--arch", "dcgan"];
+    refused(d, &[&dcgan[..], &["--pack", "2"]].concat(), "--conditional takes --pack 1, not 2");
+    refused(d, &[&dcgan[..], &["--precision", "f16"]].concat(), "--precision f16 is for --arch mlp");
     for (flags, needle) in [
         (&["--precision", "f16"][..], "--conditional trains in f32"),
         (&["--pack", "2"][..], "--conditional takes --pack 1, not 2"),

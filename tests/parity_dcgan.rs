@@ -246,3 +246,102 @@ fn sampling_uses_the_running_statistics() {
     t.restore(&s).unwrap();
     assert_ne!(t.sample(&z).unwrap(), before);
 }
+
+/// `images` with 5 classes (sample i of class i mod 5).
+fn labelled(n: usize, channels: usize, size: usize) -> Arc<Dataset> {
+    let mut d = (*images(n, channels, size)).clone();
+    let names = shadergan::data::labels::index_names(5);
+    d.classes = Some(shadergan::data::labels::ClassLabels { ids: (0..n).map(|i| (i % 5) as u8).collect(), names });
+    Arc::new(d)
+}
+
+/// A conditional DCGAN (`--conditional --arch dcgan`): G's conditional batch norms, D's
+/// projection head. `extras`: two D updates, dropout, the hinge loss, spectral norm, G's average.
+fn conditional_config(data: &Dataset, extras: bool, fc_hidden: usize) -> TrainConfig {
+    let names = &data.classes.as_ref().unwrap().names;
+    TrainOptions {
+        lr: Some(2e-4),
+        arch: Some(Arch::Dcgan),
+        g_channels: 4,
+        d_channels: 4,
+        latent_dim: Some(8),
+        batch_size: Some(8),
+        seed: 78,
+        g_fc_hidden: Some(fc_hidden),
+        d_fc_hidden: Some(fc_hidden),
+        conditional: true,
+        g_ema: Some(if extras { 0.9 } else { 0.0 }),
+        d_steps: if extras { 2 } else { 1 },
+        d_dropout: Some(if extras { 0.3 } else { 0.0 }),
+        loss: extras.then_some(Loss::Hinge),
+        d_norm: extras.then_some(DNorm::Spectral),
+        ..Default::default()
+    }
+    .resolve_with_classes(data, None, Some(names))
+    .unwrap()
+}
+
+/// GPU and CPU agree over a few conditional DCGAN steps at 28x28 (with and without the hidden
+/// linear layers, whose `bn_hidden` is conditional too) and 32x32, plainly and with the
+/// extras; sampling with classes agrees, and the class changes the sample.
+#[test]
+fn conditional_dcgan_agrees_on_gpu_and_cpu() {
+    for (channels, size, extras, fc_hidden) in
+        [(1, 28, false, 0), (1, 28, true, 12), (3, 32, false, 0), (3, 32, true, 0)]
+    {
+        let data = labelled(24, channels, size);
+        let cfg = conditional_config(&data, extras, fc_hidden);
+        let what = format!("conditional {channels}x{size}x{size}, extras {extras}, fc-hidden {fc_hidden}");
+        agree_over_a_few_steps(&data, &cfg, &what);
+        let (mut cpu, Some(mut gpu)) = (cpu_trainer(&cfg, &data, false), gpu_trainer(&cfg, &data)) else { return };
+        cpu.train(2).unwrap();
+        gpu.train(2).unwrap();
+        let z = uniform(6 * 8, 5, -2.0, 2.0);
+        let asked: Vec<u32> = (0..6).map(|i| (i * 3 % 5) as u32).collect();
+        let (gy, cy) = (gpu.sample_classes(&z, &asked).unwrap(), cpu.sample_classes(&z, &asked).unwrap());
+        compare("sample", &gy, &cy, tolerance("train_10_steps")).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let other: Vec<u32> = asked.iter().map(|y| (y + 1) % 5).collect();
+        assert_ne!(cpu.sample_classes(&z, &other).unwrap(), cy, "{what}");
+    }
+}
+
+/// The conditional DCGAN's tensors: G's batch norms hold per-class gamma and beta tables (and
+/// no affine of their own), G reads z only, D ends in a projection head under the last
+/// layer's name; a resumed CPU run is bit-identical.
+#[test]
+fn conditional_dcgan_names_and_bit_exact_resume() {
+    let data = labelled(24, 1, 28);
+    let cfg = conditional_config(&data, true, 12);
+    assert_eq!(cfg.model.g_input_dim(), cfg.model.latent_dim);
+    let (g, d) = (cfg.model.generator(false), cfg.model.discriminator(0.0, false));
+    let names = |t: Vec<shadergan::nn::Tensor>| t.into_iter().map(|t| (t.name, t.shape)).collect::<Vec<_>>();
+    let g_names = names(g.tensors());
+    for bn in ["bn_hidden", "bn1", "bn2"] {
+        let gamma = g_names.iter().find(|(n, _)| *n == format!("{bn}.gamma.weight")).expect(bn);
+        assert_eq!(gamma.1[0], 5, "{bn}: a row per class");
+        assert!(g_names.iter().any(|(n, s)| *n == format!("{bn}.beta.weight") && *s == gamma.1));
+        assert!(!g_names.iter().any(|(n, _)| *n == format!("{bn}.weight")));
+    }
+    let g_state = names(g.state_tensors());
+    assert!(g_state.iter().any(|(n, _)| n == "bn1.running_mean"));
+    let d_names = names(d.tensors());
+    let head: Vec<_> = d_names.iter().filter(|(n, _)| n.starts_with("fc.") || n.starts_with("embed.")).collect();
+    assert_eq!(head.len(), 3, "{head:?}");
+    assert!(d_names.iter().any(|(n, s)| n == "embed.parametrizations.weight.original" && s == &[5, 12]));
+    // Every class starts with the same gamma and beta.
+    let init = g.init(cfg.seed);
+    let t = g.tensors().into_iter().find(|t| t.name == "bn1.gamma.weight").unwrap();
+    let c = t.shape[1];
+    let rows: Vec<&[f32]> = init[t.off..t.off + 5 * c].chunks(c).collect();
+    assert!(rows.iter().all(|r| *r == rows[0]) && rows[0].iter().any(|&v| v != 1.0));
+
+    let mut straight = cpu_trainer(&cfg, &data, false);
+    straight.train(6).unwrap();
+    let mut first = cpu_trainer(&cfg, &data, false);
+    first.train(3).unwrap();
+    let mid = first.snapshot().unwrap();
+    let mut resumed = cpu_trainer(&cfg, &data, false);
+    resumed.restore(&mid).unwrap();
+    resumed.train(3).unwrap();
+    assert_eq!(resumed.snapshot().unwrap(), straight.snapshot().unwrap());
+}

@@ -324,7 +324,11 @@ impl ModelConfig {
     /// whose product with it can place each class's C vectors anywhere once the width is C, so a
     /// wider one would add parameters, not expressiveness. 0 for an unconditional G.
     pub fn g_embed_dim(&self) -> usize {
-        self.classes
+        match self.arch {
+            // The DCGAN's class enters through its conditional batch norms: G reads z only.
+            Arch::Dcgan => 0,
+            Arch::Mlp => self.classes,
+        }
     }
 
     /// Values per row of G's input: the class embedding, then z.
@@ -355,7 +359,8 @@ impl ModelConfig {
             // The projection head in place of the last linear layer, under its name.
             let (name, last) = layers.pop().expect("an MLP has a last layer");
             let fan_in = last.in_features();
-            layers.push((name, Box::new(nn::ProjectionHead { fan_in, classes: self.classes, spectral })));
+            let head = nn::ProjectionHead { fan_in, classes: self.classes, spectral, init: Init::Default };
+            layers.push((name, Box::new(head)));
         }
         if half {
             layers.push(("logits".into(), Box::new(Cast { features: 1, to_f16: false })));
@@ -402,6 +407,15 @@ impl ModelConfig {
         push(layers, format!("bn{i}"), bn, (c, h, w));
     }
 
+    /// G's batch norm then its activation over `channels` of `spatial` values: conditional batch
+    /// norm (per-class gamma and beta) in a conditional G, else [`BatchNorm`].
+    fn g_norm(&self, channels: usize, spatial: usize, act: Activation) -> Box<dyn Layer> {
+        match self.classes {
+            0 => Box::new(BatchNorm { channels, spatial, init_std: DCGAN_INIT_STD, act }),
+            classes => Box::new(nn::ConditionalBatchNorm { channels, spatial, classes, init_std: DCGAN_INIT_STD, act }),
+        }
+    }
+
     /// `hidden`: Linear(fan_in, features) without bias, then `bn_hidden` (per feature, ending in
     /// the activation, `act_name`'s); `--g-fc-hidden` / `--d-fc-hidden`.
     fn fc_hidden(&self, layers: &mut Layers, fan_in: usize, features: usize, act: Activation, act_name: &str) {
@@ -415,8 +429,11 @@ impl ModelConfig {
         let fc =
             Linear { fan_in, fan_out: features, activation: Activation::Identity, bias: false, init, spectral: false };
         push(layers, "hidden".into(), fc, (features, 1, 1));
-        let bn = BatchNorm { channels: features, spatial: 1, init_std: DCGAN_INIT_STD, act };
-        push(layers, "bn_hidden".into(), bn, (features, 1, 1));
+        let bn: Box<dyn Layer> = match act_name {
+            "relu" => self.g_norm(features, 1, act),
+            _ => Box::new(BatchNorm { channels: features, spatial: 1, init_std: DCGAN_INIT_STD, act }),
+        };
+        layers.push(("bn_hidden".into(), bn));
     }
 
     /// G of PyTorch's DCGAN example, shrunk to the image size: from z, transposed convolutions
@@ -468,7 +485,7 @@ impl ModelConfig {
             };
             push(&mut layers, "deconv1".into(), t, (c0, 4, 4))
         };
-        self.norm_act(&mut layers, 1, chw, act);
+        layers.push(("bn1".into(), self.g_norm(chw.0, chw.1 * chw.2, act)));
         for block in 2..=doublings + 1 {
             let (c, h, w) = chw;
             let last = block == doublings + 1;
@@ -491,7 +508,7 @@ impl ModelConfig {
             let name = format!("deconv{}", if linear { block - 1 } else { block });
             chw = push(&mut layers, name, t, (c_out, 2 * h, 2 * w));
             if !last {
-                self.norm_act(&mut layers, block, chw, act);
+                layers.push((format!("bn{block}"), self.g_norm(chw.0, chw.1 * chw.2, act)));
             }
         }
         layers
@@ -503,7 +520,8 @@ impl ModelConfig {
     /// from 7x7 (28). With `--pack P` the first convolution takes P images stacked as P x C
     /// channels (in NCHW, P consecutive images of the batch are exactly that: no copy); with
     /// `dropout`, dropout after every activation. `--d-norm none` leaves the batch norms out;
-    /// `--d-fc-hidden` adds a hidden linear layer before the logit.
+    /// `--d-fc-hidden` adds a hidden linear layer before the logit. A conditional D ends in a
+    /// projection head instead, under the last layer's name (`nn::ProjectionHead`).
     fn dcgan_discriminator(&self, dropout: f32) -> Layers {
         let img = self.image_shape();
         let (d, act) = (self.d_channels, self.d_activation);
@@ -548,7 +566,13 @@ impl ModelConfig {
                 push(&mut layers, "dropout_hidden".into(), dropout, (c, 1, 1));
             }
         }
-        if img.height == 28 {
+        if self.classes > 0 {
+            // A projection head on the flattened (c, h, w) features: at 32 and 64 the last
+            // convolution (4x4, valid, from 4x4 to one logit) is a linear layer over them.
+            let name = if img.height == 28 { "fc".to_string() } else { format!("conv{i}") };
+            let head = nn::ProjectionHead { fan_in: c * h * w, classes: self.classes, spectral, init: normal };
+            push(&mut layers, name, head, (1, 1, 1));
+        } else if img.height == 28 {
             let fc = Linear {
                 fan_in: c * h * w,
                 fan_out: 1,

@@ -279,7 +279,8 @@ impl TrainOptions {
         m.d_activation = self.d_activation.unwrap_or(Activation::LeakyRelu);
         let colour = image.height != 28;
         cfg.lr = self.lr.unwrap_or(if colour { DCGAN_COLOUR_LR } else { DCGAN_LR });
-        cfg.model.pack = self.pack.unwrap_or(DCGAN_PACK);
+        // A conditional D judges one class per row: no packing (refused when asked for).
+        cfg.model.pack = self.pack.unwrap_or(if self.conditional { 1 } else { DCGAN_PACK });
         cfg.d_dropout = self.d_dropout.unwrap_or(0.0);
         cfg.g_ema = self.g_ema.unwrap_or(if colour { DCGAN_COLOUR_G_EMA } else { DCGAN_G_EMA });
         cfg.model.validate()?;
@@ -490,12 +491,6 @@ impl TrainConfig {
                 crate::data::MAX_CLASSES,
                 m.classes
             )));
-        }
-        if m.arch == Arch::Dcgan {
-            return Err(Error::input(
-                "--conditional trains --arch mlp so far (the DCGAN's conditional batch norm is not built yet); \
-                 pass --arch mlp",
-            ));
         }
         if self.precision == Precision::F16 {
             return Err(Error::input("--conditional trains in f32; leave out --precision f16"));

@@ -53,6 +53,13 @@ crate::uniform! {
         pub groups: u32,
         /// backward: [`PART_PARAMS`] | [`PART_INPUT`] (set by [`BatchNormBackward`]).
         pub parts: u32,
+        /// 1: no affine of its own, gamma 1 and beta 0 (PyTorch's `affine=False`; the first half
+        /// of conditional batch norm): gamma_off and beta_off are not read, and the backward pass
+        /// writes no dgamma or dbeta.
+        pub no_affine: u32,
+        pub _pad0: u32,
+        pub _pad1: u32,
+        pub _pad2: u32,
     }
 }
 
@@ -71,6 +78,23 @@ impl NormParams {
         let inv_m = 1.0 / m as f32;
         let unbias = if m > 1 { m as f32 / (m - 1) as f32 } else { 1.0 };
         NormParams { n, c, s, eps: 1e-5, momentum: 0.1, inv_m, unbias, update_running: 1, ..Default::default() }
+    }
+
+    /// (gamma, beta) of channel ch: the parameters', or (1, 0) without an affine.
+    pub fn gamma_beta(&self, params: &[f32], ch: usize) -> (f32, f32) {
+        if self.no_affine != 0 {
+            return (1.0, 0.0);
+        }
+        (params[self.gamma_off as usize + ch], params[self.beta_off as usize + ch])
+    }
+
+    /// The spans of gamma and beta in the parameters `c` (none without an affine).
+    fn affine_spans(&self, c: BufId) -> Vec<Span> {
+        if self.no_affine != 0 {
+            return vec![];
+        }
+        let n = self.c as usize;
+        vec![Span::read(c, self.gamma_off, n), Span::read(c, self.beta_off, n)]
     }
 
     /// Elements per channel.
@@ -175,15 +199,15 @@ impl Kernel for BatchNormForward {
     }
     fn spans(&self) -> Vec<Span> {
         let (p, c) = (&self.p, self.p.c as usize);
-        vec![
+        let mut s = p.affine_spans(self.c);
+        s.extend([
             Span::read(self.a, p.x_off, p.total_len()),
-            Span::read(self.c, p.gamma_off, c),
-            Span::read(self.c, p.beta_off, c),
             Span::write(self.out, p.y_off, p.total_len()),
             Span::write(self.state, p.mean_off, c),
             Span::write(self.state, p.var_off, c),
             Span::write(self.saved, p.save_off, 3 * c * p.group_count()),
-        ]
+        ]);
+        s
     }
     fn run_cpu(&self, host: &mut Host) {
         let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
@@ -232,14 +256,14 @@ impl Kernel for BatchNormEval {
     }
     fn spans(&self) -> Vec<Span> {
         let (p, c) = (&self.p, self.p.c as usize);
-        vec![
+        let mut s = p.affine_spans(self.c);
+        s.extend([
             Span::read(self.a, p.x_off, p.total_len()),
-            Span::read(self.c, p.gamma_off, c),
-            Span::read(self.c, p.beta_off, c),
             Span::write(self.out, p.y_off, p.total_len()),
             Span::read(self.state, p.mean_off, c),
             Span::read(self.state, p.var_off, c),
-        ]
+        ]);
+        s
     }
     fn run_cpu(&self, host: &mut Host) {
         let (p, a, c, state) = (&self.p, self.a, self.c, self.state);
@@ -431,8 +455,7 @@ pub fn batch_norm_forward(
     for ch in 0..c {
         let (mean, var) = batch_stats(p, x, ch);
         let inv_std = inv_std_of(var, p.eps);
-        let gamma = params[p.gamma_off as usize + ch];
-        let beta = params[p.beta_off as usize + ch];
+        let (gamma, beta) = p.gamma_beta(params, ch);
         for e in 0..p.m() {
             let x_hat = (x[element(p, p.x_off, ch, e)] - mean) * inv_std;
             y[element(p, p.y_off, ch, e)] = gamma * x_hat + beta;
@@ -500,6 +523,7 @@ pub fn batch_norm_eval(p: &NormParams, x: &[f32], params: &[f32], y: &mut [f32],
         let ch = (o / s) % c;
         let inv_std = inv_std_of(state[p.var_off as usize + ch], p.eps);
         let x_hat = (x[p.x_off as usize + o] - state[p.mean_off as usize + ch]) * inv_std;
-        y[p.y_off as usize + o] = params[p.gamma_off as usize + ch] * x_hat + params[p.beta_off as usize + ch];
+        let (gamma, beta) = p.gamma_beta(params, ch);
+        y[p.y_off as usize + o] = gamma * x_hat + beta;
     }
 }

@@ -114,8 +114,7 @@ fn forward_with(
         })[0];
         let var = sq * p.inv_m;
         let inv_std = inv_std_of(var, p.eps);
-        let gamma = params[p.gamma_off as usize + ch];
-        let beta = params[p.beta_off as usize + ch];
+        let (gamma, beta) = p.gamma_beta(params, ch);
         for b in 0..n {
             let xs = &x[p.x_off as usize + (b * c + ch) * s..][..s];
             let ys = &mut y[p.y_off as usize + (b * c + ch) * s..][..s];
@@ -130,7 +129,7 @@ fn forward_with(
     for (ch, &[mean, var]) in stats.iter().enumerate() {
         saved[save + ch] = mean;
         saved[save + c + ch] = inv_std_of(var, p.eps);
-        saved[save + 2 * c + ch] = params[p.gamma_off as usize + ch];
+        saved[save + 2 * c + ch] = p.gamma_beta(params, ch).0;
         if p.update_running != 0 {
             let keep = 1.0 - p.momentum;
             let (rm, rv) = (p.mean_off as usize + ch, p.var_off as usize + ch);

@@ -7,9 +7,9 @@
 //! (projection.wgsl), which adds the class term's gradient to the phi gradient the head wrote,
 //! scaled by the same folded activation derivative.
 //!
-//! E starts as U(-1/sqrt(in), 1/sqrt(in)), the bound of the head's own weight (each row of E is
-//! a class's extra head weight), so the class term starts at the scale of the logit rather than
-//! nn.Embedding's N(0, 1), which would swamp it (sqrt(in) times larger). With `spectral` both the
+//! E starts as the head's own weight does (each row of E is a class's extra head weight):
+//! U(-1/sqrt(in), 1/sqrt(in)) in the MLP's D, N(0, 0.02) in the DCGAN's, so the class term starts
+//! at the scale of the logit rather than nn.Embedding's N(0, 1), which would swamp it. With `spectral` both the
 //! head's weight and E are spectrally normalised (as SNGAN's projection discriminator
 //! normalises its embedding), each with its own u and v.
 
@@ -25,11 +25,14 @@ pub struct ProjectionHead {
     pub fan_in: usize,
     pub classes: usize,
     pub spectral: bool,
+    /// The head's weight (and E): `Init::Default` (the MLP's), or N(0, std) for the DCGAN's D,
+    /// whose other layers start so.
+    pub init: Init,
 }
 
 impl ProjectionHead {
     fn head(&self) -> Linear {
-        Linear { spectral: self.spectral, ..Linear::new(self.fan_in, 1, Activation::Identity) }
+        Linear { spectral: self.spectral, init: self.init, ..Linear::new(self.fan_in, 1, Activation::Identity) }
     }
 
     /// Where E starts in the layer's parameters (after the head's weight and bias) and its u in
@@ -86,8 +89,11 @@ impl Layer for ProjectionHead {
 
     fn init(&self, key: InitKey, params: &mut [f32]) {
         let (head, embed) = params.split_at_mut(self.embed_off());
-        key.weights_and_bias(Init::Default, self.fan_in, self.fan_in, head);
-        key.part(1).uniform(1.0 / (self.fan_in as f32).sqrt(), embed);
+        key.weights_and_bias(self.init, self.fan_in, self.fan_in, head);
+        match self.init {
+            Init::Default => key.part(1).uniform(1.0 / (self.fan_in as f32).sqrt(), embed),
+            Init::Normal(std) => key.part(1).normal(0.0, std, embed),
+        }
     }
 
     fn init_state(&self, key: InitKey, params: &[f32], state: &mut [f32]) {

@@ -128,3 +128,63 @@ fn batch_norm_backward_matches_cpu() {
         }
     }
 }
+
+/// Without an affine (`no_affine`, conditional batch norm's first half): gamma 1 and beta 0,
+/// the parameters never read (bound to a NaN buffer shorter than gamma_off + c, outside every
+/// span), on both backends, training and eval; the twin's output is bit for bit the affine
+/// twin's with gamma 1 and beta 0, so the f64 references in conv.rs cover it too.
+#[test]
+fn batch_norm_without_affine_reads_no_parameters() {
+    use shadergan::kernels::activation::activate_in_place;
+    for (i, &[n, c, s]) in CASES.iter().enumerate() {
+        for groups in [1u32, 2] {
+            let act = ACTS[(i + groups as usize) % ACTS.len()];
+            let what = format!("no affine: n {n} c {c} s {s} groups {groups} {act:?}");
+            let len = (groups * n * c * s) as usize;
+            let mut case = Case::new();
+            let x = case.input("x", uniform(2 + len, n + c + s, -3.0, 5.0));
+            let params = case.input("params", vec![f32::NAN]);
+            let state = case.input("state", uniform(4 + 2 * c as usize, s, 0.1, 1.0));
+            let saved = case.output("saved", 3 + 3 * (c * groups) as usize);
+            let y = case.output("y", 1 + len);
+            let p = NormParams {
+                x_off: 2,
+                y_off: 1,
+                gamma_off: 7,
+                beta_off: 9 + c,
+                mean_off: 4,
+                var_off: 4 + c,
+                save_off: 3,
+                act: act.code(),
+                slope: act.slope(),
+                groups,
+                no_affine: 1,
+                ..NormParams::new(n, c, s)
+            };
+            let op = BatchNormForward { p, a: x, c: params, out: y, state, saved };
+            let Some(Both { gpu: g, cpu, .. }) = case.run(op, &[y, state, saved]) else { return };
+            compare_from(&what, "y", &g[0], &cpu[0], 1);
+            compare_from(&what, "running statistics", &g[1], &cpu[1], 4);
+            compare_from(&what, "saved", &g[2], &cpu[2], 3);
+            let y_eval = case.output("y.eval", 1 + len);
+            let op = BatchNormEval { p, a: x, c: params, out: y_eval, state };
+            let Some(Both { gpu: ge, cpu: ce, .. }) = case.run(op, &[y_eval]) else { return };
+            compare_from(&format!("eval {what}"), "y", &ge[0], &ce[0], 1);
+
+            // The affine twin with gamma 1 and beta 0 at the same offsets: the same bits.
+            let mut ones = vec![0f32; 9 + 2 * c as usize];
+            ones[7..7 + c as usize].iter_mut().for_each(|v| *v = 1.0);
+            let q = NormParams { no_affine: 0, ..p };
+            let xs = &case.bufs[x].1;
+            let mut st = case.bufs[state].1.clone();
+            let (mut sv, mut ya) = (vec![0.0; 3 + 3 * (c * groups) as usize], vec![0.0; 1 + len]);
+            for g in 0..groups as usize {
+                batch_norm_forward(&q.group(g), xs, &ones, &mut ya, &mut st, &mut sv);
+            }
+            activate_in_place(act.code(), act.slope(), &mut ya[1..]);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&ya[1..]), bits(&cpu[0][1..]), "{what}: y");
+            assert_eq!(bits(&sv[3..]), bits(&cpu[2][3..]), "{what}: saved");
+        }
+    }
+}
