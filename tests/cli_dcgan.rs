@@ -212,3 +212,78 @@ fn f64_forward_matches(hidden: &str) {
     }
     assert!(t.keys().all(|k| !k.contains("num_batches")), "PyTorch's counter is not a tensor of ours");
 }
+
+/// Conditional batch norm in eval mode as torch builds it: BatchNorm2d(c, affine=False) on
+/// (c, h w) from the running statistics, then gamma[y] and beta[y] from the (C, c)
+/// `NAME.gamma.weight` / `NAME.beta.weight` (nn.Embedding), then ReLU.
+fn cond_bn_relu(t: &HashMap<String, (Vec<usize>, Vec<f64>)>, name: &str, x: &mut [f64], c: usize, y: usize) {
+    let hw = x.len() / c;
+    let get = |k: &str| &t[&format!("{name}.{k}")].1;
+    let (g, b, m, v) = (get("gamma.weight"), get("beta.weight"), get("running_mean"), get("running_var"));
+    assert!(!t.contains_key(&format!("{name}.weight")), "no affine of its own");
+    for (i, x) in x.iter_mut().enumerate() {
+        let ch = i / hw;
+        *x = (g[y * c + ch] * (*x - m[ch]) / (v[ch] + 1e-5).sqrt() + b[y * c + ch]).max(0.0);
+    }
+}
+
+/// `--conditional --arch dcgan` through the binary on the built-in digits: G's batch norms are
+/// conditional (`G.bnI.gamma.weight`, (10, c)), D ends in a projection head (`D.embed.weight`),
+/// G reads z only; `generate --z --class K` is what G computes by PyTorch's definitions from
+/// the checkpoint's tensors alone (f64, in eval mode, the weight average), to the byte; and the
+/// sample grid is written.
+#[test]
+fn a_conditional_dcgan_generates_the_class_asked_for_by_pytorchs_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("c");
+    let mut args = train_args(run_dir.to_str().unwrap(), "4");
+    args.extend(["--conditional", "--g-fc-hidden", "6"]);
+    ok(&args);
+    let latest = run_dir.join("checkpoints/latest.safetensors");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["train"]["model"]["classes"], 10);
+    assert_eq!(config["train"]["model"]["pack"], 1, "no packing under --conditional");
+    let t = tensors(&latest, "G_ema.");
+    for bn in ["bn_hidden", "bn1", "bn2"] {
+        assert_eq!(t[&format!("{bn}.gamma.weight")].0[0], 10, "{bn}");
+        assert_eq!(t[&format!("{bn}.beta.weight")].0, t[&format!("{bn}.gamma.weight")].0, "{bn}");
+    }
+    assert_eq!(t["hidden.weight"].0, [6, 8], "G reads z only");
+    let d = tensors(&latest, "D.");
+    // The head on D's last features (its default hidden linear layer's, at 28x28).
+    let phi = d["bn_hidden.weight"].0[0];
+    assert_eq!((d["fc.weight"].0.clone(), d["embed.weight"].0.clone()), (vec![1, phi], vec![10, phi]));
+    assert!(run_dir.join("samples/final.png").exists());
+
+    let z = dir.path().join("z.npy");
+    let zs = common::uniform(2 * 8, 7, -2.0, 2.0);
+    shadergan::data::save_npy_f32(&z, 2, 8, &zs).unwrap();
+    let out = dir.path().join("s.npy");
+    let (l, zp, o) = (latest.to_str().unwrap(), z.to_str().unwrap(), out.to_str().unwrap());
+    ok(&["generate", l, "--z", zp, "--class", "3", "--out", o, "--backend", "cpu"]);
+    let got = match shadergan::data::load_npy(&out).unwrap().values {
+        shadergan::data::DataValues::U8(v) => v,
+        _ => panic!("the digits' samples are bytes"),
+    };
+    let linear = |name: &str, x: &[f64]| -> Vec<f64> {
+        let (shape, w) = &t[&format!("{name}.weight")];
+        (0..shape[0]).map(|o| (0..x.len()).map(|i| w[o * x.len() + i] * x[i]).sum()).collect()
+    };
+    for r in 0..2 {
+        let x: Vec<f64> = zs[r * 8..(r + 1) * 8].iter().map(|&v| v as f64).collect();
+        let mut x = linear("hidden", &x);
+        cond_bn_relu(&t, "bn_hidden", &mut x, 6, 3);
+        let mut x = linear("fc", &x);
+        cond_bn_relu(&t, "bn1", &mut x, 8, 3);
+        let (mut x, hw) = conv_transpose(&t, "deconv1", &x, 7);
+        cond_bn_relu(&t, "bn2", &mut x, 4, 3);
+        let (y, _) = conv_transpose(&t, "deconv2", &x, hw);
+        for (i, v) in y.iter().enumerate() {
+            // tanh's [-1, 1] to bytes, rounded as generate rounds.
+            let want = ((v.tanh() + 1.0) * 127.5).round().clamp(0.0, 255.0);
+            let g = got[r * 784 + i] as f64;
+            assert!((g - want).abs() <= 1.0, "row {r}, pixel {i}: generate {g} vs f64 {want}");
+        }
+    }
+}
