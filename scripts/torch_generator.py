@@ -7,9 +7,11 @@ own metadata, loads its tensors with load_state_dict(strict=True), and writes wh
 
 Z.npy: float32 (N, latent_dim). A conditional run's G (--conditional) also takes LABELS.npy, the
 class of each row (integers (N,)), and writes what `generate CHECKPOINT --z Z.npy --labels
-LABELS.npy` (or `--class K` for all K) writes: nn.Embedding(C, C) joined to z as cat((embed(y), z)). OUT.npy: the samples in the training data's scale, uint8 (N, D)
-for uint8 data (rounded and clamped like shadergan), float32 otherwise. Like `generate`, it runs G
-in eval mode (batch norm from its running statistics) with G's weight average when the
+LABELS.npy` (or `--class K` for all K) writes: the MLP's nn.Embedding(C, C) joined to z as
+cat((embed(y), z)); the DCGAN's conditional batch norms (BatchNorm2d(c, affine=False), then
+per-class gamma and beta, nn.Embedding(C, c) each), z alone going in. OUT.npy: the samples in the
+training data's scale, uint8 (N, D) for uint8 data (rounded and clamped like shadergan), float32
+otherwise. Like `generate`, it runs G in eval mode (batch norm from its running statistics) with G's weight average when the
 checkpoint keeps one (G_ema.*), else G.*. Needs torch and numpy; reads safetensors itself.
 """
 import json
@@ -86,9 +88,50 @@ class ConditionalGenerator(nn.Module):
         return h
 
 
+class ClassAffine:
+    """Conditional batch norm's second half, mixed into BatchNorm1d/2d(c, affine=False): per-class
+    gamma and beta, nn.Embedding(C, c) each (`bnI.gamma.weight`, `bnI.beta.weight` beside the
+    batch norm's own `bnI.running_mean`, `bnI.running_var`), y = x_hat gamma[y] + beta[y]."""
+
+    def add_tables(self, c, classes):
+        self.gamma = nn.Embedding(classes, c)
+        self.beta = nn.Embedding(classes, c)
+
+    def forward(self, x, y):
+        shape = (x.shape[0], -1) + (1,) * (x.dim() - 2)
+        return super().forward(x) * self.gamma(y).view(shape) + self.beta(y).view(shape)
+
+
+class ConditionalBatchNorm1d(ClassAffine, nn.BatchNorm1d):
+    def __init__(self, c, classes):
+        super().__init__(c, affine=False)
+        self.add_tables(c, classes)
+
+
+class ConditionalBatchNorm2d(ClassAffine, nn.BatchNorm2d):
+    def __init__(self, c, classes):
+        super().__init__(c, affine=False)
+        self.add_tables(c, classes)
+
+
+class ConditionalSequential(nn.Sequential):
+    """The conditional DCGAN's G: its layers in order, the conditional batch norms also given
+    the classes. z only goes in (no embedding is joined to it)."""
+
+    def forward(self, z, y):
+        h = z
+        for layer in self:
+            h = layer(h, y) if isinstance(layer, ClassAffine) else layer(h)
+        return h
+
+
 def dcgan_generator(m):
-    """config/model.rs's dcgan_generator, in PyTorch: the same layers under the same names."""
+    """config/model.rs's dcgan_generator, in PyTorch: the same layers under the same names; a
+    conditional G's batch norms are ConditionalBatchNorm1d/2d."""
     img, g, nz, act = m["image"], m["g_channels"], m["latent_dim"], m["g_activation"]
+    classes = m.get("classes", 0)
+    bn1d = (lambda c: ConditionalBatchNorm1d(c, classes)) if classes else nn.BatchNorm1d
+    bn2d = (lambda c: ConditionalBatchNorm2d(c, classes)) if classes else nn.BatchNorm2d
     size, channels = img["height"], img["channels"]
     linear = size == 28
     doublings = 2 if linear else size.bit_length() - 3
@@ -96,24 +139,24 @@ def dcgan_generator(m):
     layers = []
     hidden = m.get("g_fc_hidden", 0)
     if hidden:
-        layers += [("hidden", nn.Linear(nz, hidden, bias=False)), ("bn_hidden", nn.BatchNorm1d(hidden)),
+        layers += [("hidden", nn.Linear(nz, hidden, bias=False)), ("bn_hidden", bn1d(hidden)),
                    ("relu_hidden", activation(act))]
         nz = hidden
     if linear:
         layers += [("fc", nn.Linear(nz, c * 49, bias=False)), ("view", View(c, 7, 7))]
     else:
         layers += [("view", View(nz, 1, 1)), ("deconv1", nn.ConvTranspose2d(nz, c, 4, 1, 0, bias=False))]
-    layers += [("bn1", nn.BatchNorm2d(c)), ("relu1", activation(act))]
+    layers += [("bn1", bn2d(c)), ("relu1", activation(act))]
     for block in range(2, doublings + 2):
         last = block == doublings + 1
         c_out = channels if last else c // 2
         name = f"deconv{block - 1 if linear else block}"
         layers.append((name, nn.ConvTranspose2d(c, c_out, 4, 2, 1, bias=False)))
         if not last:
-            layers += [(f"bn{block}", nn.BatchNorm2d(c_out)), (f"relu{block}", activation(act))]
+            layers += [(f"bn{block}", bn2d(c_out)), (f"relu{block}", activation(act))]
         c = c_out
     layers.append(("out", activation(m["g_output"])))
-    return nn.Sequential(OrderedDict(layers))
+    return (ConditionalSequential if classes else nn.Sequential)(OrderedDict(layers))
 
 
 def main():
@@ -126,10 +169,10 @@ def main():
     conditional = m.get("classes", 0) > 0
     if conditional != (len(sys.argv) == 5):
         sys.exit("a conditional G takes LABELS.npy, an unconditional one none")
-    if conditional:
-        g = ConditionalGenerator(m)
+    if m.get("arch", "mlp") == "dcgan":
+        g = dcgan_generator(m)
     else:
-        g = dcgan_generator(m) if m.get("arch", "mlp") == "dcgan" else mlp_generator(m)
+        g = ConditionalGenerator(m) if conditional else mlp_generator(m)
     prefix = "G_ema." if any(k.startswith("G_ema.") for k in tensors) else "G."
     state = {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in tensors.items() if k.startswith(prefix)}
     # PyTorch's batch-norm step counter is not a tensor of shadergan's; it is unused in eval mode.
