@@ -282,16 +282,30 @@ fn conditional_config(data: &Dataset, extras: bool, fc_hidden: usize) -> TrainCo
 }
 
 /// GPU and CPU agree over a few conditional DCGAN steps at 28x28 (with and without the hidden
-/// linear layers, whose `bn_hidden` is conditional too) and 32x32, plainly and with the
-/// extras; sampling with classes agrees, and the class changes the sample.
+/// linear layers, whose `bn_hidden` is conditional too) and 32x32, plainly, with the extras,
+/// and with `--d-norm none` and DiffAugment; sampling with classes agrees, and the class
+/// changes the sample.
 #[test]
 fn conditional_dcgan_agrees_on_gpu_and_cpu() {
-    for (channels, size, extras, fc_hidden) in
-        [(1, 28, false, 0), (1, 28, true, 12), (3, 32, false, 0), (3, 32, true, 0)]
-    {
+    let cases = [
+        (1, 28, false, 0, false),
+        (1, 28, true, 12, false),
+        (1, 28, false, 0, true),
+        (3, 32, false, 0, false),
+        (3, 32, true, 0, false),
+        (3, 32, false, 0, true),
+    ];
+    for (channels, size, extras, fc_hidden, plain_d) in cases {
         let data = labelled(24, channels, size);
-        let cfg = conditional_config(&data, extras, fc_hidden);
-        let what = format!("conditional {channels}x{size}x{size}, extras {extras}, fc-hidden {fc_hidden}");
+        let mut cfg = conditional_config(&data, extras, fc_hidden);
+        if plain_d {
+            cfg.model.d_norm = DNorm::None;
+            cfg.model.augment = AugmentPolicy::ALL;
+            cfg.validate(data.n).unwrap();
+        }
+        let what = format!(
+            "conditional {channels}x{size}x{size}, extras {extras}, fc-hidden {fc_hidden}, d-norm none + augment {plain_d}"
+        );
         agree_over_a_few_steps(&data, &cfg, &what);
         let (mut cpu, Some(mut gpu)) = (cpu_trainer(&cfg, &data, false), gpu_trainer(&cfg, &data)) else { return };
         cpu.train(2).unwrap();
