@@ -267,8 +267,8 @@ fn check(cfg: TrainConfig, data: Arc<Dataset>) {
         ("G", &gp, &g_grad, &g_loss as &dyn Fn(&[f64]) -> f64),
     ] {
         let mut p = params.clone();
-        for i in 0..p.len() {
-            let a = analytic[i] as f64;
+        for (i, &a) in analytic.iter().enumerate() {
+            let a = a as f64;
             let numeric = central(loss, &mut p, i, 1e-6);
             if close(a, numeric) {
                 continue;
