@@ -1,6 +1,7 @@
 // class_affine.wgsl: a per-class scale and shift, the second half of conditional batch norm
 // (SNGAN's and BigGAN's G: batch norm without an affine of its own, then gamma and beta looked up
-// by the sample's class).
+// by the sample's class), ending in the layer's activation (p.act, an Activation code, p.slope
+// its slope; 0, the identity: none).
 //
 // Layout: x (x_hat, batch norm's output), y and their gradients are (n, c, s), NCHW flattened
 // with s = h w (1 after a linear layer): element (b, ch, sp) at off + (b c + ch) s + sp, as
@@ -10,13 +11,16 @@
 // each a class index as a float; y_b = class_index(labels[p.labels_off + b], C) (common.wgsl):
 // truncated toward zero and clamped to [0, C - 1], never past the tables.
 //
-//   class_affine_forward   y[b, ch, sp] = x[b, ch, sp] gamma[y_b, ch] + beta[y_b, ch]
+//   class_affine_forward   y[b, ch, sp] = act(x[b, ch, sp] gamma[y_b, ch] + beta[y_b, ch])
 //                          One invocation per element i < n c s.
-//   class_affine_backward  PART_INPUT:  dx[b, ch, sp] = dy[b, ch, sp] gamma[y_b, ch]
+//   class_affine_backward  dz[b, ch, sp] = dy[b, ch, sp] act'(y[b, ch, sp]) as dy is loaded,
+//                          y recomputed by the forward's expression from x_hat, gamma and beta
+//                          (never stored; dz is dy itself without an activation)
+//                          PART_INPUT:  dx[b, ch, sp] = dz[b, ch, sp] gamma[y_b, ch]
 //                          PART_PARAMS: dgamma[k, ch] (+)= sum over b = 0, 1, ..., n - 1 with
 //                                       y_b = k, and within b over sp = 0, 1, ..., s - 1, of
-//                                       dy[b, ch, sp] x[b, ch, sp];
-//                                       dbeta[k, ch] (+)= the same sum of dy[b, ch, sp]
+//                                       dz[b, ch, sp] x[b, ch, sp];
+//                                       dbeta[k, ch] (+)= the same sum of dz[b, ch, sp]
 //                          Each sum runs from 0 in that order (no atomics: bit-reproducible; a
 //                          class absent from the batch gets exactly 0), then is stored, or added
 //                          to what is there when p.accumulate (a second pass of the same step).
@@ -55,9 +59,9 @@ struct ClassAffineParams {
     beta_off: u32,    // beta in binding 3; dbeta in binding 5 (backward)
     accumulate: u32,  // backward: dgamma, dbeta += v instead of = v
     parts: u32,       // backward: PART_PARAMS | PART_INPUT
+    act: u32,         // the Activation code after the affine (0: identity)
+    slope: f32,       // its slope (leaky ReLU)
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ClassAffineParams;
@@ -70,6 +74,22 @@ struct ClassAffineParams {
 
 const PART_PARAMS: u32 = 1u;
 const PART_INPUT: u32 = 2u;
+
+// y of element i, as class_affine_forward computes it.
+fn y_at(i: u32) -> f32 {
+    let t = table_at(i);
+    return activate(x[p.x_off + i] * params[p.gamma_off + t] + params[p.beta_off + t], p.act, p.slope);
+}
+
+// dz of element i: dy, times act'(y) with an activation (y recomputed: no binding of its own,
+// which would make 7 storage buffers, past the 6 that some devices allow per stage).
+fn dz_at(i: u32) -> f32 {
+    let g = dy[p.dy_off + i];
+    if (p.act == 0u) {
+        return g;
+    }
+    return g * activation_grad(y_at(i), p.act, p.slope);
+}
 
 // The (class, channel) entry of gamma and beta for element i.
 fn table_at(i: u32) -> u32 {
@@ -85,8 +105,7 @@ fn class_affine_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
     if (i >= p.n * p.c * p.s) {
         return;
     }
-    let t = table_at(i);
-    out[p.y_off + i] = x[p.x_off + i] * params[p.gamma_off + t] + params[p.beta_off + t];
+    out[p.y_off + i] = y_at(i);
 }
 
 @compute @workgroup_size(256)
@@ -94,7 +113,7 @@ fn class_affine_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
                          @builtin(local_invocation_index) li: u32) {
     let i = linear_index(wg, nwg, li);
     if ((p.parts & PART_INPUT) != 0u && i < p.n * p.c * p.s) {
-        dx[p.dx_off + i] = dy[p.dy_off + i] * params[p.gamma_off + table_at(i)];
+        dx[p.dx_off + i] = dz_at(i) * params[p.gamma_off + table_at(i)];
     }
     if ((p.parts & PART_PARAMS) != 0u && i < p.classes * p.c) {
         let k = i / p.c;
@@ -107,7 +126,7 @@ fn class_affine_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
             }
             let row = (b * p.c + ch) * p.s;
             for (var sp = 0u; sp < p.s; sp++) {
-                let g = dy[p.dy_off + row + sp];
+                let g = dz_at(row + sp);
                 sum_dy_x += g * x[p.x_off + row + sp];
                 sum_dy += g;
             }

@@ -1,8 +1,10 @@
 //! A per-class scale and shift (class_affine.wgsl): conditional batch norm's second half, after a
-//! batch norm without an affine of its own (SNGAN's and BigGAN's G). y = x_hat gamma[y_b] +
-//! beta[y_b] per channel of an NCHW tensor, and its gradients (gamma's and beta's per class, in
-//! batch order: no atomics). Formulas, bindings and layouts in the WGSL header.
+//! batch norm without an affine of its own (SNGAN's and BigGAN's G). y = act(x_hat gamma[y_b] +
+//! beta[y_b]) per channel of an NCHW tensor, the activation fused, and its gradients (dz = dy
+//! act'(y) as dy is loaded, y recomputed from x_hat and the tables; gamma's and beta's per class,
+//! in batch order: no atomics). Formulas, bindings and layouts in the WGSL header.
 
+use super::activation::{activate, activation_grad};
 use super::embedding::class_index;
 use super::{Entry, Family, Slot};
 use crate::ir::kernel::groups_1d;
@@ -28,9 +30,11 @@ crate::uniform! {
         pub accumulate: u32,
         /// class_affine_backward: [`PART_PARAMS`] | [`PART_INPUT`] (set by [`ClassAffineBackward`]).
         pub parts: u32,
+        /// The activation (code) after the affine: forward applies it, backward applies its
+        /// derivative to dy, at y recomputed from x_hat (0, the identity: neither).
+        pub act: u32,
+        pub slope: f32,
         pub _pad0: u32,
-        pub _pad1: u32,
-        pub _pad2: u32,
     }
 }
 
@@ -52,6 +56,23 @@ impl ClassAffineParams {
     /// Values of each table the kernels may read (a label always names a row: at least one).
     fn table_len(&self) -> usize {
         self.classes.max(1) as usize * self.c as usize
+    }
+
+    /// y of element i, as the forward computes it.
+    fn y_at(&self, labels: &[f32], x: &[f32], params: &[f32], i: usize) -> f32 {
+        let t = self.table_at(labels, i);
+        let z = x[self.x_off as usize + i] * params[self.gamma_off as usize + t] + params[self.beta_off as usize + t];
+        activate(z, self.act, self.slope)
+    }
+
+    /// dz of element i: dy, times act'(y) with an activation, y recomputed from x_hat and the
+    /// tables (`dz_at` in the WGSL: the forward's expression, so the forward's value).
+    fn dz_at(&self, labels: &[f32], x: &[f32], params: &[f32], dy: &[f32], i: usize) -> f32 {
+        let g = dy[self.dy_off as usize + i];
+        if self.act == 0 {
+            return g;
+        }
+        g * activation_grad(self.y_at(labels, x, params, i), self.act, self.slope)
     }
 
     /// The (class, channel) entry of gamma and beta for element i (`table_at` in the WGSL).
@@ -80,7 +101,7 @@ fn bytes(p: &ClassAffineParams) -> Option<Vec<u8>> {
     Some(bytemuck::bytes_of(p).to_vec())
 }
 
-/// y = x_hat gamma[y_b] + beta[y_b] (`class_affine_forward`).
+/// y = act(x_hat gamma[y_b] + beta[y_b]) (`class_affine_forward`).
 #[derive(Clone, Debug)]
 pub struct ClassAffineForward {
     pub p: ClassAffineParams,
@@ -125,12 +146,10 @@ impl Kernel for ClassAffineForward {
     }
 }
 
-/// `class_affine_forward`: y[y_off + i] = x[x_off + i] gamma[t] + beta[t], t = y_b c + ch.
+/// `class_affine_forward`: y[y_off + i] = act(x[x_off + i] gamma[t] + beta[t]), t = y_b c + ch.
 pub fn class_affine_forward(p: &ClassAffineParams, labels: &[f32], x: &[f32], params: &[f32], y: &mut [f32]) {
     for i in 0..p.len() {
-        let t = p.table_at(labels, i);
-        y[p.y_off as usize + i] =
-            x[p.x_off as usize + i] * params[p.gamma_off as usize + t] + params[p.beta_off as usize + t];
+        y[p.y_off as usize + i] = p.y_at(labels, x, params, i);
     }
 }
 
@@ -189,6 +208,14 @@ impl Kernel for ClassAffineBackward {
     fn spans(&self) -> Vec<Span> {
         let p = &self.p;
         let mut s = vec![Span::read(self.labels, p.labels_off, p.n as usize), Span::read(self.dy, p.dy_off, p.len())];
+        if p.act != 0 {
+            // Both parts recompute y from x_hat and the tables.
+            s.extend([
+                Span::read(self.x, p.x_off, p.len()),
+                Span::read(self.params, p.gamma_off, p.table_len()),
+                Span::read(self.params, p.beta_off, p.table_len()),
+            ]);
+        }
         if let Some(g) = self.grads {
             let len = p.classes as usize * p.c as usize;
             s.extend([
@@ -206,27 +233,44 @@ impl Kernel for ClassAffineBackward {
         let p = self.params();
         let (labels, x, params, dy) = (self.labels, self.x, self.params, self.dy);
         if let Some(d) = self.dx {
-            host.with_out(d, |b, dx| class_affine_backward_input(&p, &b[labels], &b[params], &b[dy], dx));
+            host.with_out(d, |b, dx| class_affine_backward_input(&p, &b[labels], &b[x], &b[params], &b[dy], dx));
         }
         if let Some(g) = self.grads {
-            host.with_out(g, |b, grads| class_affine_backward_params(&p, &b[labels], &b[x], &b[dy], grads));
+            host.with_out(g, |b, grads| class_affine_backward_params(&p, &b[labels], &b[x], &b[params], &b[dy], grads));
         }
     }
 }
 
-/// `class_affine_backward`'s PART_INPUT: dx[dx_off + i] = dy[dy_off + i] gamma[t].
-pub fn class_affine_backward_input(p: &ClassAffineParams, labels: &[f32], params: &[f32], dy: &[f32], dx: &mut [f32]) {
+/// `class_affine_backward`'s PART_INPUT: dx[dx_off + i] = dz_i gamma[t], dz_i = dy[dy_off + i]
+/// act'(y_i), y_i = act(x_hat_i gamma[t] + beta[t]) recomputed (x is not read without an
+/// activation).
+pub fn class_affine_backward_input(
+    p: &ClassAffineParams,
+    labels: &[f32],
+    x: &[f32],
+    params: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
     for i in 0..p.len() {
-        dx[p.dx_off as usize + i] = dy[p.dy_off as usize + i] * params[p.gamma_off as usize + p.table_at(labels, i)];
+        let dz = p.dz_at(labels, x, params, dy, i);
+        dx[p.dx_off as usize + i] = dz * params[p.gamma_off as usize + p.table_at(labels, i)];
     }
 }
 
-/// `class_affine_backward`'s PART_PARAMS: dgamma[k, ch] (+)= sum of dy x and dbeta[k, ch] (+)=
-/// sum of dy over the elements of channel ch of the samples of class k, batch order then
-/// spatial order, each sum from 0.
-pub fn class_affine_backward_params(p: &ClassAffineParams, labels: &[f32], x: &[f32], dy: &[f32], grads: &mut [f32]) {
+/// `class_affine_backward`'s PART_PARAMS: dgamma[k, ch] (+)= sum of dz x and dbeta[k, ch] (+)=
+/// sum of dz over the elements of channel ch of the samples of class k, batch order then
+/// spatial order, each sum from 0 (dz as in [`class_affine_backward_input`]).
+pub fn class_affine_backward_params(
+    p: &ClassAffineParams,
+    labels: &[f32],
+    x: &[f32],
+    params: &[f32],
+    dy: &[f32],
+    grads: &mut [f32],
+) {
     let (c, s) = (p.c as usize, p.s as usize);
-    let (x_off, dy_off) = (p.x_off as usize, p.dy_off as usize);
+    let x_off = p.x_off as usize;
     let class_of = |b: usize| class_index(labels[p.labels_off as usize + b], p.classes);
     for i in 0..p.classes as usize * c {
         let (k, ch) = (i / c, i % c);
@@ -234,7 +278,7 @@ pub fn class_affine_backward_params(p: &ClassAffineParams, labels: &[f32], x: &[
         for b in (0..p.n as usize).filter(|&b| class_of(b) == k) {
             let row = (b * c + ch) * s;
             for sp in 0..s {
-                let g = dy[dy_off + row + sp];
+                let g = p.dz_at(labels, x, params, dy, row + sp);
                 sum_dy_x += g * x[x_off + row + sp];
                 sum_dy += g;
             }

@@ -8,14 +8,14 @@
 //! layer's own name, `G.bn1.running_mean`, as BatchNorm2d's are). gamma starts N(1, 0.02) and
 //! beta 0, the unconditional DCGAN's batch-norm recipe, the same values for every class.
 //!
-//! Kernels, three each way: `batch_norm_forward` (or `_eval`) with `no_affine` into a scratch
-//! x_hat, `class_affine_forward` into a scratch z, `activation_forward` into y; backward
-//! `activation_backward` (unless the next layer folded act' into dy), `class_affine_backward`
-//! (dgamma, dbeta and dx_hat), `batch_norm_backward` (dx only: there is no affine to train).
+//! Kernels, two each way: `batch_norm_forward` (or `_eval`) with `no_affine` into a scratch
+//! x_hat, then `class_affine_forward` with the activation fused, into y; backward
+//! `class_affine_backward` (dgamma, dbeta and dx_hat, act' applied to dy as it is loaded, at y
+//! recomputed from x_hat, unless the next layer already did), then `batch_norm_backward` (dx only: there is no affine to
+//! train).
 
 use super::layer::{Ctx, Grads, InitKey, Io, Layer, Mode, TensorSpec, MAX_GROUPS};
-use crate::ir::At;
-use crate::kernels::activation::{Activation, ActivationBackward, ActivationForward, EwParams};
+use crate::kernels::activation::Activation;
 use crate::kernels::class_affine::{ClassAffineBackward, ClassAffineForward, ClassAffineParams};
 use crate::kernels::norm::{BatchNormBackward, BatchNormEval, BatchNormForward, NormParams};
 
@@ -27,16 +27,14 @@ pub struct ConditionalBatchNorm {
     pub classes: usize,
     /// gamma ~ N(1, init_std), one draw per channel shared by every class.
     pub init_std: f32,
-    /// The activation after the class affine (its own dispatch).
+    /// The activation after the class affine, fused into its kernels.
     pub act: Activation,
 }
 
 /// The layer's scratch buffers, in [`Layer::scratch`]'s order.
 const SAVED: usize = 0;
 const X_HAT: usize = 1;
-/// z = x_hat gamma + beta before the activation; in the backward pass dz.
-const Z: usize = 2;
-const DX_HAT: usize = 3;
+const DX_HAT: usize = 2;
 
 impl ConditionalBatchNorm {
     fn len(&self, rows: usize) -> usize {
@@ -70,14 +68,6 @@ impl ConditionalBatchNorm {
             gamma_off: cx.off as u32,
             beta_off: (cx.off + self.table_len()) as u32,
             ..Default::default()
-        }
-    }
-
-    /// Where the class affine writes: y itself without an activation, else the scratch z.
-    fn z(&self, cx: &Ctx, io: &Io) -> At {
-        match self.act {
-            Activation::Identity => io.y,
-            _ => At::start(cx.scratch[Z]),
         }
     }
 }
@@ -118,10 +108,10 @@ impl Layer for ConditionalBatchNorm {
         var.iter_mut().for_each(|v| *v = 1.0);
     }
 
-    /// The saved statistics of each group, x_hat, z (then dz) and dx_hat.
+    /// The saved statistics of each group, x_hat and its gradient.
     fn scratch(&self, rows: usize, _half: bool) -> Vec<(&'static str, usize)> {
         let len = self.len(rows);
-        vec![("saved", 3 * self.channels * MAX_GROUPS), ("x_hat", len), ("z", len), ("x_hat.grad", len)]
+        vec![("saved", 3 * self.channels * MAX_GROUPS), ("x_hat", len), ("x_hat.grad", len)]
     }
 
     fn output_activation(&self) -> Activation {
@@ -136,49 +126,31 @@ impl Layer for ConditionalBatchNorm {
             Mode::Train { .. } => BatchNormForward { p, a, c, out: x_hat, state, saved: cx.scratch[SAVED] }.into(),
             Mode::Eval => BatchNormEval { p, a, c, out: x_hat, state }.into(),
         });
-        let z = self.z(cx, &io);
-        let p = ClassAffineParams { y_off: z.off as u32, ..self.affine_params(cx, &io) };
+        let (act, slope) = (self.act.code(), self.act.slope());
+        let p = ClassAffineParams { y_off: io.y.off as u32, act, slope, ..self.affine_params(cx, &io) };
         let labels = cx.labels.expect("a conditional pass has labels").buf;
-        cx.ops.push(ClassAffineForward { p, labels, x: x_hat, params: cx.weights, out: z.buf }.into());
-        if self.act != Activation::Identity {
-            let p = EwParams {
-                len: self.len(io.rows) as u32,
-                slope: self.act.slope(),
-                out_off: io.y.off as u32,
-                ..Default::default()
-            };
-            cx.ops.push(ActivationForward { act: self.act, p, x: z.buf, out: io.y.buf }.into());
-        }
+        cx.ops.push(ClassAffineForward { p, labels, x: x_hat, params: cx.weights, out: io.y.buf }.into());
     }
 
-    /// dz (unless given), then the class affine's backward pass (dgamma, dbeta, dx_hat), then
-    /// the batch norm's (dx).
+    /// The class affine's backward pass (dgamma, dbeta, dx_hat; act' applied to dy unless the
+    /// next layer did), then the batch norm's (dx).
     fn backward(&self, cx: &mut Ctx, io: Io, g: Grads, _mode: Mode) {
         let grads = cx.grads.filter(|_| g.weights);
         if grads.is_none() && g.dx.is_none() {
             return;
         }
-        let dz = if g.dz_given || self.act == Activation::Identity {
-            g.dy
-        } else {
-            let dz = At::start(cx.scratch[Z]);
-            let p = EwParams {
-                len: self.len(io.rows) as u32,
-                slope: self.act.slope(),
-                in_off: io.y.off as u32,
-                dy_off: g.dy.off as u32,
-                out_off: 0,
-                ..Default::default()
-            };
-            cx.ops.push(ActivationBackward { act: self.act, p, y: io.y.buf, dy: g.dy.buf, out: dz.buf }.into());
-            dz
-        };
+        let act = if g.dz_given { Activation::Identity } else { self.act };
         let labels = cx.labels.expect("a conditional pass has labels").buf;
         let dx_hat = g.dx.map(|_| cx.scratch[DX_HAT]);
-        let p =
-            ClassAffineParams { dy_off: dz.off as u32, accumulate: g.accumulate as u32, ..self.affine_params(cx, &io) };
+        let p = ClassAffineParams {
+            dy_off: g.dy.off as u32,
+            accumulate: g.accumulate as u32,
+            act: act.code(),
+            slope: act.slope(),
+            ..self.affine_params(cx, &io)
+        };
         let (x, params) = (cx.scratch[X_HAT], cx.weights);
-        cx.ops.push(ClassAffineBackward { p, labels, x, params, dy: dz.buf, grads, dx: dx_hat }.into());
+        cx.ops.push(ClassAffineBackward { p, labels, x, params, dy: g.dy.buf, grads, dx: dx_hat }.into());
         let (Some(dx), Some(dx_hat)) = (g.dx, dx_hat) else { return };
         let p = NormParams {
             dy_off: 0,
