@@ -2,17 +2,17 @@
 //! affine of its own (`torch.nn.BatchNorm2d(c, affine=False)`, with its running statistics),
 //! then a scale and shift looked up by each sample's class, then the activation:
 //! y = act(x_hat gamma[y_b] + beta[y_b]). The tables are (classes, c) each, named `gamma.weight`
-//! and `beta.weight` under the layer (`G.bn1.gamma.weight`), as a PyTorch module holding
-//! `self.bn = nn.BatchNorm2d(c, affine=False)`, `self.gamma = nn.Embedding(C, c)` and
-//! `self.beta = nn.Embedding(C, c)` names them (the batch norm's running statistics under the
-//! layer's own name, `G.bn1.running_mean`, as BatchNorm2d's are). gamma starts N(1, 0.02) and
-//! beta 0, the unconditional DCGAN's batch-norm recipe, the same values for every class.
+//! and `beta.weight` under the layer (`G.bn1.gamma.weight`), beside the batch norm's
+//! `G.bn1.running_mean` and `running_var`: the names of a PyTorch `BatchNorm2d(c,
+//! affine=False)` subclass holding `self.gamma = nn.Embedding(C, c)` and `self.beta =
+//! nn.Embedding(C, c)` (scripts/torch_generator.py builds it). gamma starts N(1, 0.02) and beta
+//! 0, the unconditional DCGAN's batch-norm recipe, the same values for every class.
 //!
 //! Kernels, two each way: `batch_norm_forward` (or `_eval`) with `no_affine` into a scratch
 //! x_hat, then `class_affine_forward` with the activation fused, into y; backward
 //! `class_affine_backward` (dgamma, dbeta and dx_hat, act' applied to dy as it is loaded, at y
-//! recomputed from x_hat, unless the next layer already did), then `batch_norm_backward` (dx only: there is no affine to
-//! train).
+//! recomputed from x_hat, unless the next layer already did), then `batch_norm_backward` (dx
+//! only: there is no affine to train).
 
 use super::layer::{Ctx, Grads, InitKey, Io, Layer, Mode, TensorSpec, MAX_GROUPS};
 use crate::kernels::activation::Activation;
