@@ -300,7 +300,7 @@ fn train(args: TrainArgs, given: Given) -> Result<()> {
         };
         eprintln!(
             "stopped at step {}; checkpoint written. Resume with:\n  shadergan train {data}--resume {}{}",
-            summary.last.map_or(0, |r| r.stats.step),
+            summary.step,
             summary.latest_checkpoint.display(),
             args.run.steps.map(|s| format!(" --steps {s}")).unwrap_or_default()
         );

@@ -394,6 +394,9 @@ fn sigint_writes_a_checkpoint_and_says_how_to_resume() {
     assert!(err.contains("--resume"), "{err}");
     let ck = checkpoint::load(&out.join("checkpoints/latest.safetensors")).unwrap();
     assert!(ck.snapshot.state.step > 0);
+    // The step it names is the checkpoint's, not the last logged row's.
+    let said = format!("stopped at step {};", ck.snapshot.state.step);
+    assert!(err.contains(&said), "{said:?} not in {err}");
 }
 
 #[test]

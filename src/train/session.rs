@@ -92,6 +92,9 @@ pub const SHORT_RUN_STEPS: u32 = 500;
 #[derive(Clone, Debug)]
 pub struct TrainSummary {
     pub run_dir: PathBuf,
+    /// The step the run ended at (its last checkpoint's), logged or not.
+    pub step: u32,
+    /// The last logged row (an earlier step when the run stopped between log rows).
     pub last: Option<LogRow>,
     pub interrupted: bool,
     pub latest_checkpoint: PathBuf,
@@ -639,7 +642,8 @@ impl Run {
             None => None,
         };
         let dir = &self.dir;
-        Ok(TrainSummary { run_dir: dir.root.clone(), last, interrupted, latest_checkpoint: dir.latest(), eval })
+        let latest_checkpoint = dir.latest();
+        Ok(TrainSummary { run_dir: dir.root.clone(), step, last, interrupted, latest_checkpoint, eval })
     }
 }
 
