@@ -235,7 +235,8 @@ struct GenerateArgs {
     /// Output .npy: uint8 (N, D) for image data, float32 otherwise.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Also write a PNG grid of the first 64 samples.
+    /// Also write a PNG grid of the first 64 samples (128 with --classes: a named row per class, up
+    /// to 16 classes).
     #[arg(long)]
     grid: Option<PathBuf>,
     /// Latent vectors to use, float32 (N, latent_dim), instead of seeded noise.
@@ -250,7 +251,7 @@ struct GenerateArgs {
     #[arg(long, conflicts_with_all = ["classes", "labels"])]
     class: Option<String>,
     /// A conditional run's generator: the same --n latent vectors (or --z rows) for each of these
-    /// classes in turn, comma-separated (--n 8 --grid: one row per class).
+    /// classes in turn, comma-separated (--n 8 --grid: one row per class, named).
     #[arg(long, value_delimiter = ',', conflicts_with = "labels")]
     classes: Vec<String>,
     /// A conditional run's generator: the class of each sample, a .npy of integers (N,); N

@@ -173,6 +173,17 @@ fn inputs(req: &GenerateRequest, cfg: &TrainConfig) -> Result<(Vec<f32>, Option<
     Ok((z, Some(classes)))
 }
 
+/// Columns of `--grid`.
+const GRID_WIDTH: usize = 8;
+
+/// The class name of each row of a `--grid` whose every row shows one class (`--class`, or
+/// `--classes` with `--n 8`); None when a row mixes classes (nothing to name it by).
+fn row_names(classes: &[u32], names: &[String]) -> Option<Vec<String>> {
+    let rows: Vec<&[u32]> = classes.chunks(GRID_WIDTH).collect();
+    let single = rows.iter().all(|r| r.iter().all(|&y| y == r[0]));
+    single.then(|| rows.iter().map(|r| names.get(r[0] as usize).cloned().unwrap_or_default()).collect())
+}
+
 fn seeded_latents(n: usize, latent: usize, seed: u64) -> Result<Vec<f32>> {
     if n == 0 {
         return Err(Error::input("--n must be at least 1"));
@@ -221,10 +232,15 @@ pub fn generate(req: &GenerateRequest) -> Result<Generated> {
                 ckpt.data_shape
             )));
         };
-        let k = n.min(64);
+        // --classes: up to 16 named rows of 8; otherwise 8 rows.
+        let k = n.min(if matches!(req.classes, Some(Classes::Each(_))) { 16 * GRID_WIDTH } else { 64 });
         let div = if is_u8 { 255.0 } else { 1.0 };
         let img: Vec<f32> = values[..k * dim].iter().map(|v| v / div).collect();
-        images::write_image_grid_png(grid, &img, k, image.channels, image.height, image.width, 8)?;
+        let (c, h, w) = (image.channels, image.height, image.width);
+        match classes.as_deref().and_then(|c| row_names(&c[..k], &cfg.class_names)) {
+            Some(names) => images::write_labelled_grid_png(grid, &img, k, c, h, w, GRID_WIDTH, &names)?,
+            None => images::write_image_grid_png(grid, &img, k, c, h, w, GRID_WIDTH)?,
+        }
     }
     let class_names = classes.as_ref().map(|c| {
         let mut seen: Vec<u32> = c.clone();

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Error, Result};
 
@@ -47,6 +48,108 @@ pub fn write_image_grid_png(
     w: usize,
     cols: usize,
 ) -> Result<()> {
+    let grid = tile_grid(images, n, channels, h, w, cols)?;
+    write_png(path, grid.width32()?, grid.height32()?, colour_type(channels), &grid.pixels)
+}
+
+/// An image grid (as [`write_image_grid_png`]) with a name left of each row: a conditional run's
+/// classes, row r of class `row_labels[r]`. The names sit in a dark-grey margin as wide as the
+/// longest (names past 24 characters are cut, with an ellipsis), in light grey, centred on their
+/// row; rows past the names get none. Gray grids stay gray (the text is drawn in a grey).
+#[allow(clippy::too_many_arguments)]
+pub fn write_labelled_grid_png(
+    path: &Path,
+    images: &[f32],
+    n: usize,
+    channels: usize,
+    h: usize,
+    w: usize,
+    cols: usize,
+    row_labels: &[String],
+) -> Result<()> {
+    let grid = tile_grid(images, n, channels, h, w, cols)?;
+    let labels: Vec<String> = row_labels.iter().map(|l| short_label(l)).collect();
+    let font_px = (grid.tile_h as f64 * 0.3).clamp(12.0, 20.0);
+    register_font();
+    let font = (FONT_FAMILY, font_px).into_font();
+    let text_w = labels.iter().filter_map(|l| font.box_size(l).ok()).map(|(w, _)| w as usize).max().unwrap_or(0);
+    let margin = text_w + 2 * LABEL_PAD_PX;
+    let width = margin + grid.width;
+    let (Ok(w32), h32) = (u32::try_from(width), grid.height32()?) else {
+        return Err(Error::input(format!("image grid of {width}x{} pixels is too large", grid.height)));
+    };
+    // Drawn in RGB (plotters' bitmap), the tiles copied in beside the margin.
+    let mut rgb = vec![GRID_BORDER_GREY; width * grid.height * 3];
+    for (y, row) in grid.pixels.chunks_exact(grid.width * channels).enumerate() {
+        let dst = &mut rgb[(y * width + margin) * 3..][..grid.width * 3];
+        for (px, src) in dst.chunks_exact_mut(3).zip(row.chunks_exact(channels)) {
+            px.copy_from_slice(&[src[0], src[channels / 2], src[channels - 1]]);
+        }
+    }
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w32, h32)).into_drawing_area();
+        let style = font.color(&LABEL_GREY).pos(Pos::new(HPos::Left, VPos::Center));
+        let rows = grid.rows.min(labels.len());
+        let drawn = (0..rows)
+            .try_for_each(|r| {
+                let y = GRID_BORDER_PX + r * (grid.tile_h + GRID_BORDER_PX) + grid.tile_h / 2;
+                root.draw_text(&labels[r], &style, (LABEL_PAD_PX as i32, y as i32))
+            })
+            .and_then(|_| root.present());
+        drawn.map_err(|e| Error::io(path, format!("drawing the class names failed: {e}")))?;
+    }
+    if channels == 1 {
+        let gray: Vec<u8> = rgb.chunks_exact(3).map(|p| p[0]).collect();
+        return write_png(path, w32, h32, png::ColorType::Grayscale, &gray);
+    }
+    write_png(path, w32, h32, png::ColorType::Rgb, &rgb)
+}
+
+const LABEL_PAD_PX: usize = 8;
+const LABEL_MAX_CHARS: usize = 24;
+/// The names' colour: a grey (equal channels), so that a gray grid's text stays gray.
+const LABEL_GREY: RGBColor = RGBColor(235, 235, 235);
+
+/// A row name of at most [`LABEL_MAX_CHARS`] characters (an ellipsis where it was cut).
+fn short_label(name: &str) -> String {
+    match name.char_indices().nth(LABEL_MAX_CHARS - 1) {
+        Some((at, _)) if name.chars().count() > LABEL_MAX_CHARS => format!("{}…", &name[..at]),
+        _ => name.to_string(),
+    }
+}
+
+fn colour_type(channels: usize) -> png::ColorType {
+    if channels == 3 {
+        png::ColorType::Rgb
+    } else {
+        png::ColorType::Grayscale
+    }
+}
+
+/// The pixels of an image grid: tiles scaled to at least [`TILE_MIN_PX`] high, borders between.
+struct Grid {
+    pixels: Vec<u8>,
+    width: usize,
+    height: usize,
+    rows: usize,
+    tile_h: usize,
+}
+
+impl Grid {
+    fn width32(&self) -> Result<u32> {
+        u32::try_from(self.width).map_err(|_| self.too_large())
+    }
+
+    fn height32(&self) -> Result<u32> {
+        u32::try_from(self.height).map_err(|_| self.too_large())
+    }
+
+    fn too_large(&self) -> Error {
+        Error::input(format!("image grid of {}x{} pixels is too large", self.width, self.height))
+    }
+}
+
+fn tile_grid(images: &[f32], n: usize, channels: usize, h: usize, w: usize, cols: usize) -> Result<Grid> {
     if n == 0 || h == 0 || w == 0 || cols == 0 || ![1, 3].contains(&channels) {
         return Err(Error::input(format!(
             "image grid needs n, h, w, cols > 0 and 1 or 3 channels (got n={n} channels={channels} h={h} w={w} cols={cols})"
@@ -62,9 +165,9 @@ pub fn write_image_grid_png(
     let (tile_h, tile_w) = (h * scale, w * scale);
     let width = cols * tile_w + (cols + 1) * GRID_BORDER_PX;
     let height = rows * tile_h + (rows + 1) * GRID_BORDER_PX;
-    let (Ok(w32), Ok(h32)) = (u32::try_from(width), u32::try_from(height)) else {
+    if u32::try_from(width).is_err() || u32::try_from(height).is_err() || width.checked_mul(height * c).is_none() {
         return Err(Error::input(format!("image grid of {width}x{height} pixels is too large")));
-    };
+    }
     let mut pixels = vec![GRID_BORDER_GREY; width * height * c];
     for (k, img) in images.chunks_exact(c * h * w).enumerate() {
         let x0 = GRID_BORDER_PX + (k % cols) * (tile_w + GRID_BORDER_PX);
@@ -80,8 +183,7 @@ pub fn write_image_grid_png(
             }
         }
     }
-    let colour = if c == 3 { png::ColorType::Rgb } else { png::ColorType::Grayscale };
-    write_png(path, w32, h32, colour, &pixels)
+    Ok(Grid { pixels, width, height, rows, tile_h })
 }
 
 /// A scatter plot of 2-D points: real points (flat x,y pairs) in light blue, generated points in
@@ -311,6 +413,37 @@ mod tests {
         assert!(matches!(write_grid_png(&path, &[], 0, 2, 2, 2), Err(Error::Input(_))));
         assert!(matches!(write_grid_png(&path, &[0.0; 8], 2, 2, 2, 0), Err(Error::Input(_))));
         assert!(only_file(dir.path()).is_empty());
+    }
+
+    /// Row names go in a margin left of the tiles, one per row, in a grey; the tiles are the
+    /// unlabelled grid's, moved right; a gray grid stays gray; long names are cut.
+    #[test]
+    fn labelled_grid_names_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, named) = (dir.path().join("plain.png"), dir.path().join("named.png"));
+        let vals: Vec<f32> = (0..6 * 28 * 28).map(|i| (i % 97) as f32 / 96.0).collect();
+        write_grid_png(&plain, &vals, 6, 28, 28, 3).unwrap();
+        let labels = ["zero".to_string(), "a much longer class name than fits in the margin".to_string()];
+        write_labelled_grid_png(&named, &vals, 6, 1, 28, 28, 3, &labels).unwrap();
+        let (pw, ph, _, p) = decode(&plain);
+        let (nw, nh, ct, n) = decode(&named);
+        assert_eq!((nh, ct), (ph, png::ColorType::Grayscale));
+        let margin = (nw - pw) as usize;
+        assert!(margin > 2 * LABEL_PAD_PX && margin < 400, "margin {margin}");
+        for y in 0..ph as usize {
+            assert_eq!(&n[y * nw as usize + margin..][..pw as usize], &p[y * pw as usize..][..pw as usize], "row {y}");
+        }
+        // Text pixels in the margin of each row (lighter than the border grey), none elsewhere.
+        let light_in = |y0: usize, y1: usize| {
+            (y0..y1).any(|y| n[y * nw as usize..][..margin].iter().any(|&v| v > GRID_BORDER_GREY + 60))
+        };
+        assert!(light_in(2, 58) && light_in(60, 116));
+        assert!(!light_in(0, 2) && !light_in(116, nh as usize));
+        assert_eq!(short_label(&labels[1]).chars().count(), LABEL_MAX_CHARS);
+        assert_eq!(short_label("zero"), "zero");
+        let planes = vec![0.5; 2 * 3 * 4 * 4];
+        write_labelled_grid_png(&named, &planes, 2, 3, 4, 4, 1, &labels[..1]).unwrap();
+        assert_eq!(decode(&named).2, png::ColorType::Rgb);
     }
 
     #[test]

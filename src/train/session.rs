@@ -109,7 +109,7 @@ pub fn load_data(path: Option<&Path>) -> Result<(Dataset, String)> {
 }
 
 /// Writes samples/NAME: an 8x8 grid for image data (a conditional run's: one row per class, see
-/// [`class_grid`]), a scatter over the real points for 2-D data.
+/// [`class_grid`], its name left of it), a scatter over the real points for 2-D data.
 fn write_samples(trainer: &mut dyn Trainer, data: &Dataset, path: &Path) -> Result<()> {
     let cfg = trainer.config().clone();
     if let Some(shape) = data.image() {
@@ -122,7 +122,11 @@ fn write_samples(trainer: &mut dyn Trainer, data: &Dataset, path: &Path) -> Resu
         };
         let div = if cfg.data_u8 { 255.0 } else { 1.0 };
         let img: Vec<f32> = to_data_scale(&cfg, &y).iter().map(|v| v / div).collect();
-        images::write_image_grid_png(path, &img, n, shape.channels, shape.height, shape.width, GRID_COLUMNS)
+        let (c, h, w) = (shape.channels, shape.height, shape.width);
+        match cfg.model.classes {
+            0 => images::write_image_grid_png(path, &img, n, c, h, w, GRID_COLUMNS),
+            _ => images::write_labelled_grid_png(path, &img, n, c, h, w, GRID_COLUMNS, &cfg.class_names),
+        }
     } else if data.dim == 2 {
         let fake = to_data_scale(&cfg, &trainer.sample(&fixed_latents(&cfg, 1000))?);
         let n = data.n.min(2000);
