@@ -70,7 +70,7 @@ fn case(
     let glen = 2 + k + 1;
     let grads = if acc { c.input("grads", uniform(glen, 9, -1.0, 1.0)) } else { c.output("grads", glen) };
     // z at 1, dz after it at 2 + m (the GAN's layout), or before it in every other case.
-    let z_first = (m + k) % 2 == 0;
+    let z_first = (m + k).is_multiple_of(2);
     let logits = c.output("logits", 3 + 2 * m);
     let (z_off, dz_off) = if z_first { (1, 2 + m) } else { (2 + m, 1) };
     let dx = c.output("dx", 4 + m * k);
