@@ -391,10 +391,20 @@ fn eval_json_judges_a_conditional_run_class_by_class() {
     let csv = fs::read_to_string(out.join("metrics.csv")).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     assert!(header.contains(&"class_agreement") && header.contains(&"class_frechet_distance"), "{header:?}");
+    // The colour metric within each class too: 256 images a side per class, above its floor.
+    let swd = &eval["class_swd"];
+    let per = swd["per_class"].as_array().unwrap();
+    assert_eq!(per.len(), 10);
+    for p in per {
+        assert_eq!(p["samples"], 256, "{p}");
+        assert!(p["swd"].as_f64().unwrap() > p["real_floor"].as_f64().unwrap(), "{p}");
+    }
+    assert!(header.contains(&"class_swd"), "{header:?}");
     // `eval` gives what the run wrote.
     let o = ok_in(d, &["eval", s(&out), "--backend", "cpu"]);
     let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(again["conditional"], eval["conditional"]);
+    assert_eq!(again["class_swd"], eval["class_swd"]);
 
     let plain = d.join("plain");
     let args = ["train", "--g-hidden", "8", "--d-hidden", "8", "--steps", "2", "--classifier", "none"];

@@ -195,6 +195,32 @@ impl Dataset {
         }
     }
 
+    /// The samples at `rows`, in that order, with the same shape, dtype, layout, image geometry
+    /// and classes (the per-class scores pick a class's images this way).
+    pub fn select(&self, rows: &[usize]) -> Dataset {
+        let pick = |v: &[u8]| -> Vec<u8> {
+            rows.iter().flat_map(|&r| v[r * self.dim..][..self.dim].iter().copied()).collect()
+        };
+        let values = match &self.values {
+            DataValues::U8(v) => DataValues::U8(pick(v)),
+            DataValues::F32(v) => {
+                DataValues::F32(rows.iter().flat_map(|&r| v[r * self.dim..][..self.dim].iter().copied()).collect())
+            }
+        };
+        let classes = self
+            .classes
+            .as_ref()
+            .map(|c| labels::ClassLabels { ids: rows.iter().map(|&r| c.ids[r]).collect(), names: c.names.clone() });
+        Dataset {
+            n: rows.len(),
+            values,
+            classes,
+            sample_shape: self.sample_shape.clone(),
+            dtype: self.dtype.clone(),
+            ..*self
+        }
+    }
+
     /// The image geometry of the samples, or None when they are not images. Images are samples
     /// of shape (H, W), (C, H, W) or (H, W, C) with C = 1 or 3 (in the file or folder), or flat
     /// samples of a square size > 1 with values in [0, 1] (one channel). Their values are held as

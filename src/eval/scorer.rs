@@ -28,6 +28,8 @@ struct SwdPart {
     samples: usize,
     levels: Vec<String>,
     reference: Option<swd::Reference>,
+    /// A conditional run's per-class references, once built (`swd::by_class`).
+    by_class: Option<swd::by_class::ClassReferences>,
 }
 
 /// Scores image runs (and `eval` of a .npy of generated images).
@@ -52,6 +54,7 @@ impl ImageScorer {
                 samples,
                 levels: swd::level_sizes(shape).into_iter().map(swd::level_name).collect(),
                 reference: None,
+                by_class: None,
             }
         });
         let classifier = classifier.map(|(clf, name)| ClassifierPart { clf: Box::new(clf), name, reference: None });
@@ -77,6 +80,9 @@ impl ImageScorer {
         if let Some(s) = &self.swd {
             c.push("swd".into());
             c.extend(s.levels.iter().map(|l| format!("swd_{l}")));
+            if self.conditional() {
+                c.push("class_swd".into());
+            }
         }
         c
     }
@@ -159,9 +165,40 @@ impl ImageScorer {
             cells.extend(m.swd_per_level.iter().map(|d| format!("{d:.4}")));
             parts.push(m.line());
             merge(&mut v, serde_json::to_value(&m).map_err(|e| Error::Io(e.to_string()))?);
+            if conditional {
+                let by_class = match asked {
+                    Some((asked, _)) => Some(class_swd(s, &self.data, seed, &images[..rows * dim], asked)?),
+                    None => None,
+                };
+                cells.push(
+                    by_class.as_ref().and_then(|b| b.mean_class_swd).map_or(String::new(), |x| format!("{x:.4}")),
+                );
+                if let Some(b) = by_class {
+                    parts.push(b.line());
+                    v["class_swd"] = serde_json::to_value(&b).map_err(|e| Error::Io(e.to_string()))?;
+                }
+            }
         }
         Ok(Evaluation { json: v, cells, line: parts.join("; ") })
     }
+}
+
+/// The SWD within each class of images made for the classes `asked` (row by row), the
+/// classes' references built on first use.
+fn class_swd(
+    s: &mut SwdPart,
+    data: &Dataset,
+    seed: u64,
+    images: &[f32],
+    asked: &[u32],
+) -> Result<swd::by_class::ClassSwdMetrics> {
+    if s.by_class.is_none() {
+        let classes = data.classes.as_ref().map_or(0, |c| c.classes());
+        let counts: Vec<usize> = (0..classes).map(|c| asked.iter().filter(|&&y| y as usize == c).count()).collect();
+        s.by_class = swd::by_class::ClassReferences::new(data, seed, &counts)?;
+    }
+    let refs = s.by_class.as_ref().ok_or_else(|| Error::input("per-class SWD: the data has no classes"))?;
+    Ok(refs.metrics(images, data.dim, asked))
 }
 
 /// Adds the fields of the object `from` to the object `into`.

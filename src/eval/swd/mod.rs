@@ -28,6 +28,7 @@
 //! order, so the bits do not depend on the thread count. The reference holds the real sorted
 //! projections: N x 128 x 512 f32 per level (512 MiB per level at N = 2048).
 
+pub mod by_class;
 mod pyramid;
 mod radix;
 

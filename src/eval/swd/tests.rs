@@ -127,3 +127,44 @@ fn level_sizes_stop_below_16() {
     assert_eq!(sample_count(301), 150);
     assert_eq!(sample_count(1), 0);
 }
+
+/// Per class: each class's reference reads only its own images; a generator that makes class
+/// c's real images when asked for c scores 0 on every class, one that swaps two classes scores
+/// them above their floors; the sample count is capped by the images asked for.
+#[test]
+fn per_class_swd_judges_each_class_by_its_own_images() {
+    use super::by_class::ClassReferences;
+    use crate::data::labels::ClassLabels;
+    let (size, seed) = (16, 5);
+    let mut data = pictures(240, size);
+    // Class 0: the pictures as drawn; class 1: the same, inverted (another colour world).
+    let dim = data.dim;
+    if let crate::data::DataValues::U8(v) = &mut data.values {
+        v[120 * dim..].iter_mut().for_each(|p| *p = 255 - *p);
+    }
+    let ids = (0..240).map(|i| (i >= 120) as u8).collect();
+    data.classes = Some(ClassLabels { ids, names: vec!["plain".into(), "inverted".into()] });
+    // Capped by the images asked for (50) and by half the class's reals (60).
+    let capped = ClassReferences::new(&data, seed, &[50, 80]).unwrap().unwrap();
+    assert_eq!(capped.samples(), [50, 60]);
+    let refs = ClassReferences::new(&data, seed, &[50, 50]).unwrap().unwrap();
+    // Class c's first reals in its own seeded order, class by class (asked: 0, 1, 0, 1, ...).
+    let class = |c: usize| data.select(&(0..240).filter(|&r| (r >= 120) as usize == c).collect::<Vec<_>>());
+    let n = 50;
+    let (r0, r1) = (reals(&class(0), seed, 0, n), reals(&class(1), seed, 0, n));
+    let interleave = |a: &[f32], b: &[f32]| -> Vec<f32> {
+        (0..n).flat_map(|i| a[i * dim..(i + 1) * dim].iter().chain(&b[i * dim..(i + 1) * dim]).copied()).collect()
+    };
+    let asked: Vec<u32> = (0..2 * n as u32).map(|i| i % 2).collect();
+    let right = refs.metrics(&interleave(&r0, &r1), dim, &asked);
+    assert_eq!(right.per_class.iter().map(|c| c.samples).collect::<Vec<_>>(), [50, 50]);
+    assert!(right.mean_class_swd.unwrap() < 1e-6, "{right:?}");
+    let swapped = refs.metrics(&interleave(&r1, &r0), dim, &asked);
+    for c in &swapped.per_class {
+        assert!(c.swd.unwrap() > 3.0 * c.real_floor.unwrap(), "{c:?}");
+    }
+    assert_eq!(swapped.per_class[1].name, "inverted");
+    // Unconditional data has no per-class references.
+    data.classes = None;
+    assert!(ClassReferences::new(&data, seed, &[50, 80]).unwrap().is_none());
+}
