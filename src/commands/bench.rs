@@ -147,6 +147,7 @@ fn family(entry: &str) -> &'static str {
         Some("matmul" | "matmul_f16") => "matmul",
         Some("activation" | "activation_f16") => "activation",
         Some("loss") => "loss",
+        Some("head") => "head",
         Some("adam") => "adam",
         Some("random" | "random_f16") => "rng/gather",
         Some("conv" | "conv_gemm") => "conv",

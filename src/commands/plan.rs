@@ -387,10 +387,10 @@ mod tests {
         let got: Vec<(String, usize, usize)> =
             dispatch_counts().unwrap().into_iter().map(|c| (c.model, c.train_step, c.sample)).collect();
         let want = [
-            ("benchmark MLP", 28, 3),
-            ("MLP image defaults", 37, 3),
-            ("DCGAN as bench times it", 41, 5),
-            ("28x28 DCGAN defaults", 55, 7),
+            ("benchmark MLP", 24, 3),
+            ("MLP image defaults", 33, 3),
+            ("DCGAN as bench times it", 37, 5),
+            ("28x28 DCGAN defaults", 51, 7),
             ("64x64 DCGAN", 74, 9),
         ];
         let want: Vec<(String, usize, usize)> = want.iter().map(|&(m, t, s)| (m.to_string(), t, s)).collect();

@@ -16,6 +16,7 @@ pub mod conv;
 pub mod ema;
 pub mod embedding;
 pub mod gemm;
+pub mod head;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
@@ -87,6 +88,7 @@ pub const FAMILIES: &[&Family] = &[
     &activation::FAMILY,
     &activation::FAMILY_F16,
     &loss::FAMILY,
+    &head::FAMILY,
     &xent::FAMILY,
     &adam::FAMILY,
     &random::FAMILY,

@@ -37,6 +37,10 @@ pub const TOLERANCES: &[(&str, Tolerance)] = &[
     // activation_backward computes it, then the sums of matmul_backward_weight, bias_backward
     // and matmul_backward_input in their orders: as matmul.
     ("matmul_backward", tol(1e-4, 1e-5)),
+    // D's one-logit head, its loss and its backward pass in one dispatch (head.wgsl): the logits
+    // are sums of up to k products in the kernel's order (as matmul), the loss's exp and log as
+    // bce_logits, dw and dx sums and products of the loss gradient: as matmul.
+    ("logit_head", tol(1e-4, 1e-5)),
     // A column sum in another order: as matmul.
     ("bias_backward", tol(1e-4, 1e-5)),
     ("adam_step", tol(1e-5, 1e-7)),

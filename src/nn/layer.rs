@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::ir::{At, BufId, Op};
 use crate::kernels::activation::Activation;
+use crate::kernels::head::HeadLoss;
 use crate::rng;
 
 /// Training (dropout masks keyed by `pass`, so that the backward pass recomputes the forward's)
@@ -255,6 +256,12 @@ pub trait Layer: fmt::Debug + Send + Sync {
         vec![]
     }
     fn forward(&self, cx: &mut Ctx, io: Io, mode: Mode);
+    /// Its forward call, `loss` on its output (the gradient into `g.dy`) and its backward call
+    /// as `g` says, in one kernel call, where the layer is a head that can fuse them (a
+    /// one-logit linear layer at f32: `kernels::head`); None otherwise.
+    fn fused_head(&self, _cx: &Ctx, _io: Io, _g: Grads, _loss: HeadLoss) -> Option<Op> {
+        None
+    }
     /// `g.dy` is the gradient of `io.y`; writes `g.dx` and, with `g.weights`, the parameters'
     /// gradients.
     fn backward(&self, cx: &mut Ctx, io: Io, g: Grads, mode: Mode);

@@ -5,8 +5,9 @@
 
 use super::layer::{Ctx, Grads, Init, InitKey, Io, Layer, Mode, TensorSpec};
 use super::spectral;
-use crate::ir::At;
+use crate::ir::{At, Op};
 use crate::kernels::activation::{Activation, ActivationBackward, EwParams};
+use crate::kernels::head::{HeadLoss, HeadParams, LogitHead};
 use crate::kernels::matmul::{
     BiasBackward, MatmulBackward, MatmulBackwardInput, MatmulBackwardWeight, MatmulForward, MatmulParams,
 };
@@ -105,6 +106,43 @@ impl Layer for Linear {
 
     fn folds_input_activation(&self) -> bool {
         true
+    }
+
+    /// A one-output head without activation at f32: `logit_head` (its logit, the loss and the
+    /// backward pass `matmul_backward` would make, one dispatch).
+    fn fused_head(&self, cx: &Ctx, io: Io, g: Grads, loss: HeadLoss) -> Option<Op> {
+        // The kernel keeps the logits and their gradient in one binding (head.wgsl).
+        let one_buffer = g.dy.buf == io.y.buf;
+        if cx.half
+            || self.fan_out != 1
+            || self.activation != Activation::Identity
+            || !one_buffer
+            || loss.p.rows as usize != io.rows
+        {
+            return None;
+        }
+        let (off, b_off) = (cx.off as u32, (cx.off + self.bias_off()) as u32);
+        let p = HeadParams {
+            m: io.rows as u32,
+            k: self.fan_in as u32,
+            x_off: io.x.off as u32,
+            w_off: off,
+            b_off,
+            no_bias: !self.bias as u32,
+            z_off: io.y.off as u32,
+            dz_off: g.dy.off as u32,
+            dw_off: off,
+            db_off: b_off,
+            dx_off: g.dx.map_or(0, |d| d.off as u32),
+            accumulate: g.accumulate as u32,
+            act_in: g.dx_act.code(),
+            slope_in: g.dx_act.slope(),
+            groups: io.groups as u32,
+            ..Default::default()
+        };
+        let grads = if g.weights { cx.grads } else { None };
+        let (x, w, logits, dx, stats) = (io.x.buf, cx.weights, io.y.buf, g.dx.map(|d| d.buf), loss.stats);
+        Some(LogitHead { p: LogitHead::with_loss(p, loss), x, w, grads, logits, dx, stats }.into())
     }
 
     /// At f32 one dispatch (`matmul_backward`: dz = dy act'(y) as dy is loaded unless the next

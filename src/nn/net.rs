@@ -6,6 +6,15 @@
 use super::layer::{Ctx, Grads, InitKey, Io, Layer, Mode, Output};
 use crate::ir::{At, BufId, Buffers, Op};
 use crate::kernels::activation::{Activation, Cast, EwParams};
+use crate::kernels::head::HeadLoss;
+
+/// Where a backward pass starts and what it writes ([`Net::backward`]'s arguments).
+#[derive(Clone, Copy, Debug)]
+struct Grad {
+    dout: At,
+    dinput: Option<At>,
+    params: ParamGrads,
+}
 
 /// A layer in a network.
 #[derive(Debug)]
@@ -300,8 +309,18 @@ impl Net {
 
     /// The forward pass.
     pub fn forward(&self, ops: &mut Vec<Op>, w: Weights, acts: &NetActs, pass: &Pass) {
+        self.forward_below(ops, w, acts, pass, self.layers.len())
+    }
+
+    /// The forward pass of every layer but the last (whose call [`Net::fused_head`] makes).
+    pub fn forward_body(&self, ops: &mut Vec<Op>, w: Weights, acts: &NetActs, pass: &Pass) {
+        self.forward_below(ops, w, acts, pass, self.layers.len().saturating_sub(1))
+    }
+
+    /// The forward pass of the layers below layer `top`.
+    fn forward_below(&self, ops: &mut Vec<Op>, w: Weights, acts: &NetActs, pass: &Pass, top: usize) {
         let v = self.values(acts, pass.input, pass.out);
-        for (i, l) in self.layers.iter().enumerate() {
+        for (i, l) in self.layers.iter().enumerate().take(top) {
             let io = Io { x: v[i], y: v[i + 1], rows: pass.rows, groups: pass.groups };
             l.layer.forward(&mut self.ctx(ops, w, acts, i, pass), io, pass.mode);
         }
@@ -320,18 +339,77 @@ impl Net {
         dinput: Option<At>,
         params: ParamGrads,
     ) {
-        let weights = params != ParamGrads::None;
+        let (at, top) = (Grad { dout, dinput, params }, self.layers.len());
+        self.backward_below(ops, w, acts, pass, at, top)
+    }
+
+    /// [`Net::backward`] of every layer but the last (whose call [`Net::fused_head`] makes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_body(
+        &self,
+        ops: &mut Vec<Op>,
+        w: Weights,
+        acts: &NetActs,
+        pass: &Pass,
+        dout: At,
+        dinput: Option<At>,
+        params: ParamGrads,
+    ) {
+        let (at, top) = (Grad { dout, dinput, params }, self.layers.len().saturating_sub(1));
+        self.backward_below(ops, w, acts, pass, at, top)
+    }
+
+    /// The backward calls of the layers below layer `top`, from the top down.
+    fn backward_below(&self, ops: &mut Vec<Op>, w: Weights, acts: &NetActs, pass: &Pass, at: Grad, top: usize) {
         let v = self.values(acts, pass.input, pass.out);
-        let g = self.value_grads(acts, dout, dinput, weights);
-        for (i, l) in self.layers.iter().enumerate().rev() {
-            let Some(dy) = g[i + 1] else { continue };
+        let g = self.value_grads(acts, at.dout, at.dinput, at.params != ParamGrads::None);
+        for i in (0..top).rev() {
+            let Some(grads) = self.layer_grads(i, acts, pass, &g, at.params) else { continue };
             let io = Io { x: v[i], y: v[i + 1], rows: pass.rows, groups: pass.groups };
-            let dx_act = if i > 0 { self.folded(i - 1, acts.half) } else { pass.input_act };
-            let dz_given =
-                self.folded(i, acts.half) != Activation::Identity || (i + 1 == self.layers.len() && pass.dout_is_dz);
-            let grads = Grads { dy, dx: g[i], weights, accumulate: params == ParamGrads::Add, dz_given, dx_act };
-            l.layer.backward(&mut self.ctx(ops, w, acts, i, pass), io, grads, pass.mode);
+            self.layers[i].layer.backward(&mut self.ctx(ops, w, acts, i, pass), io, grads, pass.mode);
         }
+    }
+
+    /// What layer `i`'s backward call is handed, from the values' gradients `g`; None when its
+    /// output needs no gradient.
+    fn layer_grads(
+        &self,
+        i: usize,
+        acts: &NetActs,
+        pass: &Pass,
+        g: &[Option<At>],
+        params: ParamGrads,
+    ) -> Option<Grads> {
+        let dy = g[i + 1]?;
+        let dx_act = if i > 0 { self.folded(i - 1, acts.half) } else { pass.input_act };
+        let dz_given =
+            self.folded(i, acts.half) != Activation::Identity || (i + 1 == self.layers.len() && pass.dout_is_dz);
+        let weights = params != ParamGrads::None;
+        Some(Grads { dy, dx: g[i], weights, accumulate: params == ParamGrads::Add, dz_given, dx_act })
+    }
+
+    /// The last layer's forward call, `loss` on its output (into `dout`, statistics into `stats`)
+    /// and its backward call as [`Net::backward`] would make it, in one call
+    /// ([`Layer::fused_head`]: a one-logit linear head at f32); None where the last layer cannot
+    /// fuse them. With it, [`Net::forward_body`] and [`Net::backward_body`] run the rest.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fused_head(
+        &self,
+        w: Weights,
+        acts: &NetActs,
+        pass: &Pass,
+        dout: At,
+        dinput: Option<At>,
+        params: ParamGrads,
+        loss: HeadLoss,
+    ) -> Option<Op> {
+        let i = self.layers.len().checked_sub(1)?;
+        let v = self.values(acts, pass.input, pass.out);
+        let g = self.value_grads(acts, dout, dinput, params != ParamGrads::None);
+        let grads = self.layer_grads(i, acts, pass, &g, params)?;
+        let io = Io { x: v[i], y: v[i + 1], rows: pass.rows, groups: pass.groups };
+        let mut none = vec![];
+        self.layers[i].layer.fused_head(&self.ctx(&mut none, w, acts, i, pass), io, grads, loss)
     }
 
     /// The activation `producer` (the last activation of the network whose output is this one's

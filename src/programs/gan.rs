@@ -46,6 +46,7 @@ use crate::ir::{At, BufId, BufSpec, Buffers, DataChunks, Op};
 use crate::kernels::activation::{Activation, Cast, EwParams};
 use crate::kernels::adam::{AdamParams, AdamStep, StepTick};
 use crate::kernels::ema::{EmaParams, EmaUpdate};
+use crate::kernels::head::HeadLoss;
 use crate::kernels::loss::{BceLogits, HingeLogits, LossParams, NO_SLOT};
 use crate::kernels::random::{self, NoiseNormal, RandomLabels, RandomParams};
 use crate::nn::{spectral, Mode, Net, NetActs, NetParams, ParamGrads, Pass, Weights};
@@ -246,14 +247,56 @@ impl Builder<'_> {
     /// D's loss on its logits (`rows` of them): with `g_step`, G's loss on fakes only; else D's,
     /// real rows first, then fakes. BCE: labels 1 (or the smoothed real label) and 0, G's
     /// non-saturating loss against 1. Hinge: signs +1 and -1 with the margin, G's -D(G(z)).
-    fn loss(&self, rows: usize, g_step: bool) -> Op {
+    fn head_loss(&self, rows: usize, g_step: bool) -> HeadLoss {
         let p = self.bce_params(rows, g_step);
-        let (z, dz, stats) = (self.d_logits, self.d_logits_grad, self.stats);
         match self.cfg.loss {
-            Loss::Bce => BceLogits { p, z, dz, stats }.into(),
+            Loss::Bce => HeadLoss { p, hinge: false, stats: self.stats },
             Loss::Hinge => {
                 let p = LossParams { label_second: -1.0, hinge_margin: !g_step as u32, ..p };
-                HingeLogits { p, z, dz, stats }.into()
+                HeadLoss { p, hinge: true, stats: self.stats }
+            }
+        }
+    }
+
+    /// The loss kernel on D's logits (where D's head is not fused with it).
+    fn loss(&self, loss: HeadLoss) -> Op {
+        let (p, z, dz, stats) = (loss.p, self.d_logits, self.d_logits_grad, loss.stats);
+        if loss.hinge {
+            HingeLogits { p, z, dz, stats }.into()
+        } else {
+            BceLogits { p, z, dz, stats }.into()
+        }
+    }
+
+    /// D's forward pass `pass` with weights `w`, the loss on its `rows` logits (G's with
+    /// `g_step`) and D's backward pass (to `dinput` if given, its weights' gradients as `params`
+    /// says). Where D ends in a one-logit linear head, the head, the loss and the head's backward
+    /// pass are one dispatch (`kernels::head`): two fewer than forward, loss, backward.
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        &self,
+        ops: &mut Vec<Op>,
+        w: Weights,
+        pass: &Pass,
+        dinput: Option<At>,
+        params: ParamGrads,
+        rows: usize,
+        g_step: bool,
+    ) {
+        let (d, acts, loss) = (&self.d_net, &self.d_acts, self.head_loss(rows, g_step));
+        // The fused head keeps the logits' gradient after the logits, in their buffer.
+        let head_dout = At { buf: self.d_logits, off: 2 * self.d_rows() };
+        match d.fused_head(w, acts, pass, head_dout, dinput, params, loss) {
+            Some(head) => {
+                d.forward_body(ops, w, acts, pass);
+                ops.push(head);
+                d.backward_body(ops, w, acts, pass, head_dout, dinput, params);
+            }
+            None => {
+                let dout = At::start(self.d_logits_grad);
+                d.forward(ops, w, acts, pass);
+                ops.push(self.loss(loss));
+                d.backward(ops, w, acts, pass, dout, dinput, params);
             }
         }
     }
@@ -332,12 +375,9 @@ impl Builder<'_> {
         self.g_net.forward(ops, self.g.weights(), &self.g_acts, &self.g_pass(stream));
         self.gather_real(ops, j);
         let (db, w) = (self.d_rows(), self.d.weights());
-        let dz = At::start(self.d_logits_grad);
         let groups = if self.apart { 2 } else { 1 };
         let both = Pass { groups, ..self.d_pass(At::start(self.d_input), 2 * db, 0, 0, pass) };
-        self.d_net.forward(ops, w, &self.d_acts, &both);
-        ops.push(self.loss(2 * db, false));
-        self.d_net.backward(ops, w, &self.d_acts, &both, dz, None, ParamGrads::Write);
+        self.judge(ops, w, &both, None, ParamGrads::Write, 2 * db, false);
         self.adam(ops, &self.d_net, &self.d, OPTIMIZER_D, j);
     }
 
@@ -351,10 +391,8 @@ impl Builder<'_> {
         // gradient where it can, so that G's last layer takes it as its dz (one kernel fewer).
         let fold = self.d_net.input_fold(self.g_net.output_activation(), self.cfg.precision == Precision::F16);
         let pass = Pass { input_act: fold, ..self.d_pass(self.fake(), rows, 0, self.batch(), 1) };
-        self.d_net.forward(ops, self.d.weights(), &self.d_acts, &pass);
-        ops.push(self.loss(rows, true));
-        let (dout, dinput) = (At::start(self.d_logits_grad), At::start(self.d_input_grad));
-        self.d_net.backward(ops, self.d.weights(), &self.d_acts, &pass, dout, Some(dinput), ParamGrads::None);
+        let dinput = At::start(self.d_input_grad);
+        self.judge(ops, self.d.weights(), &pass, Some(dinput), ParamGrads::None, rows, true);
         let g_back = Pass { dout_is_dz: fold != Activation::Identity, ..g_pass };
         self.g_net.backward(ops, self.g.weights(), &self.g_acts, &g_back, dinput, None, ParamGrads::Write);
         self.adam(ops, &self.g_net, &self.g, OPTIMIZER_G, 0);
@@ -400,7 +438,9 @@ impl GanProgram {
         let d_input = bufs.act("D.input", 2 * b * dim);
         let real32 = half.then(|| bufs.f32("D.input.real", b * dim));
         let d_input_grad = bufs.f32("D.input.grad", b * dim);
-        let d_logits = bufs.f32("D.logits", 2 * db);
+        // The logits, then room for their gradient where D's head is fused with the loss
+        // (`kernels::head`); the loss kernel of an unfused head writes D.logits.grad.
+        let d_logits = bufs.f32("D.logits", 2 * db + 2 * db);
         let d_logits_grad = bufs.f32("D.logits.grad", 2 * b);
         let labels = (cfg.model.classes > 0).then(|| bufs.f32("labels", 2 * b));
         let mut s = Builder {

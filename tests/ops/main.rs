@@ -12,6 +12,7 @@ mod class_affine;
 mod conv;
 mod ema;
 mod embedding;
+mod head;
 mod loss;
 mod matmul;
 mod norm;
