@@ -8,8 +8,8 @@ own metadata, loads its tensors with load_state_dict(strict=True), and writes wh
 Z.npy: float32 (N, latent_dim). A conditional run's G (--conditional) also takes LABELS.npy, the
 class of each row (integers (N,)), and writes what `generate CHECKPOINT --z Z.npy --labels
 LABELS.npy` (or `--class K` for all K) writes: the MLP's nn.Embedding(C, C) joined to z as
-cat((embed(y), z)); the DCGAN's conditional batch norms (BatchNorm2d(c, affine=False), then
-per-class gamma and beta, nn.Embedding(C, c) each), z alone going in. OUT.npy: the samples in the
+cat((embed(y), z)), and the DCGAN's the same with conditional batch norms (BatchNorm2d(c,
+affine=False), then per-class gamma and beta, nn.Embedding(C, c) each). OUT.npy: the samples in the
 training data's scale, uint8 (N, D) for uint8 data (rounded and clamped like shadergan), float32
 otherwise. Like `generate`, it runs G in eval mode (batch norm from its running statistics) with G's weight average when the
 checkpoint keeps one (G_ema.*), else G.*. Needs torch and numpy; reads safetensors itself.
@@ -115,12 +115,14 @@ class ConditionalBatchNorm2d(ClassAffine, nn.BatchNorm2d):
 
 
 class ConditionalSequential(nn.Sequential):
-    """The conditional DCGAN's G: its layers in order, the conditional batch norms also given
-    the classes. z only goes in (no embedding is joined to it)."""
+    """The conditional DCGAN's G: the class embedding (embed.weight, C x C) joined before z, as
+    the MLP's, then its layers in order, the conditional batch norms also given the classes."""
 
     def forward(self, z, y):
-        h = z
-        for layer in self:
+        h = torch.cat((self.embed(y), z), 1)
+        for name, layer in self.named_children():
+            if name == "embed":
+                continue
             h = layer(h, y) if isinstance(layer, ClassAffine) else layer(h)
         return h
 
@@ -136,7 +138,8 @@ def dcgan_generator(m):
     linear = size == 28
     doublings = 2 if linear else size.bit_length() - 3
     c = g << (doublings - 1)
-    layers = []
+    layers = [("embed", nn.Embedding(classes, classes))] if classes else []
+    nz += classes
     hidden = m.get("g_fc_hidden", 0)
     if hidden:
         layers += [("hidden", nn.Linear(nz, hidden, bias=False)), ("bn_hidden", bn1d(hidden)),

@@ -229,9 +229,9 @@ fn cond_bn_relu(t: &HashMap<String, (Vec<usize>, Vec<f64>)>, name: &str, x: &mut
 
 /// `--conditional --arch dcgan` through the binary on the built-in digits: G's batch norms are
 /// conditional (`G.bnI.gamma.weight`, (10, c)), D ends in a projection head (`D.embed.weight`),
-/// G reads z only; `generate --z --class K` is what G computes by PyTorch's definitions from
-/// the checkpoint's tensors alone (f64, in eval mode, the weight average), to the byte; and the
-/// sample grid is written.
+/// G's input is [embed(y); z] (`G.embed.weight`, (10, 10)); `generate --z --class K` is what
+/// G computes by PyTorch's definitions from the checkpoint's tensors alone (f64, in eval mode,
+/// the weight average), to the byte; and the sample grid is written.
 #[test]
 fn a_conditional_dcgan_generates_the_class_asked_for_by_pytorchs_definitions() {
     let dir = tempfile::tempdir().unwrap();
@@ -249,7 +249,8 @@ fn a_conditional_dcgan_generates_the_class_asked_for_by_pytorchs_definitions() {
         assert_eq!(t[&format!("{bn}.gamma.weight")].0[0], 10, "{bn}");
         assert_eq!(t[&format!("{bn}.beta.weight")].0, t[&format!("{bn}.gamma.weight")].0, "{bn}");
     }
-    assert_eq!(t["hidden.weight"].0, [6, 8], "G reads z only");
+    assert_eq!(t["embed.weight"].0, [10, 10]);
+    assert_eq!(t["hidden.weight"].0, [6, 10 + 8], "G reads [embed(y); z]");
     let d = tensors(&latest, "D.");
     // The head on D's last features (its default hidden linear layer's, at 28x28).
     let phi = d["bn_hidden.weight"].0[0];
@@ -271,7 +272,9 @@ fn a_conditional_dcgan_generates_the_class_asked_for_by_pytorchs_definitions() {
         (0..shape[0]).map(|o| (0..x.len()).map(|i| w[o * x.len() + i] * x[i]).sum()).collect()
     };
     for r in 0..2 {
-        let x: Vec<f64> = zs[r * 8..(r + 1) * 8].iter().map(|&v| v as f64).collect();
+        // [embed(3); z], as nn.Embedding then torch.cat.
+        let embed = &t["embed.weight"].1[3 * 10..4 * 10];
+        let x: Vec<f64> = embed.iter().copied().chain(zs[r * 8..(r + 1) * 8].iter().map(|&v| v as f64)).collect();
         let mut x = linear("hidden", &x);
         cond_bn_relu(&t, "bn_hidden", &mut x, 6, 3);
         let mut x = linear("fc", &x);

@@ -146,12 +146,17 @@ fn cond_bn(net: &Net, p: &[f64], name: &str, x: &T, labels: &[usize], act: Activ
     batch_norm(x, act, |b, ch| (p[g + labels[b] * c + ch], p[be + labels[b] * c + ch]))
 }
 
-/// The 28x28 conditional G: [hidden, bn_hidden,] fc to (c0, 7, 7), bn1, deconv1, bn2,
+/// The 28x28 conditional G: [embed(y); z], [hidden, bn_hidden,] fc to (c0, 7, 7), bn1, deconv1, bn2,
 /// deconv2 and the output activation.
 fn g_forward(cfg: &TrainConfig, net: &Net, p: &[f64], z: &[f64], labels: &[usize]) -> T {
     let m = &cfg.model;
     let n = labels.len();
-    let mut h = T { v: z.to_vec(), n, c: m.latent_dim, h: 1, w: 1 };
+    // [embed(y); z] per row, as nn.Embedding then torch.cat.
+    let (e, k) = (off(net, "embed.weight"), m.classes);
+    let v = (0..n).flat_map(|r| {
+        (0..k).map(move |i| p[e + labels[r] * k + i]).chain(z[r * m.latent_dim..][..m.latent_dim].iter().copied())
+    });
+    let mut h = T { v: v.collect(), n, c: k + m.latent_dim, h: 1, w: 1 };
     if m.g_fc_hidden > 0 {
         h = linear(p, off(net, "hidden.weight"), None, &h, m.g_fc_hidden);
         h = cond_bn(net, p, "bn_hidden", &h, labels, m.g_activation);

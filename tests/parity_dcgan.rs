@@ -320,16 +320,17 @@ fn conditional_dcgan_agrees_on_gpu_and_cpu() {
 }
 
 /// The conditional DCGAN's tensors: G's batch norms hold per-class gamma and beta tables (and
-/// no affine of their own), G reads z only, D ends in a projection head under the last
-/// layer's name; a resumed CPU run is bit-identical.
+/// no affine of their own), G's input rows are [class embedding; z] (`embed.weight`, (C, C)),
+/// D ends in a projection head under the last layer's name; a resumed CPU run is bit-identical.
 #[test]
 fn conditional_dcgan_names_and_bit_exact_resume() {
     let data = labelled(24, 1, 28);
     let cfg = conditional_config(&data, true, 12);
-    assert_eq!(cfg.model.g_input_dim(), cfg.model.latent_dim);
+    assert_eq!(cfg.model.g_input_dim(), 5 + cfg.model.latent_dim);
     let (g, d) = (cfg.model.generator(false), cfg.model.discriminator(0.0, false));
     let names = |t: Vec<shadergan::nn::Tensor>| t.into_iter().map(|t| (t.name, t.shape)).collect::<Vec<_>>();
     let g_names = names(g.tensors());
+    assert_eq!(g_names[0], ("embed.weight".to_string(), vec![5, 5]));
     for bn in ["bn_hidden", "bn1", "bn2"] {
         let gamma = g_names.iter().find(|(n, _)| *n == format!("{bn}.gamma.weight")).expect(bn);
         assert_eq!(gamma.1[0], 5, "{bn}: a row per class");
