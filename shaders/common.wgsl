@@ -9,6 +9,9 @@
 // - Integer hashing (lowbias32) and Philox-4x32-10, bit-identical to src/rng.rs.
 // - TrainState, the step state shared by adam.wgsl and random.wgsl.
 // - class_index: a class label (an f32 holding the class index) as a row of a per-class table.
+// - Dropout's mask (rng::dropout_key, rng::dropout_keep) and DropMask, the mask a linear layer
+//   applies in its epilogue (matmul.wgsl, matmul_tiled.wgsl, head.wgsl) instead of a dropout
+//   dispatch of its own (random.wgsl's `dropout`, which uses the same functions).
 
 // The GPU-resident training state (ir::TrainState on the host): the step counter that keys
 // noise and batch order, and Adam's step counts and running powers. 8 words.
@@ -86,6 +89,45 @@ fn class_index(label: f32, classes: u32) -> u32 {
         return 0u;
     }
     return min(u32(min(label, f32(last))), last);
+}
+
+// The dropout mask a kernel applies as it stores a value, instead of a dropout dispatch
+// (nn::Net fuses a Linear and the Dropout after it; kernels::random::DropMask on the host). The
+// rows form groups of `rows` (reals, then fakes: the groups of nn::Io), group g keyed by stream
+// `stream + g stride`, as separate `dropout` calls per group are; element i of a group is
+// (row within the group) x features + column. rate = 0: no mask (nothing is read).
+struct DropMask {
+    rate: f32,
+    scale: f32,   // 1 / (1 - rate)
+    rows: u32,    // rows per group
+    stream: u32,  // group 0's stream (pass x 256 + salt)
+    stride: u32,  // stream step from one group to the next
+    seed_lo: u32,
+    seed_hi: u32,
+    _pad: u32,
+}
+
+// The key of dropout draw `stream` at `step` (rng::dropout_key).
+fn dropout_key(seed_lo: u32, seed_hi: u32, step: u32, stream: u32) -> u32 {
+    return hash32(seed_lo ^ hash32(seed_hi ^ hash32(step ^ hash32(stream + 0x85EBCA6Bu))));
+}
+
+// Whether element i survives a draw with `key` at `rate` (rng::dropout_keep: 24 bits as a
+// uniform in [0, 1), kept when >= rate).
+fn dropout_keep(key: u32, i: u32, rate: f32) -> bool {
+    return f32(hash32(i ^ key) >> 8u) * 5.9604644775390625e-8 >= rate;
+}
+
+// v after the mask `d` at row `row`, column `col` of `features` columns: v * scale where kept,
+// else 0 (the `dropout` kernel's select); v itself when d.rate = 0.
+fn drop_masked(d: DropMask, step: u32, row: u32, col: u32, features: u32, v: f32) -> f32 {
+    if (d.rate <= 0.0) {
+        return v;
+    }
+    let g = row / d.rows;
+    let key = dropout_key(d.seed_lo, d.seed_hi, step, d.stream + g * d.stride);
+    let keep = dropout_keep(key, (row - g * d.rows) * features + col, d.rate);
+    return select(0.0, v * d.scale, keep);
 }
 
 fn hash32(v: u32) -> u32 {

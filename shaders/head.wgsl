@@ -13,7 +13,9 @@
 //                 PART_WEIGHT: dw[k] (+)= sum_i dz_i x[i,k], db (+)= sum_i dz_i (rows in order;
 //                              db unless p.no_bias; += if p.accumulate)
 //                 PART_INPUT:  dx[i,k] = (dz_i w[k]) act_in'(x[i,k])   (act_in: the activation
-//                              that made x, from its output as activation.wgsl; identity: none)
+//                              that made x, from its output as activation.wgsl; identity: none),
+//                              then the mask of the dropout below the head (p.drop, when its
+//                              rate > 0, entry logit_head_dropout; the mask is its own adjoint)
 //               z and dz are stored as the separate kernels store them, both in one binding
 //               (z at p.z_off, dz at p.dz_off, apart), so that the call needs six storage
 //               bindings, what lavapipe (and WebGPU's default limits' 8) allow. The CPU twin runs
@@ -30,6 +32,7 @@
 //   5 storage rw     dx    (m, k) at p.dx_off
 //   6 storage rw     stats (4) [d_loss, g_loss, d_real, d_fake]; slots p.slot_loss,
 //                    p.slot_prob_first, p.slot_prob_second (NO_SLOT = do not write)
+//   7 uniform TrainState (logit_head_dropout only: .step keys the dropout mask)
 //
 // One workgroup of 256 invocations; dispatch exactly (1, 1, 1). Phase 1: invocation li takes the
 // rows li, li + 256, ...: its logits (sum over k in order), loss and dz, and the partial sums of
@@ -75,6 +78,7 @@ struct HeadParams {
     groups: u32,
     _pad0: u32,
     _pad1: u32,
+    drop: DropMask,   // the dropout below the head, applied to dx as it is stored (rate 0: none)
 }
 
 @group(0) @binding(0) var<uniform> p: HeadParams;
@@ -84,6 +88,7 @@ struct HeadParams {
 @group(0) @binding(4) var<storage, read_write> logits: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(6) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(7) var<uniform> state: TrainState;
 
 // x: loss sum over the first group, y: over the second, z: sigmoid sum first, w: second
 var<workgroup> partial: array<vec4<f32>, 256>;
@@ -149,6 +154,18 @@ fn add_or_store(o: u32, v: f32) {
 
 @compute @workgroup_size(256)
 fn logit_head(@builtin(local_invocation_index) li: u32) {
+    head(li, 0u);
+}
+
+// logit_head with the mask of the dropout below the head applied to dx as it is stored
+// (p.drop.rate > 0), keyed by the step (binding 7).
+@compute @workgroup_size(256)
+fn logit_head_dropout(@builtin(local_invocation_index) li: u32) {
+    head(li, state.step);
+}
+
+// The whole call, by invocation li; `step` keys p.drop's mask (unread when its rate is 0).
+fn head(li: u32, step: u32) {
     var acc = vec4<f32>(0.0);
     for (var i = li; i < p.m; i += 256u) {
         let zi = logit(i);
@@ -193,7 +210,7 @@ fn logit_head(@builtin(local_invocation_index) li: u32) {
             if (p.act_in != ACT_IDENTITY) {
                 v *= activation_grad(x[p.x_off + e], p.act_in, p.slope_in);
             }
-            dx[p.dx_off + e] = v;
+            dx[p.dx_off + e] = drop_masked(p.drop, step, i, e - i * p.k, p.k, v);
         }
     }
 }

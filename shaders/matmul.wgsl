@@ -9,7 +9,10 @@
 //
 // Entry points:
 //   matmul_forward          y[m,n]  = act(sum_k x[m,k] w[n,k] + b[n])     bias + activation fused
-//                           (b = 0 when p.no_bias: a layer without one, e.g. before batch norm)
+//                           (b = 0 when p.no_bias: a layer without one, e.g. before batch norm),
+//                           then the dropout after the layer when p.drop.rate > 0: y * scale
+//                           where kept, else 0 (DropMask, common.wgsl): matmul_forward_dropout,
+//                           the same kernel with the step bound (binding 7) to key the mask
 //   matmul_backward_input   dx[m,k] = sum_n dz[m,n] w[n,k]                 (dz w)
 //   matmul_backward_weight  dw[n,k] = sum_m dz[m,n] x[m,k]  (+= if p.accumulate)   (dz^T x)
 //   bias_backward           db[n]   = sum_m dz[m,n]         (+= if p.accumulate)   column sum
@@ -21,7 +24,11 @@
 //                                                  made dz, see below)
 //                             PART_WEIGHT: dw (+)= dz^T x, and db (+)= column sums of dz unless
 //                                          p.no_bias
-//                             PART_INPUT:  dx = (dz w) * act_in'(x)
+//                             PART_INPUT:  dx = (dz w) * act_in'(x), then masked by the dropout
+//                                          below the layer (p.drop, when rate > 0: the mask
+//                                          is its own adjoint, so the layer below receives
+//                                          the gradient the dropout dispatch would have made):
+//                                          matmul_backward_dropout, with the step bound
 //                           where act_in is the activation of the layer before, whose output x
 //                           is: its derivative is applied here, once per dx value as it is
 //                           stored, so that the layer before receives its dz and loads it as it
@@ -43,6 +50,8 @@
 //   4 storage read   act_out: y at p.y_off (matmul_backward; dy's layout)
 //   5 storage read   layer_in: x at p.x_off (matmul_backward)
 //   6 storage rw     dx_out: dx at p.dx_off (matmul_backward)
+//   7 uniform TrainState (matmul_forward_dropout, matmul_backward_dropout: .step keys the masks;
+//                      the other entry points do not bind it, so their layouts are unchanged)
 // matmul_backward binds every slot: a part it does not compute has its slots filled with
 // buffers of the other part (so a layer with no dx binds its gradient buffer at 6 as well as at
 // 3), and ACT = identity binds dy at 4; those slots are never touched.
@@ -79,6 +88,7 @@ struct MatmulParams {
     groups: u32,    // matmul_backward: the CPU twin sums dw and db per group of m / groups rows
     _pad2: u32,
     _pad3: u32,
+    drop: DropMask,  // dropout fused: matmul_forward(_tiled) masks y as stored, matmul_backward dx
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
@@ -88,6 +98,7 @@ struct MatmulParams {
 @group(0) @binding(4) var<storage, read> act_out: array<f32>;
 @group(0) @binding(5) var<storage, read> layer_in: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dx_out: array<f32>;
+@group(0) @binding(7) var<uniform> state: TrainState;
 
 // matmul_backward's activations (Activation codes: 0 identity, ..., 4 tanh): its own, applied
 // to dy as it is loaded, and the one before it, applied to dx as it is stored.
@@ -101,6 +112,18 @@ const PART_INPUT: u32 = 2u;
 // The 4x4 block is unrolled by hand into four vec4 accumulators so that it stays in registers.
 @compute @workgroup_size(16, 16)
 fn matmul_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    forward_block(gid, 0u);
+}
+
+// matmul_forward with the dropout after the layer fused (p.drop.rate > 0): the same products,
+// each y then masked as it is stored, keyed by the step (binding 7).
+@compute @workgroup_size(16, 16)
+fn matmul_forward_dropout(@builtin(global_invocation_id) gid: vec3<u32>) {
+    forward_block(gid, state.step);
+}
+
+// The 4x4 block of y of invocation gid; `step` keys p.drop's mask (unread when its rate is 0).
+fn forward_block(gid: vec3<u32>, step: u32) {
     let n0 = gid.x * 4u;
     let m0 = gid.y * 4u;
     if (m0 >= p.m || n0 >= p.n) {
@@ -138,7 +161,8 @@ fn matmul_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var i = 0u; i < 4u; i++) {
             let m = m0 + i;
             if (m < p.m) {
-                out[p.out_off + m * p.n + n] = activate(acc[i][j] + bias, p.act, p.slope);
+                let y = activate(acc[i][j] + bias, p.act, p.slope);
+                out[p.out_off + m * p.n + n] = drop_masked(p.drop, step, m, n, p.n, y);
             }
         }
     }
@@ -308,8 +332,9 @@ fn bias_column(n: u32) {
 }
 
 // dx[m0.., k0..] = (dz w) act_in'(x) for a 4x4 block, summed over n in order (as
-// matmul_backward_input), then scaled as activation_backward would.
-fn input_block(k0: u32, m0: u32) {
+// matmul_backward_input), then scaled as activation_backward would, then p.drop's mask (keyed
+// by `step`; unread when its rate is 0).
+fn input_block(k0: u32, m0: u32, step: u32) {
     if (m0 >= p.m || k0 >= p.k) {
         return;
     }
@@ -345,7 +370,7 @@ fn input_block(k0: u32, m0: u32) {
                 if (ACT_IN != ACT_IDENTITY) {
                     v *= activation_grad(layer_in[p.x_off + m * p.k + kk], ACT_IN, p.slope_in);
                 }
-                dx_out[p.dx_off + m * p.k + kk] = v;
+                dx_out[p.dx_off + m * p.k + kk] = drop_masked(p.drop, step, m, kk, p.k, v);
             }
         }
     }
@@ -356,7 +381,20 @@ fn input_block(k0: u32, m0: u32) {
 @compute @workgroup_size(16, 16)
 fn matmul_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    var g = wg.y * nwg.x + wg.x;
+    backward_grid(wg.y * nwg.x + wg.x, lid, li, 0u);
+}
+
+// matmul_backward with the mask of the dropout below the layer applied to dx as it is stored
+// (p.drop.rate > 0), keyed by the step (binding 7).
+@compute @workgroup_size(16, 16)
+fn matmul_backward_dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    backward_grid(wg.y * nwg.x + wg.x, lid, li, state.step);
+}
+
+// Workgroup `flat` of matmul_backward's grid: its part and tile, then that tile's work.
+fn backward_grid(flat: u32, lid: vec3<u32>, li: u32, step: u32) {
+    var g = flat;
     let tiles_k = (p.k + 63u) / 64u;
     if ((p.parts & PART_WEIGHT) != 0u) {
         let tiles = tiles_k * ((p.n + 63u) / 64u);
@@ -377,7 +415,7 @@ fn matmul_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     if ((p.parts & PART_INPUT) != 0u) {
         let tiles = tiles_k * ((p.m + 63u) / 64u);
         if (g < tiles) {
-            input_block(((g % tiles_k) * 16u + lid.x) * 4u, ((g / tiles_k) * 16u + lid.y) * 4u);
+            input_block(((g % tiles_k) * 16u + lid.x) * 4u, ((g / tiles_k) * 16u + lid.y) * 4u, step);
         }
     }
 }

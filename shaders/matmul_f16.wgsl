@@ -46,6 +46,7 @@ struct MatmulParams {
     groups: u32,    // matmul_backward: the CPU twin sums dw and db per group of m / groups rows
     _pad2: u32,
     _pad3: u32,
+    drop: DropMask,  // matmul.wgsl's fused dropout; unused at f16 (never fused there)
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;

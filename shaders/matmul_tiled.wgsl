@@ -15,13 +15,15 @@
 //
 // Sum order: k ascending, slice after slice, each product added to its accumulator: the twin's
 // order (matmul/twin.rs); entries of a slice past K are exact zeros (0 x 0), which leave a finite
-// sum unchanged. Then + bias, then the activation, as matmul_forward.
+// sum unchanged. Then + bias, then the activation, then the fused dropout mask (p.drop), as
+// matmul_forward.
 //
 // Bindings (matmul.wgsl's layout):
 //   0 uniform MatmulParams
 //   1 storage read   a: x (M, K) at p.a_off
 //   2 storage read   c: w (N, K) at p.c_off, and b (N) at p.bias_off unless p.no_bias
 //   3 storage rw     out: y (M, N) at p.out_off
+//   7 uniform TrainState (matmul_forward_tiled_dropout only: .step keys the dropout mask)
 //
 // Indices (the family runs without naga's runtime checks): every global read is of row
 // min(r, rows - 1) and column min(k, K - 1) of its operand (its value replaced by 0 when r or k
@@ -53,12 +55,14 @@ struct MatmulParams {
     groups: u32,
     _pad2: u32,
     _pad3: u32,
+    drop: DropMask,  // dropout fused: matmul_forward(_tiled) masks y as stored, matmul_backward dx
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> c: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<uniform> state: TrainState;
 
 override WG_X: u32 = 8u;
 override WG_Y: u32 = 8u;
@@ -84,10 +88,22 @@ fn load(buf_is_x: bool, off: u32, rows: u32, r: u32, k: u32) -> f32 {
 @compute @workgroup_size(WG_X, WG_Y)
 fn matmul_forward_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    forward_tile(wg.y * nwg.x + wg.x, lid, li, 0u);
+}
+
+// matmul_forward_tiled with the dropout after the layer fused (p.drop.rate > 0), keyed by the
+// step (binding 7), as matmul.wgsl's matmul_forward_dropout.
+@compute @workgroup_size(WG_X, WG_Y)
+fn matmul_forward_tiled_dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    forward_tile(wg.y * nwg.x + wg.x, lid, li, state.step);
+}
+
+// Tile `t` of the flat grid; `step` keys p.drop's mask (unread when its rate is 0).
+fn forward_tile(t: u32, lid: vec3<u32>, li: u32, step: u32) {
     let tile_m = 4u * WG_Y;
     let tile_n = 4u * WG_X;
     let tiles_n = (p.n + tile_n - 1u) / tile_n;
-    let t = wg.y * nwg.x + wg.x;
     if (t >= tiles_n * ((p.m + tile_m - 1u) / tile_m)) {
         return;
     }
@@ -138,7 +154,8 @@ fn matmul_forward_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
         for (var i = 0u; i < 4u; i++) {
             let m = m0 + 4u * lid.y + i;
             if (m < p.m) {
-                out[p.out_off + m * p.n + n] = activate(acc[i][j] + bias, p.act, p.slope);
+                let y = activate(acc[i][j] + bias, p.act, p.slope);
+                out[p.out_off + m * p.n + n] = drop_masked(p.drop, step, m, n, p.n, y);
             }
         }
     }

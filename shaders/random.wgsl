@@ -222,8 +222,7 @@ fn dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (i >= p.len) {
         return;
     }
-    let key = hash32(p.seed_lo ^ hash32(p.seed_hi ^ hash32(state.step ^ hash32(p.stream + 0x85EBCA6Bu))));
-    let keep = f32(hash32(i ^ key) >> 8u) * INV_2_24 >= p.shift;
+    let keep = dropout_keep(dropout_key(p.seed_lo, p.seed_hi, state.step, p.stream), i, p.shift);
     let v = out[p.out_off + i];
     out[p.out_off + i] = select(0.0, v * p.scale, keep);
 }

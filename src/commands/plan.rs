@@ -388,7 +388,7 @@ mod tests {
             dispatch_counts().unwrap().into_iter().map(|c| (c.model, c.train_step, c.sample)).collect();
         let want = [
             ("benchmark MLP", 24, 3),
-            ("MLP image defaults", 33, 3),
+            ("MLP image defaults", 25, 3),
             ("DCGAN as bench times it", 37, 5),
             ("28x28 DCGAN defaults", 51, 7),
             ("64x64 DCGAN", 74, 9),

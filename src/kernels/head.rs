@@ -5,6 +5,7 @@
 
 use super::loss::{bce_logits, hinge_logits, LossParams, NO_SLOT};
 use super::matmul::{MatmulBackward, MatmulForward, MatmulParams, PART_INPUT, PART_WEIGHT};
+use super::random::DropMask;
 use super::{Entry, Family, Slot};
 use crate::ir::{BufId, Host, Kernel, Res, Span, UniformLayout};
 
@@ -43,6 +44,9 @@ crate::uniform! {
         pub groups: u32,
         pub _pad0: u32,
         pub _pad1: u32,
+        /// The dropout below the head, its mask applied to dx as it is stored (off: none; entry
+        /// `logit_head_dropout`, which binds the training state for the step).
+        pub drop: DropMask,
     }
 }
 
@@ -53,7 +57,10 @@ pub const FAMILY: Family = Family {
     wgsl: include_str!("../../shaders/head.wgsl"),
     f16: false,
     unchecked: false,
-    entries: &[Entry { name: "logit_head", slots: &[U(0), R(1), R(2), RW(3), RW(4), RW(5), RW(6)] }],
+    entries: &[
+        Entry { name: "logit_head", slots: &[U(0), R(1), R(2), RW(3), RW(4), RW(5), RW(6)] },
+        Entry { name: "logit_head_dropout", slots: &[U(0), R(1), R(2), RW(3), RW(4), RW(5), RW(6), U(7)] },
+    ],
     uniforms: &[HeadParams::INFO],
 };
 
@@ -176,6 +183,7 @@ impl LogitHead {
             accumulate: p.accumulate,
             dx_off: p.dx_off,
             groups: p.groups,
+            drop: p.drop,
             ..Default::default()
         };
         let dy = self.logits;
@@ -185,21 +193,29 @@ impl LogitHead {
 
 impl Kernel for LogitHead {
     fn entry(&self) -> &'static str {
-        "logit_head"
+        if self.p.drop.on() {
+            "logit_head_dropout"
+        } else {
+            "logit_head"
+        }
     }
     fn uniform(&self) -> Option<Vec<u8>> {
         Some(bytemuck::bytes_of(&self.params()).to_vec())
     }
     fn bindings(&self) -> Vec<(u32, Res)> {
         let (grads, dx) = (self.grads.unwrap_or(self.logits), self.dx.unwrap_or(self.logits));
-        vec![
+        let mut b = vec![
             (1, Res::Buf(self.x)),
             (2, Res::Buf(self.w)),
             (3, Res::Buf(grads)),
             (4, Res::Buf(self.logits)),
             (5, Res::Buf(dx)),
             (6, Res::Buf(self.stats)),
-        ]
+        ];
+        if self.p.drop.on() {
+            b.push((7, Res::State));
+        }
+        b
     }
     fn unused_slots(&self) -> Vec<u32> {
         [(3, self.grads.is_none()), (5, self.dx.is_none())].into_iter().filter(|t| t.1).map(|t| t.0).collect()

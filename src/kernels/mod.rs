@@ -105,7 +105,7 @@ pub const FAMILIES: &[&Family] = &[
 ];
 
 /// Structs declared in common.wgsl, prepended to every family.
-pub const COMMON_UNIFORMS: &[UniformInfo] = &[TrainState::INFO];
+pub const COMMON_UNIFORMS: &[UniformInfo] = &[TrainState::INFO, random::DropMask::INFO];
 
 pub fn family(name: &str) -> Option<&'static Family> {
     FAMILIES.iter().copied().find(|f| f.name == name)

@@ -312,6 +312,80 @@ impl Kernel for GatherF32 {
     }
 }
 
+crate::uniform! {
+    /// `DropMask` in common.wgsl: a dropout mask that a linear layer's kernels apply as they store
+    /// a value (its output in the forward pass, the gradient it hands down in the backward pass)
+    /// instead of a [`Dropout`] dispatch of its own. `rate` 0: no mask. The rows form groups of
+    /// `rows`, group g keyed by stream `stream + g * stride`, exactly as one [`Dropout`] call per
+    /// group (`nn::Dropout`), so the masks and the bits are those of the separate calls.
+    pub struct DropMask {
+        pub rate: f32,
+        /// 1 / (1 - rate), rounded as [`Dropout`]'s `scale`.
+        pub scale: f32,
+        pub rows: u32,
+        pub stream: u32,
+        pub stride: u32,
+        pub seed_lo: u32,
+        pub seed_hi: u32,
+        pub _pad: u32,
+    }
+}
+
+impl DropMask {
+    /// The mask at `rate` of dropout draw `stream` (group 0's; group g's is `stream + g *
+    /// stride`) over groups of `rows` rows.
+    pub fn new(rate: f32, seed: u64, stream: u32, stride: u32, rows: usize) -> Self {
+        DropMask {
+            rate,
+            scale: 1.0 / (1.0 - rate),
+            rows: rows as u32,
+            stream,
+            stride,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            _pad: 0,
+        }
+    }
+
+    /// Whether there is a mask to apply.
+    pub fn on(&self) -> bool {
+        self.rate > 0.0
+    }
+
+    /// The [`Dropout`] call of group `g` on `features` values per row, at element `off` of its
+    /// buffer (its first row's).
+    pub fn group_params(&self, g: u32, features: usize, off: usize) -> RandomParams {
+        RandomParams {
+            len: self.rows * features as u32,
+            stream: self.stream + g * self.stride,
+            seed_lo: self.seed_lo,
+            seed_hi: self.seed_hi,
+            out_off: (off + g as usize * self.rows as usize * features) as u32,
+            scale: self.scale,
+            shift: self.rate,
+            ..Default::default()
+        }
+    }
+
+    /// The CPU twin: the mask on `total_rows` rows of `features` values at element `off` of
+    /// `out`, one [`dropout`] call per group (nothing when off).
+    pub fn apply(
+        &self,
+        state: &crate::ir::TrainState,
+        total_rows: usize,
+        features: usize,
+        off: usize,
+        out: &mut [f32],
+    ) {
+        if !self.on() {
+            return;
+        }
+        for g in 0..(total_rows / self.rows.max(1) as usize) as u32 {
+            dropout(&self.group_params(g, features, off), state, out);
+        }
+    }
+}
+
 /// In place; `p.stream` is the mask's salt, `p.shift` the rate, `p.scale` 1 / (1 - rate). The
 /// same call on the gradient is the backward pass.
 #[derive(Clone, Debug)]

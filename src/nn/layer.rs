@@ -5,6 +5,7 @@ use std::fmt;
 use crate::ir::{At, BufId, Op};
 use crate::kernels::activation::Activation;
 use crate::kernels::head::HeadLoss;
+use crate::kernels::random::DropMask;
 use crate::rng;
 
 /// Training (dropout masks keyed by `pass`, so that the backward pass recomputes the forward's)
@@ -167,6 +168,9 @@ pub struct Grads {
     pub dz_given: bool,
     /// Scale `dx` by this activation's derivative at x (the layer before's output activation).
     pub dx_act: Activation,
+    /// Then mask `dx` as the dropout right below the layer would mask it in its backward call
+    /// (off when there is none, or it makes its own call; [`Layer::fuses_dropout`]).
+    pub dx_mask: DropMask,
 }
 
 /// What the network hands a layer when it emits kernel calls.
@@ -190,6 +194,9 @@ pub struct Ctx<'a> {
     /// A conditional model's class labels of the pass's rows (f32 class indices), for the
     /// layers that read them (`Embedding`, `ProjectionHead`).
     pub labels: Option<At>,
+    /// The mask of the dropout right after the layer, for its forward call to apply to its
+    /// output (off when there is none, or it makes its own call; [`Layer::fuses_dropout`]).
+    pub out_mask: DropMask,
 }
 
 /// A weight of a layer that spectral normalisation divides by its largest singular value
@@ -230,6 +237,17 @@ pub trait Layer: fmt::Debug + Send + Sync {
     /// may apply for it ([`Grads`]); the identity when none or when the layer cannot take its dz.
     fn output_activation(&self) -> Activation {
         Activation::Identity
+    }
+    /// Its forward call applies [`Ctx::out_mask`] to its output and its backward call
+    /// [`Grads::dx_mask`] to dx, as they store them, so that the dropout layers next to it make
+    /// no calls of their own (f32 only; `nn::Net` decides).
+    fn fuses_dropout(&self) -> bool {
+        false
+    }
+    /// A dropout layer's mask for a pass of `rows` rows in `groups` groups (None: not a dropout
+    /// layer, or eval mode, where it does nothing).
+    fn dropout_mask(&self, _rows: usize, _groups: usize, _mode: Mode, _seed: u64) -> Option<DropMask> {
+        None
     }
     /// Its backward pass scales dx by [`Grads::dx_act`]'s derivative at x as it stores dx.
     fn folds_input_activation(&self) -> bool {

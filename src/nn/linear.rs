@@ -95,8 +95,8 @@ impl Layer for Linear {
     }
 
     fn forward(&self, cx: &mut Ctx, io: Io, _mode: Mode) {
-        let p =
-            MatmulParams { a_off: io.x.off as u32, out_off: io.y.off as u32, ..self.forward_params(io.rows, cx.off) };
+        let (a_off, out_off, drop) = (io.x.off as u32, io.y.off as u32, cx.out_mask);
+        let p = MatmulParams { a_off, out_off, drop, ..self.forward_params(io.rows, cx.off) };
         cx.ops.push(MatmulForward { p, a: io.x.buf, c: cx.weights, out: io.y.buf }.into());
     }
 
@@ -105,6 +105,11 @@ impl Layer for Linear {
     }
 
     fn folds_input_activation(&self) -> bool {
+        true
+    }
+
+    /// At f32: matmul_forward masks y, matmul_backward and logit_head mask dx.
+    fn fuses_dropout(&self) -> bool {
         true
     }
 
@@ -138,6 +143,7 @@ impl Layer for Linear {
             act_in: g.dx_act.code(),
             slope_in: g.dx_act.slope(),
             groups: io.groups as u32,
+            drop: g.dx_mask,
             ..Default::default()
         };
         let grads = if g.weights { cx.grads } else { None };
@@ -175,6 +181,7 @@ impl Layer for Linear {
             accumulate: g.accumulate as u32,
             dx_off: g.dx.map_or(0, |d| d.off as u32),
             groups: io.groups as u32,
+            drop: g.dx_mask,
             ..Default::default()
         };
         let (dy, y, w, x, dx) = (g.dy.buf, io.y.buf, cx.weights, io.x.buf, g.dx.map(|d| d.buf));

@@ -7,6 +7,7 @@ use super::layer::{Ctx, Grads, InitKey, Io, Layer, Mode, Output};
 use crate::ir::{At, BufId, Buffers, Op};
 use crate::kernels::activation::{Activation, Cast, EwParams};
 use crate::kernels::head::HeadLoss;
+use crate::kernels::random::DropMask;
 
 /// Where a backward pass starts and what it writes ([`Net::backward`]'s arguments).
 #[derive(Clone, Copy, Debug)]
@@ -291,8 +292,26 @@ impl Net {
         g
     }
 
+    /// The mask of the dropout at layer `d`, when the layer at `fuser` applies it instead of
+    /// the dropout's own calls (a layer that fuses dropout, at f32, in training mode).
+    fn fused_mask(&self, d: usize, fuser: usize, acts: &NetActs, pass: &Pass) -> Option<DropMask> {
+        let (dropout, fuser) = (self.layers.get(d)?, self.layers.get(fuser)?);
+        if acts.half || !fuser.layer.fuses_dropout() {
+            return None;
+        }
+        dropout.layer.dropout_mask(pass.rows, pass.groups, pass.mode, pass.seed)
+    }
+
+    /// Whether layer `i` is a dropout whose calls its neighbours make (the layer below in the
+    /// forward pass, the layer above in the backward pass).
+    fn dropout_fused(&self, i: usize, forward: bool, acts: &NetActs, pass: &Pass) -> bool {
+        let fuser = if forward { i.checked_sub(1) } else { Some(i + 1) };
+        fuser.is_some_and(|f| self.fused_mask(i, f, acts, pass).is_some())
+    }
+
     fn ctx<'a>(&self, ops: &'a mut Vec<Op>, w: Weights, acts: &'a NetActs, i: usize, pass: &Pass) -> Ctx<'a> {
         let l = &self.layers[i];
+        let out_mask = self.fused_mask(i + 1, i, acts, pass).unwrap_or_default();
         Ctx {
             ops,
             weights: w.read,
@@ -304,6 +323,7 @@ impl Net {
             seed: pass.seed,
             half: acts.half,
             labels: pass.labels,
+            out_mask,
         }
     }
 
@@ -321,6 +341,9 @@ impl Net {
     fn forward_below(&self, ops: &mut Vec<Op>, w: Weights, acts: &NetActs, pass: &Pass, top: usize) {
         let v = self.values(acts, pass.input, pass.out);
         for (i, l) in self.layers.iter().enumerate().take(top) {
+            if self.dropout_fused(i, true, acts, pass) {
+                continue;
+            }
             let io = Io { x: v[i], y: v[i + 1], rows: pass.rows, groups: pass.groups };
             l.layer.forward(&mut self.ctx(ops, w, acts, i, pass), io, pass.mode);
         }
@@ -364,6 +387,9 @@ impl Net {
         let v = self.values(acts, pass.input, pass.out);
         let g = self.value_grads(acts, at.dout, at.dinput, at.params != ParamGrads::None);
         for i in (0..top).rev() {
+            if self.dropout_fused(i, false, acts, pass) {
+                continue;
+            }
             let Some(grads) = self.layer_grads(i, acts, pass, &g, at.params) else { continue };
             let io = Io { x: v[i], y: v[i + 1], rows: pass.rows, groups: pass.groups };
             self.layers[i].layer.backward(&mut self.ctx(ops, w, acts, i, pass), io, grads, pass.mode);
@@ -385,7 +411,9 @@ impl Net {
         let dz_given =
             self.folded(i, acts.half) != Activation::Identity || (i + 1 == self.layers.len() && pass.dout_is_dz);
         let weights = params != ParamGrads::None;
-        Some(Grads { dy, dx: g[i], weights, accumulate: params == ParamGrads::Add, dz_given, dx_act })
+        let dx_mask = i.checked_sub(1).and_then(|d| self.fused_mask(d, i, acts, pass)).unwrap_or_default();
+        let accumulate = params == ParamGrads::Add;
+        Some(Grads { dy, dx: g[i], weights, accumulate, dz_given, dx_act, dx_mask })
     }
 
     /// The last layer's forward call, `loss` on its output (into `dout`, statistics into `stats`)

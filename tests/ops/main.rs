@@ -10,6 +10,7 @@ mod adam;
 mod augment;
 mod class_affine;
 mod conv;
+mod dropout_fused;
 mod ema;
 mod embedding;
 mod head;

@@ -9,6 +9,7 @@ pub mod twin;
 pub use tiled::MatmulForwardTiled;
 
 use super::activation::Activation;
+use super::random::DropMask;
 use super::{Entry, Family, Slot};
 use crate::ir::kernel::{groups_1d, groups_flat};
 use crate::ir::{BufId, Host, Kernel, Res, Span, UniformLayout};
@@ -48,6 +49,10 @@ crate::uniform! {
         pub groups: u32,
         pub _pad2: u32,
         pub _pad3: u32,
+        /// The dropout fused into the call (off: none): matmul_forward masks y as it stores it
+        /// (the dropout after the layer), matmul_backward masks dx (the dropout below it); the
+        /// `_dropout` entry points, which bind the training state for the step.
+        pub drop: DropMask,
     }
 }
 
@@ -59,6 +64,8 @@ pub const PART_INPUT: u32 = 2;
 use Slot::{Read as R, ReadWrite as RW, Uniform as U};
 
 const ABC: &[Slot] = &[U(0), R(1), R(2), RW(3)];
+const BACKWARD: &[Slot] = &[U(0), R(1), R(2), RW(3), R(4), R(5), RW(6)];
+const BACKWARD_DROPOUT: &[Slot] = &[U(0), R(1), R(2), RW(3), R(4), R(5), RW(6), U(7)];
 
 pub const FAMILY: Family = Family {
     name: "matmul",
@@ -72,7 +79,9 @@ pub const FAMILY: Family = Family {
         Entry { name: "matmul_backward_input", slots: ABC },
         Entry { name: "matmul_backward_weight", slots: ABC },
         Entry { name: "bias_backward", slots: &[U(0), R(1), RW(3)] },
-        Entry { name: "matmul_backward", slots: &[U(0), R(1), R(2), RW(3), R(4), R(5), RW(6)] },
+        Entry { name: "matmul_backward", slots: BACKWARD },
+        Entry { name: "matmul_forward_dropout", slots: &[U(0), R(1), R(2), RW(3), U(7)] },
+        Entry { name: "matmul_backward_dropout", slots: BACKWARD_DROPOUT },
     ],
     uniforms: &[MatmulParams::INFO],
 };
@@ -85,7 +94,10 @@ pub const FAMILY_TILED: Family = Family {
     // Every read is clamped into its matrix and every write guarded (the WGSL header), and the
     // spans are checked on the host before any call is recorded.
     unchecked: true,
-    entries: &[Entry { name: "matmul_forward_tiled", slots: ABC }],
+    entries: &[
+        Entry { name: "matmul_forward_tiled", slots: ABC },
+        Entry { name: "matmul_forward_tiled_dropout", slots: &[U(0), R(1), R(2), RW(3), U(7)] },
+    ],
     uniforms: &[MatmulParams::INFO],
 };
 
@@ -144,16 +156,20 @@ pub struct MatmulForward {
 
 impl Kernel for MatmulForward {
     fn entry(&self) -> &'static str {
-        "matmul_forward"
+        if self.p.drop.on() {
+            "matmul_forward_dropout"
+        } else {
+            "matmul_forward"
+        }
     }
     fn entry_f16(&self) -> Option<&'static str> {
-        Some("matmul_forward_f16")
+        (!self.p.drop.on()).then_some("matmul_forward_f16")
     }
     fn uniform(&self) -> Option<Vec<u8>> {
         bytes(&self.p)
     }
     fn bindings(&self) -> Vec<(u32, Res)> {
-        vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out))]
+        with_state(&self.p, vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out))])
     }
     fn flops(&self) -> f64 {
         let (m, n, k) = self.p.mnk();
@@ -175,15 +191,26 @@ impl Kernel for MatmulForward {
         tiled::forward_variant(self, device)
     }
     fn run_cpu(&self, host: &mut Host) {
-        let (p, a, c, fast, pool) = (&self.p, self.a, self.c, host.fast, host.pool);
+        let (p, a, c, fast, pool, state) = (&self.p, self.a, self.c, host.fast, host.pool, *host.state);
         host.with_out(self.out, |b, o| {
             if fast {
                 fast::matmul_forward(pool, p, &b[a], &b[c], o)
             } else {
                 twin::matmul_forward(p, &b[a], &b[c], o)
             }
+            // Then the dropout after the layer, as its own call would (twin order).
+            p.drop.apply(&state, p.m as usize, p.n as usize, p.out_off as usize, o);
         })
     }
+}
+
+/// `bindings` plus the training state at slot 7 when `p` fuses a dropout mask (the `_dropout`
+/// entry points read the step there; the others do not bind it).
+pub(crate) fn with_state(p: &MatmulParams, mut b: Vec<(u32, Res)>) -> Vec<(u32, Res)> {
+    if p.drop.on() {
+        b.push((7, Res::State));
+    }
+    b
 }
 
 /// dx = dz w: a = dz, c = w, out = dx.
@@ -364,7 +391,11 @@ impl MatmulBackward {
 
 impl Kernel for MatmulBackward {
     fn entry(&self) -> &'static str {
-        "matmul_backward"
+        if self.p.drop.on() {
+            "matmul_backward_dropout"
+        } else {
+            "matmul_backward"
+        }
     }
     fn uniform(&self) -> Option<Vec<u8>> {
         bytes(&self.params())
@@ -374,14 +405,15 @@ impl Kernel for MatmulBackward {
     }
     fn bindings(&self) -> Vec<(u32, Res)> {
         let one = self.grads.or(self.dx).expect("matmul_backward computes dw or dx");
-        vec![
+        let b = vec![
             (1, Res::Buf(self.dy)),
             (2, Res::Buf(self.w)),
             (3, Res::Buf(self.grads.unwrap_or(one))),
             (4, Res::Buf(if self.identity() { self.dy } else { self.y })),
             (5, Res::Buf(self.x)),
             (6, Res::Buf(self.dx.unwrap_or(one))),
-        ]
+        ];
+        with_state(&self.p, b)
     }
     fn unused_slots(&self) -> Vec<u32> {
         [(3, self.grads.is_none()), (6, self.dx.is_none())].into_iter().filter(|t| t.1).map(|t| t.0).collect()

@@ -139,7 +139,11 @@ impl MatmulForwardTiled {
 
 impl Kernel for MatmulForwardTiled {
     fn entry(&self) -> &'static str {
-        "matmul_forward_tiled"
+        if self.p.drop.on() {
+            "matmul_forward_tiled_dropout"
+        } else {
+            "matmul_forward_tiled"
+        }
     }
     fn uniform(&self) -> Option<Vec<u8>> {
         bytes(&self.p)

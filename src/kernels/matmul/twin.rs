@@ -81,7 +81,7 @@ static DZ_MARK: crate::kernels::scratch::HighWater = crate::kernels::scratch::Hi
 pub fn matmul_backward(op: &super::MatmulBackward, host: &mut crate::ir::Host) {
     use crate::kernels::activation::{dz_into_scratch, Activation};
     let p = op.params();
-    let (fast, pool, len) = (host.fast, host.pool, (p.m * p.n) as usize);
+    let (fast, pool, len, state) = (host.fast, host.pool, (p.m * p.n) as usize, *host.state);
     let (dy, y, w, x) = (op.dy, op.y, op.w, op.x);
     DZ.with(|cell| {
         let mut scratch = cell.borrow_mut();
@@ -132,6 +132,8 @@ pub fn matmul_backward(op: &super::MatmulBackward, host: &mut crate::ir::Host) {
                     &b[x][p.x_off as usize..][..len],
                     &mut dx[o..o + len],
                 );
+                // Then the dropout below the layer, as its own call on dx would (twin order).
+                p.drop.apply(&state, p.m as usize, p.k as usize, o, dx);
             }
         };
         match (op.grads, op.dx) {
