@@ -242,3 +242,37 @@ fn bad_exports_exit_2_and_write_nothing() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
     assert_input_error(&run(&["export-web", r, "--out", out.join("mine.txt").to_str().unwrap()]), "a file");
 }
+
+/// A conditional run's checkpoint exports for sampling: the page writes each row's class into
+/// the sampling labels and z after the room for G's class embedding; training one live is
+/// refused with one line (flags or its config.json), nothing written.
+#[test]
+fn a_conditional_checkpoint_exports_to_sample_each_class_and_is_not_trained_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let small = ["--g-hidden", "16", "--d-hidden", "16", "--batch-size", "16"];
+    let train = [
+        &["train", "--conditional", "--steps", "2", "--backend", "cpu", "--quiet", "--classifier", "none"][..],
+        &small[..],
+    ]
+    .concat();
+    ok(&[&train[..], &["--out", run_dir.to_str().unwrap()]].concat());
+    let out = dir.path().join("page");
+    ok(&["export-web", run_dir.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let p = program(&out);
+    let io = &p["io"];
+    assert_eq!(io["classes"], 10);
+    assert_eq!(io["class_names"].as_array().unwrap().len(), 10);
+    assert_eq!(io["sample_width"], 10 + io["latent_dim"].as_u64().unwrap());
+    let labels = io["sample_labels"].as_u64().expect("the sampling labels are exported") as usize;
+    assert_eq!(p["buffers"][labels]["label"], "sample.labels");
+    let o = dir.path().join("live");
+    let live = [&["export-web", "--conditional"][..], &small[..], &["--out", o.to_str().unwrap()]].concat();
+    assert_input_error(&run(&live), "trains only unconditional GANs live");
+    let cfg = run_dir.join("config.json");
+    assert_input_error(
+        &run(&["export-web", cfg.to_str().unwrap(), "--out", o.to_str().unwrap()]),
+        "(this run is --conditional)",
+    );
+    assert!(!o.exists());
+}

@@ -39,6 +39,7 @@
         : `G ${[m.latent_dim, ...m.g_hidden, m.data_dim].join('→')} (${act(m.g_activation)}, out ${act(m.g_output)}) · ` +
           `D ${[d, ...m.d_hidden, 1].join('→')} (${act(m.d_activation)})`;
     const parts = [net, `batch ${cfg.batch_size}`];
+    if (m.classes > 0) parts.push(`conditional, ${m.classes} classes`);
     if (m.pack > 1) parts.push(`pack ${m.pack}`);
     if (cfg.loss) parts.push(`loss ${cfg.loss}`);
     if (cfg.d_dropout > 0) parts.push(`D dropout ${cfg.d_dropout}`);
@@ -74,7 +75,10 @@
       this.resetBtn = el('button', { id: 'reset', onclick: () => this.reset() }, 'Reset');
       this.status = el('span', { id: 'status', class: 'status' }, 'loading…');
       this.seedLabel = el('label', {}, 'seed ', this.seedSel);
-      controls.append(this.seedLabel, this.runBtn, this.stepBtn, this.resetBtn, this.status);
+      // A conditional generator: which class the grid asks for (each row its own, or one).
+      this.classSel = el('select', { id: 'class', onchange: () => this.refresh().then(() => this.showLatent()) });
+      this.classLabel = el('label', { hidden: true }, 'class ', this.classSel);
+      controls.append(this.seedLabel, this.classLabel, this.runBtn, this.stepBtn, this.resetBtn, this.status);
       this.knobs = el('div', { class: 'knobs', id: 'knobs' });
       this.title = el('h2', { id: 'title' });
       this.about = el('p', { class: 'about', id: 'about' });
@@ -135,6 +139,7 @@
       [this.runBtn, this.stepBtn, this.resetBtn, this.seedLabel, this.charts].forEach((b) => (b.hidden = !this.training));
       this.seedSel.replaceChildren(...program.seeds.map((s, i) => el('option', { value: i }, String(s.seed))));
       this.latents = SG.f32Of(program.views.latents).slice();
+      this.fillClasses(program.io);
       this.sel = [0, 1];
       this.drawLatent = null;
       this.player = await SG.Player.open(program);
@@ -150,7 +155,8 @@
         program.io.data_dim === 2
           ? 'Green dots: real data. Purple dots: G(z). Background: D(x) on a grid, green where D says real, purple where it says fake.'
           : program.data.image
-          ? "G's samples from 64 fixed latent vectors (its weight average's, when it keeps one)."
+          ? "G's samples from 64 fixed latent vectors (its weight average's, when it keeps one)." +
+            (program.io.classes ? ' Pick the class G is asked for above: each row its own class, or one class for all.' : '')
           : '';
       this.history = [];
       await this.refresh();
@@ -245,9 +251,34 @@
       await this.refresh();
     }
 
-    // G's samples (in [0, 1] for images, the data's scale otherwise) for latent rows `z`.
-    async samples(z) {
-      const y = await this.player.sample(z);
+    // The class list of a conditional program ("each row" first), hidden for the others.
+    fillClasses(io) {
+      const names = io.class_names && io.class_names.length ? io.class_names : Array.from({ length: io.classes || 0 }, (_, k) => String(k));
+      this.classSel.replaceChildren(
+        el('option', { value: -1 }, 'each row its own'),
+        ...names.map((name, k) => el('option', { value: k }, `${k}: ${name}`))
+      );
+      this.classLabel.hidden = !io.classes;
+    }
+
+    // The class sample k of the 8-wide grid asks for: its row's (row r: class r mod classes), or
+    // the one picked. Undefined for an unconditional program.
+    classOf(k) {
+      const c = this.program.io.classes;
+      if (!c) return undefined;
+      const picked = Number(this.classSel.value);
+      return picked >= 0 ? picked : Math.floor(k / 8) % c;
+    }
+
+    // The classes of the grid's first n samples (undefined when unconditional).
+    gridClasses(n) {
+      return this.program.io.classes ? Float32Array.from({ length: n }, (_, k) => this.classOf(k)) : undefined;
+    }
+
+    // G's samples (in [0, 1] for images, the data's scale otherwise) for latent rows `z`, each
+    // asked for the class in `labels` (a conditional G; class 0 where none is given).
+    async samples(z, labels) {
+      const y = await this.player.sample(z, labels);
       const d = this.program.data;
       const div = d.u8 ? 255 : 1;
       return y.map((v) => (v - d.shift) / d.scale / div);
@@ -264,7 +295,7 @@
         const real = d.preview ? SG.f32Of(d.preview) : null;
         V().pointsView(this.mainView, { extent, heat, size: g && g.size, real, fake });
       } else if (d.image) {
-        const pix = await this.samples(this.latents.subarray(0, 64 * this.program.io.latent_dim));
+        const pix = await this.samples(this.latents.subarray(0, 64 * this.program.io.latent_dim), this.gridClasses(64));
         const marks = [[this.sel[0], '#2ea043'], [this.sel[1], '#8957e5']];
         this.cell = V().imageGrid(this.mainView, pix, 64, d.image, 8, marks);
         if (this.drawLatent) await this.drawLatent();
@@ -311,7 +342,9 @@
           for (let i = 0; i < L; i++) z[f * L + i] = (1 - t) * za()[i] + t * zb()[i];
         }
         for (let i = 0; i < L; i++) z[frames * L + i] = (1 - this.t) * za()[i] + this.t * zb()[i];
-        const pix = await this.samples(z);
+        // A conditional G walks between A and B within A's class.
+        const k = this.classOf(this.sel[0]);
+        const pix = await this.samples(z, k === undefined ? undefined : new Float32Array(frames + 1).fill(k));
         V().imageGrid(canvas, pix, frames, d.image, frames);
         V().imageGrid(big, pix.subarray(frames * d.image.channels * d.image.height * d.image.width), 1, d.image, 1);
       };

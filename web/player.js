@@ -25,7 +25,8 @@
 //   seeds [{seed, actions [{write, f32} | {write, copy} | {state} | {run, times}], uniforms [[section, index,
 //     base64]], data [base64 per chunk] (null: the first seed's)}]
 //   knobs [{name, label, value, targets [[section, index, byte offset]]}]
-//   io {stats, stats_slots, sample_z, sample_out, sample_rows, latent_dim, data_dim, grid}
+//   io {stats, stats_slots, sample_z, sample_out, sample_rows, latent_dim, data_dim, grid,
+//       sample_width, sample_labels, classes, class_names (a conditional G's)}
 //   views {rows, latents}, data {name, n, dim, u8, image, scale, shift, chunks, preview}, config
 (function (global) {
   'use strict';
@@ -379,21 +380,30 @@
     }
 
     // G (eval mode, its weight average when kept) on latent rows `z`, as Trainer::sample: in
-    // blocks of sample_rows, the last padded with zeros. Returns rows x data_dim values in the
-    // scale G trains on.
-    async sample(z) {
+    // blocks of sample_rows, the last padded with zeros. A conditional G (io.sample_labels) reads
+    // each row's class from `labels` (class indices; class 0 where not given) and its rows of
+    // sample_width values hold z after the room for the class embedding. Returns rows x data_dim
+    // values in the scale G trains on.
+    async sample(z, labels) {
       const io = this.program.io;
       const rows = io.sample_rows;
-      const out = new Float32Array((z.length / io.latent_dim) * io.data_dim);
-      for (let r0 = 0; r0 * io.latent_dim < z.length; r0 += rows) {
-        const block = new Float32Array(rows * io.latent_dim);
-        const part = z.subarray(r0 * io.latent_dim, Math.min(z.length, (r0 + rows) * io.latent_dim));
-        block.set(part);
+      const L = io.latent_dim;
+      const W = io.sample_width || L;
+      const n = z.length / L;
+      const out = new Float32Array(n * io.data_dim);
+      for (let r0 = 0; r0 < n; r0 += rows) {
+        const m = Math.min(rows, n - r0);
+        const block = new Float32Array(rows * W);
+        for (let r = 0; r < m; r++) block.set(z.subarray((r0 + r) * L, (r0 + r + 1) * L), r * W + W - L);
         this.write(io.sample_z, block);
+        if (io.sample_labels !== undefined && io.sample_labels !== null) {
+          const lab = new Float32Array(rows);
+          for (let r = 0; labels && r < m; r++) lab[r] = labels[r0 + r];
+          this.write(io.sample_labels, lab);
+        }
         this.run('sample', 1);
         const y = await this.read(io.sample_out);
-        const n = part.length / io.latent_dim;
-        out.set(y.subarray(0, n * io.data_dim), r0 * io.data_dim);
+        out.set(y.subarray(0, m * io.data_dim), r0 * io.data_dim);
       }
       return out;
     }

@@ -112,8 +112,8 @@ pub struct TrainOptions {
     /// --toy, 0.99 for the DCGAN at 32x32 and 64x64, 0 otherwise].
     #[arg(long)]
     pub g_ema: Option<f32>,
-    /// A class-conditional GAN: G is asked for a class (the MLP: a learned class embedding
-    /// joined to z; the DCGAN: conditional batch norm, per-class gamma and beta), D judges image
+    /// A class-conditional GAN: G is asked for a class (a learned class embedding joined to z,
+    /// and in the DCGAN conditional batch norm too: per-class gamma and beta), D judges image
     /// and class together (a projection discriminator). Needs labels: an image folder's class
     /// subfolders, --labels FILE.npy beside a .npy, or the built-in digits'. Fake batches draw
     /// their classes uniformly. f32, --pack 1 (docs/conditional.md).

@@ -184,12 +184,12 @@ test('the remedies train in the browser as natively: hinge loss, spectral norm, 
 
 // G on `z` in the browser, in the data's scale (as `generate` writes it: bytes for uint8 data;
 // the page's samples are in [0, 1] for those).
-const browserSamples = (page, z) =>
-  page.evaluate(async (z) => {
+const browserSamples = (page, z, labels) =>
+  page.evaluate(async ([z, labels]) => {
     const app = window.shadergan.app;
-    const y = await app.samples(Float32Array.from(z));
+    const y = await app.samples(Float32Array.from(z), labels && Float32Array.from(labels));
     return Array.from(y, (v) => (app.program.data.u8 ? v * 255 : v));
-  }, z);
+  }, [z, labels]);
 
 test('an exported checkpoint samples in the browser what generate --z writes', async () => {
   const dir = tempDir('ckpt');
@@ -227,6 +227,33 @@ test('an exported convolutional generator samples in the browser what generate w
   const bytes = got.map((v) => Math.min(255, Math.max(0, Math.round(v))));
   const worst = bytes.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i])), 0);
   assert.ok(worst <= 1, `bytes differ by up to ${worst}`);
+  noProblems(page);
+});
+
+test('an exported conditional generator draws in the browser the classes generate --labels asks for', async () => {
+  const dir = tempDir('cond');
+  const run = path.join(dir, 'run');
+  const flags = ['--conditional', '--g-hidden', '16', '--d-hidden', '16', '--latent-dim', '8', '--batch-size', '16'];
+  shadergan(['train', ...flags, '--steps', '4', '--backend', 'cpu', '--classifier', 'none', '--out', run, '--quiet']);
+  // 300 rows (two sampling blocks, the second padded), every class, in no order.
+  const z = Float32Array.from({ length: 300 * 8 }, (_, i) => Math.sin(i * 4.1414) * 1.5);
+  const labels = Uint8Array.from({ length: 300 }, (_, i) => (i * 7) % 10);
+  writeNpy(path.join(dir, 'z.npy'), [300, 8], z);
+  writeNpy(path.join(dir, 'labels.npy'), [300], labels);
+  const gen = ['generate', run, '--z', path.join(dir, 'z.npy'), '--labels', path.join(dir, 'labels.npy')];
+  shadergan([...gen, '--out', path.join(dir, 'g.npy'), '--backend', 'gpu'], GPU_ENV);
+  const want = readNpy(path.join(dir, 'g.npy')).data;
+  const { page } = await openExport('cond-page', [run]);
+  const io = await page.evaluate(() => window.shadergan.app.program.io);
+  assert.equal(io.classes, 10);
+  assert.equal(await page.isVisible('#class'), true, 'a conditional export offers the class to draw');
+  const got = await browserSamples(page, Array.from(z), Array.from(labels));
+  const bytes = got.map((v) => Math.min(255, Math.max(0, Math.round(v))));
+  const worst = bytes.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i])), 0);
+  assert.ok(worst <= 1, `bytes differ by up to ${worst}`);
+  // The class picker redraws the grid with every row asked for that class.
+  await page.selectOption('#class', '3');
+  await page.evaluate(() => window.shadergan.app.refresh());
   noProblems(page);
 });
 

@@ -241,6 +241,12 @@ fn common_json(r: &Recorded, rec: &Recording, ids: &Ids, sections: &[usize]) -> 
             "latent_dim": cfg.model.latent_dim,
             "data_dim": cfg.model.data_dim,
             "grid": grid_json(&r.grid, ids)?,
+            // A conditional G: its rows are [class embedding; z] (z after the room for the
+            // embedding) and it reads each row's class from sample_labels.
+            "sample_width": cfg.model.g_input_dim(),
+            "sample_labels": p.sample_labels.map(|b| ids.of(b)).transpose()?,
+            "classes": cfg.model.classes,
+            "class_names": cfg.class_names,
         },
         "views": { "rows": view_rows(&cfg), "latents": f32s(&z) },
         "tensors": tensors_json(r, ids),

@@ -195,16 +195,18 @@ pub fn export(req: &ExportRequest) -> Result<Exported> {
     bundle::check_out(&req.out, req.overwrite)?;
     if req.options.conditional || req.data_options.labels.is_some() {
         return Err(Error::input(
-            "export-web does not take conditional GANs yet; leave out --conditional and --labels",
+            "export-web trains only unconditional GANs live; leave out --conditional and --labels (a \
+             conditional run's checkpoint exports to sample each class)",
         ));
     }
     let what = resolve(req)?;
-    let cfg = match &what {
-        Export::Sample(s) => &s.cfg,
-        Export::Train(t) => &t.cfg,
-    };
-    if cfg.model.classes > 0 {
-        return Err(Error::input("export-web does not take conditional GANs yet (this run is --conditional)"));
+    if let Export::Train(t) = &what {
+        if t.cfg.model.classes > 0 {
+            return Err(Error::input(
+                "export-web trains only unconditional GANs live (this run is --conditional); export its \
+                 checkpoint or run folder to sample each class",
+            ));
+        }
     }
     let program = match &what {
         Export::Sample(s) => bundle::sample_program(s, req.title.as_deref())?,
