@@ -391,7 +391,7 @@ mod tests {
             ("MLP image defaults", 25, 3),
             ("DCGAN as bench times it", 37, 5),
             ("28x28 DCGAN defaults", 51, 7),
-            ("64x64 DCGAN", 74, 9),
+            ("64x64 DCGAN", 69, 9),
         ];
         let want: Vec<(String, usize, usize)> = want.iter().map(|&(m, t, s)| (m.to_string(), t, s)).collect();
         assert_eq!(got, want);

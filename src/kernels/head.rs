@@ -7,7 +7,7 @@ use super::loss::{bce_logits, hinge_logits, LossParams, NO_SLOT};
 use super::matmul::{MatmulBackward, MatmulForward, MatmulParams, PART_INPUT, PART_WEIGHT};
 use super::random::DropMask;
 use super::{Entry, Family, Slot};
-use crate::ir::{BufId, Host, Kernel, Res, Span, UniformLayout};
+use crate::ir::{BufId, Host, Kernel, Op, Res, Span, UniformLayout};
 
 crate::uniform! {
     /// `HeadParams` in head.wgsl.
@@ -87,6 +87,17 @@ pub struct LogitHead {
     pub logits: BufId,
     pub dx: Option<BufId>,
     pub stats: BufId,
+    /// The calls the head stands in for when they are not the matmul sequence (None): the CPU
+    /// twin runs them around the loss, so that its bits are those of the unfused program.
+    pub twin: Option<HeadTwin>,
+}
+
+/// A head's unfused calls other than matmul_forward / matmul_backward (a convolution that covers
+/// its input with one output channel: `nn::Conv2d`'s forward call and its backward calls).
+#[derive(Clone, Debug)]
+pub struct HeadTwin {
+    pub forward: Op,
+    pub backward: Vec<Op>,
 }
 
 impl LogitHead {
@@ -236,10 +247,17 @@ impl Kernel for LogitHead {
         s.extend(self.backward_op().spans());
         s
     }
-    /// The old sequence's twins, in order: the same bits as the three kernels.
+    /// The old sequence's twins, in order: the same bits as the three kernels (or as the
+    /// convolution calls and the loss, for a [`HeadTwin`]).
     fn run_cpu(&self, host: &mut Host) {
-        self.forward_op().run_cpu(host);
+        match &self.twin {
+            Some(t) => t.forward.run_cpu(host),
+            None => self.forward_op().run_cpu(host),
+        }
         host.with_outs(self.logits, self.stats, |_, logits, stats| self.loss_twin(logits, stats));
-        self.backward_op().run_cpu(host);
+        match &self.twin {
+            Some(t) => t.backward.iter().for_each(|op| op.run_cpu(host)),
+            None => self.backward_op().run_cpu(host),
+        }
     }
 }

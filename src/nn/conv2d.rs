@@ -4,9 +4,11 @@
 
 use super::layer::{Ctx, Grads, Init, InitKey, Io, Layer, Mode, TensorSpec};
 use super::spectral;
-use crate::ir::At;
+use super::Linear;
+use crate::ir::{At, Op};
 use crate::kernels::activation::{Activation, ActivationBackward, EwParams};
 use crate::kernels::conv::{conv2d_out_size, Conv2dShape};
+use crate::kernels::head::{HeadLoss, HeadTwin, LogitHead};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Conv2d {
@@ -97,9 +99,8 @@ impl Layer for Conv2d {
     }
 
     fn forward(&self, cx: &mut Ctx, io: Io, _mode: Mode) {
-        let bias = self.bias.then_some((cx.off + self.weights()) as u32);
-        let call = self.shape(io.rows).forward(io.x.off as u32, cx.off as u32, bias, io.y.off as u32);
-        cx.ops.push(call.activated(self.activation).op(io.x.buf, cx.weights, io.y.buf));
+        let op = self.forward_op(cx, io);
+        cx.ops.push(op);
     }
 
     fn output_activation(&self) -> Activation {
@@ -120,27 +121,62 @@ impl Layer for Conv2d {
     }
 
     fn backward(&self, cx: &mut Ctx, io: Io, g: Grads, _mode: Mode) {
-        let shape = self.shape(io.rows);
-        let (dy, x) = (self.dz(cx, io, g), io.x);
+        let dy = self.dz(cx, io, g);
+        let ops = self.backward_ops(cx, io, g, dy);
+        cx.ops.extend(ops);
+    }
+
+    /// A convolution that covers its whole input with one output channel and no activation
+    /// (the 4x4 head of the 32x32 and 64x64 DCGANs' D) is a one-logit linear layer over the
+    /// c_in k k features (NCHW rows and the (1, c_in, k, k) weight list them in the same order):
+    /// `logit_head` on the GPU. Its CPU twin runs this layer's own convolution calls and the
+    /// loss in order, so the CPU's bits are the unfused program's.
+    fn fused_head(&self, cx: &Ctx, io: Io, g: Grads, loss: HeadLoss) -> Option<Op> {
+        let whole = self.out_hw() == Some((1, 1)) && self.pad == 0 && self.k == self.h && self.k == self.w;
+        if self.c_out != 1 || !whole || self.activation != Activation::Identity {
+            return None;
+        }
+        let dense = Linear {
+            fan_in: self.in_features(),
+            fan_out: 1,
+            activation: Activation::Identity,
+            bias: self.bias,
+            init: self.init,
+            spectral: self.spectral,
+        };
+        let head = dense.logit_head(cx, io, g, loss)?;
+        let twin = HeadTwin { forward: self.forward_op(cx, io), backward: self.backward_ops(cx, io, g, g.dy) };
+        Some(LogitHead { twin: Some(twin), ..head }.into())
+    }
+}
+
+impl Conv2d {
+    /// The forward call (into `io.y`, the layer's activation fused).
+    fn forward_op(&self, cx: &Ctx, io: Io) -> Op {
+        let bias = self.bias.then_some((cx.off + self.weights()) as u32);
+        let call = self.shape(io.rows).forward(io.x.off as u32, cx.off as u32, bias, io.y.off as u32);
+        call.activated(self.activation).op(io.x.buf, cx.weights, io.y.buf)
+    }
+
+    /// The backward calls from dz at `dy`: dw (and db) when `g.weights`, dx when `g.dx`.
+    fn backward_ops(&self, cx: &Ctx, io: Io, g: Grads, dy: At) -> Vec<Op> {
+        let (shape, x, mut ops) = (self.shape(io.rows), io.x, vec![]);
         if let (true, Some(grads)) = (g.weights, cx.grads) {
             let call = shape.backward_weight(dy.off as u32, x.off as u32, cx.off as u32, g.accumulate);
-            let call = call.in_groups(io.groups);
-            cx.ops.push(call.op(dy.buf, x.buf, grads));
+            ops.push(call.in_groups(io.groups).op(dy.buf, x.buf, grads));
             if self.bias {
                 let call = shape.backward_bias(dy.off as u32, (cx.off + self.weights()) as u32, g.accumulate);
-                let call = call.in_groups(io.groups);
-                cx.ops.push(call.op(dy.buf, dy.buf, grads));
+                ops.push(call.in_groups(io.groups).op(dy.buf, dy.buf, grads));
             }
         }
         if let Some(dx) = g.dx {
             let call = shape.backward_input(dy.off as u32, cx.off as u32, dx.off as u32, false);
             let call = call.scaled_by_grad(g.dx_act, x.buf, x.off as u32);
-            cx.ops.push(call.op(dy.buf, cx.weights, dx.buf));
+            ops.push(call.op(dy.buf, cx.weights, dx.buf));
         }
+        ops
     }
-}
 
-impl Conv2d {
     /// The gradient before the activation: `g.dy` itself when there is none or the next layer
     /// made it (`g.dz_given`), else the activation's backward pass into scratch (one dispatch).
     fn dz(&self, cx: &mut Ctx, io: Io, g: Grads) -> At {

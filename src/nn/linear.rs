@@ -116,39 +116,7 @@ impl Layer for Linear {
     /// A one-output head without activation at f32: `logit_head` (its logit, the loss and the
     /// backward pass `matmul_backward` would make, one dispatch).
     fn fused_head(&self, cx: &Ctx, io: Io, g: Grads, loss: HeadLoss) -> Option<Op> {
-        // The kernel keeps the logits and their gradient in one binding (head.wgsl).
-        let one_buffer = g.dy.buf == io.y.buf;
-        if cx.half
-            || self.fan_out != 1
-            || self.activation != Activation::Identity
-            || !one_buffer
-            || loss.p.rows as usize != io.rows
-        {
-            return None;
-        }
-        let (off, b_off) = (cx.off as u32, (cx.off + self.bias_off()) as u32);
-        let p = HeadParams {
-            m: io.rows as u32,
-            k: self.fan_in as u32,
-            x_off: io.x.off as u32,
-            w_off: off,
-            b_off,
-            no_bias: !self.bias as u32,
-            z_off: io.y.off as u32,
-            dz_off: g.dy.off as u32,
-            dw_off: off,
-            db_off: b_off,
-            dx_off: g.dx.map_or(0, |d| d.off as u32),
-            accumulate: g.accumulate as u32,
-            act_in: g.dx_act.code(),
-            slope_in: g.dx_act.slope(),
-            groups: io.groups as u32,
-            drop: g.dx_mask,
-            ..Default::default()
-        };
-        let grads = if g.weights { cx.grads } else { None };
-        let (x, w, logits, dx, stats) = (io.x.buf, cx.weights, io.y.buf, g.dx.map(|d| d.buf), loss.stats);
-        Some(LogitHead { p: LogitHead::with_loss(p, loss), x, w, grads, logits, dx, stats }.into())
+        self.logit_head(cx, io, g, loss).map(Into::into)
     }
 
     /// At f32 one dispatch (`matmul_backward`: dz = dy act'(y) as dy is loaded unless the next
@@ -186,6 +154,46 @@ impl Layer for Linear {
         };
         let (dy, y, w, x, dx) = (g.dy.buf, io.y.buf, cx.weights, io.x.buf, g.dx.map(|d| d.buf));
         cx.ops.push(MatmulBackward { p, dy, y, w, x, grads, dx }.into());
+    }
+}
+
+impl Linear {
+    /// [`Layer::fused_head`]'s call as a [`LogitHead`] (a convolution head that is a dense
+    /// layer builds its own from it: `nn::Conv2d`).
+    pub fn logit_head(&self, cx: &Ctx, io: Io, g: Grads, loss: HeadLoss) -> Option<LogitHead> {
+        // The kernel keeps the logits and their gradient in one binding (head.wgsl).
+        let one_buffer = g.dy.buf == io.y.buf;
+        if cx.half
+            || self.fan_out != 1
+            || self.activation != Activation::Identity
+            || !one_buffer
+            || loss.p.rows as usize != io.rows
+        {
+            return None;
+        }
+        let (off, b_off) = (cx.off as u32, (cx.off + self.bias_off()) as u32);
+        let p = HeadParams {
+            m: io.rows as u32,
+            k: self.fan_in as u32,
+            x_off: io.x.off as u32,
+            w_off: off,
+            b_off,
+            no_bias: !self.bias as u32,
+            z_off: io.y.off as u32,
+            dz_off: g.dy.off as u32,
+            dw_off: off,
+            db_off: b_off,
+            dx_off: g.dx.map_or(0, |d| d.off as u32),
+            accumulate: g.accumulate as u32,
+            act_in: g.dx_act.code(),
+            slope_in: g.dx_act.slope(),
+            groups: io.groups as u32,
+            drop: g.dx_mask,
+            ..Default::default()
+        };
+        let grads = if g.weights { cx.grads } else { None };
+        let (x, w, logits, dx, stats) = (io.x.buf, cx.weights, io.y.buf, g.dx.map(|d| d.buf), loss.stats);
+        Some(LogitHead { p: LogitHead::with_loss(p, loss), x, w, grads, logits, dx, stats, twin: None })
     }
 }
 

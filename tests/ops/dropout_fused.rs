@@ -173,7 +173,7 @@ fn logit_head_dropout_masks_dx_as_dropout_would() {
             };
             let loss = HeadLoss { p: lp, hinge: false, stats };
             let p = LogitHead::with_loss(p, loss);
-            let plain = LogitHead { p, x, w, grads: Some(grads), logits, dx: Some(dx), stats };
+            let plain = LogitHead { p, x, w, grads: Some(grads), logits, dx: Some(dx), stats, twin: None };
             let mut seq: Vec<Op> = vec![plain.clone().into()];
             seq.extend(dropout_calls(&mask, groups, k as u32, 4, dx));
             let fused = LogitHead { p: HeadParams { drop: mask, ..p }, ..plain };

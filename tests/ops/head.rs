@@ -102,6 +102,7 @@ fn case(
         logits,
         dx: d.then_some(dx),
         stats,
+        twin: None,
     };
     (c, op, [logits, grads, dx, stats], (z_off, dz_off))
 }
@@ -247,6 +248,7 @@ fn logit_head_gradients_match_finite_differences() {
                 logits: 3,
                 dx: Some(4),
                 stats: 5,
+                twin: None,
             };
             let out = run_cpu(&bufs, op);
             let (u64s, w64): (Vec<f64>, Vec<f64>) =
@@ -274,5 +276,84 @@ fn logit_head_gradients_match_finite_differences() {
             }
             close(out[5][lp.slot_loss as usize], f(&u64s, &w64), "loss".into());
         }
+    }
+}
+
+/// The 4x4 convolution head of the 32x32 and 64x64 DCGANs' D (one output channel over its whole
+/// input) runs as `logit_head` (`nn::Conv2d::fused_head`); its CPU twin is the convolution's own
+/// calls around the loss. GPU against twin: rows 1, 63, 128 in one or two groups, c_in 1, 7, 64,
+/// with and without a bias, dw and db (accumulated too) and dx with the activation below folded.
+#[test]
+fn a_convolution_head_runs_as_logit_head() {
+    use shadergan::ir::{At, Op};
+    use shadergan::nn::layer::{Ctx, Grads, Io, Layer};
+    use shadergan::nn::{Conv2d, Init};
+    let t = tolerance("logit_head");
+    let cases = [(1usize, 1usize, 1usize, false), (63, 7, 1, true), (128, 64, 2, false), (128, 7, 2, true)];
+    for (i, &(m, c_in, groups, bias)) in cases.iter().enumerate() {
+        let conv = Conv2d {
+            c_in,
+            c_out: 1,
+            h: 4,
+            w: 4,
+            k: 4,
+            stride: 1,
+            pad: 0,
+            bias,
+            init: Init::Normal(0.02),
+            spectral: false,
+            activation: Activation::Identity,
+        };
+        let k = c_in * 16;
+        let act_in = [Activation::LeakyRelu, Activation::Identity][i % 2];
+        let acc = i % 3 == 1;
+        let (lp, hinge) = (losses(m)[i % 4].1, losses(m)[i % 4].2);
+        let mut c = Case::new();
+        let zx = uniform(3 + m * k, (m + k) as u32, -2.0, 2.0);
+        let x = c.input("x", zx.iter().map(|&v| activate(v, act_in.code(), act_in.slope())).collect());
+        let w = c.input("w", uniform(5 + k + 1, 11, -0.3, 0.3));
+        let glen = 5 + k + 1;
+        let grads = if acc { c.input("grads", uniform(glen, 9, -1.0, 1.0)) } else { c.output("grads", glen) };
+        let logits = c.output("logits", 2 * m + 1);
+        let dx = c.output("dx", 3 + m * k);
+        let stats = c.output("stats", 4);
+        let mut ops: Vec<Op> = vec![];
+        let cx = Ctx {
+            ops: &mut ops,
+            weights: w,
+            off: 5,
+            grads: Some(grads),
+            state: None,
+            state_off: 0,
+            scratch: &[],
+            seed: 0,
+            half: false,
+            labels: None,
+            out_mask: Default::default(),
+        };
+        let io = Io { x: At { buf: x, off: 3 }, y: At { buf: logits, off: 1 }, rows: m, groups };
+        let g = Grads {
+            dy: At { buf: logits, off: 1 + m },
+            dx: Some(At { buf: dx, off: 3 }),
+            weights: true,
+            accumulate: acc,
+            dz_given: false,
+            dx_act: act_in,
+            dx_mask: Default::default(),
+        };
+        let loss = HeadLoss { p: LossParams { z_off: 1, dz_off: 1 + m as u32, ..lp }, hinge, stats };
+        let op = conv.fused_head(&cx, io, g, loss).expect("a whole-input one-channel convolution fuses");
+        assert_eq!(op.entry(), "logit_head");
+        let what = format!("{m} rows x ({c_in}, 4, 4), groups {groups}, bias {bias}, acc {acc}, {act_in:?}");
+        let Some(Both { gpu: gv, cpu, .. }) = c.run(op, &[logits, grads, dx]) else { return };
+        let written = [(0, 1..1 + 2 * m), (1, 5..5 + k + bias as usize), (2, 3..3 + m * k)];
+        for (o, range) in written {
+            assert!(cpu[o][range.clone()].iter().all(|v| !v.is_nan()), "{what}: twin left NaN in output {o}");
+            compare("logit_head", &gv[o][range.clone()], &cpu[o][range], t)
+                .unwrap_or_else(|e| panic!("{what}, output {o}: {e}"));
+        }
+        // A head that is not the whole input (padding) keeps the convolution's own calls.
+        let padded = Conv2d { pad: 1, h: 2, w: 2, ..conv };
+        assert!(padded.fused_head(&cx, io, g, loss).is_none());
     }
 }
