@@ -396,4 +396,23 @@ mod tests {
         let want: Vec<(String, usize, usize)> = want.iter().map(|&(m, t, s)| (m.to_string(), t, s)).collect();
         assert_eq!(got, want);
     }
+
+    /// Dropout makes no dispatch of its own next to linear layers at f32; a dropout below a
+    /// conditional D's projection head keeps its backward calls (the head does not fuse them);
+    /// f16 keeps every call.
+    #[test]
+    fn dropout_calls_remain_only_where_no_neighbour_fuses_them() {
+        let mnist = crate::data::assets::default_dataset().unwrap();
+        let names: Vec<String> = (0..10).map(|k| k.to_string()).collect();
+        let dropouts = |o: TrainOptions| {
+            let cfg = o.resolve_with_classes(&mnist, None, Some(&names)).unwrap();
+            let p = GanProgram::build(&cfg, mnist.n, true);
+            p.train_step.iter().filter(|op| op.entry().starts_with("dropout")).count()
+        };
+        assert_eq!(dropouts(TrainOptions::default()), 0);
+        // The top dropout's backward in the D step and the G step; every forward fused.
+        assert_eq!(dropouts(TrainOptions { conditional: true, ..Default::default() }), 2);
+        let f16 = TrainOptions { precision: Precision::F16, ..Default::default() };
+        assert_eq!(dropouts(f16), 8);
+    }
 }
