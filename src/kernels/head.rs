@@ -223,9 +223,7 @@ impl Kernel for LogitHead {
             (5, Res::Buf(dx)),
             (6, Res::Buf(self.stats)),
         ];
-        if self.p.drop.on() {
-            b.push((7, Res::State));
-        }
+        b.extend(self.p.drop.state_binding());
         b
     }
     fn unused_slots(&self) -> Vec<u32> {

@@ -352,6 +352,12 @@ impl DropMask {
         self.rate > 0.0
     }
 
+    /// The training state at slot 7 when the mask is on: the `_dropout` entry points (matmul,
+    /// matmul_tiled, head) read the step there; the others do not bind it.
+    pub fn state_binding(&self) -> Option<(u32, Res)> {
+        self.on().then_some((7, Res::State))
+    }
+
     /// The [`Dropout`] call of group `g` on `features` values per row, at element `off` of its
     /// buffer (its first row's).
     pub fn group_params(&self, g: u32, features: usize, off: usize) -> RandomParams {

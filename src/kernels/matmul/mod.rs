@@ -169,7 +169,9 @@ impl Kernel for MatmulForward {
         bytes(&self.p)
     }
     fn bindings(&self) -> Vec<(u32, Res)> {
-        with_state(&self.p, vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out))])
+        let mut b = vec![(1, Res::Buf(self.a)), (2, Res::Buf(self.c)), (3, Res::Buf(self.out))];
+        b.extend(self.p.drop.state_binding());
+        b
     }
     fn flops(&self) -> f64 {
         let (m, n, k) = self.p.mnk();
@@ -202,15 +204,6 @@ impl Kernel for MatmulForward {
             p.drop.apply(&state, p.m as usize, p.n as usize, p.out_off as usize, o);
         })
     }
-}
-
-/// `bindings` plus the training state at slot 7 when `p` fuses a dropout mask (the `_dropout`
-/// entry points read the step there; the others do not bind it).
-pub(crate) fn with_state(p: &MatmulParams, mut b: Vec<(u32, Res)>) -> Vec<(u32, Res)> {
-    if p.drop.on() {
-        b.push((7, Res::State));
-    }
-    b
 }
 
 /// dx = dz w: a = dz, c = w, out = dx.
@@ -405,7 +398,7 @@ impl Kernel for MatmulBackward {
     }
     fn bindings(&self) -> Vec<(u32, Res)> {
         let one = self.grads.or(self.dx).expect("matmul_backward computes dw or dx");
-        let b = vec![
+        let mut b = vec![
             (1, Res::Buf(self.dy)),
             (2, Res::Buf(self.w)),
             (3, Res::Buf(self.grads.unwrap_or(one))),
@@ -413,7 +406,8 @@ impl Kernel for MatmulBackward {
             (5, Res::Buf(self.x)),
             (6, Res::Buf(self.dx.unwrap_or(one))),
         ];
-        with_state(&self.p, b)
+        b.extend(self.p.drop.state_binding());
+        b
     }
     fn unused_slots(&self) -> Vec<u32> {
         [(3, self.grads.is_none()), (6, self.dx.is_none())].into_iter().filter(|t| t.1).map(|t| t.0).collect()
